@@ -1,0 +1,144 @@
+//! Resource handlers: one module per verb family. This module resolves the request's
+//! resource in the registry and dispatches by method, name and subresource.
+
+mod delete;
+mod namespaces;
+mod read;
+mod scale;
+mod services;
+mod write;
+
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::Value;
+
+use crate::api::{Api, Call, Reply};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::Resource;
+use crate::request::ResourcePath;
+use crate::store::ObjectKey;
+
+pub use namespaces::resume_terminating;
+pub(crate) use read::{matching, selectors};
+
+/// What a resource request addresses, resolved.
+pub(crate) struct Ctx {
+    pub r: Arc<Resource>,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Ctx {
+    pub fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey {
+            group: self.r.storage_group.clone(),
+            resource: self.r.plural.clone(),
+            namespace: self.namespace.clone().unwrap_or_default(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The object as served at the request's version.
+    pub fn present(&self, mut obj: Value) -> Value {
+        if let Some(o) = obj.as_object_mut() {
+            o.insert(
+                "apiVersion".into(),
+                Value::String(self.r.api_version(&self.version)),
+            );
+            o.insert("kind".into(), Value::String(self.r.kind.clone()));
+        }
+        obj
+    }
+
+    pub fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(&self.r.group, &self.r.plural, name)
+    }
+}
+
+/// Whether `dryRun=All` was asked for.
+pub(crate) fn dry_run(call: &Call) -> ApiResult<bool> {
+    match call.query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+/// Handles a request for a resource path.
+pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResult<Reply> {
+    let table = api.registry.snapshot();
+    let Some(r) = table
+        .get(&path.group, &path.version, &path.resource)
+        .cloned()
+    else {
+        return Err(ApiError::no_route());
+    };
+    if path.namespace.is_some() && !r.namespaced {
+        return Err(ApiError::no_route());
+    }
+    let ctx = Ctx {
+        r,
+        version: path.version,
+        namespace: path.namespace,
+        name: path.name,
+        subresource: path.subresource,
+    };
+    match ctx.subresource.as_deref() {
+        None => {}
+        Some("status") if ctx.r.status => {}
+        Some("scale") if ctx.r.scale.is_some() => return scale::handle(api, call, &ctx).await,
+        Some("finalize") if ctx.r.kind == "Namespace" => {}
+        Some(_) => return Err(ApiError::no_route()),
+    }
+    match (&call.method, ctx.name.is_some()) {
+        (&Method::GET, true) => read::get(api, &ctx),
+        (&Method::GET, false) if call.query.flag("watch") => crate::watch::start(api, call, &ctx),
+        (&Method::GET, false) => read::list(api, call, &ctx),
+        (&Method::POST, false) => write::create(api, call, &ctx).await,
+        (&Method::PUT, true) => write::update(api, call, &ctx).await,
+        (&Method::PATCH, true) => write::patch(api, call, &ctx).await,
+        (&Method::DELETE, true) => delete::delete(api, call, &ctx).await,
+        (&Method::DELETE, false) => delete::delete_collection(api, call, &ctx).await,
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &ctx.r.qualified())),
+    }
+}
+
+/// Creates an object through the normal create path unless one of that name exists
+/// (used at bootstrap).
+pub async fn create_if_missing(
+    api: &Arc<Api>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
+    let table = api.registry.snapshot();
+    let r = table
+        .get(group, version, plural)
+        .cloned()
+        .ok_or_else(ApiError::no_route)?;
+    let ctx = Ctx {
+        r,
+        version: version.into(),
+        namespace: namespace.map(str::to_string),
+        name: None,
+        subresource: None,
+    };
+    let name = crate::object::name_of(&obj).to_string();
+    if api.store.get(&ctx.key(&name))?.is_some() {
+        return Ok(());
+    }
+    let (obj, _) =
+        crate::decode::decode(&ctx.r, version, obj, crate::decode::FieldValidation::Strict)?;
+    match write::create_object(api, &ctx, obj, false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,102 @@
+//! Service cluster IPs: validation of a requested `spec.clusterIP` and allocation of a
+//! free one from the service CIDR (the first address belongs to the `kubernetes` service).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::api::Api;
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::object;
+
+/// Addresses handed out but maybe not stored yet, so concurrent creates differ.
+static RECENT: Mutex<Vec<Ipv4Addr>> = Mutex::new(Vec::new());
+
+fn in_cidr(ip: Ipv4Addr, (base, bits): (Ipv4Addr, u8)) -> bool {
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(bits.min(32)))
+    };
+    (u32::from(ip) & mask) == (u32::from(base) & mask)
+}
+
+/// Sets `spec.clusterIP`/`clusterIPs` for a new Service.
+pub(super) fn allocate(api: &Arc<Api>, svc: &mut Value) -> ApiResult<()> {
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if ty == "ExternalName" {
+        return Ok(());
+    }
+    let cidr = api.options.service_cidr;
+    let requested = svc
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = object::name_of(svc).to_string();
+    let (items, _) = api.store.list("", "services", None)?;
+    let mut used: HashSet<Ipv4Addr> = items
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let mut recent = RECENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    used.extend(recent.iter().copied());
+    let ip = match requested.as_str() {
+        "None" => {
+            svc["spec"]["clusterIPs"] = json!(["None"]);
+            return Ok(());
+        }
+        "" => {
+            let base = u32::from(cidr.0);
+            let size = 1u32 << (32 - u32::from(cidr.1.min(31)));
+            (10..size - 1)
+                .map(|i| Ipv4Addr::from(base + i))
+                .find(|ip| !used.contains(ip))
+                .ok_or_else(|| ApiError::internal("service CIDR exhausted"))?
+        }
+        s => {
+            let invalid = |msg: String| {
+                ApiError::invalid(
+                    "",
+                    "Service",
+                    &name,
+                    vec![Cause {
+                        reason: "FieldValueInvalid",
+                        message: msg,
+                        field: "spec.clusterIPs".into(),
+                    }],
+                )
+            };
+            let ip: Ipv4Addr = s.parse().map_err(|_| {
+                invalid(format!("Invalid value: {s:?}: must be a valid IP address"))
+            })?;
+            if !in_cidr(ip, cidr) {
+                return Err(invalid(format!(
+                    "Invalid value: {s:?}: failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {}/{}",
+                    cidr.0, cidr.1
+                )));
+            }
+            if used.contains(&ip) {
+                return Err(invalid(format!(
+                    "Invalid value: {s:?}: failed to allocate IP {s}: provided IP is already allocated"
+                )));
+            }
+            ip
+        }
+    };
+    recent.push(ip);
+    if recent.len() > 64 {
+        recent.remove(0);
+    }
+    svc["spec"]["clusterIP"] = json!(ip.to_string());
+    svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
+    Ok(())
+}

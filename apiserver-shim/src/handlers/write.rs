@@ -1,0 +1,328 @@
+//! Writes that store a whole object: create (POST), update (PUT) and patch (PATCH) of the
+//! main resource or its `status`, with dry-run, field validation, optimistic concurrency
+//! (409 on a stale resourceVersion) and retry of unconditional writes, as kube-apiserver's
+//! `GuaranteedUpdate` does.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{dry_run, namespaces, services, Ctx};
+use crate::api::{Api, Call, Reply};
+use crate::crd;
+use crate::decode::{self, FieldValidation};
+use crate::error::{ApiError, ApiResult};
+use crate::object;
+use crate::store::{Mutation, Written};
+
+/// Why a guarded write did not happen.
+pub(super) enum Guard {
+    /// The object changed since it was read: read again.
+    Retry,
+    /// A real error.
+    Api(ApiError),
+}
+
+fn warnings(mode: FieldValidation, unknown: &[String]) -> Vec<String> {
+    if mode == FieldValidation::Warn {
+        unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Decodes a request body against the context's kind.
+fn decode_body(
+    call: &Call,
+    ctx: &Ctx,
+    body: Value,
+) -> ApiResult<(Value, Vec<String>, FieldValidation)> {
+    let mode = FieldValidation::parse(call.query.get("fieldValidation"))?;
+    decode::check_type(&body, &ctx.r, &ctx.version)?;
+    let (obj, unknown) = decode::decode(&ctx.r, &ctx.version, body, mode)?;
+    Ok((obj, unknown, mode))
+}
+
+/// Parses the body of a create or update.
+fn body_of(call: &Call) -> ApiResult<Value> {
+    let ct = call.header("content-type");
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        return Err(ApiError::unsupported_media_type(
+            ct,
+            &["application/json", "application/yaml"],
+        ));
+    }
+    decode::parse_body(ct, &call.body)
+}
+
+/// POST: create an object.
+pub(super) async fn create(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
+    if ctx.subresource.is_some() {
+        return Err(ApiError::method_not_allowed("POST", &ctx.r.qualified()));
+    }
+    let (obj, unknown, mode) = decode_body(call, ctx, body_of(call)?)?;
+    let (stored, code) = create_object(api, ctx, obj, dry_run(call)?).await?;
+    Ok(Reply::json(code, ctx.present(stored)).with_warnings(warnings(mode, &unknown)))
+}
+
+/// Creates a decoded object: metadata, namespace checks, kind hooks, store.
+pub(super) async fn create_object(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    obj: Value,
+    dry: bool,
+) -> ApiResult<(Value, u16)> {
+    let mut obj = object::prepare_create(&ctx.r, ctx.namespace.as_deref(), obj)?;
+    if let Some(ns) = ctx.namespace.as_deref() {
+        namespaces::check_accepting(api, ns)?;
+    }
+    match (ctx.r.group.as_str(), ctx.r.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            crd::resource_from_crd(&obj)?;
+            crd::establish(&mut obj);
+        }
+        ("", "Service") => services::allocate(api, &mut obj)?,
+        _ => {}
+    }
+    let name = object::name_of(&obj).to_string();
+    if dry {
+        if api.store.get(&ctx.key(&name))?.is_some() {
+            return Err(ApiError::already_exists(&ctx.r.group, &ctx.r.plural, &name));
+        }
+        return Ok((obj, 201));
+    }
+    let (group, plural) = (ctx.r.group.clone(), ctx.r.plural.clone());
+    let written = api
+        .store
+        .mutate(&ctx.key(&name), move |cur| match cur {
+            Some(_) => Err(ApiError::already_exists(&group, &plural, &name)),
+            None => Ok(Mutation::Put(obj)),
+        })
+        .await??;
+    after_write(api, ctx, &written);
+    match written {
+        Written::Stored(o) => Ok((o, 201)),
+        _ => Err(ApiError::internal("create did not store")),
+    }
+}
+
+/// Kind-specific effects of a stored write (CRDs change what is served).
+pub(super) fn after_write(api: &Arc<Api>, ctx: &Ctx, w: &Written) {
+    if ctx.r.group != "apiextensions.k8s.io" || ctx.r.kind != "CustomResourceDefinition" {
+        return;
+    }
+    match w {
+        Written::Stored(crd_obj) => match crd::resource_from_crd(crd_obj) {
+            Ok(r) => api.registry.put_custom(r),
+            Err(e) => tracing::warn!(message = %e.message, "stored CRD is not servable"),
+        },
+        Written::Deleted(crd_obj) => {
+            let group = crd_obj
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let plural = crd_obj
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            api.registry.remove_custom(group, plural);
+        }
+        Written::Unchanged(_) => {}
+    }
+}
+
+/// Reads, decides and writes until the object did not change in between.
+pub(super) async fn guaranteed_update(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    name: &str,
+    decide: impl Fn(Value) -> ApiResult<Mutation>,
+) -> ApiResult<Written> {
+    let key = ctx.key(name);
+    for _ in 0..32 {
+        let Some(cur) = api.store.get(&key)? else {
+            return Err(ctx.not_found(name));
+        };
+        let read_rv = object::rv_of(&cur).to_string();
+        let mutation = decide(cur)?;
+        let not_found = ctx.not_found(name);
+        let result = api
+            .store
+            .mutate(&key, move |now| match now {
+                None => Err(Guard::Api(not_found)),
+                Some(n) if object::rv_of(&n) != read_rv => Err(Guard::Retry),
+                Some(_) => Ok(mutation),
+            })
+            .await?;
+        match result {
+            Ok(w) => {
+                after_write(api, ctx, &w);
+                return Ok(w);
+            }
+            Err(Guard::Retry) => continue,
+            Err(Guard::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(&ctx.r.group, &ctx.r.plural, name))
+}
+
+/// Decides the mutation for a candidate new object: merge with the stored one, enforce
+/// the resourceVersion precondition, delete once the last finalizer is gone.
+fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value) -> ApiResult<Mutation> {
+    let name = object::name_of(cur).to_string();
+    let wanted_rv = object::rv_of(&candidate);
+    if !wanted_rv.is_empty() && wanted_rv != object::rv_of(cur) {
+        return Err(ApiError::conflict(&ctx.r.group, &ctx.r.plural, &name));
+    }
+    let mut new = object::prepare_update(&ctx.r, cur, candidate, ctx.subresource.as_deref())?;
+    if ctx.r.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
+        crd::resource_from_crd(&new)?;
+        crd::establish(&mut new);
+    }
+    if object::is_deleting(&new) && !object::has_finalizers(&new) {
+        return Ok(Mutation::Delete);
+    }
+    if object::same_content(cur, &new) {
+        return Ok(Mutation::Keep);
+    }
+    Ok(Mutation::Put(new))
+}
+
+fn reply_for(ctx: &Ctx, w: Written) -> Reply {
+    match w {
+        Written::Stored(o) | Written::Deleted(o) | Written::Unchanged(Some(o)) => {
+            Reply::ok(ctx.present(o))
+        }
+        Written::Unchanged(None) => ctx.not_found("").into(),
+    }
+}
+
+/// PUT: replace an object or its status.
+pub(super) async fn update(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
+    let name = ctx.name.clone().unwrap_or_default();
+    let (obj, unknown, mode) = decode_body(call, ctx, body_of(call)?)?;
+    let body_name = object::name_of(&obj);
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if dry_run(call)? {
+        let cur = api
+            .store
+            .get(&ctx.key(&name))?
+            .ok_or_else(|| ctx.not_found(&name))?;
+        return Ok(match decide_update(ctx, &cur, obj)? {
+            Mutation::Put(o) => Reply::ok(ctx.present(o)),
+            _ => Reply::ok(ctx.present(cur)),
+        });
+    }
+    let w = guaranteed_update(api, ctx, &name, |cur| decide_update(ctx, &cur, obj.clone())).await?;
+    Ok(reply_for(ctx, w).with_warnings(warnings(mode, &unknown)))
+}
+
+/// The patch types served.
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// Applies a patch body to the current object.
+fn apply_patch(ctx: &Ctx, content_type: &str, cur: &Value, body: &[u8]) -> ApiResult<Value> {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let mut doc = cur.clone();
+    match mime {
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut doc, &p).map_err(|e| {
+                ApiError::unprocessable_patch(&ctx.r, object::name_of(cur), e.to_string())
+            })?;
+        }
+        "application/merge-patch+json" => {
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
+            json_patch::merge(&mut doc, &p);
+        }
+        "application/strategic-merge-patch+json" => {
+            if ctx.r.custom {
+                return Err(ApiError::unsupported_media_type(
+                    mime,
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/apply-patch+yaml",
+                    ],
+                ));
+            }
+            let p: Value = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("invalid strategic merge patch: {e}"))
+            })?;
+            doc = crate::strategic::apply(&ctx.r.kind, cur, &p)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+        "application/apply-patch+yaml" => {
+            let p = decode::parse_body(mime, body)?;
+            json_patch::merge(&mut doc, &p);
+        }
+        _ => return Err(ApiError::unsupported_media_type(mime, PATCH_TYPES)),
+    }
+    Ok(doc)
+}
+
+/// PATCH: patch an object or its status (server-side apply creates a missing object).
+pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
+    let name = ctx.name.clone().unwrap_or_default();
+    let ct = call.header("content-type").to_string();
+    let is_apply = ct.starts_with("application/apply-patch+yaml");
+    if call.body.len() > decode::MAX_BODY_BYTES {
+        return Err(ApiError::too_large(decode::MAX_BODY_BYTES));
+    }
+    if is_apply && call.query.get("fieldManager").unwrap_or("").is_empty() {
+        return Err(ApiError::bad_request(
+            "PATCH requests with apply content type require fieldManager",
+        ));
+    }
+    let dry = dry_run(call)?;
+    let mode = FieldValidation::parse(call.query.get("fieldValidation"))?;
+    if is_apply && ctx.subresource.is_none() && api.store.get(&ctx.key(&name))?.is_none() {
+        let body = decode::parse_body(&ct, &call.body)?;
+        let (obj, unknown, mode) = decode_body(call, ctx, body)?;
+        let (stored, code) = create_object(api, ctx, obj, dry).await?;
+        return Ok(Reply::json(code, ctx.present(stored)).with_warnings(warnings(mode, &unknown)));
+    }
+    let unknown_seen = std::sync::Mutex::new(Vec::new());
+    let decide = |cur: Value| -> ApiResult<Mutation> {
+        let patched = apply_patch(ctx, &ct, &cur, &call.body)?;
+        decode::check_type(&patched, &ctx.r, &ctx.version)?;
+        let (obj, unknown) = decode::decode(&ctx.r, &ctx.version, patched, mode)?;
+        if let Ok(mut u) = unknown_seen.lock() {
+            *u = unknown;
+        }
+        if object::name_of(&obj) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name_of(&obj)
+            )));
+        }
+        decide_update(ctx, &cur, obj)
+    };
+    if dry {
+        let cur = api
+            .store
+            .get(&ctx.key(&name))?
+            .ok_or_else(|| ctx.not_found(&name))?;
+        return Ok(match decide(cur.clone())? {
+            Mutation::Put(o) => Reply::ok(ctx.present(o)),
+            _ => Reply::ok(ctx.present(cur)),
+        });
+    }
+    let w = guaranteed_update(api, ctx, &name, decide).await?;
+    let unknown = unknown_seen.lock().map(|u| u.clone()).unwrap_or_default();
+    Ok(reply_for(ctx, w).with_warnings(warnings(mode, &unknown)))
+}

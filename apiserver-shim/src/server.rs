@@ -1,0 +1,151 @@
+//! The HTTPS listener: TLS handshake (rustls), HTTP/1.1 and HTTP/2 (hyper), authentication,
+//! and the translation between HTTP and the API's [`Call`]/[`Reply`]. One task per
+//! connection; no logging on the request path unless `debug` is enabled.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Api, Call, Reply};
+use crate::auth;
+use crate::decode::MAX_BODY_BYTES;
+use crate::error::ApiError;
+use crate::request::Query;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(code: u16, content_type: &str, bytes: Vec<u8>, warnings: &[String]) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, content_type);
+    for w in warnings {
+        b = b.header(header::WARNING, format!("299 - {:?}", w));
+    }
+    b.body(Full::new(Bytes::from(bytes)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn render(reply: Reply) -> Response<Body> {
+    match reply {
+        Reply::Json {
+            code,
+            body,
+            content_type,
+            warnings,
+        } => full(
+            code,
+            content_type,
+            serde_json::to_vec(&body).unwrap_or_default(),
+            &warnings,
+        ),
+        Reply::Text(code, text) => full(code, "text/plain; charset=utf-8", text.into_bytes(), &[]),
+        Reply::Stream(rx) => {
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CACHE_CONTROL, "no-cache, private")
+                .body(StreamBody::new(stream).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+        }
+    }
+}
+
+async fn handle(
+    api: Arc<Api>,
+    token: Arc<str>,
+    has_cert: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    if auth::authenticate(has_cert, &parts.headers, &token).is_none() {
+        return Ok(render(ApiError::unauthorized().into()));
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Ok(render(ApiError::too_large(MAX_BODY_BYTES).into()));
+        }
+        Err(e) => {
+            return Ok(render(
+                ApiError::bad_request(format!("reading body: {e}")).into(),
+            ))
+        }
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Ok(render(ApiError::too_large(MAX_BODY_BYTES).into()));
+    }
+    let call = Call {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: Query::parse(parts.uri.query()),
+        headers: parts.headers,
+        body,
+    };
+    tracing::debug!(method = %call.method, path = %call.path, "request");
+    Ok(render(api.handle(call).await))
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    api: Arc<Api>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    token: String,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let token: Arc<str> = token.into();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        let token = token.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let has_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service = hyper::service::service_fn(move |req| {
+                handle(api.clone(), token.clone(), has_cert, req)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}

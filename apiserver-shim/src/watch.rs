@@ -1,0 +1,205 @@
+//! Watch: a stream of newline-delimited `{"type","object"}` events for one resource,
+//! filtered by namespace and selectors. It starts with synthetic ADDED events (no
+//! resourceVersion, `0`, or `sendInitialEvents=true`, which ends the burst with the
+//! `k8s.io/initial-events-end` bookmark), or resumes after a given revision from the
+//! store's history (410 Expired as an ERROR event when that revision was compacted). Then
+//! it follows published events, catches up from history if it falls behind, sends
+//! bookmarks when asked, and ends at `timeoutSeconds`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::{Api, Call, Reply};
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::Ctx;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::Event;
+
+struct Filter {
+    group: String,
+    resource: String,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn matches(&self, ev: &Event) -> bool {
+        ev.group == self.group
+            && ev.resource == self.resource
+            && self.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace)
+            && self.labels.matches(&ev.object)
+            && self.fields.matches(&ev.object)
+    }
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// Starts a watch for the context's resource.
+pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
+    let (labels, fields) = crate::handlers::selectors(call)?;
+    let rv = call.query.get("resourceVersion").unwrap_or("");
+    let send_initial = call.query.get("sendInitialEvents") == Some("true");
+    let bookmarks = call.query.flag("allowWatchBookmarks");
+    let max = api.options.max_watch;
+    let timeout = match call.query.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid timeoutSeconds {t:?}: must be an unsigned integer"
+            ))
+        })?)
+        .min(max),
+        None => max,
+    };
+    let filter = Filter {
+        group: ctx.r.storage_group.clone(),
+        resource: ctx.r.plural.clone(),
+        namespace: ctx.namespace.clone(),
+        labels,
+        fields,
+    };
+    // Subscribe before reading the starting state, so nothing falls in between.
+    let sub = api.store.subscribe();
+    let (initial, start) = if rv.is_empty() || rv == "0" || send_initial {
+        let (items, rev) = crate::handlers::matching(api, call, ctx)?;
+        (items, rev)
+    } else {
+        let n = rv.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resourceVersion {rv:?}: must be an unsigned integer"
+            ))
+        })?;
+        (Vec::new(), n)
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let present = {
+        let api_version = ctx.r.api_version(&ctx.version);
+        let kind = ctx.r.kind.clone();
+        move |mut o: Value| {
+            if let Some(m) = o.as_object_mut() {
+                m.insert("apiVersion".into(), json!(api_version));
+                m.insert("kind".into(), json!(kind));
+            }
+            o
+        }
+    };
+    let bookmark = {
+        let api_version = ctx.r.api_version(&ctx.version);
+        let kind = ctx.r.kind.clone();
+        move |rev: u64, end: bool| {
+            let mut meta = json!({"resourceVersion": rev.to_string()});
+            if end {
+                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            line(
+                "BOOKMARK",
+                &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
+            )
+        }
+    };
+    let api = api.clone();
+    let interval = api.options.bookmark_interval;
+    tokio::spawn(async move {
+        for o in initial {
+            if tx.send(line("ADDED", &o)).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && tx.send(bookmark(start, true)).await.is_err() {
+            return;
+        }
+        follow(
+            api,
+            sub,
+            tx,
+            filter,
+            start,
+            timeout,
+            bookmarks.then_some(interval),
+            present,
+            bookmark,
+        )
+        .await;
+    });
+    Ok(Reply::Stream(rx))
+}
+
+#[allow(clippy::too_many_arguments)] // the parts of one watch, built once in `start`
+async fn follow(
+    api: Arc<Api>,
+    mut sub: broadcast::Receiver<Arc<Event>>,
+    tx: mpsc::Sender<Bytes>,
+    filter: Filter,
+    mut last: u64,
+    timeout: Duration,
+    bookmarks: Option<Duration>,
+    present: impl Fn(Value) -> Value,
+    bookmark: impl Fn(u64, bool) -> Bytes,
+) {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(bookmarks.unwrap_or(Duration::from_secs(3600)));
+    tick.tick().await;
+    let mut catch_up = true;
+    loop {
+        if catch_up {
+            catch_up = false;
+            match api.store.history(last, api.store.durable_revision()) {
+                Ok(Some(events)) => {
+                    for ev in events {
+                        last = ev.rev;
+                        if filter.matches(&ev)
+                            && tx
+                                .send(line(ev.kind.as_str(), &present(ev.object.clone())))
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let e = ApiError::expired(last, api.store.compacted_revision());
+                    let _ = tx.send(line("ERROR", &e.to_status())).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(line("ERROR", &ApiError::from(e).to_status())).await;
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            ev = sub.recv() => match ev {
+                Ok(ev) => {
+                    if ev.rev <= last {
+                        continue;
+                    }
+                    last = ev.rev;
+                    if filter.matches(&ev)
+                        && tx.send(line(ev.kind.as_str(), &present(ev.object.clone()))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick(), if bookmarks.is_some() => {
+                if tx.send(bookmark(last, false)).await.is_err() {
+                    return;
+                }
+            }
+            _ = &mut deadline => return,
+            _ = tx.closed() => return,
+        }
+    }
+}

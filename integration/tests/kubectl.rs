@@ -1,0 +1,313 @@
+//! The issue-2 acceptance scenario, driven through the real kubectl against the real
+//! spinlet binary: namespaces, `get all`, create/get/delete of built-in and SpinApp
+//! objects under both API groups, label selectors, describe, api-resources, a watch that
+//! sees another process's change, bad input, authentication and file modes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Server;
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm1, labels: {app: x}}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s1, labels: {app: other}}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc1, labels: {app: x}}
+spec:
+  selector: {app: x}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+fn spinapp(group: &str, name: &str) -> String {
+    format!(
+        "apiVersion: {group}/v1alpha1\nkind: SpinApp\nmetadata:\n  name: {name}\nspec:\n  image: \"ghcr.io/spinkube/containerd-shim-spin/examples/spin-rust-hello:v0.14.1\"\n  replicas: 1\n  executor: containerd-shim-spin\n"
+    )
+}
+
+#[test]
+fn fresh_server_has_system_namespaces_and_kubernetes_service() {
+    let s = Server::start();
+    let ns = s.kubectl(&["get", "ns", "-o", "name"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
+    }
+    let all = s.kubectl(&["get", "all", "-A"]);
+    assert!(all.contains("kubernetes"), "{all}");
+    let v = s.kubectl(&["version", "-o", "json"]);
+    assert!(v.contains("\"minor\": \"32\""), "{v}");
+}
+
+#[test]
+fn create_get_delete_builtin_objects() {
+    let s = Server::start();
+    let out = s.kubectl_stdin(&["create", "-f", "-"], OBJECTS);
+    assert!(out.contains("configmap/cm1 created"), "{out}");
+    assert!(out.contains("secret/s1 created"), "{out}");
+    assert!(out.contains("service/svc1 created"), "{out}");
+
+    let cm = s.kubectl(&["get", "configmap", "cm1", "-o", "yaml"]);
+    assert!(cm.contains("a: \"1\""), "{cm}");
+    assert!(
+        cm.contains("uid:") && cm.contains("resourceVersion:"),
+        "{cm}"
+    );
+    let secret = s.kubectl(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(secret, "aHVudGVyMg==", "stringData folded into base64 data");
+    let ip = s.kubectl(&["get", "svc", "svc1", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(
+        ip.starts_with("10.43."),
+        "cluster IP from the service CIDR: {ip}"
+    );
+
+    let labelled = s.kubectl(&["get", "cm,secret,svc", "-l", "app=x", "-o", "name"]);
+    assert!(labelled.contains("configmap/cm1"), "{labelled}");
+    assert!(labelled.contains("service/svc1"), "{labelled}");
+    assert!(!labelled.contains("secret/s1"), "{labelled}");
+
+    let described = s.kubectl(&["describe", "service", "svc1"]);
+    assert!(
+        described.contains("Name:") && described.contains("svc1"),
+        "{described}"
+    );
+    assert!(described.contains("8080/TCP"), "{described}");
+
+    let dup = s.kubectl_fails(&["create", "-f", "-"], Some(OBJECTS));
+    assert!(dup.contains("AlreadyExists"), "{dup}");
+
+    let out = s.kubectl_stdin(&["delete", "-f", "-"], OBJECTS);
+    assert!(out.contains("configmap \"cm1\" deleted"), "{out}");
+    let gone = s.kubectl_fails(&["get", "configmap", "cm1"], None);
+    assert!(gone.contains("NotFound"), "{gone}");
+}
+
+#[test]
+fn spinapps_under_both_groups() {
+    let s = Server::start();
+    let resources = s.kubectl(&["api-resources"]);
+    for g in ["core.spinoperator.dev", "core.spinkube.dev"] {
+        assert!(
+            resources
+                .lines()
+                .any(|l| l.starts_with("spinapps") && l.contains(g)),
+            "{resources}"
+        );
+    }
+    s.kubectl_stdin(&["apply", "-f", "-"], &std::fs::read_to_string(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds/manifests/shim-executor.yaml"),
+    ).unwrap_or_else(|_| {
+        "apiVersion: core.spinoperator.dev/v1alpha1\nkind: SpinAppExecutor\nmetadata:\n  name: containerd-shim-spin\nspec:\n  createDeployment: true\n  deploymentConfig:\n    runtimeClassName: wasmtime-spin-v2\n".into()
+    }));
+    for (group, name) in [
+        ("core.spinoperator.dev", "old-group-app"),
+        ("core.spinkube.dev", "new-group-app"),
+    ] {
+        let out = s.kubectl_stdin(&["create", "-f", "-"], &spinapp(group, name));
+        assert!(
+            out.contains(&format!("spinapp.{group}/{name} created")),
+            "{out}"
+        );
+        let y = s.kubectl(&["get", &format!("spinapps.{group}"), name, "-o", "yaml"]);
+        assert!(y.contains(&format!("apiVersion: {group}/v1alpha1")), "{y}");
+        assert!(y.contains("generation: 1"), "{y}");
+        // Applied twice, the second apply changes nothing.
+        let again = s.kubectl_stdin(&["apply", "-f", "-"], &spinapp(group, name));
+        assert!(
+            again.contains("configured") || again.contains("unchanged"),
+            "{again}"
+        );
+    }
+    // The groups share storage: an app created under the docs' group is listed under
+    // the current one.
+    let listed = s.kubectl(&["get", "spinapps.core.spinkube.dev", "-o", "name"]);
+    assert!(
+        listed.contains("old-group-app") && listed.contains("new-group-app"),
+        "{listed}"
+    );
+
+    // Unknown fields are rejected with the field named (kubectl asks for Strict).
+    let bad =
+        spinapp("core.spinkube.dev", "bad").replace("replicas: 1", "replicas: 1\n  bogus: true");
+    let err = s.kubectl_fails(&["create", "-f", "-"], Some(&bad));
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+    // A wrong type is a 422 naming the field.
+    let bad = spinapp("core.spinkube.dev", "bad").replace("replicas: 1", "replicas: lots");
+    let err = s.kubectl_fails(&["create", "-f", "-"], Some(&bad));
+    assert!(err.contains("spec.replicas"), "{err}");
+
+    for (group, name) in [
+        ("core.spinoperator.dev", "old-group-app"),
+        ("core.spinkube.dev", "new-group-app"),
+    ] {
+        let out = s.kubectl(&["delete", &format!("spinapps.{group}"), name]);
+        assert!(out.contains("deleted"), "{out}");
+    }
+    let none = s.kubectl(&["get", "spinapps.core.spinoperator.dev", "-o", "name"]);
+    assert!(none.trim().is_empty(), "{none}");
+}
+
+#[test]
+fn watch_sees_a_change_from_another_process() {
+    let s = Server::start();
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v1}\n",
+    );
+    let mut watch = s
+        .kubectl_cmd()
+        .args([
+            "get",
+            "configmap",
+            "watched",
+            "-w",
+            "-o",
+            "jsonpath={.data.k}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("initial value");
+    assert_eq!(first, "v1");
+    s.kubectl(&[
+        "patch",
+        "configmap",
+        "watched",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":"v2"}}"#,
+    ]);
+    let next = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("watched change");
+    assert_eq!(next, "v2");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn bad_input_gets_kube_errors_and_changes_nothing() {
+    let s = Server::start();
+    let err = s.kubectl_fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n"),
+    );
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
+    let err = s.kubectl_fails(
+        &["create", "-n", "nowhere", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"),
+    );
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+    let err = s.kubectl_fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\nbogus: 1\n"),
+    );
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let err = s.kubectl_fails(
+        &["create", "--validate=false", "-f", "-"],
+        Some("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: \"three\"}\n"),
+    );
+    assert!(
+        err.contains("BadRequest") || err.contains("cannot"),
+        "{err}"
+    );
+    let cms = s.kubectl(&["get", "configmaps", "-o", "name"]);
+    assert!(cms.trim().is_empty(), "nothing stored: {cms}");
+    let err = s.kubectl_fails(&["delete", "namespace", "kube-system"], None);
+    assert!(err.contains("Forbidden"), "{err}");
+}
+
+#[test]
+fn namespace_delete_removes_its_contents() {
+    let s = Server::start();
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: scratch}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: scratch}\n",
+    );
+    let out = s.kubectl(&["delete", "namespace", "scratch", "--timeout=20s"]);
+    assert!(out.contains("deleted"), "{out}");
+    let err = s.kubectl_fails(&["get", "configmap", "c", "-n", "scratch"], None);
+    assert!(err.contains("NotFound"), "{err}");
+}
+
+#[test]
+fn credentials_are_required_and_private() {
+    let s = Server::start();
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&s.kubeconfig), 0o600);
+    for key in ["server-ca.key", "serving.key", "client-admin.key"] {
+        assert_eq!(
+            mode(&s.data_dir.join("server/tls").join(key)),
+            0o600,
+            "{key}"
+        );
+    }
+    assert_eq!(mode(&s.data_dir.join("server/token")), 0o600);
+
+    // The same cluster without a user: kubectl gets 401.
+    let text = std::fs::read_to_string(&s.kubeconfig).expect("kubeconfig");
+    let anonymous: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("users:"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "users:\n- name: default\n  user: {}\n";
+    let path = s.dir.path().join("anonymous.yaml");
+    std::fs::write(&path, anonymous).expect("write");
+    // A request without credentials gets a 401 Status.
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{}/api/v1/namespaces", s.port))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.ends_with("\n401"), "{body}");
+    assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
+
+    // The bearer token from the data dir authenticates.
+    let token = std::fs::read_to_string(s.data_dir.join("server/token")).expect("token");
+    let with_token = std::fs::read_to_string(&path).expect("read").replace(
+        "  user: {}",
+        &format!("  user: {{token: {}}}", token.trim()),
+    );
+    let token_path = s.dir.path().join("token.yaml");
+    std::fs::write(&token_path, with_token).expect("write");
+    let out = s
+        .kubectl_cmd()
+        .env("KUBECONFIG", &token_path)
+        .args(["get", "ns", "default", "-o", "name"])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

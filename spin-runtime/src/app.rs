@@ -1,0 +1,484 @@
+//! Loading an app: manifest → resolved variables → compiled, linked, pre-instantiated
+//! components → router.
+//!
+//! This module owns the load sequence and everything done once per app, in the order
+//! that lets configuration errors surface before any compilation:
+//!
+//! 1. parse and validate `spin.toml` ([`crate::manifest`]);
+//! 2. resolve application variables (a missing required one stops here) and render each
+//!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]);
+//! 3. open the key-value stores under the state directory ([`crate::key_value`]);
+//! 4. build the engine with the compile cache ([`crate::engine`], [`crate::cache`]);
+//! 5. componentize core modules ([`crate::componentize`]), compile each distinct Wasm
+//!    file once, link it (real host interfaces, then
+//!    "unavailable" stubs for the rest, [`crate::unavailable`]) and pre-instantiate it
+//!    as a `wasi:http/incoming-handler` proxy;
+//! 6. build the router ([`crate::routing`]).
+//!
+//! Per request, [`AppComponent::new_state`] builds a fresh [`InstanceState`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::StoreLimitsBuilder;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::engine::{EngineOptions, RuntimeEngine};
+use crate::key_value::{KeyValueCtx, KeyValueStores};
+use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
+use crate::outbound::{AllowedHosts, OutboundHttp};
+use crate::routing::Router;
+use crate::state::InstanceState;
+use crate::variables::{self, Providers, VariablesCtx};
+
+/// Errors from loading an app.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The app argument is neither a manifest nor a directory containing `spin.toml`.
+    #[error("no Spin app at {0}: expected a spin.toml file or a directory containing one")]
+    NotFound(PathBuf),
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::Error),
+    /// Variables could not be resolved.
+    #[error(transparent)]
+    Variables(#[from] variables::Error),
+    /// A component's allowed hosts are invalid.
+    #[error("component `{component}`: {source}")]
+    Outbound {
+        /// Component id.
+        component: String,
+        /// The parse error.
+        #[source]
+        source: crate::outbound::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key-value stores could not be opened or a grant is unconfigured.
+    #[error(transparent)]
+    KeyValue(#[from] crate::key_value::Error),
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    /// A component's source is not supported.
+    #[error("component `{component}`: {message}")]
+    Unsupported {
+        /// Component id.
+        component: String,
+        /// What is unsupported.
+        message: String,
+    },
+    /// A component's Wasm file could not be read.
+    #[error("component `{component}`: cannot read {path}: {source}")]
+    ReadSource {
+        /// Component id.
+        component: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component failed to compile.
+    #[error("component `{component}`: cannot compile {path}: {source:#}")]
+    Compile {
+        /// Component id.
+        component: String,
+        /// The file.
+        path: PathBuf,
+        /// The wasmtime error.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// A component failed to link or is not an HTTP component.
+    #[error("component `{component}`: {source:#}")]
+    Link {
+        /// Component id.
+        component: String,
+        /// The wasmtime error.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// A core module could not be componentized.
+    #[error("component `{component}`: {path}: {source}")]
+    Componentize {
+        /// Component id.
+        component: String,
+        /// The file.
+        path: PathBuf,
+        /// The componentize error.
+        #[source]
+        source: crate::componentize::Error,
+    },
+    /// A route is invalid.
+    #[error(transparent)]
+    Route(#[from] crate::routing::Error),
+}
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What loading needs besides the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// `spin.toml` or the directory containing it.
+    pub app: PathBuf,
+    /// `--variable NAME=VALUE` arguments.
+    pub variables: Vec<String>,
+    /// `--env NAME=VALUE` pairs, passed to every component's WASI environment.
+    pub env: Vec<(String, String)>,
+    /// State directory (default `<app dir>/.spin`).
+    pub state_dir: Option<PathBuf>,
+    /// Compile cache directory (default: see [`crate::cache::default_dir`]).
+    pub cache_dir: Option<PathBuf>,
+    /// Per-instance linear memory cap in bytes.
+    pub max_instance_memory: Option<u64>,
+    /// Per-request deadline (none by default, as in `spin up`).
+    pub request_timeout: Option<Duration>,
+    /// Engine settings.
+    pub engine: EngineOptions,
+}
+
+/// What a route leads to.
+pub enum Target {
+    /// A component.
+    Component(Arc<AppComponent>),
+    /// A static response.
+    Static(StaticResponse),
+}
+
+/// One loaded component: pre-instantiated, with its per-instance configuration.
+pub struct AppComponent {
+    /// Component id.
+    pub id: String,
+    /// Pre-instantiated proxy.
+    pub pre: ProxyPre<InstanceState>,
+    env: Vec<(String, String)>,
+    files: Vec<(PathBuf, String)>,
+    variables: Arc<HashMap<String, String>>,
+    key_value: KeyValueCtx,
+    allowed_hosts: Arc<AllowedHosts>,
+    max_instance_memory: Option<u64>,
+}
+
+impl AppComponent {
+    /// Builds fresh store data for one request.
+    pub fn new_state(&self) -> wasmtime::Result<InstanceState> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env).inherit_stdout().inherit_stderr();
+        for (host, guest) in &self.files {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(max) = self.max_instance_memory {
+            limits = limits.memory_size(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        Ok(InstanceState {
+            table: Default::default(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHttp::new(self.allowed_hosts.clone()),
+            limits: limits.build(),
+            variables: VariablesCtx::new(self.variables.clone()),
+            key_value: self.key_value.clone(),
+        })
+    }
+}
+
+/// Counters from loading, for logs and tests.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    /// Distinct Wasm files loaded.
+    pub wasm_files: usize,
+    /// Served from the compile cache.
+    pub cache_hits: usize,
+    /// Compiled (and stored in the cache).
+    pub compiled: usize,
+    /// Time spent loading.
+    pub elapsed: Duration,
+}
+
+/// A loaded app, ready to serve.
+pub struct App {
+    /// `application.name`.
+    pub name: String,
+    /// `application.version`.
+    pub version: Option<String>,
+    /// Routes to targets.
+    pub router: Router<Target>,
+    /// The engine (keeps the epoch ticker alive).
+    pub engine: RuntimeEngine,
+    /// Key-value stores (flushed at shutdown).
+    pub key_value: Arc<KeyValueStores>,
+    /// Per-request deadline.
+    pub request_timeout: Option<Duration>,
+    /// Load counters.
+    pub stats: LoadStats,
+}
+
+/// Finds the manifest: `path` itself if it is a file, else `path/spin.toml`.
+pub fn manifest_path(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_owned());
+    }
+    let candidate = path.join("spin.toml");
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(Error::NotFound(path.to_owned()))
+    }
+}
+
+/// Loads the app described by `options`.
+pub fn load(options: &AppOptions) -> Result<App> {
+    let started = Instant::now();
+    let manifest_path = manifest_path(&options.app)?;
+    let app_dir = manifest_path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let manifest = Manifest::from_file(&manifest_path)?;
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app_dir.join(".spin"));
+    load_manifest(manifest, &app_dir, Some(state_dir), options, started)
+}
+
+/// Loads an already parsed manifest whose relative paths are relative to `app_dir`.
+/// With no `state_dir` the default key-value store is kept in memory (as Spin does for
+/// apps from a registry).
+pub fn load_manifest(
+    manifest: Manifest,
+    app_dir: &Path,
+    state_dir: Option<PathBuf>,
+    options: &AppOptions,
+    started: Instant,
+) -> Result<App> {
+    // Variables first: a missing required variable must stop the app before compiling.
+    let providers = Providers::from_args(&options.variables)?;
+    let app_values = variables::resolve_app_variables(&manifest.variables, &providers)?;
+
+    let key_value = match &state_dir {
+        Some(state_dir) => {
+            std::fs::create_dir_all(state_dir).map_err(|source| Error::StateDir {
+                path: state_dir.clone(),
+                source,
+            })?;
+            Arc::new(KeyValueStores::open(state_dir)?)
+        }
+        None => Arc::new(KeyValueStores::in_memory()?),
+    };
+    let cache_fallback = state_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("compiled");
+    let app_dir = app_dir.to_owned();
+
+    let components = manifest.all_components();
+    let routes = manifest.http_routes();
+    let used: HashSet<&str> = routes
+        .iter()
+        .filter_map(|(_, t, _)| match t {
+            TriggerTarget::Component(c) => Some(c.as_str()),
+            TriggerTarget::Static(_) => None,
+        })
+        .collect();
+
+    let cache_dir = options
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| crate::cache::default_dir(&cache_fallback));
+    let engine = RuntimeEngine::new(&options.engine, &cache_dir)?;
+
+    let mut base: Linker<InstanceState> = Linker::new(&engine.engine);
+    let link = |component: &str| {
+        let component = component.to_string();
+        move |source| Error::Link { component, source }
+    };
+    wasmtime_wasi::p2::add_to_linker_async(&mut base).map_err(link("(host)"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base).map_err(link("(host)"))?;
+    variables::add_to_linker(&mut base).map_err(link("(host)"))?;
+    crate::key_value::add_to_linker(&mut base).map_err(link("(host)"))?;
+
+    let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
+    let mut loaded: HashMap<String, Arc<AppComponent>> = HashMap::new();
+    for (id, component) in &components {
+        if !used.contains(id.as_str()) {
+            continue;
+        }
+        let unsupported = |message: String| Error::Unsupported {
+            component: id.clone(),
+            message,
+        };
+        let source_path = match &component.source {
+            Source::Local(p) => app_dir.join(p),
+            Source::Remote { url, .. } => {
+                return Err(unsupported(format!(
+                    "source url {url}: remote sources are not supported yet"
+                )))
+            }
+            Source::Registry { package, .. } => {
+                return Err(unsupported(format!(
+                    "source package {package}: registry sources are not supported yet"
+                )))
+            }
+        };
+        let wasm = match compiled.get(&source_path) {
+            Some(c) => c.clone(),
+            None => {
+                let bytes = std::fs::read(&source_path).map_err(|source| Error::ReadSource {
+                    component: id.clone(),
+                    path: source_path.clone(),
+                    source,
+                })?;
+                let (bytes, adapted) =
+                    crate::componentize::componentize_if_needed(bytes).map_err(|source| {
+                        Error::Componentize {
+                            component: id.clone(),
+                            path: source_path.clone(),
+                            source,
+                        }
+                    })?;
+                if adapted {
+                    tracing::debug!(component = %id, "core module componentized with the preview1 reactor adapter");
+                }
+                let c =
+                    Component::new(&engine.engine, &bytes).map_err(|source| Error::Compile {
+                        component: id.clone(),
+                        path: source_path.clone(),
+                        source,
+                    })?;
+                compiled.insert(source_path.clone(), c.clone());
+                c
+            }
+        };
+
+        let mut linker = base.clone();
+        let stubbed = crate::unavailable::define_unavailable(&engine.engine, &mut linker, &wasm)
+            .map_err(link(id))?;
+        if !stubbed.is_empty() {
+            tracing::debug!(component = %id, ?stubbed, "imports linked as unavailable");
+        }
+        let pre = linker.instantiate_pre(&wasm).map_err(link(id))?;
+        let pre = ProxyPre::new(pre).map_err(|e| Error::Link {
+            component: id.clone(),
+            source: e
+                .context("not an HTTP component: it must export wasi:http/incoming-handler@0.2.x"),
+        })?;
+
+        let variables = variables::render_component_variables(&component.variables, &app_values)?;
+        let mut allowed = Vec::new();
+        for entry in &component.allowed_outbound_hosts {
+            allowed.push(variables::render(entry, &app_values)?);
+        }
+        let allowed_hosts = AllowedHosts::parse(&allowed).map_err(|source| Error::Outbound {
+            component: id.clone(),
+            source,
+        })?;
+        key_value.check_grants(id, &component.key_value_stores)?;
+        let mut env: Vec<(String, String)> = component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &options.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        let files = file_mounts(&app_dir, &component.files).map_err(unsupported)?;
+        loaded.insert(
+            id.clone(),
+            Arc::new(AppComponent {
+                id: id.clone(),
+                pre,
+                env,
+                files,
+                variables: Arc::new(variables),
+                key_value: KeyValueCtx::new(
+                    key_value.clone(),
+                    Arc::new(component.key_value_stores.iter().cloned().collect()),
+                ),
+                allowed_hosts: Arc::new(allowed_hosts),
+                max_instance_memory: options.max_instance_memory,
+            }),
+        );
+    }
+
+    let mut entries = Vec::new();
+    for (_trigger, target, route) in routes {
+        let RouteConfig::Route(route) = route else {
+            continue; // private: reachable only through service chaining
+        };
+        let target = match target {
+            TriggerTarget::Component(id) => match loaded.get(&id) {
+                Some(c) => Target::Component(c.clone()),
+                None => continue,
+            },
+            TriggerTarget::Static(r) => Target::Static(r),
+        };
+        entries.push((route, target));
+    }
+    let (router, duplicates) = Router::build(entries)?;
+    for route in duplicates {
+        tracing::error!(%route, "duplicate route: the later trigger replaces the earlier one");
+    }
+
+    let stats = LoadStats {
+        wasm_files: compiled.len(),
+        cache_hits: engine.cache.hits(),
+        compiled: engine.cache.misses(),
+        elapsed: started.elapsed(),
+    };
+    Ok(App {
+        name: manifest.application.name.clone(),
+        version: manifest.application.version.clone(),
+        router,
+        engine,
+        key_value,
+        request_timeout: options.request_timeout,
+        stats,
+    })
+}
+
+/// Resolves `files` entries to `(host dir, guest dir)` preopens. Directories only for now:
+/// a plain directory path mounts at the same path; `{ source, destination }` mounts the
+/// source directory at the destination. Globs and single files are not supported yet.
+fn file_mounts(app_dir: &Path, files: &[FileMount]) -> Result<Vec<(PathBuf, String)>, String> {
+    let mut mounts = Vec::new();
+    for f in files {
+        let (source, destination) = match f {
+            FileMount::Pattern(p) => (p.clone(), format!("/{}", p.trim_start_matches("./"))),
+            FileMount::Placement {
+                source,
+                destination,
+            } => (source.clone(), destination.clone()),
+        };
+        if source.contains(['*', '?', '[']) {
+            return Err(format!(
+                "files entry `{source}`: glob patterns are not supported yet; mount a directory"
+            ));
+        }
+        let host = app_dir.join(&source);
+        if !host.is_dir() {
+            return Err(format!(
+                "files entry `{source}`: {} is not a directory (only directory mounts are supported yet)",
+                host.display()
+            ));
+        }
+        mounts.push((host, destination));
+    }
+    Ok(mounts)
+}

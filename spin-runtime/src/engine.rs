@@ -1,0 +1,126 @@
+//! The wasmtime engine Spin apps run in: configuration, pooling limits and the epoch ticker.
+//!
+//! This module owns engine-wide settings, as Spin's `crates/core` sets them: component
+//! model on, async support, epoch interruption with a ticker thread every
+//! [`EPOCH_TICK`], and the pooling instance allocator sized by
+//! `SPIN_MAX_INSTANCE_COUNT` (default 1000) with Spin's per-component limits. Pooling can
+//! be turned off with `SPIN_WASMTIME_POOLING=0`. The compiled-code cache is attached here
+//! (see [`crate::cache`]).
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::CompileCache;
+
+/// How often the epoch advances; request deadlines are measured in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Default for `SPIN_MAX_INSTANCE_COUNT`.
+pub const DEFAULT_MAX_INSTANCE_COUNT: u32 = 1000;
+
+const MIB: usize = 1 << 20;
+
+/// Errors from building the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// wasmtime rejected the configuration.
+    #[error("cannot create the wasmtime engine: {0}")]
+    Create(#[source] wasmtime::Error),
+    /// The compile cache could not be set up.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Use the pooling allocator (Spin: on unless `SPIN_WASMTIME_POOLING=0`).
+    pub pooling: bool,
+    /// Pool size: instances, memories and stacks (`SPIN_MAX_INSTANCE_COUNT`).
+    pub max_instance_count: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            pooling: true,
+            max_instance_count: DEFAULT_MAX_INSTANCE_COUNT,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Defaults overridden by `SPIN_WASMTIME_POOLING` and `SPIN_MAX_INSTANCE_COUNT`.
+    pub fn from_env() -> Self {
+        let mut options = Self::default();
+        if let Ok(v) = std::env::var("SPIN_WASMTIME_POOLING") {
+            options.pooling = !matches!(v.as_str(), "0" | "false" | "no");
+        }
+        if let Some(n) = std::env::var("SPIN_MAX_INSTANCE_COUNT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            options.max_instance_count = n;
+        }
+        options
+    }
+}
+
+/// An engine with its compile cache and a running epoch ticker.
+pub struct RuntimeEngine {
+    /// The wasmtime engine.
+    pub engine: Engine,
+    /// The compiled-code cache.
+    pub cache: CompileCache,
+}
+
+impl RuntimeEngine {
+    /// Builds the engine and starts the epoch ticker (it stops when the engine is dropped).
+    pub fn new(options: &EngineOptions, cache_dir: &Path) -> Result<RuntimeEngine, Error> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        if options.pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                options.max_instance_count,
+            )));
+        }
+        let cache = CompileCache::attach(&mut config, cache_dir)?;
+        let engine = Engine::new(&config).map_err(Error::Create)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("spinlet-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            })
+            .map_err(|e| Error::Create(wasmtime::Error::from(e)))?;
+        Ok(RuntimeEngine { engine, cache })
+    }
+}
+
+fn pooling_config(n: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_memories(n)
+        .total_stacks(n)
+        .total_tables(2 * n)
+        .total_core_instances(4 * n)
+        .table_elements(100_000)
+        .max_component_instance_size(10 * MIB)
+        .max_core_instance_size(10 * MIB)
+        .max_core_instances_per_component(200)
+        .max_tables_per_component(64)
+        .max_memories_per_component(32)
+        .max_tables_per_module(2)
+        .max_memories_per_module(2)
+        .max_memory_size(4 << 30)
+        .linear_memory_keep_resident(2 * MIB)
+        .table_keep_resident(512 * 1024);
+    pool
+}

@@ -1,0 +1,171 @@
+//! The `spin-*` request headers Spin adds for the guest, and the request rewrite that
+//! goes with them.
+//!
+//! This module owns the values of `spin-full-url`, `spin-path-info`,
+//! `spin-matched-route`, `spin-base-path`, `spin-raw-component-route`,
+//! `spin-component-route`, `spin-client-addr` and `spin-path-match-<name>`, computed
+//! exactly as Spin's `trigger-http/src/headers.rs` does, and the WASI-HTTP request
+//! preparation: `Connection` dropped, a `*.spin.internal` `Host` dropped, and the URI's
+//! scheme and authority rebuilt from the listener scheme and the `Host` header.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::routing::RouteMatch;
+
+/// The header values for one request, in the order Spin adds them.
+pub fn spin_headers<T>(
+    scheme: &str,
+    host: &str,
+    path_and_query: &str,
+    route: &RouteMatch<'_, T>,
+    client_addr: SocketAddr,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("spin-path-info".to_string(), route.path_info.clone()),
+        (
+            "spin-full-url".to_string(),
+            format!("{scheme}://{host}{path_and_query}"),
+        ),
+        (
+            "spin-matched-route".to_string(),
+            route.pattern.based().to_string(),
+        ),
+        ("spin-base-path".to_string(), "/".to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route.pattern.raw().to_string(),
+        ),
+        (
+            "spin-component-route".to_string(),
+            route.pattern.raw_or_prefix().to_string(),
+        ),
+        ("spin-client-addr".to_string(), client_addr.to_string()),
+    ];
+    for (name, value) in &route.captures {
+        let header = format!(
+            "spin-path-match-{}",
+            name.to_ascii_lowercase().replace('_', "-")
+        );
+        headers.push((header, value.clone()));
+    }
+    headers
+}
+
+/// Whether `host` (a `Host` header value, maybe with a port) is a service-chaining host.
+pub fn is_service_chaining_host(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name.ends_with(".spin.internal")
+}
+
+/// Rewrites a request's headers and URI for a WASI-HTTP guest, as Spin's `prepare_request`
+/// does, inserting `extra` (the `spin-*` headers). Fails when the request has neither a
+/// `Host` header nor an authority, or when they disagree.
+pub fn prepare_request(
+    scheme: &str,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    extra: Vec<(String, String)>,
+) -> Result<Uri, PrepareError> {
+    headers.remove(http::header::CONNECTION);
+    if let Some(host) = headers.get(http::header::HOST) {
+        if host.to_str().is_ok_and(is_service_chaining_host) {
+            headers.remove(http::header::HOST);
+        }
+    }
+    for (name, value) in extra {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| PrepareError::InvalidHeader(name.clone()))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| PrepareError::InvalidHeader(name.to_string()))?;
+        headers.insert(name, value);
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let authority = match (uri.authority(), host) {
+        (Some(a), Some(h)) if a.as_str() != h => return Err(PrepareError::HostMismatch),
+        (Some(a), _) => a.to_string(),
+        (None, Some(h)) => h,
+        (None, None) => return Err(PrepareError::NoHost),
+    };
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| PrepareError::InvalidUri)
+}
+
+/// Why a request could not be prepared for the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// No `Host` header and no authority in the request URI.
+    #[error("request has no Host header and no authority")]
+    NoHost,
+    /// The `Host` header differs from the URI authority.
+    #[error("Host header does not match the request URI authority")]
+    HostMismatch,
+    /// The rebuilt URI is invalid.
+    #[error("cannot rebuild the request URI")]
+    InvalidUri,
+    /// A computed header is not a valid header.
+    #[error("invalid header {0}")]
+    InvalidHeader(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Router;
+
+    /// The worked example from Spin's headers tests.
+    #[test]
+    fn worked_example() {
+        let (router, _) = Router::build(vec![("/foo/...".to_string(), "c")]).unwrap();
+        let m = router.route("/foo/bar").unwrap();
+        let client: SocketAddr = "127.0.0.1:8777".parse().unwrap();
+        let h = spin_headers(
+            "https",
+            "fermyon.dev",
+            "/foo/bar?key1=value1&key2=value2",
+            &m,
+            client,
+        );
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("spin-full-url"),
+            Some("https://fermyon.dev/foo/bar?key1=value1&key2=value2")
+        );
+        assert_eq!(get("spin-path-info"), Some("/bar"));
+        assert_eq!(get("spin-matched-route"), Some("/foo/..."));
+        assert_eq!(get("spin-base-path"), Some("/"));
+        assert_eq!(get("spin-raw-component-route"), Some("/foo/..."));
+        assert_eq!(get("spin-component-route"), Some("/foo"));
+        assert_eq!(get("spin-client-addr"), Some("127.0.0.1:8777"));
+    }
+
+    #[test]
+    fn path_match_headers() {
+        let (router, _) = Router::build(vec![("/users/:user_id".to_string(), "c")]).unwrap();
+        let m = router.route("/users/9").unwrap();
+        let h = spin_headers("http", "h", "/users/9", &m, "127.0.0.1:1".parse().unwrap());
+        assert!(h.contains(&("spin-path-match-user-id".to_string(), "9".to_string())));
+    }
+
+    #[test]
+    fn prepare_rebuilds_uri_and_drops_connection() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("example.com:3000"));
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        let uri: Uri = "/a?b=c".parse().unwrap();
+        let out = prepare_request("http", &uri, &mut headers, vec![]).unwrap();
+        assert_eq!(out.to_string(), "http://example.com:3000/a?b=c");
+        assert!(headers.get("connection").is_none());
+        let mut no_host = HeaderMap::new();
+        assert!(prepare_request("http", &uri, &mut no_host, vec![]).is_err());
+    }
+}

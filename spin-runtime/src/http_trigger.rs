@@ -1,0 +1,291 @@
+//! The HTTP trigger: the listener, the reserved endpoints and per-request execution.
+//!
+//! This module owns what happens to a request, as Spin's `trigger-http` does it:
+//!
+//! - `/.well-known/spin/health` → 200 `OK`; `/.well-known/spin/info` → JSON
+//!   `{name, version?, oci_image_digest?}`; anything else under the prefix → 404. These
+//!   take priority over app routes.
+//! - No matching route → 404 with an empty body.
+//! - A component route: the `spin-*` headers are added ([`crate::headers`]), a fresh
+//!   instance is created from the component's `ProxyPre`, and
+//!   `wasi:http/incoming-handler.handle` runs in its own task so the guest can keep
+//!   streaming the body after sending headers.
+//! - A trap, an exceeded deadline, an instantiation failure, a guest that never sets the
+//!   response, or an error response → 500 with an empty body (the cause is logged).
+//!
+//! The deadline uses epoch interruption: the store yields to the executor every epoch
+//! tick (so a busy guest never starves other requests) and traps once the request
+//! deadline has passed.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::app::{App, AppComponent, Target};
+use crate::routing::WELL_KNOWN_PREFIX;
+
+/// Default listen address of `spinlet run` (as `spin up`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+/// Environment variable overriding the listen address.
+pub const LISTEN_ENV: &str = "SPIN_HTTP_LISTEN_ADDR";
+
+/// Errors from serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Accepting a connection failed.
+    #[error("accept failed on {addr}: {source}")]
+    Accept {
+        /// The listen address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves an app over HTTP.
+pub struct HttpServer {
+    app: Arc<App>,
+    scheme: &'static str,
+}
+
+impl HttpServer {
+    /// A server for `app` over plain HTTP.
+    pub fn new(app: Arc<App>) -> Arc<Self> {
+        Arc::new(Self {
+            app,
+            scheme: "http",
+        })
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(source) => {
+                        // Transient errors (EMFILE, ECONNABORTED) must not stop the server.
+                        tracing::warn!(error = %source, %addr, "accept failed");
+                        if matches!(source.kind(), std::io::ErrorKind::InvalidInput) {
+                            return Err(Error::Accept { addr, source });
+                        }
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req, client).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, %client, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Handles one request.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let path = req.uri().path().to_string();
+        if path.starts_with(WELL_KNOWN_PREFIX) {
+            return self.well_known(&path);
+        }
+        let Some(route) = self.app.router.route(&path) else {
+            return empty(StatusCode::NOT_FOUND);
+        };
+        match route.target {
+            Target::Static(r) => static_response(r),
+            Target::Component(component) => {
+                let host = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost")
+                    .to_string();
+                let path_and_query = req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+                let extra = crate::headers::spin_headers(
+                    self.scheme,
+                    &host,
+                    &path_and_query,
+                    &route,
+                    client,
+                );
+                let component = component.clone();
+                match self.execute(&component, req, extra).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::error!(component = %component.id, error = %format!("{e:#}"), "request failed");
+                        empty(StatusCode::INTERNAL_SERVER_ERROR)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        component: &Arc<AppComponent>,
+        req: Request<Incoming>,
+        extra: Vec<(String, String)>,
+    ) -> wasmtime::Result<Response<HyperOutgoingBody>> {
+        let (mut parts, body) = req.into_parts();
+        parts.uri =
+            crate::headers::prepare_request(self.scheme, &parts.uri, &mut parts.headers, extra)?;
+        let req = Request::from_parts(parts, body);
+
+        let mut store = Store::new(&self.app.engine.engine, component.new_state()?);
+        store.limiter(|s| &mut s.limits);
+        let deadline = self.app.request_timeout.map(|t| Instant::now() + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| match deadline {
+            Some(d) if Instant::now() >= d => {
+                Err(wasmtime::format_err!("request deadline exceeded"))
+            }
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let scheme = if self.scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let wasi_req = store.data_mut().http().new_incoming_request(scheme, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = component.pre.clone();
+        let id = component.id.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, wasi_req, out)
+                .await
+        });
+
+        match receiver.await {
+            Ok(Ok(resp)) => {
+                // The guest may still be streaming the body; log a late failure.
+                tokio::spawn(async move {
+                    match task.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(component = %id, error = %format!("{e:#}"), "guest failed after sending the response headers")
+                        }
+                        Err(e) => {
+                            tracing::error!(component = %id, error = %e, "guest task panicked")
+                        }
+                    }
+                });
+                Ok(resp)
+            }
+            Ok(Err(code)) => Err(wasmtime::format_err!(
+                "guest returned an error response: {code:?}"
+            )),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(wasmtime::format_err!(
+                    "guest returned without setting the response-outparam"
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(wasmtime::format_err!("guest task panicked: {e}")),
+            },
+        }
+    }
+
+    fn well_known(&self, path: &str) -> Response<HyperOutgoingBody> {
+        match &path[WELL_KNOWN_PREFIX.len()..] {
+            "health" => full(StatusCode::OK, "text/plain", Bytes::from_static(b"OK")),
+            "info" => {
+                let mut info = serde_json::Map::new();
+                info.insert("name".into(), self.app.name.clone().into());
+                if let Some(v) = &self.app.version {
+                    info.insert("version".into(), v.clone().into());
+                }
+                let body = serde_json::Value::Object(info).to_string();
+                full(StatusCode::OK, "application/json", Bytes::from(body))
+            }
+            _ => empty(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+fn body(bytes: Bytes) -> HyperOutgoingBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        .boxed_unsync()
+}
+
+fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
+    let mut resp = Response::new(body(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    bytes: Bytes,
+) -> Response<HyperOutgoingBody> {
+    let mut resp = Response::new(body(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+fn static_response(r: &crate::manifest::StaticResponse) -> Response<HyperOutgoingBody> {
+    let status = r
+        .status_code
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut resp = Response::new(body(Bytes::from(r.body.clone().unwrap_or_default())));
+    *resp.status_mut() = status;
+    for (k, v) in &r.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}

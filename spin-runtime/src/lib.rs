@@ -1,0 +1,55 @@
+//! The Spin runtime: loads Spin apps and serves them in wasmtime as Spin does.
+//!
+//! `spinlet run` is built on this crate; the node agent will be too. The pieces, one
+//! module per concept:
+//!
+//! - [`manifest`]: `spin.toml` (v2) schema and validation;
+//! - [`variables`]: providers, templates and the variables interfaces;
+//! - [`key_value`]: sled-backed key-value stores and their interface;
+//! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
+//! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
+//! - [`componentize`]: WASI preview1 core modules → components;
+//! - [`engine`] and [`cache`]: the wasmtime engine and the compiled-code cache;
+//! - [`state`]: the per-instance store data;
+//! - [`app`]: the load sequence, from manifest to pre-instantiated components;
+//! - [`routing`] and [`headers`]: Spin's route matching and `spin-*` headers;
+//! - [`http_trigger`]: the HTTP server and per-request execution.
+//!
+//! # Lifecycle
+//!
+//! 1. [`app::load`] once per app: parse, resolve variables, open stores, build the
+//!    engine, compile (or load from cache), link and pre-instantiate each component.
+//! 2. [`http_trigger::HttpServer::serve`] accepts connections; each request gets a
+//!    fresh instance from the component's `ProxyPre`.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let options = spin_runtime::app::AppOptions {
+//!     app: "spin.toml".into(),
+//!     ..Default::default()
+//! };
+//! let app = Arc::new(spin_runtime::app::load(&options)?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! spin_runtime::http_trigger::HttpServer::new(app)
+//!     .serve(listener, std::future::pending())
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cache;
+pub mod componentize;
+pub mod engine;
+pub mod headers;
+pub mod http_trigger;
+pub mod key_value;
+pub mod manifest;
+pub mod outbound;
+pub mod routing;
+pub mod state;
+pub mod unavailable;
+pub mod variables;

@@ -1,0 +1,186 @@
+//! Outbound HTTP from guests, checked against the component's `allowed_outbound_hosts`.
+//!
+//! This module owns the allow-list syntax and the `wasi:http/outgoing-handler` hook.
+//! Entries are `scheme://host[:port]` where the scheme, the host and the port may be `*`,
+//! the host may be `*.domain` (any subdomain), and `{{ variable }}` templates are
+//! rendered at start. A missing port means the scheme's default port. A request whose
+//! URL matches no entry fails with `HTTP-request-denied`, as in Spin.
+//!
+//! Not implemented yet: `http://self` and `*.spin.internal` service chaining (such
+//! entries are accepted but requests to them are denied), and the deprecated
+//! `allowed_http_hosts`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// An allow-list entry that failed to parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid allowed_outbound_hosts entry `{entry}`: {reason}")]
+pub struct Error {
+    entry: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    Subdomain(String),
+}
+
+#[derive(Debug, Clone)]
+struct AllowedHost {
+    scheme: Option<String>,
+    host: HostPattern,
+    port: Option<u16>,
+}
+
+/// A component's parsed `allowed_outbound_hosts`.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts {
+    entries: Vec<AllowedHost>,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        "redis" => Some(6379),
+        "mysql" => Some(3306),
+        "postgres" => Some(5432),
+        "mqtt" => Some(1883),
+        _ => None,
+    }
+}
+
+impl AllowedHosts {
+    /// Parses rendered entries.
+    pub fn parse(entries: &[String]) -> Result<AllowedHosts, Error> {
+        let mut parsed = Vec::new();
+        for entry in entries {
+            let err = |reason: &str| Error {
+                entry: entry.clone(),
+                reason: reason.to_string(),
+            };
+            let (scheme, rest) = entry
+                .split_once("://")
+                .ok_or_else(|| err("expected scheme://host[:port]"))?;
+            let rest = rest.trim_end_matches('/');
+            if rest.contains('/') {
+                return Err(err("paths are not allowed"));
+            }
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
+            let port = match port {
+                Some("*") => None,
+                Some(p) => Some(p.parse::<u16>().map_err(|_| err("invalid port"))?),
+                None => match &scheme {
+                    Some(s) => Some(
+                        default_port(s).ok_or_else(|| err("a port is required for this scheme"))?,
+                    ),
+                    None => return Err(err("a port is required when the scheme is `*`")),
+                },
+            };
+            let host = match host {
+                "*" => HostPattern::Any,
+                h if h.starts_with("*.") => HostPattern::Subdomain(h[1..].to_ascii_lowercase()),
+                "" => return Err(err("empty host")),
+                h => HostPattern::Exact(h.to_ascii_lowercase()),
+            };
+            parsed.push(AllowedHost { scheme, host, port });
+        }
+        Ok(AllowedHosts { entries: parsed })
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed.
+    pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        let host = host.to_ascii_lowercase();
+        if host == "self" || host.ends_with(".spin.internal") {
+            return false;
+        }
+        let port = port.or_else(|| default_port(scheme));
+        self.entries.iter().any(|e| {
+            e.scheme.as_deref().is_none_or(|s| s == scheme)
+                && e.port.is_none_or(|p| Some(p) == port)
+                && match &e.host {
+                    HostPattern::Any => true,
+                    HostPattern::Exact(h) => *h == host,
+                    HostPattern::Subdomain(suffix) => host.ends_with(suffix.as_str()),
+                }
+        })
+    }
+}
+
+/// The `wasi:http` hooks of one instance: outbound requests checked against the allow list.
+pub struct OutboundHttp {
+    allowed: Arc<AllowedHosts>,
+}
+
+impl OutboundHttp {
+    /// Hooks enforcing `allowed`.
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        Self { allowed }
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http").to_string();
+        let host = uri.host().unwrap_or_default().to_string();
+        let allowed = self.allowed.allows(&scheme, &host, uri.port_u16());
+        if !allowed {
+            tracing::debug!(%scheme, %host, "outbound request denied by allowed_outbound_hosts");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        let a = AllowedHosts::parse(&[
+            "https://example.com".to_string(),
+            "http://*.test:8080".to_string(),
+            "*://any.org:*".to_string(),
+        ])
+        .unwrap();
+        assert!(a.allows("https", "example.com", None));
+        assert!(a.allows("https", "EXAMPLE.com", Some(443)));
+        assert!(!a.allows("http", "example.com", None));
+        assert!(!a.allows("https", "example.com", Some(8443)));
+        assert!(a.allows("http", "a.b.test", Some(8080)));
+        assert!(!a.allows("http", "test", Some(8080)));
+        assert!(a.allows("http", "any.org", Some(1)));
+        assert!(!a.allows("http", "self", None));
+        assert!(AllowedHosts::parse(&["example.com".to_string()]).is_err());
+        assert!(!AllowedHosts::default().allows("https", "x", None));
+    }
+}

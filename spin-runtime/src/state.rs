@@ -1,0 +1,69 @@
+//! The per-instance store data: one [`InstanceState`] per request.
+//!
+//! This module owns what lives in a `wasmtime::Store`: the resource table, the WASI and
+//! WASI-HTTP contexts, the outbound-HTTP hooks, the memory limits and each Spin host
+//! interface's context. It implements every view trait the linked interfaces need
+//! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`]).
+
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
+use crate::outbound::OutboundHttp;
+use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
+
+/// Store data for one instance.
+pub struct InstanceState {
+    /// Resources handed to the guest.
+    pub table: ResourceTable,
+    /// WASI context (environment, preopens, stdio).
+    pub wasi: WasiCtx,
+    /// WASI-HTTP context.
+    pub http: WasiHttpCtx,
+    /// Outbound HTTP policy.
+    pub hooks: OutboundHttp,
+    /// Memory and instance limits.
+    pub limits: StoreLimits,
+    /// Component variables.
+    pub variables: VariablesCtx,
+    /// Key-value stores.
+    pub key_value: KeyValueCtx,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl VariablesView for InstanceState {
+    fn variables(&mut self) -> VariablesCtxView<'_> {
+        VariablesCtxView {
+            ctx: &self.variables,
+        }
+    }
+}
+
+impl KeyValueView for InstanceState {
+    fn key_value(&mut self) -> KeyValueCtxView<'_> {
+        KeyValueCtxView {
+            ctx: &self.key_value,
+            table: &mut self.table,
+        }
+    }
+}

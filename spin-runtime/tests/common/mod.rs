@@ -1,0 +1,456 @@
+//! Test harness for end-to-end tests: builds the test apps and the real `spinlet`
+//! binary, starts `spinlet run` on loopback and talks HTTP/1.1 to it.
+//!
+//! - Test apps live as source under `tests/apps/<name>/` and are built with
+//!   `cargo build --target <wasm32-wasip2|wasm32-wasip1> --release`; the `.wasm` is cached under
+//!   `<target dir>/spin-test-apps/` by a hash of the app's sources, so each app is built
+//!   once per change.
+//! - The `spinlet` binary is `$SPINLET_BIN` when set, else it is built once per test
+//!   process with `cargo build --bin spinlet` (the executable path is read from cargo's
+//!   JSON messages, so any `CARGO_TARGET_DIR` works).
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the harness"
+)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate has a parent directory")
+        .to_owned()
+}
+
+/// The cargo target directory tests write into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Where test-run scratch files go.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = target_dir()
+        .join("spin-test-scratch")
+        .join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// The compile cache shared by the tests of one run (the compile-cache test uses its own).
+pub fn shared_cache_dir() -> PathBuf {
+    target_dir().join("spin-test-apps").join("compile-cache")
+}
+
+/// The `spinlet` binary.
+pub fn spinlet_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SPINLET_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--package",
+                "spinlet",
+                "--bin",
+                "spinlet",
+                "--message-format=json-render-diagnostics",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build --bin spinlet");
+        assert!(output.status.success(), "cargo build --bin spinlet failed");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let exe = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "spinlet")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the spinlet executable");
+        exe
+    })
+    .clone()
+}
+
+fn hash_dir(hasher: &mut Sha256, root: &Path, dir: &Path) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read app dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "target" || name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            hash_dir(hasher, root, &path);
+        } else {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            hasher.update(rel.to_string_lossy().as_bytes());
+            hasher.update([0]);
+            hasher.update(std::fs::read(&path).expect("read app source"));
+            hasher.update([0]);
+        }
+    }
+}
+
+/// Builds the test app `tests/apps/<name>` for wasm32-wasip2 (see [`build_app_for`]).
+pub fn build_app(name: &str) -> PathBuf {
+    build_app_for(name, "wasm32-wasip2")
+}
+
+/// Builds the test app `tests/apps/<name>` for `target` (once per content hash) and
+/// returns its `.wasm`.
+pub fn build_app_for(name: &str, target: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let app_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("apps")
+        .join(name);
+    let mut hasher = Sha256::new();
+    hash_dir(&mut hasher, &app_dir, &app_dir);
+    let hash = hex(&hasher.finalize()[..8]);
+    let out_dir = target_dir().join("spin-test-apps");
+    let out = out_dir.join(format!("{name}-{target}-{hash}.wasm"));
+    if out.is_file() {
+        return out;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build_target = out_dir.join("target");
+    let status = Command::new(cargo)
+        .current_dir(&app_dir)
+        .env("CARGO_TARGET_DIR", &build_target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .args(["build", "--release", "--target", target])
+        .status()
+        .expect("run cargo build for the test app");
+    assert!(status.success(), "building test app {name} failed");
+    let built = build_target
+        .join(target)
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::create_dir_all(&out_dir).expect("create app output dir");
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::copy(&built, &tmp).expect("copy built app");
+    std::fs::rename(&tmp, &out).expect("publish built app");
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A running `spinlet run`.
+pub struct Spinlet {
+    child: Option<Child>,
+    /// The listen address.
+    pub addr: SocketAddr,
+    /// The scratch directory holding its logs.
+    pub dir: PathBuf,
+}
+
+/// How to start `spinlet run`.
+#[derive(Default, Clone)]
+pub struct Start {
+    /// Extra arguments after `run <app>`.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Compile cache directory (default: the shared one).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Spinlet {
+    /// Starts `spinlet run <app_dir>` and waits until it is healthy.
+    pub fn start(app_dir: &Path, start: Start) -> Spinlet {
+        match Self::try_start(app_dir, start) {
+            Ok(s) => s,
+            Err(log) => panic!("spinlet did not start:\n{log}"),
+        }
+    }
+
+    /// Starts `spinlet run`; on failure returns its stderr.
+    pub fn try_start(app_dir: &Path, start: Start) -> Result<Spinlet, String> {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log_dir = app_dir.join(format!("logs-{port}"));
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let stdout = std::fs::File::create(log_dir.join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(log_dir.join("stderr")).expect("stderr file");
+        let cache = start.cache_dir.clone().unwrap_or_else(shared_cache_dir);
+        let mut cmd = Command::new(spinlet_bin());
+        cmd.arg("run")
+            .arg(app_dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(&start.args)
+            .env_remove("SPIN_HTTP_LISTEN_ADDR")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SPIN_VARIABLE_") || k == "SPIN_MAX_INSTANCE_MEMORY" {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &start.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn spinlet");
+        let mut s = Spinlet {
+            child: Some(child),
+            addr,
+            dir: log_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(child) = s.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    s.child = None;
+                    return Err(format!("exited with {status}\n{}", s.stderr()));
+                }
+            }
+            if let Ok(r) = s.try_get("/.well-known/spin/health") {
+                if r.status == 200 {
+                    return Ok(s);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not healthy after 120s\n{}", s.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// What it wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.stderr()))
+    }
+
+    fn try_get(&self, path: &str) -> std::io::Result<Response> {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// Sends one request on a fresh connection.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        http_request(self.addr, method, path, headers, body)
+    }
+
+    /// Stops with SIGTERM (graceful) and waits.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Spinlet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `spinlet run` expecting it to fail at start; returns (exit success, stderr).
+pub fn run_expecting_failure(app_dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(spinlet_bin())
+        .arg("run")
+        .arg(app_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--cache-dir")
+        .arg(shared_cache_dir())
+        .args(args)
+        .env_remove("SPIN_HTTP_LISTEN_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run spinlet");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: HashMap<String, String>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+    /// The local address the request was sent from.
+    pub local_addr: SocketAddr,
+}
+
+impl Response {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// For the test app's echo: the `name: value` lines of the body.
+    pub fn echoed(&self) -> HashMap<String, String> {
+        self.text()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(
+                self.text()
+                    .lines()
+                    .filter(|l| l.ends_with(':'))
+                    .map(|l| (l.trim_end_matches(':').to_string(), String::new())),
+            )
+            .collect()
+    }
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let local_addr = stream.local_addr()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header terminator"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line}")))?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        rest = dechunk(&rest)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: rest,
+        local_addr,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| std::io::Error::other("bad chunk"))?;
+        let size_str = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| std::io::Error::other("bad chunk size"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err(std::io::Error::other("truncated chunk"));
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Writes `spin.toml` into a fresh scratch dir, with `{wasm}` replaced by the app's path.
+pub fn app_with_manifest(name: &str, wasm: &Path, manifest: &str) -> PathBuf {
+    let dir = scratch_dir(name);
+    let text = manifest.replace("{wasm}", &wasm.to_string_lossy());
+    std::fs::write(dir.join("spin.toml"), text).expect("write spin.toml");
+    dir
+}

@@ -1,0 +1,415 @@
+//! End-to-end tests: the real `spinlet run` serving the spin-sdk 5 test app
+//! (`tests/apps/rust-v5-hello`, built for wasm32-wasip2), over HTTP on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{app_with_manifest, build_app, build_app_for, run_expecting_failure, Spinlet, Start};
+
+const ROUTING: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "routing-test"
+version = "0.3.0"
+
+[[trigger.http]]
+route = "/"
+component = "root"
+[[trigger.http]]
+route = "/foo/..."
+component = "foo"
+[[trigger.http]]
+route = "/foo/bar"
+component = "foobar"
+[[trigger.http]]
+route = "/users/:user_id"
+component = "users"
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+[[trigger.http]]
+route = "/static"
+static_response = { status_code = 201, headers = { x-static = "yes" }, body = "static body" }
+
+[component.root]
+source = "{wasm}"
+[component.foo]
+source = "{wasm}"
+[component.foobar]
+source = "{wasm}"
+[component.users]
+source = "{wasm}"
+[component.hidden]
+source = "{wasm}"
+"#;
+
+#[test]
+fn routing_and_spin_headers() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("routing", &wasm, ROUTING);
+    let s = Spinlet::start(&dir, Start::default());
+
+    // The worked example of Spin's header tests, over a real socket.
+    let r = s
+        .request(
+            "GET",
+            "/foo/bar/baz?key1=value1&key2=value2",
+            &[("Host", "fermyon.dev")],
+            b"",
+        )
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.echoed();
+    assert_eq!(
+        h["spin-full-url"],
+        "http://fermyon.dev/foo/bar/baz?key1=value1&key2=value2"
+    );
+    assert_eq!(h["spin-path-info"], "/bar/baz");
+    assert_eq!(h["spin-matched-route"], "/foo/...");
+    assert_eq!(h["spin-base-path"], "/");
+    assert_eq!(h["spin-raw-component-route"], "/foo/...");
+    assert_eq!(h["spin-component-route"], "/foo");
+    assert_eq!(h["spin-client-addr"], r.local_addr.to_string());
+    assert_eq!(
+        h["uri"],
+        "http://fermyon.dev/foo/bar/baz?key1=value1&key2=value2"
+    );
+    assert!(!h.contains_key("connection"), "Connection must be dropped");
+
+    // Exact beats wildcard.
+    let h = s.get("/foo/bar").echoed();
+    assert_eq!(h["spin-matched-route"], "/foo/bar");
+    assert_eq!(h["spin-component-route"], "/foo/bar");
+    assert_eq!(h["spin-path-info"], "");
+
+    // Path info keeps the trailing slash.
+    assert_eq!(s.get("/foo").echoed()["spin-path-info"], "");
+    assert_eq!(s.get("/foo/").echoed()["spin-path-info"], "/");
+    assert_eq!(s.get("/foo/x/").echoed()["spin-path-info"], "/x/");
+
+    // Captures.
+    let h = s.get("/users/42").echoed();
+    assert_eq!(h["spin-path-match-user-id"], "42");
+    assert_eq!(h["spin-matched-route"], "/users/:user_id");
+
+    // Root route: Spin's based route for `/` is empty.
+    let h = s.get("/").echoed();
+    assert_eq!(h["spin-raw-component-route"], "/");
+    assert_eq!(h["spin-matched-route"], "");
+
+    // No route, private route, reserved prefix: 404 with an empty body.
+    for path in [
+        "/nothing",
+        "/users/1/2",
+        "/hidden",
+        "/.well-known/spin/other",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.body.is_empty(), "{path}: {}", r.text());
+    }
+
+    // Reserved endpoints.
+    let r = s.get("/.well-known/spin/health");
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    let r = s.get("/.well-known/spin/info");
+    let info: serde_json::Value = serde_json::from_slice(&r.body).expect("info is JSON");
+    assert_eq!(info["name"], "routing-test");
+    assert_eq!(info["version"], "0.3.0");
+
+    // Static response.
+    let r = s.get("/static");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.headers["x-static"], "yes");
+    assert_eq!(r.text(), "static body");
+
+    // Request body and guest-set status and headers.
+    let r = s
+        .request("POST", "/foo?op=body", &[], b"hello body")
+        .expect("post");
+    assert_eq!(r.text(), "10 bytes: hello body");
+    let r = s.get("/foo?op=status&code=418");
+    assert_eq!(r.status, 418);
+    assert_eq!(r.headers["x-test"], "yes");
+}
+
+const VARIABLES: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "variables-test"
+
+[variables]
+from_cli = { required = true }
+from_env = { required = true }
+from_default = { default = "the default" }
+cli_beats_env = { default = "d" }
+env_beats_default = { default = "d" }
+
+[[trigger.http]]
+route = "/..."
+component = "vars"
+
+[component.vars]
+source = "{wasm}"
+environment = { FROM_MANIFEST = "manifest-env", OVERRIDDEN = "manifest" }
+[component.vars.variables]
+cli = "{{ from_cli }}"
+env = "{{ from_env }}"
+dflt = "{{ from_default }}"
+both = "{{ cli_beats_env }}"
+env_default = "{{ env_beats_default }}"
+composed = "[{{ from_cli }}|{{from_env}}]"
+"#;
+
+#[test]
+fn variables_from_each_provider() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("variables", &wasm, VARIABLES);
+    let s = Spinlet::start(
+        &dir,
+        Start {
+            args: vec![
+                "--variable".into(),
+                "from_cli=cli value".into(),
+                "--variable".into(),
+                "cli_beats_env=cli".into(),
+                "--env".into(),
+                "OVERRIDDEN=cli-env".into(),
+            ],
+            env: vec![
+                ("SPIN_VARIABLE_FROM_ENV".into(), "env value".into()),
+                ("SPIN_VARIABLE_CLI_BEATS_ENV".into(), "env".into()),
+                ("SPIN_VARIABLE_ENV_BEATS_DEFAULT".into(), "env".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let var = |name: &str| s.get(&format!("/?op=var&name={name}"));
+    assert_eq!(var("cli").text(), "cli value");
+    assert_eq!(var("env").text(), "env value");
+    assert_eq!(var("dflt").text(), "the default");
+    assert_eq!(var("both").text(), "cli");
+    assert_eq!(var("env_default").text(), "env");
+    assert_eq!(var("composed").text(), "[cli value|env value]");
+    // Only component variables are visible to the guest.
+    let r = var("from_cli");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("Undefined"), "{}", r.text());
+    let r = var("Bad-Name");
+    assert!(r.text().contains("InvalidName"), "{}", r.text());
+
+    // Environment: the manifest's `environment`, with --env taking precedence.
+    assert_eq!(s.get("/?op=env&name=FROM_MANIFEST").text(), "manifest-env");
+    assert_eq!(s.get("/?op=env&name=OVERRIDDEN").text(), "cli-env");
+}
+
+#[test]
+fn missing_required_variable_stops_the_app() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("missing-var", &wasm, VARIABLES);
+    let (ok, stderr) = run_expecting_failure(&dir, &["--variable", "from_cli=x"]);
+    assert!(!ok);
+    assert!(stderr.contains("from_env"), "{stderr}");
+    assert!(!stderr.contains("from_cli,"), "{stderr}");
+}
+
+#[test]
+fn invalid_manifests_are_rejected_with_file_line_and_field() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"spin_manifest_version = 2
+[application]
+name = "bad"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+allowed_outbund_hosts = []
+"#;
+    let dir = app_with_manifest("unknown-field", &wasm, manifest);
+    let (ok, stderr) = run_expecting_failure(&dir, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("spin.toml"), "{stderr}");
+    assert!(stderr.contains("line 9"), "{stderr}");
+    assert!(stderr.contains("allowed_outbund_hosts"), "{stderr}");
+
+    let dir = app_with_manifest(
+        "unconfigured-kv",
+        &wasm,
+        &manifest.replace(
+            "allowed_outbund_hosts = []",
+            "key_value_stores = [\"other\"]",
+        ),
+    );
+    let (ok, stderr) = run_expecting_failure(&dir, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("other"), "{stderr}");
+}
+
+const KV: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "kv-test"
+[[trigger.http]]
+route = "/..."
+component = "kv"
+[[trigger.http]]
+route = "/nokv/..."
+component = "nokv"
+[component.kv]
+source = "{wasm}"
+key_value_stores = ["default"]
+[component.nokv]
+source = "{wasm}"
+"#;
+
+#[test]
+fn key_value_persists_across_restart_and_enforces_grants() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("kv", &wasm, KV);
+    let state = dir.join("state");
+    let start = Start {
+        args: vec!["--state-dir".into(), state.to_string_lossy().into_owned()],
+        ..Default::default()
+    };
+    let s = Spinlet::start(&dir, start.clone());
+    assert_eq!(s.get("/?op=kv-get&key=greeting").status, 404);
+    assert_eq!(
+        s.get("/?op=kv-set&key=greeting&value=hello").text(),
+        "stored"
+    );
+    assert_eq!(s.get("/?op=kv-set&key=other&value=x").text(), "stored");
+    assert_eq!(s.get("/?op=kv-delete&key=other").text(), "deleted");
+    assert_eq!(s.get("/?op=kv-get&key=greeting").text(), "hello");
+    // A label the component was not granted, and a component with no grant at all.
+    let r = s.get("/?op=kv-get&key=greeting&label=other");
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+    let r = s.get("/nokv/?op=kv-get&key=greeting");
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+    s.stop();
+    assert!(state.join("key_value.sled").is_dir());
+
+    let s = Spinlet::start(&dir, start);
+    assert_eq!(s.get("/?op=kv-get&key=greeting").text(), "hello");
+    assert_eq!(s.get("/?op=kv-keys").text(), "greeting");
+}
+
+const FAILURES: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "failures"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+"#;
+
+#[test]
+fn traps_deadlines_and_memory_cap_give_500_and_the_server_keeps_serving() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("failures", &wasm, FAILURES);
+    let s = Spinlet::start(
+        &dir,
+        Start {
+            args: vec![
+                "--request-timeout".into(),
+                "1s".into(),
+                "--max-instance-memory".into(),
+                (64u64 << 20).to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+
+    let r = s.get("/?op=trap");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty(), "500 bodies are empty: {}", r.text());
+    assert_eq!(s.get("/").status, 200);
+
+    // An infinite loop hits the deadline; meanwhile other requests are served.
+    let addr = s.addr;
+    let looping = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = common::http_request(addr, "GET", "/?op=loop", &[], b"").expect("loop request");
+        (r, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let during = Instant::now();
+    assert_eq!(s.get("/").status, 200);
+    assert!(
+        during.elapsed() < Duration::from_millis(900),
+        "served while a guest loops"
+    );
+    let (r, took) = looping.join().expect("loop thread");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty());
+    assert!(
+        took >= Duration::from_millis(900),
+        "deadline is 1s, took {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "deadline is 1s, took {took:?}"
+    );
+    assert_eq!(s.get("/").status, 200);
+
+    // A memory bomb hits the 64 MiB cap.
+    let r = s.get("/?op=bomb");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty());
+    assert_eq!(s.get("/").status, 200);
+
+    // Unimplemented interfaces link and fail at call time with a clear error.
+    let r = s.get("/?op=llm");
+    assert_eq!(r.status, 501);
+    assert!(
+        r.text().contains("llm is not available on this host"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn compiled_code_is_cached_across_restarts() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("cache", &wasm, FAILURES);
+    let cache = dir.join("compile-cache");
+    let start = Start {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+    let s = Spinlet::start(&dir, start.clone());
+    assert!(
+        s.stderr().contains("from_cache=0 compiled=1"),
+        "{}",
+        s.stderr()
+    );
+    s.stop();
+    let s = Spinlet::start(&dir, start);
+    assert!(
+        s.stderr().contains("from_cache=1 compiled=0"),
+        "{}",
+        s.stderr()
+    );
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn wasip1_core_module_is_componentized_at_load() {
+    let wasm = build_app_for("rust-v5-hello", "wasm32-wasip1");
+    let bytes = std::fs::read(&wasm).expect("read module");
+    assert_eq!(
+        &bytes[4..8],
+        b"\x01\0\0\0",
+        "a wasip1 build is a core module"
+    );
+    let dir = app_with_manifest("wasip1", &wasm, KV);
+    let s = Spinlet::start(&dir, Start::default());
+    let h = s.get("/a/b?op=echo").echoed();
+    assert_eq!(h["spin-path-info"], "/a/b");
+    assert_eq!(s.get("/?op=kv-set&key=k&value=v").text(), "stored");
+    assert_eq!(s.get("/?op=kv-get&key=k").text(), "v");
+    assert_eq!(s.get("/?op=trap").status, 500);
+}

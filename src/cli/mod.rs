@@ -1,0 +1,16 @@
+//! One module per subcommand: its clap flags and the glue from flags to library calls.
+
+pub mod kubectl;
+pub mod push;
+pub mod run;
+pub mod server;
+
+/// Logs to stderr; `RUST_LOG` (default `info`) filters.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,163 @@
+//! `spinlet run`: serve a Spin app locally, the equivalent of `spin up`.
+//!
+//! Flags map onto `spin_runtime::app::AppOptions`; the work is in the `spin-runtime` crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use spin_runtime::app::AppOptions;
+use spin_runtime::engine::EngineOptions;
+use spin_runtime::http_trigger::HttpServer;
+
+/// Flags of `spinlet run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The app: a spin.toml file, or a directory containing one.
+    pub app: String,
+    /// Address to listen on.
+    #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = spin_runtime::http_trigger::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Set an application variable (NAME=VALUE); may be repeated. Takes precedence over
+    /// SPIN_VARIABLE_<NAME> and the manifest default.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    pub variables: Vec<String>,
+    /// Set an environment variable for every component (NAME=VALUE); may be repeated.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Directory for app state such as the default key-value store [default: <app dir>/.spin].
+    #[arg(long, env = "SPINLET_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Directory for the compiled-code cache [default: ~/.cache/spinlet/compiled].
+    #[arg(long, env = "SPINLET_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Maximum linear memory per instance, in bytes [default: no limit].
+    #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
+    pub max_instance_memory: Option<u64>,
+    /// Per-request deadline, e.g. `30s` or `500ms` [default: none, as `spin up`].
+    #[arg(long, env = "SPINLET_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}` (examples: 30s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in `{s}` (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration `{s}`: {e}"))
+}
+
+fn parse_pairs(flag: &str, pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--{flag} {p}: expected NAME=VALUE"))
+        })
+        .collect()
+}
+
+/// Runs `spinlet run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+
+    let options = AppOptions {
+        app: PathBuf::from(&args.app),
+        variables: args.variables.clone(),
+        env: parse_pairs("env", &args.env)?,
+        state_dir: args.state_dir.clone(),
+        cache_dir: args.cache_dir.clone(),
+        max_instance_memory: args.max_instance_memory,
+        request_timeout: args.request_timeout,
+        engine: EngineOptions::from_env(),
+    };
+    let app =
+        spin_runtime::app::load(&options).with_context(|| format!("cannot start {}", args.app))?;
+    let stats = app.stats;
+    tracing::info!(
+        wasm_files = stats.wasm_files,
+        from_cache = stats.cache_hits,
+        compiled = stats.compiled,
+        elapsed_ms = stats.elapsed.as_millis() as u64,
+        "app loaded"
+    );
+    let app = Arc::new(app);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr().context("listener address")?;
+        println!("Serving http://{local}");
+        println!("Available Routes:");
+        for (pattern, target) in app.router.routes() {
+            let name = match target {
+                spin_runtime::app::Target::Component(c) => c.id.clone(),
+                spin_runtime::app::Target::Static(_) => "(static response)".to_string(),
+            };
+            let route = pattern.raw_or_prefix();
+            let wildcard = if pattern.raw() != route || pattern.raw().ends_with("/*") {
+                " (wildcard)"
+            } else {
+                ""
+            };
+            let shown = if route.is_empty() { "/" } else { route };
+            println!("  {name}: http://{local}{shown}{wildcard}");
+        }
+        HttpServer::new(app.clone())
+            .serve(listener, shutdown_signal())
+            .await
+            .context("server failed")?;
+        anyhow::Ok(())
+    })?;
+    app.key_value
+        .flush()
+        .context("cannot flush the key-value store")?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

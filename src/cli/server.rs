@@ -1,0 +1,223 @@
+//! `spinlet server`: flags named as k3s names them, the data-dir and kubeconfig defaults
+//! (root: `/var/lib/spinlet`, `/etc/spinlet/spinlet.yaml`; others: `~/.spinlet`,
+//! `~/.kube/spinlet.yaml`), and the start-up sequence: PKI, store, API bootstrap, listener,
+//! kubeconfig, then serve until SIGINT/SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use apiserver_shim::api::{Api, ApiOptions};
+use apiserver_shim::store::{Store, StoreConfig, DEFAULT_HISTORY_EVENTS};
+use apiserver_shim::{pki, server, tls};
+use tokio_util::sync::CancellationToken;
+
+/// Flags of `spinlet server`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Folder to hold state (default: /var/lib/spinlet as root, ~/.spinlet otherwise).
+    #[arg(long, short = 'd', env = "SPINLET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// (listener) HTTPS listen port; 0 picks a free port.
+    #[arg(long, env = "SPINLET_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// (listener) Address to listen on.
+    #[arg(long, env = "SPINLET_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// (listener) Extra hostnames or IPs for the serving certificate.
+    #[arg(long = "tls-san", env = "SPINLET_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// (client) Write the admin kubeconfig to this file (default:
+    /// /etc/spinlet/spinlet.yaml as root, ~/.kube/spinlet.yaml otherwise).
+    #[arg(long, short = 'o', env = "SPINLET_KUBECONFIG_OUTPUT")]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// (client) Mode of the kubeconfig file, in octal (default 600).
+    #[arg(long, env = "SPINLET_KUBECONFIG_MODE", default_value = "600")]
+    pub write_kubeconfig_mode: String,
+    /// (agent) Node name (default: the hostname).
+    #[arg(long, env = "SPINLET_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// (networking) IPv4 CIDR for pod IPs.
+    #[arg(long, env = "SPINLET_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// (networking) IPv4 CIDR for service cluster IPs.
+    #[arg(long, env = "SPINLET_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// (storage) Events kept for watch resumption; older resourceVersions get 410 Expired.
+    #[arg(long, env = "SPINLET_WATCH_HISTORY_EVENTS", default_value_t = DEFAULT_HISTORY_EVENTS)]
+    pub watch_history_events: u64,
+    /// (listener) Longest a single watch request lasts, in seconds.
+    #[arg(long, env = "SPINLET_MAX_WATCH_SECONDS", default_value_t = 1800)]
+    pub max_watch_seconds: u64,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set; pass --data-dir and --write-kubeconfig")
+}
+
+/// The default kubeconfig path for this user.
+pub fn default_kubeconfig() -> anyhow::Result<PathBuf> {
+    Ok(if is_root() {
+        PathBuf::from("/etc/spinlet/spinlet.yaml")
+    } else {
+        home()?.join(".kube").join("spinlet.yaml")
+    })
+}
+
+fn parse_cidr(flag: &str, s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (ip, bits) = s
+        .split_once('/')
+        .with_context(|| format!("--{flag}: {s:?} is not a CIDR such as 10.43.0.0/16"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("--{flag}: {ip:?} is not an IPv4 address"))?;
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| (8..=30).contains(b))
+        .with_context(|| format!("--{flag}: prefix length {bits:?} must be between 8 and 30"))?;
+    Ok((ip, bits))
+}
+
+fn local_addresses() -> Vec<String> {
+    // The addresses the kernel would use to reach the outside, without sending anything.
+    let mut out = Vec::new();
+    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        if sock.connect("10.255.255.255:9").is_ok() {
+            if let Ok(a) = sock.local_addr() {
+                out.push(a.ip().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs the server until a signal.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    crate::cli::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mode = u32::from_str_radix(&args.write_kubeconfig_mode, 8).with_context(|| {
+        format!(
+            "--write-kubeconfig-mode: {:?} is not an octal mode such as 600",
+            args.write_kubeconfig_mode
+        )
+    })?;
+    if mode > 0o777 {
+        bail!("--write-kubeconfig-mode: {:o} is not a file mode", mode);
+    }
+    let service_cidr = parse_cidr("service-cidr", &args.service_cidr)?;
+    parse_cidr("cluster-cidr", &args.cluster_cidr)?;
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None if is_root() => PathBuf::from("/var/lib/spinlet"),
+        None => home()?.join(".spinlet"),
+    };
+    let kubeconfig = match args.write_kubeconfig {
+        Some(k) => k,
+        None => default_kubeconfig()?,
+    };
+    let hostname = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let node_name = args.node_name.unwrap_or_else(|| hostname.clone());
+
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let mut sans = args.tls_san.clone();
+    sans.push(hostname.clone());
+    sans.push(node_name.clone());
+    sans.extend(local_addresses());
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    let pki = pki::ensure(&data_dir, &sans).context("preparing certificates")?;
+    let tls = tls::server_config(&pki).context("configuring TLS")?;
+
+    let store = Store::open(
+        &data_dir.join("server").join("db"),
+        StoreConfig {
+            history_events: args.watch_history_events,
+            ..StoreConfig::default()
+        },
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let api = Api::new(
+        store.clone(),
+        ApiOptions {
+            service_cidr,
+            max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
+            ..ApiOptions::default()
+        },
+    );
+    apiserver_shim::bootstrap(&api)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping the API: {}", e.message))?;
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let port = listener
+        .local_addr()
+        .context("reading the listen address")?
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    pki::write_private(&kubeconfig, pki::kubeconfig(&pki, &url).as_bytes(), mode)
+        .with_context(|| format!("writing kubeconfig {}", kubeconfig.display()))?;
+
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        api,
+        listener,
+        tls,
+        pki.token.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        listen = %addr,
+        port,
+        node = %node_name,
+        data_dir = %data_dir.display(),
+        kubeconfig = %kubeconfig.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "spinlet is up and running; kubeconfig written to {}",
+        kubeconfig.display()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = server.await;
+    store.flush().await.context("flushing the store")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
