@@ -133,6 +133,7 @@ pub fn resource_from_crd(crd: &Value) -> ApiResult<Resource> {
     }
     let mut served = Vec::new();
     let mut schemas = BTreeMap::new();
+    let mut printer_columns = BTreeMap::new();
     let mut status = false;
     let mut scale = None;
     // Storage version first: it is the preferred one.
@@ -145,6 +146,9 @@ pub fn resource_from_crd(crd: &Value) -> ApiResult<Resource> {
         let vname = s(v, "/name").to_string();
         if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
             schemas.insert(vname.clone(), schema.clone());
+        }
+        if let Some(cols) = v.get("additionalPrinterColumns").and_then(Value::as_array) {
+            printer_columns.insert(vname.clone(), cols.clone());
         }
         if v.pointer("/subresources/status").is_some() {
             status = true;
@@ -184,6 +188,7 @@ pub fn resource_from_crd(crd: &Value) -> ApiResult<Resource> {
         status,
         scale,
         schemas,
+        printer_columns,
         custom: true,
     })
 }

@@ -47,13 +47,18 @@ pub fn apply(r: &Resource, obj: &mut Value) {
             set_default(obj, "/spec/replicas", json!(1));
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
-            set_default(
-                obj,
-                "/spec/strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-            );
+            set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
+            if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
+                set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
+                set_default(
+                    obj,
+                    "/spec/strategy/rollingUpdate/maxUnavailable",
+                    json!("25%"),
+                );
+            }
         }
         "ReplicaSet" => set_default(obj, "/spec/replicas", json!(1)),
+        "Secret" => set_default(obj, "/type", json!("Opaque")),
         _ => {}
     }
 }

@@ -294,3 +294,11 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message).with_details("", plural, name)
     }
 }
+
+impl ApiError {
+    /// The same error with another message.
+    pub fn with_message(mut self, message: String) -> ApiError {
+        self.message = message;
+        self
+    }
+}

@@ -25,12 +25,14 @@ pub mod handlers;
 pub mod object;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod strategic;
+pub mod table;
 pub mod tls;
 pub mod watch;
 

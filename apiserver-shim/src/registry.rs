@@ -40,6 +40,8 @@ pub struct Resource {
     pub scale: Option<ScalePaths>,
     /// For custom resources: the per-version OpenAPI v3 schema (`openAPIV3Schema`).
     pub schemas: BTreeMap<String, Value>,
+    /// For custom resources: the per-version `additionalPrinterColumns`.
+    pub printer_columns: BTreeMap<String, Vec<Value>>,
     /// Whether this comes from a CRD.
     pub custom: bool,
 }
@@ -429,6 +431,7 @@ impl Registry {
                     label_selector: Some(".status.selector".into()),
                 }),
                 schemas: BTreeMap::new(),
+                printer_columns: BTreeMap::new(),
                 custom: false,
             };
             table

@@ -80,6 +80,9 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
         (Vec::new(), n)
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let as_table = crate::table::wants_table(call.header("accept"));
+    let include = crate::table::Include::parse(call.query.get("includeObject"))?;
+    let columns = as_table.then(|| crate::table::columns(&ctx.r, &ctx.version));
     let present = {
         let api_version = ctx.r.api_version(&ctx.version);
         let kind = ctx.r.kind.clone();
@@ -88,7 +91,10 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
                 m.insert("apiVersion".into(), json!(api_version));
                 m.insert("kind".into(), json!(kind));
             }
-            o
+            match &columns {
+                Some(cols) => crate::table::build(cols, std::slice::from_ref(&o), None, include),
+                None => o,
+            }
         }
     };
     let bookmark = {
@@ -109,7 +115,7 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
     let interval = api.options.bookmark_interval;
     tokio::spawn(async move {
         for o in initial {
-            if tx.send(line("ADDED", &o)).await.is_err() {
+            if tx.send(line("ADDED", &present(o))).await.is_err() {
                 return;
             }
         }

@@ -161,10 +161,7 @@ fn spinapps_under_both_groups() {
 #[test]
 fn watch_sees_a_change_from_another_process() {
     let s = Server::start();
-    s.kubectl_stdin(
-        &["create", "-f", "-"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v1}\n",
-    );
+    s.kubectl(&["create", "configmap", "watched", "--from-literal=k=v1"]);
     let mut watch = s
         .kubectl_cmd()
         .args([
@@ -310,4 +307,150 @@ fn credentials_are_required_and_private() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn generators_send_protobuf_and_tables_come_back() {
+    let s = Server::start();
+    s.kubectl(&["create", "namespace", "demo"]);
+    s.kubectl(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "demo",
+        "--from-literal=a=b",
+        "--from-literal=x=y",
+    ]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        "demo",
+        "--from-literal=pw=secret",
+    ]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        "demo",
+        "--docker-server=registry.local:5000",
+        "--docker-username=u",
+        "--docker-password=p",
+    ]);
+    s.kubectl(&["create", "serviceaccount", "sa1", "-n", "demo"]);
+    s.kubectl(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "demo",
+        "--tcp=80:8080",
+    ]);
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "--image=nginx",
+        "--replicas=2",
+        "--port=80",
+    ]);
+
+    assert_eq!(
+        s.kubectl(&["get", "cm", "c1", "-n", "demo", "-o", "jsonpath={.data.x}"]),
+        "y"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "secret",
+            "regcred",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.type}"
+        ]),
+        "kubernetes.io/dockerconfigjson"
+    );
+    let port = s.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.ports[0].targetPort}",
+    ]);
+    assert_eq!(port, "8080");
+    let replicas = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "2");
+
+    // Server-side printing: kube-apiserver's columns.
+    let svc = s.kubectl(&["get", "svc", "-n", "demo"]);
+    assert!(
+        svc.starts_with("NAME") && svc.contains("CLUSTER-IP") && svc.contains("80/TCP"),
+        "{svc}"
+    );
+    let deploy = s.kubectl(&["get", "deploy", "-n", "demo", "-o", "wide"]);
+    assert!(
+        deploy.contains("UP-TO-DATE") && deploy.contains("0/2") && deploy.contains("nginx"),
+        "{deploy}"
+    );
+    let secrets = s.kubectl(&["get", "secrets", "-n", "demo"]);
+    assert!(
+        secrets.contains("TYPE") && secrets.contains("Opaque"),
+        "{secrets}"
+    );
+    let ns = s.kubectl(&["get", "ns", "demo"]);
+    assert!(ns.contains("STATUS") && ns.contains("Active"), "{ns}");
+
+    // SpinApp columns from the CRD, and the scale subresource.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &spinapp("core.spinoperator.dev", "hello"),
+    );
+    let apps = s.kubectl(&["get", "spinapps"]);
+    let header: Vec<&str> = apps
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "READY", "DESIRED", "EXECUTOR"], "{apps}");
+    let wide = s.kubectl(&["get", "spinapps", "-o", "wide"]);
+    assert!(
+        wide.contains("DEPLOYMENT") && wide.contains("SERVICE"),
+        "{wide}"
+    );
+    let out = s.kubectl(&["scale", "spinapp", "hello", "--replicas=3"]);
+    assert!(out.contains("scaled"), "{out}");
+    let apps = s.kubectl(&[
+        "get",
+        "spinapps.core.spinoperator.dev",
+        "hello",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(apps, "3");
+    let explain = s.kubectl(&[
+        "explain",
+        "spinapp.spec.variables",
+        "--api-version=core.spinoperator.dev/v1alpha1",
+    ]);
+    assert!(explain.contains("valueFrom"), "{explain}");
 }

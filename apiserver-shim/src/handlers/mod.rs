@@ -96,7 +96,7 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
         Some(_) => return Err(ApiError::no_route()),
     }
     match (&call.method, ctx.name.is_some()) {
-        (&Method::GET, true) => read::get(api, &ctx),
+        (&Method::GET, true) => read::get(api, call, &ctx),
         (&Method::GET, false) if call.query.flag("watch") => crate::watch::start(api, call, &ctx),
         (&Method::GET, false) => read::list(api, call, &ctx),
         (&Method::POST, false) => write::create(api, call, &ctx).await,

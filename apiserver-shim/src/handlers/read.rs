@@ -8,12 +8,40 @@ use super::Ctx;
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::table;
+
+/// The content type of Table answers.
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// Answers with a Table when the client asked for one, else with `plain`.
+fn maybe_table(
+    call: &Call,
+    ctx: &Ctx,
+    objects: &[Value],
+    rev: Option<u64>,
+    plain: Value,
+) -> ApiResult<Reply> {
+    if !table::wants_table(call.header("accept")) {
+        return Ok(Reply::ok(plain));
+    }
+    let include = table::Include::parse(call.query.get("includeObject"))?;
+    let cols = table::columns(&ctx.r, &ctx.version);
+    Ok(Reply::Json {
+        code: 200,
+        body: table::build(&cols, objects, rev, include),
+        content_type: TABLE_CONTENT_TYPE,
+        warnings: Vec::new(),
+    })
+}
 
 /// GET one object (or its status).
-pub(super) fn get(api: &Arc<Api>, ctx: &Ctx) -> ApiResult<Reply> {
+pub(super) fn get(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let name = ctx.name.as_deref().unwrap_or("");
     match api.store.get(&ctx.key(name))? {
-        Some(obj) => Ok(Reply::ok(ctx.present(obj))),
+        Some(obj) => {
+            let obj = ctx.present(obj);
+            maybe_table(call, ctx, std::slice::from_ref(&obj), None, obj.clone())
+        }
         None => Err(ctx.not_found(name)),
     }
 }
@@ -52,6 +80,9 @@ pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
         }
     }
     let (items, rev) = matching(api, call, ctx)?;
+    if table::wants_table(call.header("accept")) {
+        return maybe_table(call, ctx, &items, Some(rev), Value::Null);
+    }
     Ok(Reply::ok(json!({
         "kind": format!("{}List", ctx.r.kind),
         "apiVersion": ctx.r.api_version(&ctx.version),

@@ -49,11 +49,11 @@ fn decode_body(
 /// Parses the body of a create or update.
 fn body_of(call: &Call) -> ApiResult<Value> {
     let ct = call.header("content-type");
-    if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_media_type(
-            ct,
-            &["application/json", "application/yaml"],
-        ));
+    if ct.starts_with(crate::protobuf::CONTENT_TYPE) {
+        if call.body.len() > decode::MAX_BODY_BYTES {
+            return Err(ApiError::too_large(decode::MAX_BODY_BYTES));
+        }
+        return crate::protobuf::decode(&call.body);
     }
     decode::parse_body(ct, &call.body)
 }
