@@ -21,6 +21,7 @@ pub mod decode;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod gc;
 pub mod handlers;
 pub mod object;
 pub mod openapi;
@@ -86,5 +87,6 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
     });
     handlers::create_if_missing(api, "", "v1", "services", Some("default"), svc).await?;
     handlers::resume_terminating(api);
+    gc::spawn(api.clone());
     Ok(())
 }

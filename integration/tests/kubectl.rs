@@ -454,3 +454,72 @@ fn generators_send_protobuf_and_tables_come_back() {
     ]);
     assert!(explain.contains("valueFrom"), "{explain}");
 }
+
+/// Creates a ConfigMap owned by `owner` (a ConfigMap) and returns nothing.
+fn dependent(s: &Server, name: &str, owner: &str, block: bool) {
+    let uid = s.kubectl(&["get", "configmap", owner, "-o", "jsonpath={.metadata.uid}"]);
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: {owner}\n    uid: {uid}\n    blockOwnerDeletion: {block}\n"
+        ),
+    );
+}
+
+#[test]
+fn cascading_deletes_follow_the_propagation_policy() {
+    let s = Server::start();
+    for owner in ["bg", "fg", "orph"] {
+        s.kubectl(&["create", "configmap", owner]);
+    }
+    dependent(&s, "bg-child", "bg", false);
+    dependent(&s, "fg-child", "fg", true);
+    dependent(&s, "orph-child", "orph", false);
+
+    let wait_gone = |name: &str| {
+        for _ in 0..100 {
+            if !s
+                .kubectl_output(&["get", "configmap", name], None)
+                .status
+                .success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{name} was not garbage collected");
+    };
+
+    s.kubectl(&["delete", "configmap", "bg"]);
+    wait_gone("bg-child");
+
+    s.kubectl(&[
+        "delete",
+        "configmap",
+        "fg",
+        "--cascade=foreground",
+        "--timeout=20s",
+    ]);
+    wait_gone("fg");
+    wait_gone("fg-child");
+
+    s.kubectl(&[
+        "delete",
+        "configmap",
+        "orph",
+        "--cascade=orphan",
+        "--timeout=20s",
+    ]);
+    wait_gone("orph");
+    let refs = s.kubectl(&[
+        "get",
+        "configmap",
+        "orph-child",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert!(
+        refs.trim().is_empty(),
+        "orphaned child keeps no owner reference: {refs}"
+    );
+}

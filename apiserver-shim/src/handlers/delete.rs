@@ -11,11 +11,13 @@ use super::write::guaranteed_update;
 use super::{dry_run, namespaces, Ctx};
 use crate::api::{Api, Call, Reply};
 use crate::error::{success_status, ApiError, ApiResult};
+use crate::gc;
 use crate::object;
 use crate::store::{Mutation, Written};
 
 /// The parts of `DeleteOptions` that matter here.
 struct Options {
+    policy: Option<String>,
     grace: Option<i64>,
     uid: Option<String>,
     rv: Option<String>,
@@ -29,11 +31,17 @@ fn options(call: &Call) -> ApiResult<Options> {
         serde_json::from_slice(&call.body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
-    if let Some(p) = body
+    let mut policy = body
         .get("propagationPolicy")
         .and_then(Value::as_str)
         .or(call.query.get("propagationPolicy"))
+        .map(str::to_string);
+    if body.get("orphanDependents") == Some(&json!(true))
+        || call.query.get("orphanDependents") == Some("true")
     {
+        policy = Some("Orphan".into());
+    }
+    if let Some(p) = policy.as_deref() {
         if !matches!(p, "Foreground" | "Background" | "Orphan") {
             return Err(ApiError::bad_request(format!(
                 "DeleteOptions.propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
@@ -45,6 +53,7 @@ fn options(call: &Call) -> ApiResult<Options> {
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(Options {
+        policy,
         grace: body
             .get("gracePeriodSeconds")
             .and_then(Value::as_i64)
@@ -103,13 +112,24 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
             Mutation::Put(next)
         });
     }
-    if object::has_finalizers(cur) {
-        if object::is_deleting(cur) {
-            return Ok(Mutation::Keep);
-        }
+    let policy_finalizer = match opts.policy.as_deref() {
+        Some("Foreground") => Some(gc::FOREGROUND),
+        Some("Orphan") => Some(gc::ORPHAN),
+        _ => None,
+    };
+    if object::has_finalizers(cur) || policy_finalizer.is_some() {
         let mut next = cur.clone();
+        if let Some(f) = policy_finalizer {
+            if !object::is_deleting(cur) {
+                object::add_finalizer(&mut next, f)?;
+            }
+        }
         object::mark_deleting(&mut next, opts.grace.unwrap_or(0))?;
-        return Ok(Mutation::Put(next));
+        return Ok(if object::same_content(cur, &next) {
+            Mutation::Keep
+        } else {
+            Mutation::Put(next)
+        });
     }
     Ok(Mutation::Delete)
 }
