@@ -31,6 +31,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod server;
+pub mod ssa;
 pub mod store;
 pub mod strategic;
 pub mod table;

@@ -361,6 +361,27 @@ fn lookup(schema: Option<&KindSchema>, path: &str) -> ListStrategy {
     Replace
 }
 
+/// How a list is merged, for other mechanisms that share the merge-key table
+/// (server-side apply's field ownership).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    /// The list is one value, replaced whole.
+    Atomic,
+    /// Items are identified by this key.
+    Map(&'static str),
+    /// Items are scalars forming a set.
+    Set,
+}
+
+/// The list kind at `path` (fields joined by `.`, `[]` after a list) of a built-in `kind`.
+pub fn list_kind(kind: &str, path: &str) -> ListKind {
+    match lookup(KINDS.iter().find(|k| k.kinds.contains(&kind)), path) {
+        Replace => ListKind::Atomic,
+        ByKey(k) => ListKind::Map(k),
+        Set => ListKind::Set,
+    }
+}
+
 /// Applies the strategic merge patch `patch` to `original`, an object of kind `kind`.
 ///
 /// Kinds outside the built-in table get JSON merge patch semantics for lists (replaced

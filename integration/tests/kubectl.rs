@@ -523,3 +523,174 @@ fn cascading_deletes_follow_the_propagation_policy() {
         "orphaned child keeps no owner reference: {refs}"
     );
 }
+
+const DEPLOY_V1: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1
+        env: [{name: A, value: a}, {name: B, value: b}]
+        ports: [{containerPort: 80}, {containerPort: 8080}]
+";
+
+#[test]
+fn apply_client_and_server_side() {
+    let s = Server::start();
+    // Client-side apply: create, unchanged, then a list edit via strategic merge patch.
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
+        .contains("created"));
+    let rv = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
+        .contains("unchanged"));
+    let rv2 = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv, rv2, "an unchanged apply writes nothing");
+    let v2 = DEPLOY_V1
+        .replace("nginx:1", "nginx:2")
+        .replace(
+            "[{containerPort: 80}, {containerPort: 8080}]",
+            "[{containerPort: 8080}]",
+        )
+        .replace(", {name: B, value: b}", "");
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], &v2)
+        .contains("configured"));
+    let c = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0]}",
+    ]);
+    assert!(
+        c.contains("nginx:2") && c.contains("8080") && !c.contains(":80}"),
+        "{c}"
+    );
+    assert!(!c.contains("\"B\""), "env B removed: {c}");
+    let gen = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(gen, "2");
+    let last = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+    ]);
+    assert!(last.contains("nginx:2"), "{last}");
+
+    // kubectl patch, every type.
+    s.kubectl(&["patch", "deploy", "web", "--type=strategic", "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","ports":[{"$patch":"delete","containerPort":8080}]}]}}}}"#]);
+    let ports = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].ports}",
+    ]);
+    assert!(!ports.contains("8080"), "{ports}");
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":"fe"}}}"#,
+    ]);
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}/{.metadata.labels.tier}"
+        ]),
+        "4/fe"
+    );
+    let err = s.kubectl_fails(
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","$patch":"explode"}]}}}}"#,
+        ],
+        None,
+    );
+    assert!(err.contains("explode"), "{err}");
+
+    // Server-side apply by two managers: a conflict naming the field, then forced.
+    let cm =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {a: \"1\", b: \"2\"}\n";
+    assert!(s
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], cm)
+        .contains("serverside-applied"));
+    let other = cm.replace("\"1\"", "\"9\"");
+    let err = s.kubectl_fails(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        Some(&other),
+    );
+    assert!(
+        err.contains("conflict with \"kubectl\"") && err.contains(".data.a"),
+        "{err}"
+    );
+    s.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &other,
+    );
+    assert_eq!(
+        s.kubectl(&["get", "cm", "shared", "-o", "jsonpath={.data.a}"]),
+        "9"
+    );
+    // The first manager drops b from its configuration: b goes, a stays (owned by other).
+    s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {}\n",
+    );
+    let data = s.kubectl(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
+    assert!(
+        data.contains("\"a\":\"9\"") && data.contains("\"b\""),
+        "b is co-owned by other: {data}"
+    );
+}

@@ -228,6 +228,7 @@ pub(super) async fn delete_collection(api: &Arc<Api>, call: &Call, ctx: &Ctx) ->
                 .map(str::to_string),
             name: Some(name.clone()),
             subresource: None,
+            manager: ctx.manager.clone(),
         };
         if opts.dry {
             out.push(item);

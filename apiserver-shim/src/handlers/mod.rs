@@ -29,6 +29,8 @@ pub(crate) struct Ctx {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// The field manager of this write: `fieldManager`, else the User-Agent's product.
+    pub manager: String,
 }
 
 impl Ctx {
@@ -87,6 +89,16 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
         namespace: path.namespace,
         name: path.name,
         subresource: path.subresource,
+        manager: match call.query.get("fieldManager") {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => call
+                .header("user-agent")
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        },
     };
     match ctx.subresource.as_deref() {
         None => {}
@@ -129,6 +141,7 @@ pub async fn create_if_missing(
         namespace: namespace.map(str::to_string),
         name: None,
         subresource: None,
+        manager: String::new(),
     };
     let name = crate::object::name_of(&obj).to_string();
     if api.store.get(&ctx.key(&name))?.is_some() {
@@ -136,7 +149,7 @@ pub async fn create_if_missing(
     }
     let (obj, _) =
         crate::decode::decode(&ctx.r, version, obj, crate::decode::FieldValidation::Strict)?;
-    match write::create_object(api, &ctx, obj, false).await {
+    match write::create_object(api, &ctx, obj, false, true).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),

@@ -13,6 +13,7 @@ use crate::crd;
 use crate::decode::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
+use crate::ssa;
 use crate::store::{Mutation, Written};
 
 /// Why a guarded write did not happen.
@@ -64,18 +65,23 @@ pub(super) async fn create(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
         return Err(ApiError::method_not_allowed("POST", &ctx.r.qualified()));
     }
     let (obj, unknown, mode) = decode_body(call, ctx, body_of(call)?)?;
-    let (stored, code) = create_object(api, ctx, obj, dry_run(call)?).await?;
+    let (stored, code) = create_object(api, ctx, obj, dry_run(call)?, true).await?;
     Ok(Reply::json(code, ctx.present(stored)).with_warnings(warnings(mode, &unknown)))
 }
 
-/// Creates a decoded object: metadata, namespace checks, kind hooks, store.
+/// Creates a decoded object: metadata, namespace checks, kind hooks, store. `track`
+/// records the field manager's ownership (an apply has recorded it already).
 pub(super) async fn create_object(
     api: &Arc<Api>,
     ctx: &Ctx,
     obj: Value,
     dry: bool,
+    track: bool,
 ) -> ApiResult<(Value, u16)> {
     let mut obj = object::prepare_create(&ctx.r, ctx.namespace.as_deref(), obj)?;
+    if track {
+        ssa::track_update(&ctx.r, &ctx.version, None, &mut obj, &ctx.manager);
+    }
     if let Some(ns) = ctx.namespace.as_deref() {
         namespaces::check_accepting(api, ns)?;
     }
@@ -171,13 +177,24 @@ pub(super) async fn guaranteed_update(
 
 /// Decides the mutation for a candidate new object: merge with the stored one, enforce
 /// the resourceVersion precondition, delete once the last finalizer is gone.
-fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value) -> ApiResult<Mutation> {
+fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiResult<Mutation> {
     let name = object::name_of(cur).to_string();
     let wanted_rv = object::rv_of(&candidate);
     if !wanted_rv.is_empty() && wanted_rv != object::rv_of(cur) {
         return Err(ApiError::conflict(&ctx.r.group, &ctx.r.plural, &name));
     }
     let mut new = object::prepare_update(&ctx.r, cur, candidate, ctx.subresource.as_deref())?;
+    if ctx.subresource.is_some() {
+        // Ownership of status is not tracked; keep the stored record.
+        if let (Some(m), Some(mf)) = (
+            new.get_mut("metadata").and_then(Value::as_object_mut),
+            cur.pointer("/metadata/managedFields"),
+        ) {
+            m.insert("managedFields".into(), mf.clone());
+        }
+    } else if track {
+        ssa::track_update(&ctx.r, &ctx.version, Some(cur), &mut new, &ctx.manager);
+    }
     if ctx.r.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
         crd::resource_from_crd(&new)?;
         crd::establish(&mut new);
@@ -215,12 +232,15 @@ pub(super) async fn update(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
             .store
             .get(&ctx.key(&name))?
             .ok_or_else(|| ctx.not_found(&name))?;
-        return Ok(match decide_update(ctx, &cur, obj)? {
+        return Ok(match decide_update(ctx, &cur, obj, true)? {
             Mutation::Put(o) => Reply::ok(ctx.present(o)),
             _ => Reply::ok(ctx.present(cur)),
         });
     }
-    let w = guaranteed_update(api, ctx, &name, |cur| decide_update(ctx, &cur, obj.clone())).await?;
+    let w = guaranteed_update(api, ctx, &name, |cur| {
+        decide_update(ctx, &cur, obj.clone(), true)
+    })
+    .await?;
     Ok(reply_for(ctx, w).with_warnings(warnings(mode, &unknown)))
 }
 
@@ -233,7 +253,13 @@ const PATCH_TYPES: &[&str] = &[
 ];
 
 /// Applies a patch body to the current object.
-fn apply_patch(ctx: &Ctx, content_type: &str, cur: &Value, body: &[u8]) -> ApiResult<Value> {
+fn apply_patch(
+    ctx: &Ctx,
+    content_type: &str,
+    cur: &Value,
+    body: &[u8],
+    force: bool,
+) -> ApiResult<Value> {
     let mime = content_type.split(';').next().unwrap_or("").trim();
     let mut doc = cur.clone();
     match mime {
@@ -267,8 +293,9 @@ fn apply_patch(ctx: &Ctx, content_type: &str, cur: &Value, body: &[u8]) -> ApiRe
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         "application/apply-patch+yaml" => {
-            let p = decode::parse_body(mime, body)?;
-            json_patch::merge(&mut doc, &p);
+            let config = decode::parse_body(mime, body)?;
+            decode::check_type(&config, &ctx.r, &ctx.version)?;
+            doc = ssa::apply(&ctx.r, &ctx.version, Some(cur), config, &ctx.manager, force)?;
         }
         _ => return Err(ApiError::unsupported_media_type(mime, PATCH_TYPES)),
     }
@@ -290,15 +317,17 @@ pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<R
     }
     let dry = dry_run(call)?;
     let mode = FieldValidation::parse(call.query.get("fieldValidation"))?;
+    let force = call.query.flag("force");
     if is_apply && ctx.subresource.is_none() && api.store.get(&ctx.key(&name))?.is_none() {
         let body = decode::parse_body(&ct, &call.body)?;
         let (obj, unknown, mode) = decode_body(call, ctx, body)?;
-        let (stored, code) = create_object(api, ctx, obj, dry).await?;
+        let obj = ssa::apply(&ctx.r, &ctx.version, None, obj, &ctx.manager, force)?;
+        let (stored, code) = create_object(api, ctx, obj, dry, false).await?;
         return Ok(Reply::json(code, ctx.present(stored)).with_warnings(warnings(mode, &unknown)));
     }
     let unknown_seen = std::sync::Mutex::new(Vec::new());
     let decide = |cur: Value| -> ApiResult<Mutation> {
-        let patched = apply_patch(ctx, &ct, &cur, &call.body)?;
+        let patched = apply_patch(ctx, &ct, &cur, &call.body, force)?;
         decode::check_type(&patched, &ctx.r, &ctx.version)?;
         let (obj, unknown) = decode::decode(&ctx.r, &ctx.version, patched, mode)?;
         if let Ok(mut u) = unknown_seen.lock() {
@@ -310,7 +339,7 @@ pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<R
                 object::name_of(&obj)
             )));
         }
-        decide_update(ctx, &cur, obj)
+        decide_update(ctx, &cur, obj, !is_apply)
     };
     if dry {
         let cur = api
