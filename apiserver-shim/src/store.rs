@@ -344,7 +344,10 @@ impl Store {
             (written, rev)
         };
         self.wake.notify_one();
-        if rev % 256 == 0 {
+        // Compact once the history exceeds its window by an eighth, so the cost is
+        // amortised and the window holds at least `history_events` events.
+        let slack = (self.history_events / 8).max(1);
+        if rev.saturating_sub(self.compacted_revision()) > self.history_events + slack {
             self.compact(rev)?;
         }
         self.wait_durable(rev).await?;

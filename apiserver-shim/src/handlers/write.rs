@@ -153,7 +153,9 @@ pub(super) async fn guaranteed_update(
             return Err(ctx.not_found(name));
         };
         let read_rv = object::rv_of(&cur).to_string();
-        let mutation = decide(cur)?;
+        // Decide on the object as served at this request's group and version (objects
+        // shared by two groups are stored under one).
+        let mutation = decide(ctx.present(cur))?;
         let not_found = ctx.not_found(name);
         let result = api
             .store
