@@ -175,43 +175,32 @@ fn is_empty_container(v: &Value) -> bool {
     matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
 }
 
-macro_rules! builtin_types {
-    ($r:expr, $v:expr, $o:expr, { $($kind:literal, $group:literal => $ty:ty),* $(,)? }) => {
-        match ($r.kind.as_str(), $r.group.as_str()) {
-            $( ($kind, $group) => roundtrip::<$ty>($r, $v, $o), )*
-            _ => Ok(($o.clone(), Vec::new())),
-        }
-    };
+struct RoundTrip<'a> {
+    r: &'a Resource,
+    version: &'a str,
+    object: &'a Value,
+}
+
+impl crate::typed::Visitor for RoundTrip<'_> {
+    type Out = ApiResult<(Value, Vec<String>)>;
+    fn visit<T: serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema>(
+        self,
+    ) -> Self::Out {
+        roundtrip::<T>(self.r, self.version, self.object)
+    }
 }
 
 fn decode_builtin(r: &Resource, version: &str, object: Value) -> ApiResult<(Value, Vec<String>)> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling::v2 as autoscaling, coordination::v1 as coordination,
-        core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-        networking::v1 as networking, node::v1 as node,
-    };
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
-    let (mut decoded, unknown) = builtin_types!(r, version, &object, {
-        "Namespace", "" => core::Namespace,
-        "Node", "" => core::Node,
-        "Pod", "" => core::Pod,
-        "Service", "" => core::Service,
-        "Endpoints", "" => core::Endpoints,
-        "ConfigMap", "" => core::ConfigMap,
-        "Secret", "" => core::Secret,
-        "Event", "" => core::Event,
-        "ServiceAccount", "" => core::ServiceAccount,
-        "Deployment", "apps" => apps::Deployment,
-        "ReplicaSet", "apps" => apps::ReplicaSet,
-        "Lease", "coordination.k8s.io" => coordination::Lease,
-        "RuntimeClass", "node.k8s.io" => node::RuntimeClass,
-        "EndpointSlice", "discovery.k8s.io" => discovery::EndpointSlice,
-        "Event", "events.k8s.io" => events::Event,
-        "HorizontalPodAutoscaler", "autoscaling" => autoscaling::HorizontalPodAutoscaler,
-        "Ingress", "networking.k8s.io" => networking::Ingress,
-        "IngressClass", "networking.k8s.io" => networking::IngressClass,
-        "CustomResourceDefinition", "apiextensions.k8s.io" => apiext::CustomResourceDefinition,
-    })?;
+    let (mut decoded, unknown) = crate::typed::with_type(
+        &r.kind,
+        &r.group,
+        RoundTrip {
+            r,
+            version,
+            object: &object,
+        },
+    )
+    .unwrap_or_else(|| Ok((object.clone(), Vec::new())))?;
     // Metadata fields the typed round trip normalises are taken verbatim from the input,
     // so annotations such as last-applied-configuration stay byte for byte.
     if let (Some(m_in), Some(out)) = (object.get("metadata"), decoded.as_object_mut()) {

@@ -36,6 +36,7 @@ pub mod store;
 pub mod strategic;
 pub mod table;
 pub mod tls;
+pub mod typed;
 pub mod watch;
 
 use std::sync::Arc;

@@ -3,16 +3,50 @@
 //! object's `x-kubernetes-group-version-kind` and the `fieldValidation` query parameter
 //! (so kubectl validates on the server with `fieldValidation=Strict`), plus
 //! `components.schemas` for `kubectl explain`. Custom resources use their CRD's
-//! `openAPIV3Schema`; built-in kinds get a minimal object schema for now.
+//! `openAPIV3Schema`; built-in kinds use the schemas `k8s-openapi` carries (with their
+//! field documentation), generated once per kind and cached.
 //!
 //! PATCH operations carry no `requestBody`, so kubectl falls back to its compiled-in patch
 //! types: strategic merge for built-ins, JSON merge for custom resources.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
 
 use crate::registry::{Resource, Table};
+
+/// A built-in kind's schema: its component name and every definition it references.
+type KindSchemas = Arc<(String, Map<String, Value>)>;
+
+struct SchemaOf;
+
+impl crate::typed::Visitor for SchemaOf {
+    type Out = KindSchemas;
+    fn visit<T: serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema>(
+        self,
+    ) -> KindSchemas {
+        let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+        let _ = generator.subschema_for::<T>();
+        Arc::new((
+            T::schema_name().into_owned(),
+            generator.take_definitions(true),
+        ))
+    }
+}
+
+fn builtin_schemas(r: &Resource) -> Option<KindSchemas> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), KindSchemas>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (r.kind.clone(), r.group.clone());
+    if let Some(s) = cache.lock().ok()?.get(&key) {
+        return Some(s.clone());
+    }
+    let s = crate::typed::with_type(&r.kind, &r.group, SchemaOf)?;
+    cache.lock().ok()?.insert(key, s.clone());
+    Some(s)
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -35,16 +69,16 @@ pub fn document(table: &Table, group: &str, version: &str) -> Option<Value> {
     let mut schemas = Map::new();
     for r in resources {
         let gvk = json!({"group": r.group, "version": version, "kind": r.kind});
-        let schema_name = format!(
-            "{}.{}.{}",
-            if r.group.is_empty() {
-                "io.k8s.api.core"
-            } else {
-                &r.group
-            },
-            version,
-            r.kind
-        );
+        let builtin = if r.custom { None } else { builtin_schemas(r) };
+        let schema_name = match &builtin {
+            Some(b) => b.0.clone(),
+            None => format!("{}.{}.{}", r.group, version, r.kind),
+        };
+        if let Some(b) = &builtin {
+            for (k, v) in &b.1 {
+                schemas.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         let base = format!("/{}", gv_path(group, version));
         let item = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
@@ -69,11 +103,14 @@ pub fn document(table: &Table, group: &str, version: &str) -> Option<Value> {
             item,
             json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
         );
-        let mut schema = r
-            .schemas
-            .get(version)
-            .cloned()
-            .unwrap_or_else(|| builtin_schema(r));
+        let mut schema = match schemas.remove(&schema_name) {
+            Some(s) => s,
+            None => r
+                .schemas
+                .get(version)
+                .cloned()
+                .unwrap_or_else(|| builtin_schema(r)),
+        };
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name, schema);
     }

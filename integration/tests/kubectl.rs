@@ -453,6 +453,11 @@ fn generators_send_protobuf_and_tables_come_back() {
         "--api-version=core.spinoperator.dev/v1alpha1",
     ]);
     assert!(explain.contains("valueFrom"), "{explain}");
+    let explain = s.kubectl(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explain.contains("rollingUpdate") && explain.contains("Recreate"),
+        "{explain}"
+    );
 }
 
 /// Creates a ConfigMap owned by `owner` (a ConfigMap) and returns nothing.
