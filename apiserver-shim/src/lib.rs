@@ -45,6 +45,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::error::ApiError;
+use crate::handlers::Existing;
 
 /// The namespaces that exist from the first start.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -65,18 +66,11 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
     }
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        handlers::create_if_missing(api, "", "v1", "namespaces", None, obj).await?;
+        handlers::ensure(api, ("", "v1", "namespaces"), None, obj, Existing::Keep).await?;
     }
     for c in crd::builtin_crds() {
-        handlers::create_if_missing(
-            api,
-            "apiextensions.k8s.io",
-            "v1",
-            "customresourcedefinitions",
-            None,
-            c,
-        )
-        .await?;
+        let crds = ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
+        handlers::ensure(api, crds, None, c, Existing::Update).await?;
     }
     let first = api.options.service_cidr.0.octets();
     let svc = json!({
@@ -87,7 +81,14 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
         },
     });
-    handlers::create_if_missing(api, "", "v1", "services", Some("default"), svc).await?;
+    handlers::ensure(
+        api,
+        ("", "v1", "services"),
+        Some("default"),
+        svc,
+        Existing::Keep,
+    )
+    .await?;
     handlers::resume_terminating(api);
     gc::spawn(api.clone());
     Ok(())

@@ -699,3 +699,26 @@ fn apply_client_and_server_side() {
         "b is co-owned by other: {data}"
     );
 }
+
+#[test]
+fn kubeconfig_mode_flag_and_restart_keep_state() {
+    let mut s = Server::start_with(&["--write-kubeconfig-mode", "644"]);
+    let mode = std::fs::metadata(&s.kubeconfig)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+    s.kubectl(&["create", "configmap", "kept", "--from-literal=k=v"]);
+    let uid = s.kubectl(&["get", "cm", "kept", "-o", "jsonpath={.metadata.uid}"]);
+    s.stop();
+    s.boot();
+    assert_eq!(
+        s.kubectl(&["get", "cm", "kept", "-o", "jsonpath={.metadata.uid}"]),
+        uid
+    );
+    assert!(
+        s.log().contains("kubeconfig written to"),
+        "start-up log names the kubeconfig"
+    );
+}

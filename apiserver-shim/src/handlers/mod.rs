@@ -120,15 +120,24 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
     }
 }
 
-/// Creates an object through the normal create path unless one of that name exists
-/// (used at bootstrap).
-pub async fn create_if_missing(
+/// How bootstrap treats an object that already exists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Leave it as the user left it.
+    Keep,
+    /// Bring its `spec` and annotations back to the embedded definition (spinlet's own
+    /// CRDs, so an upgrade serves the new schema).
+    Update,
+}
+
+/// Creates an object through the normal create path unless one of that name exists, in
+/// which case `existing` decides (used at bootstrap).
+pub async fn ensure(
     api: &Arc<Api>,
-    group: &str,
-    version: &str,
-    plural: &str,
+    (group, version, plural): (&str, &str, &str),
     namespace: Option<&str>,
     obj: Value,
+    existing: Existing,
 ) -> ApiResult<()> {
     let table = api.registry.snapshot();
     let r = table
@@ -144,7 +153,29 @@ pub async fn create_if_missing(
         manager: String::new(),
     };
     let name = crate::object::name_of(&obj).to_string();
-    if api.store.get(&ctx.key(&name))?.is_some() {
+    if let Some(cur) = api.store.get(&ctx.key(&name))? {
+        let same = |p: &str| cur.pointer(p) == obj.pointer(p);
+        if existing == Existing::Keep || (same("/spec") && same("/metadata/annotations")) {
+            return Ok(());
+        }
+        let ctx = Ctx {
+            name: Some(name.clone()),
+            ..ctx
+        };
+        write::guaranteed_update(api, &ctx, &name, |cur| {
+            let mut next = cur.clone();
+            next["spec"] = obj.get("spec").cloned().unwrap_or(Value::Null);
+            next["metadata"]["annotations"] = obj
+                .pointer("/metadata/annotations")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if ctx.r.kind == "CustomResourceDefinition" {
+                crate::crd::resource_from_crd(&next)?;
+                crate::crd::establish(&mut next);
+            }
+            Ok(crate::store::Mutation::Put(next))
+        })
+        .await?;
         return Ok(());
     }
     let (obj, _) =
