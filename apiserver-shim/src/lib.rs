@@ -37,6 +37,7 @@ pub mod strategic;
 pub mod table;
 pub mod tls;
 pub mod typed;
+pub mod validation;
 pub mod watch;
 
 use std::sync::Arc;

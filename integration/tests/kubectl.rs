@@ -234,6 +234,42 @@ fn bad_input_gets_kube_errors_and_changes_nothing() {
         err.contains("BadRequest") || err.contains("cannot"),
         "{err}"
     );
+    let err = s.kubectl_fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: inv422}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n    spec: {containers: [{name: c, image: i}]}\n"),
+    );
+    assert!(
+        err.contains("The Deployment \"inv422\" is invalid")
+            && err.contains("spec.replicas: Invalid value: -1"),
+        "{err}"
+    );
+    let err = s.kubectl_fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 70000}]}\n"),
+    );
+    assert!(
+        err.contains("spec.ports[0].port") && err.contains("between 1 and 65535"),
+        "{err}"
+    );
+    // A body over 3 MiB is refused whole.
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata: {{x: \"{}\"}}\n",
+        "a".repeat(3 * 1024 * 1024 + 10)
+    );
+    let err = s.kubectl_fails(&["create", "-f", "-"], Some(&big));
+    assert!(err.contains("Request entity too large"), "{err}");
+    // Malformed JSON straight to the API: 400 with the parse error.
+    let out = s.kubectl_output(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some("{\"apiVersion\": \"v1\", \"kind\": "),
+    );
+    assert!(!out.status.success());
     let cms = s.kubectl(&["get", "configmaps", "-o", "name"]);
     assert!(cms.trim().is_empty(), "nothing stored: {cms}");
     let err = s.kubectl_fails(&["delete", "namespace", "kube-system"], None);

@@ -79,6 +79,7 @@ pub(super) async fn create_object(
     track: bool,
 ) -> ApiResult<(Value, u16)> {
     let mut obj = object::prepare_create(&ctx.r, ctx.namespace.as_deref(), obj)?;
+    check_valid(ctx, &obj)?;
     if track {
         ssa::track_update(&ctx.r, &ctx.version, None, &mut obj, &ctx.manager);
     }
@@ -138,6 +139,20 @@ pub(super) fn after_write(api: &Arc<Api>, ctx: &Ctx, w: &Written) {
         }
         Written::Unchanged(_) => {}
     }
+}
+
+/// 422 with every semantic problem of a built-in object.
+fn check_valid(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    let causes = crate::validation::validate(&ctx.r, obj);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &ctx.r.group,
+        &ctx.r.kind,
+        object::name_of(obj),
+        causes,
+    ))
 }
 
 /// Reads, decides and writes until the object did not change in between.
@@ -200,6 +215,9 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
     if ctx.r.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
         crd::resource_from_crd(&new)?;
         crd::establish(&mut new);
+    }
+    if ctx.subresource.is_none() {
+        check_valid(ctx, &new)?;
     }
     if object::is_deleting(&new) && !object::has_finalizers(&new) {
         return Ok(Mutation::Delete);
