@@ -253,18 +253,17 @@ pub fn validate(r: &Resource, obj: &Value) -> Vec<Cause> {
             config_keys(obj, "binaryData", &mut out);
         }
         ("", "Secret") => config_keys(obj, "data", &mut out),
-        ("autoscaling", "HorizontalPodAutoscaler") => {
+        ("autoscaling", "HorizontalPodAutoscaler")
             if obj
                 .pointer("/spec/maxReplicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
-                < 1
-            {
-                out.push(invalid(
-                    "spec.maxReplicas".into(),
-                    "Invalid value: must be greater than or equal to 1".into(),
-                ));
-            }
+                < 1 =>
+        {
+            out.push(invalid(
+                "spec.maxReplicas".into(),
+                "Invalid value: must be greater than or equal to 1".into(),
+            ));
         }
         _ => {}
     }
