@@ -125,6 +125,10 @@ pub struct Event {
     pub namespace: String,
     /// The object after the change (before it, for deletions, with the deletion's revision).
     pub object: Value,
+    /// For a modification published live, the object before it (not kept in the history),
+    /// so a watch with selectors can tell an object entering or leaving its selection.
+    #[serde(skip)]
+    pub previous: Option<Value>,
 }
 
 /// What a write decides to do with the current object.
@@ -298,6 +302,7 @@ impl Store {
             };
             let had = current.is_some();
             let previous = current.clone();
+            let before = current.clone();
             let mutation = match decide(current) {
                 Ok(m) => m,
                 Err(e) => return Ok(Err(e)),
@@ -326,6 +331,11 @@ impl Store {
                 resource: key.resource.clone(),
                 namespace: key.namespace.clone(),
                 object,
+                previous: if kind == EventType::Modified {
+                    before
+                } else {
+                    None
+                },
             });
             let mut batch = sled::Batch::default();
             match kind {

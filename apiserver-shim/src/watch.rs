@@ -17,7 +17,7 @@ use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::Event;
+use crate::store::{Event, EventType};
 
 struct Filter {
     group: String,
@@ -28,12 +28,31 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, ev: &Event) -> bool {
-        ev.group == self.group
-            && ev.resource == self.resource
-            && self.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace)
-            && self.labels.matches(&ev.object)
-            && self.fields.matches(&ev.object)
+    fn selects(&self, o: &Value) -> bool {
+        self.labels.matches(o) && self.fields.matches(o)
+    }
+
+    /// The event type this watcher sees for `ev`, if any: a modification that moves an
+    /// object into the selection is ADDED, out of it DELETED, as kube-apiserver's watch
+    /// cache reports them.
+    fn event_type(&self, ev: &Event) -> Option<&'static str> {
+        if ev.group != self.group
+            || ev.resource != self.resource
+            || self
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| *ns != ev.namespace)
+        {
+            return None;
+        }
+        let now = self.selects(&ev.object);
+        match (ev.kind, ev.previous.as_ref().map(|p| self.selects(p))) {
+            (EventType::Modified, Some(true)) if !now => Some("DELETED"),
+            (EventType::Modified, Some(false)) if now => Some("ADDED"),
+            (EventType::Modified, Some(false)) => None,
+            (kind, _) if now => Some(kind.as_str()),
+            _ => None,
+        }
     }
 }
 
@@ -162,13 +181,14 @@ async fn follow(
                 Ok(Some(events)) => {
                     for ev in events {
                         last = ev.rev;
-                        if filter.matches(&ev)
-                            && tx
-                                .send(line(ev.kind.as_str(), &present(ev.object.clone())))
+                        if let Some(kind) = filter.event_type(&ev) {
+                            if tx
+                                .send(line(kind, &present(ev.object.clone())))
                                 .await
                                 .is_err()
-                        {
-                            return;
+                            {
+                                return;
+                            }
                         }
                     }
                 }
@@ -190,10 +210,10 @@ async fn follow(
                         continue;
                     }
                     last = ev.rev;
-                    if filter.matches(&ev)
-                        && tx.send(line(ev.kind.as_str(), &present(ev.object.clone()))).await.is_err()
-                    {
-                        return;
+                    if let Some(kind) = filter.event_type(&ev) {
+                        if tx.send(line(kind, &present(ev.object.clone()))).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams, Request,
+    PatchParams, PostParams, Request, WatchParams,
 };
 use kube::runtime::watcher;
 use kube::{Client, Discovery, ResourceExt};
@@ -857,4 +857,49 @@ async fn strict_field_validation_names_the_unknown_field() {
     assert_eq!(created.name_any(), "strict-cm");
     let got = cms.get("strict-cm").await.expect("get strict-cm");
     assert_eq!(data_of(&got), map(&[("k", "v")]));
+}
+
+/// A watch with a label selector sees an object that stops matching as DELETED and one
+/// that starts matching as ADDED, as kube-apiserver reports them.
+#[tokio::test]
+async fn selector_watch_sees_objects_enter_and_leave() {
+    let server = Server::start();
+    let client = server.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let list = api
+        .list(&ListParams::default().labels("app=x"))
+        .await
+        .expect("list");
+    let rv = list.metadata.resource_version.expect("list rv");
+    let mut stream = api
+        .watch(&WatchParams::default().labels("app=x").timeout(10), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    api.create(&PostParams::default(), &cm("moving", &[("app", "y")], &[]))
+        .await
+        .expect("create");
+    let relabel = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"app": v}}}));
+    api.patch("moving", &PatchParams::default(), &relabel("x"))
+        .await
+        .expect("into the selection");
+    api.patch("moving", &PatchParams::default(), &relabel("z"))
+        .await
+        .expect("out of the selection");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event");
+        match ev {
+            kube::api::WatchEvent::Added(c) => seen.push(format!("ADDED {}", c.name_any())),
+            kube::api::WatchEvent::Modified(c) => seen.push(format!("MODIFIED {}", c.name_any())),
+            kube::api::WatchEvent::Deleted(c) => seen.push(format!("DELETED {}", c.name_any())),
+            kube::api::WatchEvent::Bookmark(_) => {}
+            kube::api::WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED moving", "DELETED moving"]);
 }
