@@ -91,6 +91,8 @@ pub enum Reply {
     Stream(mpsc::Receiver<Bytes>),
     /// Plain text.
     Text(u16, String),
+    /// A JSON document already encoded.
+    RawJson(Bytes),
 }
 
 impl Reply {

@@ -47,6 +47,11 @@ fn render(reply: Reply) -> Response<Body> {
             &warnings,
         ),
         Reply::Text(code, text) => full(code, "text/plain; charset=utf-8", text.into_bytes(), &[]),
+        Reply::RawJson(bytes) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes).boxed())
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())),
         Reply::Stream(rx) => {
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv()

@@ -251,6 +251,12 @@ impl Store {
         }
     }
 
+    /// Reads one object's stored JSON bytes, undecoded (for answers that can send them as
+    /// they are).
+    pub fn get_raw(&self, key: &ObjectKey) -> Result<Option<sled::IVec>> {
+        Ok(self.tree.get(key.encode())?)
+    }
+
     /// Lists the objects of a resource, in one namespace or all (`None`), with the revision
     /// the list is consistent at.
     pub fn list(
@@ -448,6 +454,9 @@ impl Store {
 async fn flusher(store: std::sync::Weak<Store>, wake: Arc<Notify>) {
     loop {
         let notified = wake.notified();
+        // Let writers that were just acknowledged and woken queue their next write first,
+        // so one flush covers more of them.
+        tokio::task::yield_now().await;
         let Some(s) = store.upgrade() else { return };
         let batch = std::mem::take(&mut *s.lock_pending());
         if batch.is_empty() {

@@ -34,9 +34,30 @@ fn maybe_table(
     })
 }
 
+/// The `apiVersion` of a stored object, read without building the whole document.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// GET one object (or its status).
 pub(super) fn get(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let name = ctx.name.as_deref().unwrap_or("");
+    if !table::wants_table(call.header("accept")) {
+        // Fast path: the stored bytes are the answer when stored at this API version.
+        let Some(raw) = api.store.get_raw(&ctx.key(name))? else {
+            return Err(ctx.not_found(name));
+        };
+        let served = ctx.r.api_version(&ctx.version);
+        if serde_json::from_slice::<Head>(&raw)
+            .ok()
+            .and_then(|h| h.api_version)
+            .is_some_and(|v| v == served)
+        {
+            return Ok(Reply::RawJson(bytes::Bytes::copy_from_slice(&raw)));
+        }
+    }
     match api.store.get(&ctx.key(name))? {
         Some(obj) => {
             let obj = ctx.present(obj);
