@@ -191,6 +191,9 @@ pub struct Store {
     wake: Arc<Notify>,
     durable: watch::Sender<Durable>,
     events: broadcast::Sender<Arc<Event>>,
+    /// sled's log file, synced with `fdatasync` after each group flush: sled itself only
+    /// issues `sync_file_range`, which does not flush the disk's write cache.
+    log: Arc<std::fs::File>,
 }
 
 const REV_KEY: &[u8] = b"mrev";
@@ -207,6 +210,11 @@ impl Store {
             .mode(sled::Mode::LowSpace)
             .open()?;
         let tree = db.open_tree("objects")?;
+        let log_path = dir.join("db");
+        let log = Arc::new(
+            std::fs::File::open(&log_path)
+                .map_err(|e| StoreError::Flush(format!("opening {}: {e}", log_path.display())))?,
+        );
         let rev = read_u64(&tree, REV_KEY)?;
         let compacted = read_u64(&tree, COMPACTED_KEY)?;
         let (durable, _) = watch::channel(Durable { rev, error: None });
@@ -222,6 +230,7 @@ impl Store {
             wake: Arc::new(Notify::new()),
             durable,
             events,
+            log,
         });
         tokio::spawn(flusher(Arc::downgrade(&store), store.wake.clone()));
         Ok(store)
@@ -464,7 +473,14 @@ async fn flusher(store: std::sync::Weak<Store>, wake: Arc<Notify>) {
             notified.await;
             continue;
         }
-        let result = s.tree.flush_async().await;
+        let log = s.log.clone();
+        let result = match s.tree.flush_async().await {
+            Ok(_) => tokio::task::spawn_blocking(move || log.sync_data())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
         let last = batch.last().map(|e| e.rev).unwrap_or(0);
         match result {
             Ok(_) => {
@@ -476,7 +492,7 @@ async fn flusher(store: std::sync::Weak<Store>, wake: Arc<Notify>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, "flush failed; writes are not acknowledged");
-                s.durable.send_modify(|d| d.error = Some(e.to_string()));
+                s.durable.send_modify(|d| d.error = Some(e));
             }
         }
     }
