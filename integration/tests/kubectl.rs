@@ -758,3 +758,132 @@ fn kubeconfig_mode_flag_and_restart_keep_state() {
         "start-up log names the kubeconfig"
     );
 }
+
+#[test]
+fn replace_edit_wait_sort_and_dry_run() {
+    let s = Server::start();
+    s.kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1);
+    s.kubectl(&["create", "configmap", "b-second", "--from-literal=k=2"]);
+    s.kubectl(&["create", "configmap", "a-first", "--from-literal=k=1"]);
+
+    // replace: GET, edit the YAML, PUT.
+    let yaml = s
+        .kubectl(&["get", "cm", "a-first", "-o", "yaml"])
+        .replace("k: \"1\"", "k: \"10\"");
+    assert!(s
+        .kubectl_stdin(&["replace", "-f", "-"], &yaml)
+        .contains("replaced"));
+    assert_eq!(
+        s.kubectl(&["get", "cm", "a-first", "-o", "jsonpath={.data.k}"]),
+        "10"
+    );
+    // A stale replace is a conflict.
+    let err = s.kubectl_fails(&["replace", "-f", "-"], Some(&yaml));
+    assert!(
+        err.contains("Conflict") || err.contains("modified"),
+        "{err}"
+    );
+
+    // edit, with a scripted editor.
+    let out = s
+        .kubectl_cmd()
+        .env("KUBE_EDITOR", "sed -i s/nginx:1/nginx:edited/")
+        .args(["edit", "deploy", "web"])
+        .output()
+        .expect("kubectl edit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:edited");
+
+    // wait for a condition written through the status subresource.
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Available","status":"True","reason":"Test"}]}}"#,
+    ]);
+    let out = s.kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deploy/web",
+        "--timeout=10s",
+    ]);
+    assert!(out.contains("condition met"), "{out}");
+    // The main resource's writes leave status alone.
+    s.kubectl(&["label", "deploy", "web", "touched=yes"]);
+    let cond = s.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[0].type}",
+    ]);
+    assert_eq!(cond, "Available");
+    let out = s.kubectl(&[
+        "wait",
+        "--for=jsonpath={.metadata.labels.touched}=yes",
+        "deploy/web",
+        "--timeout=10s",
+    ]);
+    assert!(out.contains("condition met"), "{out}");
+
+    // sort-by and custom columns.
+    let sorted = s.kubectl(&[
+        "get",
+        "cm",
+        "--sort-by=.metadata.name",
+        "-o",
+        "custom-columns=NAME:.metadata.name,K:.data.k",
+    ]);
+    let names: Vec<&str> = sorted
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names.first().copied(), Some("a-first"), "{sorted}");
+
+    // dry-run=server changes nothing.
+    let out = s.kubectl(&[
+        "create",
+        "configmap",
+        "ghost",
+        "--dry-run=server",
+        "-o",
+        "name",
+    ]);
+    assert!(out.contains("ghost"), "{out}");
+    assert!(!s
+        .kubectl_output(&["get", "cm", "ghost"], None)
+        .status
+        .success());
+    s.kubectl(&["delete", "cm", "a-first", "--dry-run=server"]);
+    assert!(s
+        .kubectl_output(&["get", "cm", "a-first"], None)
+        .status
+        .success());
+
+    // wait --for=delete.
+    s.kubectl(&["delete", "cm", "b-second", "--wait=false"]);
+    let out = s.kubectl_output(
+        &["wait", "--for=delete", "cm/b-second", "--timeout=10s"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
