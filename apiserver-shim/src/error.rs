@@ -302,3 +302,20 @@ impl ApiError {
         self
     }
 }
+
+impl ApiError {
+    /// 422 without object details (as kube-apiserver's generic server responses).
+    pub fn unprocessable(message: String) -> ApiError {
+        ApiError::new(422, "Invalid", message)
+    }
+
+    /// 500 carrying its cause, for client-caused faults kube-apiserver also reports as
+    /// internal errors (e.g. an unknown `$patch` directive).
+    pub fn internal_with_message(message: String) -> ApiError {
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+    }
+}

@@ -309,8 +309,7 @@ fn apply_patch(
             let p: Value = serde_json::from_slice(body).map_err(|e| {
                 ApiError::bad_request(format!("invalid strategic merge patch: {e}"))
             })?;
-            doc = crate::strategic::apply(&ctx.r.kind, cur, &p)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            doc = crate::strategic::apply(&ctx.r.kind, cur, &p).map_err(strategic_error)?;
         }
         "application/apply-patch+yaml" => {
             let config = decode::parse_body(mime, body)?;
@@ -320,6 +319,23 @@ fn apply_patch(
         _ => return Err(ApiError::unsupported_media_type(mime, PATCH_TYPES)),
     }
     Ok(doc)
+}
+
+/// The status kube-apiserver gives each strategic merge error
+/// (`interpretStrategicMergePatchError`): malformed patch formats are 400, lists of lists
+/// and a `$retainKeys` mismatch 422, and everything else passes through as a 500.
+fn strategic_error(e: crate::strategic::StrategicError) -> ApiError {
+    use crate::strategic::StrategicError as E;
+    match e {
+        E::NotAnObject { .. }
+        | E::BadPrimitiveList { .. }
+        | E::BadRetainKeys { .. }
+        | E::BadSetElementOrder { .. } => ApiError::bad_request(e.to_string()),
+        E::ListOfLists { .. } | E::RetainKeysMismatch { .. } => {
+            ApiError::unprocessable(e.to_string())
+        }
+        _ => ApiError::internal_with_message(e.to_string()),
+    }
 }
 
 /// PATCH: patch an object or its status (server-side apply creates a missing object).
