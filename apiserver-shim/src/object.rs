@@ -341,6 +341,19 @@ pub fn mark_deleting(obj: &mut Value, grace: i64) -> ApiResult<()> {
     Ok(())
 }
 
+/// Marks an object as being deleted with this grace period, shortening an earlier one.
+pub fn set_deleting(obj: &mut Value, grace: i64) -> ApiResult<()> {
+    let m = meta_mut(obj)?;
+    let start = m
+        .get("deletionTimestamp")
+        .cloned()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| json!(now()));
+    m.insert("deletionTimestamp".into(), start);
+    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    Ok(())
+}
+
 /// Adds a finalizer if absent.
 pub fn add_finalizer(obj: &mut Value, f: &str) -> ApiResult<()> {
     let m = meta_mut(obj)?;

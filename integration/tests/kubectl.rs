@@ -887,3 +887,50 @@ fn replace_edit_wait_sort_and_dry_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bound_pods_are_deleted_gracefully() {
+    let s = Server::start();
+    let pod = |name: &str, node: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: \"{node}\"\n  containers: [{{name: app, image: registry.local/app:1}}]\n")
+    };
+    s.kubectl_stdin(&["create", "-f", "-"], &pod("bound", "node-1"));
+    s.kubectl_stdin(&["create", "-f", "-"], &pod("unbound", ""));
+    let table = s.kubectl(&["get", "pods"]);
+    assert!(
+        table.contains("READY") && table.contains("0/1") && table.contains("Pending"),
+        "{table}"
+    );
+
+    s.kubectl(&["delete", "pod", "unbound", "--wait=false"]);
+    assert!(!s
+        .kubectl_output(&["get", "pod", "unbound"], None)
+        .status
+        .success());
+
+    s.kubectl(&[
+        "delete",
+        "pod",
+        "bound",
+        "--wait=false",
+        "--grace-period=20",
+    ]);
+    let grace = s.kubectl(&[
+        "get",
+        "pod",
+        "bound",
+        "-o",
+        "jsonpath={.metadata.deletionGracePeriodSeconds}",
+    ]);
+    assert_eq!(
+        grace, "20",
+        "the kubelet gets the grace period to stop the pod"
+    );
+    let status = s.kubectl(&["get", "pod", "bound"]);
+    assert!(status.contains("Terminating"), "{status}");
+    s.kubectl(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    assert!(!s
+        .kubectl_output(&["get", "pod", "bound"], None)
+        .status
+        .success());
+}

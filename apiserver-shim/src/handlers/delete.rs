@@ -112,6 +112,30 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
             Mutation::Put(next)
         });
     }
+    // A pod bound to a node is deleted gracefully: the kubelet stops it, then deletes it
+    // with grace period 0. An unbound pod, or grace 0, goes at once.
+    if ctx.r.group.is_empty() && ctx.r.kind == "Pod" {
+        let bound = cur
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let grace = opts.grace.unwrap_or_else(|| {
+            cur.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        let already = cur
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        if bound && grace > 0 && !object::has_finalizers(cur) {
+            if already.is_some_and(|g| g <= grace) {
+                return Ok(Mutation::Keep);
+            }
+            let mut next = cur.clone();
+            object::set_deleting(&mut next, grace)?;
+            return Ok(Mutation::Put(next));
+        }
+    }
     let policy_finalizer = match opts.policy.as_deref() {
         Some("Foreground") => Some(gc::FOREGROUND),
         Some("Orphan") => Some(gc::ORPHAN),
