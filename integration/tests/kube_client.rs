@@ -903,3 +903,59 @@ async fn selector_watch_sees_objects_enter_and_leave() {
     }
     assert_eq!(seen, ["ADDED moving", "DELETED moving"]);
 }
+
+/// Malformed bodies of every encoding get kube-apiserver's status code and reason, and
+/// nothing is stored; so does a body over the 3 MiB limit.
+#[tokio::test]
+async fn malformed_bodies_get_kube_statuses() {
+    let server = Server::start();
+    let client = server.client().await;
+    let post = |content_type: &str, body: Vec<u8>| {
+        http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("content-type", content_type)
+            .body(body)
+            .expect("request")
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "application/json",
+            b"{\"apiVersion\": \"v1\", \"kind\": ".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "application/yaml",
+            b"apiVersion: v1\nkind: [unterminated\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\xff\xff".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"not protobuf at all".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "application/json",
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "big"}, "data": {"x": "a".repeat(3 * 1024 * 1024 + 1)}}))
+            .expect("body"),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        ("text/plain", b"hello".to_vec(), 415, "UnsupportedMediaType"),
+    ];
+    for (ct, body, code, reason) in cases {
+        let s = api_status(client.request::<Value>(post(ct, body)).await);
+        assert_eq!((s.code, s.reason.as_str()), (code, reason), "{ct}: {s:?}");
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let left = cms.list(&ListParams::default()).await.expect("list");
+    assert!(left.items.is_empty(), "nothing stored: {:?}", left.items);
+}

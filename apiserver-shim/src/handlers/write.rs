@@ -56,6 +56,17 @@ fn body_of(call: &Call) -> ApiResult<Value> {
         }
         return crate::protobuf::decode(&call.body);
     }
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !matches!(mime, "" | "application/json" | "application/yaml" | "*/*") {
+        return Err(ApiError::unsupported_media_type(
+            mime,
+            &[
+                "application/json",
+                "application/yaml",
+                crate::protobuf::CONTENT_TYPE,
+            ],
+        ));
+    }
     decode::parse_body(ct, &call.body)
 }
 
