@@ -203,6 +203,47 @@ fn watch_sees_a_change_from_another_process() {
     assert_eq!(next, "v2");
     let _ = watch.kill();
     let _ = watch.wait();
+
+    // Table output: the watch events are one-row Tables, so one header is printed.
+    let mut table = s
+        .kubectl_cmd()
+        .args(["get", "configmaps", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = table.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = vec![rx.recv_timeout(Duration::from_secs(10)).expect("header")];
+    lines.push(rx.recv_timeout(Duration::from_secs(10)).expect("first row"));
+    s.kubectl(&[
+        "patch",
+        "configmap",
+        "watched",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":"v3"}}"#,
+    ]);
+    lines.push(
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("changed row"),
+    );
+    let _ = table.kill();
+    let _ = table.wait();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("DATA"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("watched") && lines[2].starts_with("watched"),
+        "{lines:?}"
+    );
 }
 
 #[test]
