@@ -28,13 +28,28 @@ struct Rules<'a> {
     version: &'a str,
 }
 
+/// How one list is merged and owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ListRule {
+    /// One value, replaced whole.
+    Atomic,
+    /// Items identified by this key.
+    Map(String),
+    /// Scalars forming a set.
+    Set,
+}
+
 impl Rules<'_> {
-    fn list(&self, path: &str) -> ListKind {
+    fn list(&self, path: &str) -> ListRule {
         if !self.r.custom {
-            return list_kind(&self.r.kind, path);
+            return match list_kind(&self.r.kind, path) {
+                ListKind::Atomic => ListRule::Atomic,
+                ListKind::Map(k) => ListRule::Map(k.to_string()),
+                ListKind::Set => ListRule::Set,
+            };
         }
         let Some(mut node) = self.r.schemas.get(self.version) else {
-            return ListKind::Atomic;
+            return ListRule::Atomic;
         };
         for seg in path.split('.') {
             let (field, items) = match seg.strip_suffix("[]") {
@@ -43,34 +58,24 @@ impl Rules<'_> {
             };
             match node.pointer(&format!("/properties/{field}")) {
                 Some(n) => node = n,
-                None => return ListKind::Atomic,
+                None => return ListRule::Atomic,
             }
             if items {
                 match node.get("items") {
                     Some(n) => node = n,
-                    None => return ListKind::Atomic,
+                    None => return ListRule::Atomic,
                 }
             }
         }
         match node.get("x-kubernetes-list-type").and_then(Value::as_str) {
-            Some("set") => ListKind::Set,
-            Some("map") => {
-                let key = node
-                    .pointer("/x-kubernetes-list-map-keys/0")
+            Some("set") => ListRule::Set,
+            Some("map") => ListRule::Map(
+                node.pointer("/x-kubernetes-list-map-keys/0")
                     .and_then(Value::as_str)
-                    .unwrap_or("name");
-                // The key must outlive the schema snapshot: leak-free by matching known keys.
-                ListKind::Map(match key {
-                    "name" => "name",
-                    "type" => "type",
-                    "key" => "key",
-                    "port" => "port",
-                    "containerPort" => "containerPort",
-                    "id" => "id",
-                    _ => "name",
-                })
-            }
-            _ => ListKind::Atomic,
+                    .unwrap_or("name")
+                    .to_string(),
+            ),
+            _ => ListRule::Atomic,
         }
     }
 }
@@ -106,11 +111,11 @@ impl FieldSet {
                     .collect(),
             },
             Value::Array(items) => match rules.list(path) {
-                ListKind::Atomic => FieldSet {
+                ListRule::Atomic => FieldSet {
                     own: true,
                     children: BTreeMap::new(),
                 },
-                ListKind::Set => FieldSet {
+                ListRule::Set => FieldSet {
                     own: false,
                     children: items
                         .iter()
@@ -125,15 +130,15 @@ impl FieldSet {
                         })
                         .collect(),
                 },
-                ListKind::Map(key) => FieldSet {
+                ListRule::Map(key) => FieldSet {
                     own: false,
                     children: items
                         .iter()
                         .filter_map(|i| {
-                            let k = i.get(key)?;
+                            let k = i.get(&key)?;
                             let mut child = FieldSet::of(rules, i, &format!("{path}[]"));
                             child.own = true;
-                            Some((format!("k:{}", json!({ key: k })), child))
+                            Some((format!("k:{}", json!({ key.as_str(): k })), child))
                         })
                         .collect(),
                 },
@@ -373,11 +378,11 @@ fn merge(rules: &Rules, live: &Value, cfg: &Value, path: &str) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) => match rules.list(path) {
-            ListKind::Map(key) => {
+            ListRule::Map(key) => {
                 let mut out = l.clone();
                 for item in c {
-                    let id = item.get(key);
-                    match out.iter_mut().find(|x| id.is_some() && x.get(key) == id) {
+                    let id = item.get(&key);
+                    match out.iter_mut().find(|x| id.is_some() && x.get(&key) == id) {
                         Some(existing) => {
                             *existing = merge(rules, existing, item, &format!("{path}[]"))
                         }
@@ -386,7 +391,7 @@ fn merge(rules: &Rules, live: &Value, cfg: &Value, path: &str) -> Value {
                 }
                 Value::Array(out)
             }
-            ListKind::Set => {
+            ListRule::Set => {
                 let mut out = l.clone();
                 for item in c {
                     if !out.contains(item) {
@@ -395,7 +400,7 @@ fn merge(rules: &Rules, live: &Value, cfg: &Value, path: &str) -> Value {
                 }
                 Value::Array(out)
             }
-            ListKind::Atomic => cfg.clone(),
+            ListRule::Atomic => cfg.clone(),
         },
         _ => cfg.clone(),
     }
