@@ -959,3 +959,48 @@ async fn malformed_bodies_get_kube_statuses() {
     let left = cms.list(&ListParams::default()).await.expect("list");
     assert!(left.items.is_empty(), "nothing stored: {:?}", left.items);
 }
+
+/// kube-rs streaming lists (`sendInitialEvents=true`): the initial ADDED burst ends with
+/// the `k8s.io/initial-events-end` bookmark, which the watcher turns into `InitDone`.
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events() {
+    let server = Server::start();
+    let client = server.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["s1", "s2"] {
+        api.create(&PostParams::default(), &cm(name, &[], &[]))
+            .await
+            .expect("create");
+    }
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(STEP, stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("no watch error");
+        match ev {
+            watcher::Event::Init => seen.push("Init".to_string()),
+            watcher::Event::InitApply(c) => seen.push(format!("InitApply {}", c.name_any())),
+            watcher::Event::InitDone => {
+                seen.push("InitDone".into());
+                break;
+            }
+            other => seen.push(format!("{other:?}")),
+        }
+    }
+    assert_eq!(seen, ["Init", "InitApply s1", "InitApply s2", "InitDone"]);
+    api.create(&PostParams::default(), &cm("s3", &[], &[]))
+        .await
+        .expect("create");
+    let ev = tokio::time::timeout(STEP, stream.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
+        .expect("no watch error");
+    assert!(
+        matches!(ev, watcher::Event::Apply(ref c) if c.name_any() == "s3"),
+        "{ev:?}"
+    );
+}
