@@ -4,7 +4,8 @@
 //! This module owns the load sequence and everything done once per app, in the order
 //! that lets configuration errors surface before any compilation:
 //!
-//! 1. parse and validate `spin.toml` ([`crate::manifest`]);
+//! 1. parse and validate `spin.toml` ([`crate::manifest`]) and the runtime config
+//!    ([`crate::runtime_config`]);
 //! 2. resolve application variables (a missing required one stops here) and render each
 //!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]);
 //! 3. open the key-value stores under the state directory ([`crate::key_value`]);
@@ -33,6 +34,7 @@ use crate::key_value::{KeyValueCtx, KeyValueStores};
 use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
 use crate::outbound::{AllowedHosts, OutboundHttp};
 use crate::routing::Router;
+use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 use crate::variables::{self, Providers, VariablesCtx};
 
@@ -66,6 +68,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The runtime config file is invalid.
+    #[error(transparent)]
+    RuntimeConfig(#[from] crate::runtime_config::Error),
     /// The key-value stores could not be opened or a grant is unconfigured.
     #[error(transparent)]
     KeyValue(#[from] crate::key_value::Error),
@@ -141,10 +146,13 @@ pub struct AppOptions {
     pub env: Vec<(String, String)>,
     /// State directory (default `<app dir>/.spin`).
     pub state_dir: Option<PathBuf>,
-    /// Compile cache directory (default: see [`crate::cache::default_dir`]).
+    /// Cache root; compiled code goes in its `compiled/` (default: see
+    /// [`crate::cache::default_root`]).
     pub cache_dir: Option<PathBuf>,
-    /// Per-instance linear memory cap in bytes.
+    /// Per-instance linear memory cap in bytes (overrides the runtime config's).
     pub max_instance_memory: Option<u64>,
+    /// The runtime config file (`--runtime-config-file`).
+    pub runtime_config: Option<PathBuf>,
     /// Per-request deadline (none by default, as in `spin up`).
     pub request_timeout: Option<Duration>,
     /// Engine settings.
@@ -226,6 +234,37 @@ pub struct App {
     pub request_timeout: Option<Duration>,
     /// Load counters.
     pub stats: LoadStats,
+    /// The manifest digest when the app came from a registry.
+    pub oci_image_digest: Option<String>,
+}
+
+/// The linker every component starts from: WASI 0.2, WASI-HTTP and the Spin
+/// interfaces spinlet implements.
+pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut base: Linker<InstanceState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut base)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base)?;
+    variables::add_to_linker(&mut base)?;
+    crate::key_value::add_to_linker(&mut base)?;
+    Ok(base)
+}
+
+/// Links one component: the base linker plus "unavailable" definitions for every other
+/// import, pre-instantiated as a `wasi:http/incoming-handler` proxy.
+pub fn link_http_component(
+    engine: &wasmtime::Engine,
+    base: &Linker<InstanceState>,
+    component: &Component,
+) -> wasmtime::Result<ProxyPre<InstanceState>> {
+    let mut linker = base.clone();
+    let stubbed = crate::unavailable::define_unavailable(engine, &mut linker, component)?;
+    if !stubbed.is_empty() {
+        tracing::debug!(?stubbed, "imports linked as unavailable");
+    }
+    let pre = linker.instantiate_pre(component)?;
+    ProxyPre::new(pre).map_err(|e| {
+        e.context("not an HTTP component: it must export wasi:http/incoming-handler@0.2.x")
+    })
 }
 
 /// Finds the manifest: `path` itself if it is a file, else `path/spin.toml`.
@@ -250,25 +289,43 @@ pub fn load(options: &AppOptions) -> Result<App> {
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
     let manifest = Manifest::from_file(&manifest_path)?;
-    let state_dir = options
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| app_dir.join(".spin"));
-    load_manifest(manifest, &app_dir, Some(state_dir), options, started)
+    let default_state_dir = app_dir.join(".spin");
+    load_manifest(
+        manifest,
+        &app_dir,
+        Some(default_state_dir),
+        options,
+        started,
+    )
 }
 
 /// Loads an already parsed manifest whose relative paths are relative to `app_dir`.
-/// With no `state_dir` the default key-value store is kept in memory (as Spin does for
-/// apps from a registry).
+/// The state directory is `--state-dir`, else the runtime config's `state_dir`, else
+/// `default_state_dir`; with none, the default key-value store is kept in memory (as
+/// Spin does for apps from a registry).
 pub fn load_manifest(
     manifest: Manifest,
     app_dir: &Path,
-    state_dir: Option<PathBuf>,
+    default_state_dir: Option<PathBuf>,
     options: &AppOptions,
     started: Instant,
 ) -> Result<App> {
+    let runtime_config = match &options.runtime_config {
+        Some(path) => RuntimeConfig::from_file(path)?,
+        None => RuntimeConfig::default(),
+    };
+    let state_dir = options
+        .state_dir
+        .clone()
+        .or_else(|| runtime_config.state_dir.clone())
+        .or(default_state_dir);
+    let max_instance_memory = options
+        .max_instance_memory
+        .or(runtime_config.max_instance_memory);
+
     // Variables first: a missing required variable must stop the app before compiling.
-    let providers = Providers::from_args(&options.variables)?;
+    let mut providers = Providers::from_args(&options.variables)?;
+    providers.runtime = runtime_config.variables_providers.clone();
     let app_values = variables::resolve_app_variables(&manifest.variables, &providers)?;
 
     let key_value = match &state_dir {
@@ -281,10 +338,22 @@ pub fn load_manifest(
         }
         None => Arc::new(KeyValueStores::in_memory()?),
     };
+    let key_value = if runtime_config.key_value_stores.is_empty() {
+        key_value
+    } else {
+        let mut stores = (*key_value).clone();
+        for (label, path) in &runtime_config.key_value_stores {
+            match path {
+                Some(path) => stores.add_store(label, path)?,
+                None => stores.add_store_in_main_db(label)?,
+            }
+        }
+        Arc::new(stores)
+    };
     let cache_fallback = state_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir)
-        .join("compiled");
+        .join("cache");
     let app_dir = app_dir.to_owned();
 
     let components = manifest.all_components();
@@ -300,18 +369,15 @@ pub fn load_manifest(
     let cache_dir = options
         .cache_dir
         .clone()
-        .unwrap_or_else(|| crate::cache::default_dir(&cache_fallback));
+        .unwrap_or_else(|| crate::cache::default_root(&cache_fallback))
+        .join(crate::cache::COMPILED_SUBDIR);
     let engine = RuntimeEngine::new(&options.engine, &cache_dir)?;
 
-    let mut base: Linker<InstanceState> = Linker::new(&engine.engine);
     let link = |component: &str| {
         let component = component.to_string();
         move |source| Error::Link { component, source }
     };
-    wasmtime_wasi::p2::add_to_linker_async(&mut base).map_err(link("(host)"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base).map_err(link("(host)"))?;
-    variables::add_to_linker(&mut base).map_err(link("(host)"))?;
-    crate::key_value::add_to_linker(&mut base).map_err(link("(host)"))?;
+    let base = base_linker(&engine.engine).map_err(link("(host)"))?;
 
     let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
     let mut loaded: HashMap<String, Arc<AppComponent>> = HashMap::new();
@@ -366,18 +432,7 @@ pub fn load_manifest(
             }
         };
 
-        let mut linker = base.clone();
-        let stubbed = crate::unavailable::define_unavailable(&engine.engine, &mut linker, &wasm)
-            .map_err(link(id))?;
-        if !stubbed.is_empty() {
-            tracing::debug!(component = %id, ?stubbed, "imports linked as unavailable");
-        }
-        let pre = linker.instantiate_pre(&wasm).map_err(link(id))?;
-        let pre = ProxyPre::new(pre).map_err(|e| Error::Link {
-            component: id.clone(),
-            source: e
-                .context("not an HTTP component: it must export wasi:http/incoming-handler@0.2.x"),
-        })?;
+        let pre = link_http_component(&engine.engine, &base, &wasm).map_err(link(id))?;
 
         let variables = variables::render_component_variables(&component.variables, &app_values)?;
         let mut allowed = Vec::new();
@@ -412,7 +467,7 @@ pub fn load_manifest(
                     Arc::new(component.key_value_stores.iter().cloned().collect()),
                 ),
                 allowed_hosts: Arc::new(allowed_hosts),
-                max_instance_memory: options.max_instance_memory,
+                max_instance_memory,
             }),
         );
     }
@@ -450,6 +505,7 @@ pub fn load_manifest(
         key_value,
         request_timeout: options.request_timeout,
         stats,
+        oci_image_digest: None,
     })
 }
 

@@ -9,8 +9,9 @@
 //! and the workspace forbids unsafe code; wasmtime's cache performs the same
 //! deserialization internally after validating the key.
 //!
-//! The default directory is `$XDG_CACHE_HOME/spinlet/compiled` (or
-//! `~/.cache/spinlet/compiled`); `spinlet run --cache-dir` overrides it.
+//! Compiled code lives in `<cache root>/compiled`; the cache root is
+//! `$XDG_CACHE_HOME/spinlet` (or `~/.cache/spinlet`) unless `spinlet run --cache-dir`
+//! names another (registry pulls share the root, under `registry/`).
 
 use std::path::{Path, PathBuf};
 
@@ -78,17 +79,20 @@ impl CompileCache {
     }
 }
 
-/// The default cache directory: `$XDG_CACHE_HOME/spinlet/compiled`, else
-/// `$HOME/.cache/spinlet/compiled`, else `fallback`.
-pub fn default_dir(fallback: &Path) -> PathBuf {
+/// Subdirectory of the cache root holding compiled code.
+pub const COMPILED_SUBDIR: &str = "compiled";
+
+/// Subdirectory of the cache root holding registry pulls.
+pub const REGISTRY_SUBDIR: &str = "registry";
+
+/// The default cache root: `$XDG_CACHE_HOME/spinlet`, else `$HOME/.cache/spinlet`, else
+/// `fallback`.
+pub fn default_root(fallback: &Path) -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("spinlet").join("compiled");
+        return PathBuf::from(xdg).join("spinlet");
     }
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home)
-            .join(".cache")
-            .join("spinlet")
-            .join("compiled");
+        return PathBuf::from(home).join(".cache").join("spinlet");
     }
     fallback.to_owned()
 }

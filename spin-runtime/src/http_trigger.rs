@@ -200,7 +200,18 @@ impl HttpServer {
                 .await
         });
 
-        match receiver.await {
+        // The epoch deadline stops guest code; this bounds time spent in host calls too.
+        let received = match self.app.request_timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, receiver).await {
+                Ok(r) => r,
+                Err(_) => {
+                    task.abort();
+                    return Err(wasmtime::format_err!("request deadline exceeded"));
+                }
+            },
+            None => receiver.await,
+        };
+        match received {
             Ok(Ok(resp)) => {
                 // The guest may still be streaming the body; log a late failure.
                 tokio::spawn(async move {
@@ -237,6 +248,9 @@ impl HttpServer {
                 info.insert("name".into(), self.app.name.clone().into());
                 if let Some(v) = &self.app.version {
                     info.insert("version".into(), v.clone().into());
+                }
+                if let Some(d) = &self.app.oci_image_digest {
+                    info.insert("oci_image_digest".into(), d.clone().into());
                 }
                 let body = serde_json::Value::Object(info).to_string();
                 full(StatusCode::OK, "application/json", Bytes::from(body))

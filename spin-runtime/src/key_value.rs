@@ -1,12 +1,14 @@
 //! Key-value storage: the `default` store in sled under the state directory, and the
-//! guest interface `fermyon:spin/key-value@2.0.0`.
+//! guest interfaces `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2`
+//! (`store`, `atomics`, `batch`; a bucket identifier is a store label).
 //!
 //! This module owns the store backends and access control. [`KeyValueStores`] is opened
 //! once per app (one sled database at `<state_dir>/key_value.sled`, one tree per label);
 //! each instance gets a [`KeyValueCtx`] holding the labels its component was granted in
 //! `key_value_stores`. Opening a label that is not granted fails with `access-denied`;
 //! a granted label with no configured store stops the app at start (as Spin does).
-//! Writes are flushed to disk before returning, so values survive a restart or a crash.
+//! Writes are flushed to disk before returning, so values survive a restart or a crash;
+//! sled's periodic background flush is off (it would fsync twice a second while idle).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,19 @@ mod gen_ {
     });
 }
 
+mod gen_wasi {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "spinlet:host/wasi-keyvalue",
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/atomics.cas": super::Cas,
+        },
+    });
+}
+
 use gen_::fermyon::spin::key_value as spin_v2;
+use gen_wasi::wasi::keyvalue::{atomics as wasi_atomics, batch as wasi_batch, store as wasi_store};
 
 /// The label of the store every app gets.
 pub const DEFAULT_STORE: &str = "default";
@@ -45,7 +59,7 @@ pub enum Error {
         source: sled::Error,
     },
     /// A component was granted a label with no configured store.
-    #[error("component `{component}` uses key-value store `{label}`, which is not configured (only `default` is available without a runtime config)")]
+    #[error("component `{component}` uses key-value store `{label}`, which is not configured (add [key_value_store.{label}] to the runtime config file)")]
     Unconfigured {
         /// The component id.
         component: String,
@@ -57,7 +71,7 @@ pub enum Error {
 /// The key-value stores of one app.
 #[derive(Debug, Clone)]
 pub struct KeyValueStores {
-    db: sled::Db,
+    dbs: Vec<sled::Db>,
     trees: HashMap<String, sled::Tree>,
 }
 
@@ -71,13 +85,16 @@ impl KeyValueStores {
         };
         let db = sled::Config::new()
             .path(&path)
-            .flush_every_ms(Some(500))
+            .flush_every_ms(None)
             .open()
             .map_err(open_err)?;
         let tree = db.open_tree(DEFAULT_STORE).map_err(open_err)?;
         let mut trees = HashMap::new();
         trees.insert(DEFAULT_STORE.to_string(), tree);
-        Ok(KeyValueStores { db, trees })
+        Ok(KeyValueStores {
+            dbs: vec![db],
+            trees,
+        })
     }
 
     /// An in-memory database (nothing persists), for apps without a state directory.
@@ -93,7 +110,42 @@ impl KeyValueStores {
         let tree = db.open_tree(DEFAULT_STORE).map_err(open_err)?;
         let mut trees = HashMap::new();
         trees.insert(DEFAULT_STORE.to_string(), tree);
-        Ok(KeyValueStores { db, trees })
+        Ok(KeyValueStores {
+            dbs: vec![db],
+            trees,
+        })
+    }
+
+    /// Adds (or replaces) the store `label`, kept in its own sled database at `path`
+    /// (from a runtime config `[key_value_store.<label>]` of type `spin`).
+    pub fn add_store(&mut self, label: &str, path: &Path) -> Result<(), Error> {
+        let open_err = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .open()
+            .map_err(open_err)?;
+        let tree = db.open_tree(label).map_err(open_err)?;
+        self.trees.insert(label.to_string(), tree);
+        self.dbs.push(db);
+        Ok(())
+    }
+
+    /// Adds the store `label` as its own tree in the main database (a runtime config
+    /// `[key_value_store.<label>]` of type `spin` without a path).
+    pub fn add_store_in_main_db(&mut self, label: &str) -> Result<(), Error> {
+        let Some(db) = self.dbs.first() else {
+            return Ok(());
+        };
+        let tree = db.open_tree(label).map_err(|source| Error::Open {
+            path: PathBuf::from(format!("(tree {label})")),
+            source,
+        })?;
+        self.trees.insert(label.to_string(), tree);
+        Ok(())
     }
 
     /// Checks that every label a component was granted has a store.
@@ -115,13 +167,28 @@ impl KeyValueStores {
 
     /// Flushes everything to disk (called at shutdown).
     pub fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush().map(|_| ())
+        for db in &self.dbs {
+            db.flush()?;
+        }
+        Ok(())
     }
 }
 
 /// An open store, the host side of a guest `store` resource.
 pub struct OpenStore {
     tree: sled::Tree,
+}
+
+/// An open bucket, the host side of a guest `wasi:keyvalue/store.bucket` resource.
+pub struct Bucket {
+    tree: sled::Tree,
+}
+
+/// A compare-and-swap handle: the bucket, the key and the value it was read at.
+pub struct Cas {
+    tree: sled::Tree,
+    key: String,
+    current: Option<sled::IVec>,
 }
 
 /// Per-instance key-value state: the app's stores and the component's grants.
@@ -240,9 +307,230 @@ impl spin_v2::HostStore for KeyValueCtxView<'_> {
     }
 }
 
-/// Links `fermyon:spin/key-value@2.0.0` into `linker`.
+fn wasi_other(e: impl std::fmt::Display) -> wasi_store::Error {
+    wasi_store::Error::Other(e.to_string())
+}
+
+impl KeyValueCtxView<'_> {
+    fn open_tree(&self, label: &str) -> Result<sled::Tree, wasi_store::Error> {
+        if !self.ctx.granted.contains(label) {
+            return Err(wasi_store::Error::AccessDenied);
+        }
+        self.ctx
+            .stores
+            .trees
+            .get(label)
+            .cloned()
+            .ok_or(wasi_store::Error::NoSuchStore)
+    }
+
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<sled::Tree, wasi_store::Error> {
+        self.table
+            .get(bucket)
+            .map(|b| b.tree.clone())
+            .map_err(wasi_other)
+    }
+}
+
+impl wasi_store::Host for KeyValueCtxView<'_> {
+    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, wasi_store::Error> {
+        let tree = self.open_tree(&identifier)?;
+        self.table.push(Bucket { tree }).map_err(wasi_other)
+    }
+}
+
+impl wasi_store::HostBucket for KeyValueCtxView<'_> {
+    fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        tree.get(key.as_bytes())
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(wasi_other)
+    }
+
+    fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        tree.insert(key.as_bytes(), value).map_err(wasi_other)?;
+        tree.flush().map_err(wasi_other)?;
+        Ok(())
+    }
+
+    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        tree.remove(key.as_bytes()).map_err(wasi_other)?;
+        tree.flush().map_err(wasi_other)?;
+        Ok(())
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        tree.contains_key(key.as_bytes()).map_err(wasi_other)
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> Result<wasi_store::KeyResponse, wasi_store::Error> {
+        // All keys in one response, as Spin does; a cursor is therefore never returned.
+        if cursor.is_some() {
+            return Err(wasi_other("list-keys cursors are not used by this host"));
+        }
+        let tree = self.bucket(&bucket)?;
+        let keys = tree
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wasi_other)?;
+        Ok(wasi_store::KeyResponse { keys, cursor: None })
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl wasi_atomics::Host for KeyValueCtxView<'_> {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        let mut result = Ok(0);
+        tree.update_and_fetch(key.as_bytes(), |old| {
+            let current = match old {
+                None => 0,
+                Some(bytes) => match <[u8; 8]>::try_from(bytes) {
+                    Ok(b) => i64::from_le_bytes(b),
+                    Err(_) => {
+                        result = Err(wasi_other("the value is not a 64-bit integer"));
+                        return old.map(<[u8]>::to_vec);
+                    }
+                },
+            };
+            let next = current.wrapping_add(delta);
+            result = Ok(next);
+            Some(next.to_le_bytes().to_vec())
+        })
+        .map_err(wasi_other)?;
+        tree.flush().map_err(wasi_other)?;
+        result
+    }
+
+    fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Result<(), wasi_atomics::CasError> {
+        let store_err = |e: wasi_store::Error| wasi_atomics::CasError::StoreError(e);
+        let (tree, key, current) = {
+            let c = self.table.get(&cas).map_err(|e| store_err(wasi_other(e)))?;
+            (c.tree.clone(), c.key.clone(), c.current.clone())
+        };
+        match tree.compare_and_swap(key.as_bytes(), current, Some(value)) {
+            Ok(Ok(())) => {
+                tree.flush().map_err(|e| store_err(wasi_other(e)))?;
+                let _ = self.table.delete(cas);
+                Ok(())
+            }
+            Ok(Err(conflict)) => {
+                let c = self
+                    .table
+                    .get_mut(&cas)
+                    .map_err(|e| store_err(wasi_other(e)))?;
+                c.current = conflict.current;
+                Err(wasi_atomics::CasError::CasFailed(cas))
+            }
+            Err(e) => Err(store_err(wasi_other(e))),
+        }
+    }
+}
+
+impl wasi_atomics::HostCas for KeyValueCtxView<'_> {
+    fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Resource<Cas>, wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        let current = tree.get(key.as_bytes()).map_err(wasi_other)?;
+        self.table
+            .push(Cas { tree, key, current })
+            .map_err(wasi_other)
+    }
+
+    fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, wasi_store::Error> {
+        let c = self.table.get(&cas).map_err(wasi_other)?;
+        Ok(c.current.as_ref().map(|v| v.to_vec()))
+    }
+
+    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl wasi_batch::Host for KeyValueCtxView<'_> {
+    fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        keys.into_iter()
+            .map(|k| {
+                let v = tree.get(k.as_bytes()).map_err(wasi_other)?;
+                Ok((k, v.map(|v| v.to_vec())))
+            })
+            .collect()
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        let mut batch = sled::Batch::default();
+        for (k, v) in key_values {
+            batch.insert(k.as_bytes(), v);
+        }
+        tree.apply_batch(batch).map_err(wasi_other)?;
+        tree.flush().map_err(wasi_other)?;
+        Ok(())
+    }
+
+    fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), wasi_store::Error> {
+        let tree = self.bucket(&bucket)?;
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k.as_bytes());
+        }
+        tree.apply_batch(batch).map_err(wasi_other)?;
+        tree.flush().map_err(wasi_other)?;
+        Ok(())
+    }
+}
+
+/// Links `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2` into `linker`.
 pub fn add_to_linker<T: KeyValueView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    spin_v2::add_to_linker::<T, KeyValue>(linker, T::key_value)
+    spin_v2::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    wasi_store::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    wasi_atomics::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    wasi_batch::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,13 @@
 //! `spinlet run` is built on this crate; the node agent will be too. The pieces, one
 //! module per concept:
 //!
-//! - [`manifest`]: `spin.toml` (v2) schema and validation;
+//! - [`manifest`] and [`manifest_v1`]: `spin.toml` (v2, and v1 converted) schema and
+//!   validation;
+//! - [`runtime_config`]: the runtime config file;
+//! - [`locked_app`] and [`oci`]: the locked-app JSON and registry push/pull;
 //! - [`variables`]: providers, templates and the variables interfaces;
-//! - [`key_value`]: sled-backed key-value stores and their interface;
+//! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
+//!   `wasi:keyvalue` (draft2);
 //! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
@@ -47,9 +51,13 @@ pub mod engine;
 pub mod headers;
 pub mod http_trigger;
 pub mod key_value;
+pub mod locked_app;
 pub mod manifest;
+pub mod manifest_v1;
+pub mod oci;
 pub mod outbound;
 pub mod routing;
+pub mod runtime_config;
 pub mod state;
 pub mod unavailable;
 pub mod variables;

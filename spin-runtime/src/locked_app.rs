@@ -169,7 +169,11 @@ impl LockedApp {
         let all = manifest.all_components();
         let mut triggers = Vec::new();
         let mut components = Vec::new();
-        for ((id, target, route), trigger) in manifest.http_routes().into_iter().zip(&manifest.trigger.http) {
+        for ((id, target, route), trigger) in manifest
+            .http_routes()
+            .into_iter()
+            .zip(&manifest.trigger.http)
+        {
             let route = match route {
                 RouteConfig::Route(r) => json!(r),
                 RouteConfig::Private(_) => json!({ "private": true }),
@@ -193,7 +197,10 @@ impl LockedApp {
                         if let Some(d) = &c.description {
                             cm.insert("description".into(), json!(d));
                         }
-                        cm.insert("allowed_outbound_hosts".into(), json!(c.allowed_outbound_hosts));
+                        cm.insert(
+                            "allowed_outbound_hosts".into(),
+                            json!(c.allowed_outbound_hosts),
+                        );
                         cm.insert("key_value_stores".into(), json!(c.key_value_stores));
                         cm.insert("databases".into(), json!(c.sqlite_databases));
                         cm.insert("ai_models".into(), json!(c.ai_models));
@@ -214,7 +221,10 @@ impl LockedApp {
                     }
                 }
                 TriggerTarget::Static(r) => {
-                    config.insert("static_response".into(), serde_json::to_value(StaticJson::from(&r))?);
+                    config.insert(
+                        "static_response".into(),
+                        serde_json::to_value(StaticJson::from(&r))?,
+                    );
                 }
             }
             if let Some(e) = &trigger.executor {
@@ -250,7 +260,12 @@ impl LockedApp {
                 self.must_understand
             )));
         }
-        let meta_str = |k: &str| self.metadata.get(k).and_then(Value::as_str).map(str::to_string);
+        let meta_str = |k: &str| {
+            self.metadata
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let mut application = json!({
             "name": meta_str("name").unwrap_or_else(|| "app".into()),
         });
@@ -308,13 +323,13 @@ impl LockedApp {
                 )));
             }
             let digest = c.source.digest.clone().ok_or_else(|| {
-                Error::Unsupported(format!("{origin}: component `{}` source has no digest", c.id))
+                Error::Unsupported(format!(
+                    "{origin}: component `{}` source has no digest",
+                    c.id
+                ))
             })?;
             let mut comp = serde_json::Map::new();
-            comp.insert(
-                "source".into(),
-                json!(wasm_path(&digest).to_string_lossy()),
-            );
+            comp.insert("source".into(), json!(wasm_path(&digest).to_string_lossy()));
             comp.insert("environment".into(), json!(c.env));
             comp.insert("variables".into(), json!(c.config));
             for (from, to) in [

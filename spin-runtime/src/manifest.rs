@@ -6,8 +6,7 @@
 //! [`Manifest::validate`] checks what serde cannot: variable names, component ids,
 //! trigger references, template references and route syntax.
 //!
-//! Version 1 manifests are recognised and rejected with a clear error (not supported
-//! yet).
+//! Version 1 manifests are parsed by [`crate::manifest_v1`] and converted to this model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -346,17 +345,12 @@ impl Manifest {
 
     /// Parses and validates manifest text; `path` is used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
-        // Detect version 1 first so it gets a clear message rather than a schema error.
+        // Version 1 has its own schema and is converted to version 2.
         if let Ok(table) = text.parse::<toml::Table>() {
             let v1 = matches!(table.get("spin_manifest_version"), Some(toml::Value::String(s)) if s == "1")
                 || table.contains_key("spin_version");
             if v1 {
-                return Err(Error::Unsupported {
-                    path: path.to_owned(),
-                    message:
-                        "spin.toml version 1 is not supported yet; use spin_manifest_version = 2"
-                            .into(),
-                });
+                return crate::manifest_v1::parse(text, path);
             }
         }
         let manifest: Manifest = toml::from_str(text).map_err(|source| Error::Parse {
@@ -504,6 +498,12 @@ impl Manifest {
     /// else `inline-component<N>`.
     pub fn http_routes(&self) -> Vec<(String, TriggerTarget, RouteConfig)> {
         let mut inline_count = 0;
+        let mut used_ids: std::collections::HashSet<String> = self
+            .trigger
+            .http
+            .iter()
+            .filter_map(|t| t.id.clone())
+            .collect();
         self.trigger
             .http
             .iter()
@@ -520,10 +520,20 @@ impl Manifest {
                     (None, Some(r)) => TriggerTarget::Static(r.clone()),
                     (None, None) => TriggerTarget::Component(String::new()),
                 };
-                let id = t.id.clone().unwrap_or_else(|| match &target {
-                    TriggerTarget::Component(c) => format!("{c}-http-trigger"),
-                    TriggerTarget::Static(_) => "static-http-trigger".into(),
+                let id = t.id.clone().unwrap_or_else(|| {
+                    let base = match &target {
+                        TriggerTarget::Component(c) => format!("{c}-http-trigger"),
+                        TriggerTarget::Static(_) => "static-http-trigger".into(),
+                    };
+                    let mut candidate = base.clone();
+                    let mut n = 1;
+                    while used_ids.contains(&candidate) {
+                        n += 1;
+                        candidate = format!("{base}{n}");
+                    }
+                    candidate
                 });
+                used_ids.insert(id.clone());
                 (id, target, t.route.clone())
             })
             .collect()
@@ -621,9 +631,9 @@ source = "hello.wasm"
     }
 
     #[test]
-    fn version_1_is_reported() {
+    fn version_1_goes_through_the_v1_schema() {
         let err = parse("spin_manifest_version = \"1\"\nname = \"x\"").unwrap_err();
-        assert!(err.to_string().contains("version 1"), "{err}");
+        assert!(err.to_string().contains("trigger"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ const IMPLEMENTED: &[&str] = &[
     "wasi:http/outgoing-handler@",
     "fermyon:spin/variables@2.",
     "fermyon:spin/key-value@2.",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
     "wasi:config/store@0.2.0-draft-2024-09-27",
 ];
 
@@ -146,6 +149,7 @@ mod tests {
         assert!(is_implemented("wasi:cli/environment@0.2.6"));
         assert!(is_implemented("fermyon:spin/key-value@2.0.0"));
         assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
-        assert!(!is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(!is_implemented("spin:sqlite/sqlite@3.0.0"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! This module owns Spin's variable model. Application variables (`[variables]`) are
 //! resolved once at start from the providers in Spin's order: `--variable` on the command
-//! line, then the environment (`SPIN_VARIABLE_<NAME>`), then the manifest default. A
+//! line, then the runtime config's providers in file order, then the environment
+//! (`SPIN_VARIABLE_<NAME>`), then the manifest default. A
 //! required variable that no provider resolves stops the app with its name in the error.
 //! Component variables are templates over application variables (`"{{ name }}"`),
 //! rendered at start.
@@ -64,6 +65,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Providers {
     /// Values from `--variable NAME=VALUE`.
     pub cli: HashMap<String, String>,
+    /// Runtime-config providers, in file order.
+    pub runtime: Vec<crate::runtime_config::VariablesProvider>,
     /// The process environment, searched for `SPIN_VARIABLE_<NAME>`.
     pub env: HashMap<String, String>,
 }
@@ -80,6 +83,7 @@ impl Providers {
         }
         Ok(Providers {
             cli,
+            runtime: Vec::new(),
             env: std::env::vars().collect(),
         })
     }
@@ -88,6 +92,7 @@ impl Providers {
         self.cli
             .get(name)
             .cloned()
+            .or_else(|| self.runtime.iter().find_map(|p| p.get(name, &self.env)))
             .or_else(|| {
                 self.env
                     .get(&format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()))

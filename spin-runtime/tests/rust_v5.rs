@@ -5,7 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{app_with_manifest, build_app, build_app_for, run_expecting_failure, Spinlet, Start};
+use common::{
+    app_with_manifest, build_app, build_app_for, push, run_expecting_failure, Registry, Spinlet,
+    Start,
+};
 
 const ROUTING: &str = r#"
 spin_manifest_version = 2
@@ -412,4 +415,302 @@ fn wasip1_core_module_is_componentized_at_load() {
     assert_eq!(s.get("/?op=kv-set&key=k&value=v").text(), "stored");
     assert_eq!(s.get("/?op=kv-get&key=k").text(), "v");
     assert_eq!(s.get("/?op=trap").status, 500);
+}
+
+#[test]
+fn push_to_a_registry_and_run_from_it() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = format!(
+        "{ROUTING}\n[variables]\ngreeting = {{ required = true }}\n",
+    )
+    .replace(
+        "[component.foo]\nsource = \"{wasm}\"",
+        "[component.foo]\nsource = \"{wasm}\"\nkey_value_stores = [\"default\"]\nvariables = { message = \"{{ greeting }}!\" }\nenvironment = { FROM = \"registry\" }",
+    );
+    let dir = app_with_manifest("push", &wasm, &manifest);
+    let registry = Registry::start();
+    let reference = format!("{}/spinlet-tests/routing:v1", registry.host);
+    let digest = push(&dir, &reference);
+
+    // Run from the registry into a fresh cache (nothing local is reused).
+    let cache = common::scratch_dir("oci-cache");
+    let start = Start {
+        args: vec!["--variable".into(), "greeting=hello".into()],
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+    let s = Spinlet::start(std::path::Path::new(&reference), start.clone());
+    let h = s.get("/foo/bar/baz").echoed();
+    assert_eq!(h["spin-matched-route"], "/foo/...");
+    assert_eq!(h["spin-path-info"], "/bar/baz");
+    assert_eq!(s.get("/users/5").echoed()["spin-path-match-user-id"], "5");
+    assert_eq!(s.get("/nothing").status, 404);
+    assert_eq!(s.get("/hidden").status, 404);
+    assert_eq!(s.get("/static").text(), "static body");
+    assert_eq!(s.get("/foo?op=var&name=message").text(), "hello!");
+    assert_eq!(s.get("/foo?op=env&name=FROM").text(), "registry");
+    assert_eq!(s.get("/foo?op=kv-set&key=k&value=v").text(), "stored");
+    let info: serde_json::Value =
+        serde_json::from_slice(&s.get("/.well-known/spin/info").body).expect("info JSON");
+    assert_eq!(info["oci_image_digest"], digest.as_str());
+    s.stop();
+
+    // The layout is Spin's: config label, one wasm layer, the locked app last.
+    let manifest_path = cache
+        .join("registry/manifests")
+        .join(registry.host.replace(':', "_"))
+        .join("spinlet-tests/routing/v1/manifest.json");
+    let oci: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("cached manifest"))
+            .expect("json");
+    let layers = oci["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "one component file, one locked app: {oci}");
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.wasm.content.layer.v1+wasm"
+    );
+    assert_eq!(
+        layers[1]["mediaType"],
+        "application/vnd.fermyon.spin.application.v1+config"
+    );
+    assert!(cache
+        .join("registry/wasm")
+        .join(layers[0]["digest"].as_str().expect("digest"))
+        .is_file());
+
+    // By digest, and a required variable is still enforced for registry apps.
+    let by_digest = format!("{}/spinlet-tests/routing@{digest}", registry.host);
+    let s = Spinlet::start(std::path::Path::new(&by_digest), start);
+    assert_eq!(s.get("/foo?op=var&name=message").text(), "hello!");
+    s.stop();
+    let err = Spinlet::try_start(std::path::Path::new(&by_digest), Start::default())
+        .err()
+        .expect("missing variable must fail");
+    assert!(err.contains("greeting"), "{err}");
+}
+
+/// A loopback HTTP server answering every request with 200 `upstream says hi`; serves at
+/// most `max` connections.
+fn upstream(max: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nupstream says hi",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_http_is_checked_against_allowed_outbound_hosts() {
+    let wasm = build_app("rust-v5-hello");
+    let allowed_port = upstream(4);
+    let denied_port = upstream(4);
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "outbound"
+[variables]
+upstream_port = {{ default = "{allowed_port}" }}
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{{wasm}}"
+allowed_outbound_hosts = ["http://127.0.0.1:{{{{ upstream_port }}}}"]
+"#
+    );
+    let dir = app_with_manifest("outbound", &wasm, &manifest);
+    let s = Spinlet::start(&dir, Start::default());
+    let r = s.get(&format!("/?op=fetch&url=http://127.0.0.1:{allowed_port}/x"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "200 upstream says hi");
+    let r = s.get(&format!("/?op=fetch&url=http://127.0.0.1:{denied_port}/x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+}
+
+#[test]
+fn runtime_config_file_supplies_variables_stores_and_limits() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "runtime-config"
+[variables]
+from_static = { required = true }
+from_custom_env = { required = true }
+cli_wins = { required = true }
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+key_value_stores = ["default", "cache"]
+variables = { a = "{{ from_static }}", b = "{{ from_custom_env }}", c = "{{ cli_wins }}" }
+"#;
+    let dir = app_with_manifest("runtime-config", &wasm, manifest);
+    std::fs::write(
+        dir.join("runtime-config.toml"),
+        r#"
+state_dir = "rc-state"
+max_instance_memory = 67108864
+[[config_provider]]
+type = "static"
+values = { from_static = "static value", cli_wins = "static" }
+[[variables_provider]]
+type = "env"
+prefix = "MY_APP"
+[key_value_store.cache]
+type = "spin"
+path = "cache.sled"
+"#,
+    )
+    .expect("write runtime config");
+    let rc = dir
+        .join("runtime-config.toml")
+        .to_string_lossy()
+        .into_owned();
+    let s = Spinlet::start(
+        &dir,
+        Start {
+            args: vec![
+                "--runtime-config-file".into(),
+                rc.clone(),
+                "--variable".into(),
+                "cli_wins=cli".into(),
+            ],
+            env: vec![("MY_APP_FROM_CUSTOM_ENV".into(), "custom env".into())],
+            ..Default::default()
+        },
+    );
+    assert_eq!(s.get("/?op=var&name=a").text(), "static value");
+    assert_eq!(s.get("/?op=var&name=b").text(), "custom env");
+    assert_eq!(s.get("/?op=var&name=c").text(), "cli");
+    assert_eq!(
+        s.get("/?op=kv-set&label=cache&key=k&value=cached").text(),
+        "stored"
+    );
+    assert_eq!(s.get("/?op=kv-get&label=cache&key=k").text(), "cached");
+    assert_eq!(
+        s.get("/?op=kv-get&key=k").status,
+        404,
+        "stores are separate"
+    );
+    assert_eq!(
+        s.get("/?op=bomb").status,
+        500,
+        "max_instance_memory applies"
+    );
+    s.stop();
+    assert!(dir.join("cache.sled").is_dir());
+    assert!(dir.join("rc-state").join("key_value.sled").is_dir());
+
+    std::fs::write(dir.join("bad.toml"), "stat_dir = \"x\"\n").expect("write");
+    let bad = dir.join("bad.toml").to_string_lossy().into_owned();
+    let (ok, stderr) = run_expecting_failure(&dir, &["--runtime-config-file", &bad]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("stat_dir"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn files_are_mounted_read_only() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "files"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+files = [{ source = "assets", destination = "/static" }, "data"]
+"#;
+    let dir = app_with_manifest("files", &wasm, manifest);
+    std::fs::create_dir_all(dir.join("assets/sub")).expect("mkdir");
+    std::fs::write(dir.join("assets/sub/hello.txt"), "hello file").expect("write");
+    std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+    std::fs::write(dir.join("data/d.txt"), "data file").expect("write");
+    let s = Spinlet::start(&dir, Start::default());
+    assert_eq!(
+        s.get("/?op=read&path=/static/sub/hello.txt").text(),
+        "hello file"
+    );
+    assert_eq!(s.get("/?op=read&path=/data/d.txt").text(), "data file");
+    assert_eq!(s.get("/?op=read&path=/etc/passwd").status, 404);
+    let r = s.get("/?op=write&path=/static/new.txt");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(!dir.join("assets/new.txt").exists());
+}
+
+#[test]
+fn version_1_manifests_are_served() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = "1"
+name = "old-style"
+version = "0.1.0"
+trigger = { type = "http", base = "/" }
+[variables]
+greeting = { default = "hello from v1" }
+[[component]]
+id = "hello"
+source = "{wasm}"
+key_value_stores = ["default"]
+[component.trigger]
+route = "/hello/..."
+[component.config]
+message = "{{ greeting }}"
+"#;
+    let dir = app_with_manifest("v1", &wasm, manifest);
+    let s = Spinlet::start(&dir, Start::default());
+    let h = s.get("/hello/x").echoed();
+    assert_eq!(h["spin-component-route"], "/hello");
+    assert_eq!(h["spin-path-info"], "/x");
+    assert_eq!(s.get("/hello?op=var&name=message").text(), "hello from v1");
+    assert_eq!(s.get("/hello?op=kv-set&key=a&value=b").text(), "stored");
+    assert_eq!(s.get("/other").status, 404);
+}
+
+#[test]
+fn wasi_keyvalue_store_atomics_and_batch() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("wasi-kv", &wasm, KV);
+    let s = Spinlet::start(&dir, Start::default());
+    assert_eq!(s.get("/?op=wkv-set&key=a&value=one").text(), "stored");
+    assert_eq!(s.get("/?op=wkv-get&key=a").text(), "one");
+    // Both interfaces see the same store.
+    assert_eq!(s.get("/?op=kv-get&key=a").text(), "one");
+    assert_eq!(s.get("/?op=wkv-incr&key=n&delta=5").text(), "5");
+    assert_eq!(s.get("/?op=wkv-incr&key=n&delta=-2").text(), "3");
+    assert_eq!(
+        s.get("/?op=wkv-cas&key=a&value=two").text(),
+        "swapped from one"
+    );
+    assert_eq!(s.get("/?op=wkv-get&key=a").text(), "two");
+    assert_eq!(
+        s.get("/?op=wkv-cas&key=a&value=three&conflict=1").text(),
+        "cas failed"
+    );
+    assert_eq!(s.get("/?op=wkv-get&key=a").text(), "changed");
+    assert_eq!(
+        s.get("/?op=wkv-batch").text(),
+        r#"[("b1", None), ("b2", Some([50]))]"#
+    );
+    let r = s.get("/?op=wkv-get&key=a&label=other");
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+    let r = s.get("/nokv/?op=wkv-get&key=a");
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
 }

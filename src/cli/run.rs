@@ -15,7 +15,8 @@ use spin_runtime::http_trigger::HttpServer;
 /// Flags of `spinlet run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The app: a spin.toml file, or a directory containing one.
+    /// The app: a spin.toml file, a directory containing one, or an OCI reference
+    /// (`registry/repository:tag`) pushed by `spinlet push` or `spin registry push`.
     pub app: String,
     /// Address to listen on.
     #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = spin_runtime::http_trigger::DEFAULT_LISTEN)]
@@ -30,9 +31,16 @@ pub struct RunArgs {
     /// Directory for app state such as the default key-value store [default: <app dir>/.spin].
     #[arg(long, env = "SPINLET_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Directory for the compiled-code cache [default: ~/.cache/spinlet/compiled].
+    /// Cache root: compiled code and registry pulls [default: ~/.cache/spinlet].
     #[arg(long, env = "SPINLET_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Talk plain HTTP to the registry (loopback registries always use plain HTTP).
+    #[arg(long, env = "SPINLET_INSECURE_REGISTRY")]
+    pub insecure: bool,
+    /// Runtime config file (Spin's runtime-config.toml: state_dir, max_instance_memory,
+    /// variables providers, key-value stores).
+    #[arg(long, env = "SPINLET_RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
     /// Maximum linear memory per instance, in bytes [default: no limit].
     #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
     pub max_instance_memory: Option<u64>,
@@ -87,11 +95,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
         cache_dir: args.cache_dir.clone(),
         max_instance_memory: args.max_instance_memory,
+        runtime_config: args.runtime_config_file.clone(),
         request_timeout: args.request_timeout,
         engine: EngineOptions::from_env(),
     };
-    let app =
-        spin_runtime::app::load(&options).with_context(|| format!("cannot start {}", args.app))?;
+    let app = if std::path::Path::new(&args.app).exists() {
+        spin_runtime::app::load(&options).with_context(|| format!("cannot start {}", args.app))?
+    } else {
+        let reference = spin_runtime::oci::Reference::parse(&args.app).with_context(|| {
+            format!(
+                "{} is neither a file, a directory nor an OCI reference",
+                args.app
+            )
+        })?;
+        let started = std::time::Instant::now();
+        let cache_root = options.cache_dir.clone().unwrap_or_else(|| {
+            spin_runtime::cache::default_root(&std::env::temp_dir().join("spinlet"))
+        });
+        let pulled = spin_runtime::oci::pull(
+            &reference,
+            &cache_root.join(spin_runtime::cache::REGISTRY_SUBDIR),
+            args.insecure,
+        )
+        .with_context(|| format!("cannot pull {reference}"))?;
+        tracing::info!(%reference, digest = %pulled.digest, "pulled");
+        let mut app =
+            spin_runtime::app::load_manifest(pulled.manifest, &pulled.dir, None, &options, started)
+                .with_context(|| format!("cannot start {reference}"))?;
+        app.oci_image_digest = Some(pulled.digest);
+        app
+    };
     let stats = app.stats;
     tracing::info!(
         wasm_files = stats.wasm_files,

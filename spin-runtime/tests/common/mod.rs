@@ -42,10 +42,14 @@ pub fn target_dir() -> PathBuf {
 /// Where test-run scratch files go.
 pub fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    let root = target_dir().join("spin-test-scratch");
+    // Scratch dirs of earlier runs are removed once per test process.
+    CLEANED.get_or_init(|| {
+        let _ = std::fs::remove_dir_all(&root);
+    });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = target_dir()
-        .join("spin-test-scratch")
-        .join(format!("{name}-{}-{n}", std::process::id()));
+    let dir = root.join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
@@ -56,6 +60,32 @@ pub fn shared_cache_dir() -> PathBuf {
     target_dir().join("spin-test-apps").join("compile-cache")
 }
 
+/// Removes the per-crate variables cargo sets for a test process (`CARGO_PKG_*`,
+/// `CARGO_MANIFEST_DIR`, ...) so a nested `cargo build` sees the same environment as a
+/// top-level one; otherwise build scripts that track them rebuild on every test run.
+fn clean_cargo_env(cmd: &mut Command) {
+    const KEEP: &[&str] = &[
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_INCREMENTAL",
+        "CARGO_BUILD_",
+        "CARGO_NET_",
+        "CARGO_HTTP_",
+        "CARGO_REGISTRIES_",
+        "CARGO_REGISTRY_",
+        "CARGO_TERM_",
+        "CARGO_PROFILE_",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if (key.starts_with("CARGO_") && !KEEP.iter().any(|k| key.starts_with(k)))
+            || key == "OUT_DIR"
+        {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// The `spinlet` binary.
 pub fn spinlet_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -64,16 +94,21 @@ pub fn spinlet_bin() -> PathBuf {
             return PathBuf::from(bin);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--package",
-                "spinlet",
-                "--bin",
-                "spinlet",
-                "--message-format=json-render-diagnostics",
-            ])
+        let mut cmd = Command::new(cargo);
+        clean_cargo_env(&mut cmd);
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "--package",
+            "spinlet",
+            "--bin",
+            "spinlet",
+            "--message-format=json-render-diagnostics",
+        ]);
+        // Match the test run's profile so `cargo test --release` reuses its build.
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let output = cmd
             .stderr(Stdio::inherit())
             .output()
             .expect("run cargo build --bin spinlet");
@@ -138,7 +173,9 @@ pub fn build_app_for(name: &str, target: &str) -> PathBuf {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build_target = out_dir.join("target");
-    let status = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    clean_cargo_env(&mut cmd);
+    let status = cmd
         .current_dir(&app_dir)
         .env("CARGO_TARGET_DIR", &build_target)
         .env_remove("RUSTFLAGS")
@@ -189,7 +226,8 @@ pub struct Start {
 }
 
 impl Spinlet {
-    /// Starts `spinlet run <app_dir>` and waits until it is healthy.
+    /// Starts `spinlet run <app>` (a directory or an OCI reference) and waits until it
+    /// is healthy.
     pub fn start(app_dir: &Path, start: Start) -> Spinlet {
         match Self::try_start(app_dir, start) {
             Ok(s) => s,
@@ -201,7 +239,11 @@ impl Spinlet {
     pub fn try_start(app_dir: &Path, start: Start) -> Result<Spinlet, String> {
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log_dir = app_dir.join(format!("logs-{port}"));
+        let log_dir = if app_dir.is_dir() {
+            app_dir.join(format!("logs-{port}"))
+        } else {
+            scratch_dir("oci-run")
+        };
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let stdout = std::fs::File::create(log_dir.join("stdout")).expect("stdout file");
         let stderr = std::fs::File::create(log_dir.join("stderr")).expect("stderr file");
@@ -453,4 +495,79 @@ pub fn app_with_manifest(name: &str, wasm: &Path, manifest: &str) -> PathBuf {
     let text = manifest.replace("{wasm}", &wasm.to_string_lossy());
     std::fs::write(dir.join("spin.toml"), text).expect("write spin.toml");
     dir
+}
+
+/// A `docker-registry` (Debian's distribution registry) on a loopback port, stopped on drop.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+}
+
+impl Registry {
+    /// Starts a registry storing into a scratch directory.
+    pub fn start() -> Registry {
+        let dir = scratch_dir("registry");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).expect("write registry config");
+        let bin =
+            std::env::var("SPINLET_TEST_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
+        let log = std::fs::File::create(dir.join("log")).expect("registry log");
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{bin}` ({e}): install Debian's docker-registry package (see spin-runtime/CI-SETUP.md)")
+            });
+        let registry = Registry { child, host };
+        let addr: SocketAddr = registry.host.parse().expect("registry addr");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = http_request(addr, "GET", "/v2/", &[], b"") {
+                if r.status == 200 {
+                    return registry;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not come up on {}", registry.host);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `spinlet push <app_dir> <reference>`; returns the pushed digest.
+pub fn push(app_dir: &Path, reference: &str) -> String {
+    let output = Command::new(spinlet_bin())
+        .arg("push")
+        .arg(app_dir)
+        .arg(reference)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run spinlet push");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "spinlet push failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("push prints the digest")
+        .to_string()
 }

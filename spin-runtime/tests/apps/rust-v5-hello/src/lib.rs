@@ -2,7 +2,7 @@
 //!
 //! One handler serves every component of the test manifest; the `op` query parameter
 //! picks what it does, so a single wasm file exercises routing, headers, variables,
-//! key-value and the failure modes (trap, infinite loop, memory bomb).
+//! key-value, files, outbound HTTP and the failure modes (trap, infinite loop, memory bomb).
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
@@ -24,7 +24,7 @@ fn text(status: u16, body: impl Into<String>) -> Response {
 }
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
+async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     let op = query_param(&req, "op").unwrap_or_default();
     let param = |name: &str| query_param(&req, name).unwrap_or_default();
     Ok(match op.as_str() {
@@ -49,6 +49,14 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             Ok(v) => text(200, v),
             Err(_) => text(404, "unset"),
         },
+        "read" => match std::fs::read_to_string(param("path")) {
+            Ok(v) => text(200, v),
+            Err(e) => text(404, format!("read error: {e}")),
+        },
+        "write" => match std::fs::write(param("path"), b"x") {
+            Ok(()) => text(200, "written"),
+            Err(e) => text(403, format!("write error: {e}")),
+        },
         "kv-set" => {
             let label = query_param(&req, "label").unwrap_or_else(|| "default".into());
             match Store::open(&label).and_then(|s| s.set(&param("key"), param("value").as_bytes())) {
@@ -62,6 +70,55 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 Ok(Some(v)) => text(200, String::from_utf8_lossy(&v).into_owned()),
                 Ok(None) => text(404, "missing"),
                 Err(e) => text(403, format!("kv error: {e:?}")),
+            }
+        }
+        "wkv-set" | "wkv-get" | "wkv-incr" | "wkv-cas" | "wkv-batch" => {
+            use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+            let label = query_param(&req, "label").unwrap_or_else(|| "default".into());
+            let bucket = match store::open(&label) {
+                Ok(b) => b,
+                Err(e) => return Ok(text(403, format!("wasi kv error: {e:?}"))),
+            };
+            let key = param("key");
+            let result: Result<String, String> = match op.as_str() {
+                "wkv-set" => bucket
+                    .set(&key, param("value").as_bytes())
+                    .map(|()| "stored".into())
+                    .map_err(|e| format!("{e:?}")),
+                "wkv-get" => bucket
+                    .get(&key)
+                    .map(|v| v.map_or("missing".into(), |v| String::from_utf8_lossy(&v).into_owned()))
+                    .map_err(|e| format!("{e:?}")),
+                "wkv-incr" => atomics::increment(&bucket, &key, param("delta").parse().unwrap_or(1))
+                    .map(|n| n.to_string())
+                    .map_err(|e| format!("{e:?}")),
+                "wkv-cas" => match atomics::Cas::new(&bucket, &key) {
+                    Ok(cas) => {
+                        let before = cas.current().ok().flatten().unwrap_or_default();
+                        // Change the value behind the handle's back, so the swap must fail.
+                        if param("conflict") == "1" {
+                            let _ = bucket.set(&key, b"changed");
+                        }
+                        match atomics::swap(cas, param("value").as_bytes()) {
+                            Ok(()) => Ok(format!("swapped from {}", String::from_utf8_lossy(&before))),
+                            Err(atomics::CasError::CasFailed(_)) => Ok("cas failed".into()),
+                            Err(e) => Err(format!("{e:?}")),
+                        }
+                    }
+                    Err(e) => Err(format!("{e:?}")),
+                },
+                _ => {
+                    let pairs = vec![("b1".to_string(), b"1".to_vec()), ("b2".to_string(), b"2".to_vec())];
+                    batch::set_many(&bucket, &pairs)
+                        .and_then(|()| batch::delete_many(&bucket, &["b1".to_string()]))
+                        .and_then(|()| batch::get_many(&bucket, &["b1".to_string(), "b2".to_string()]))
+                        .map(|got| format!("{got:?}"))
+                        .map_err(|e| format!("{e:?}"))
+                }
+            };
+            match result {
+                Ok(body) => text(200, body),
+                Err(e) => text(500, format!("wasi kv error: {e}")),
             }
         }
         "kv-keys" => match Store::open_default().and_then(|s| s.get_keys()) {
@@ -93,6 +150,21 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             loop {
                 hoard.push(vec![1u8; 16 * 1024 * 1024]);
                 std::hint::black_box(&hoard);
+            }
+        }
+        "fetch" => {
+            let url = param("url");
+            let outbound = Request::get(url).build();
+            match spin_sdk::http::send::<_, Response>(outbound).await {
+                Ok(resp) => text(
+                    200,
+                    format!(
+                        "{} {}",
+                        resp.status(),
+                        String::from_utf8_lossy(resp.body())
+                    ),
+                ),
+                Err(e) => text(502, format!("fetch error: {e}")),
             }
         }
         "llm" => match spin_sdk::llm::infer(spin_sdk::llm::InferencingModel::Llama2Chat, "hi") {

@@ -1,0 +1,735 @@
+//! Spin apps as OCI artifacts: references, registry access, `push` and `pull`.
+//!
+//! This module owns the registry side, in the layout `spin registry push` produces
+//! (Spin 2.0+):
+//!
+//! - an `application/vnd.oci.image.manifest.v1+json` manifest with the
+//!   `org.opencontainers.image.*` annotations;
+//! - a plain OCI image config (architecture `wasm`, os `wasip1`) labelled
+//!   `com.fermyon.spin.lockedAppDigest` with the locked-app layer's digest;
+//! - one `application/vnd.wasm.content.layer.v1+wasm` layer per distinct component
+//!   (core modules are componentized before pushing, as Spin 3.2+ does);
+//! - the locked app (`application/vnd.fermyon.spin.application.v1+config`) last, without
+//!   `origin`.
+//!
+//! Pulls read that layout and the pre-2.0 one (locked app in the config blob), verify
+//! every digest, and keep a content-addressed cache: `manifests/<registry>/<repo>/<tag>/`
+//! (`manifest.json`, `config.json` = the locked app), `wasm/<digest>` and `data/<digest>`.
+//! Cached digests are not fetched again; files are written atomically (temp + rename),
+//! so concurrent pulls are safe.
+//!
+//! Registries on loopback (`localhost`, `127.0.0.1`, `[::1]`) are spoken to over plain
+//! HTTP, others over HTTPS unless `insecure` is set. Credentials come from the Docker
+//! config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`); basic and
+//! bearer-token challenges are both answered.
+//!
+//! Not handled yet: files (data layers) on push, archive layers, and registry sources
+//! inside manifests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::locked_app::LockedApp;
+use crate::manifest::{Manifest, Source};
+
+/// Media type of the OCI image manifest.
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of the image config.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of a component layer.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// Media type of a data (file) layer.
+pub const DATA_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+data";
+/// Media type of the locked-app layer.
+pub const LOCKED_APP_MEDIA_TYPE: &str = "application/vnd.fermyon.spin.application.v1+config";
+/// The config label naming the locked-app layer.
+pub const LOCKED_APP_DIGEST_LABEL: &str = "com.fermyon.spin.lockedAppDigest";
+
+/// Errors from registry operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The reference does not parse.
+    #[error("invalid OCI reference `{0}`")]
+    Reference(String),
+    /// An HTTP exchange with the registry failed.
+    #[error("{method} {url}: {message}")]
+    Http {
+        /// Method.
+        method: String,
+        /// URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// Content did not match its digest.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was fetched.
+        what: String,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// The artifact is not a Spin app.
+    #[error("{reference} is not a Spin app: {message}")]
+    NotSpinApp {
+        /// The reference.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// Reading or writing the cache or the app failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The locked app could not be built or read.
+    #[error(transparent)]
+    LockedApp(#[from] crate::locked_app::Error),
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::Error),
+    /// A core module could not be componentized.
+    #[error(transparent)]
+    Componentize(#[from] crate::componentize::Error),
+    /// The app uses something push does not support yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A parsed reference: `[registry/]repository[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Registry host (and port).
+    pub registry: String,
+    /// Repository path.
+    pub repository: String,
+    /// Tag (default `latest` when there is no digest).
+    pub tag: Option<String>,
+    /// Digest.
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    /// Parses a reference; a first component with a `.` or `:`, or `localhost`, is the
+    /// registry, otherwise the registry is `docker.io`.
+    pub fn parse(s: &str) -> Result<Reference> {
+        let bad = || Error::Reference(s.to_string());
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) if d.starts_with("sha256:") && d.len() == 71 => (r, Some(d.to_string())),
+            Some(_) => return Err(bad()),
+            None => (s, None),
+        };
+        let (registry, path) = match rest.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), path.to_string())
+            }
+            _ => ("docker.io".to_string(), rest.to_string()),
+        };
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
+            _ => (path, None),
+        };
+        if repository.is_empty()
+            || !repository
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        {
+            return Err(bad());
+        }
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_string())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The tag or digest used to address the manifest.
+    pub fn manifest_ref(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    fn is_loopback(&self) -> bool {
+        let host = self
+            .registry
+            .rsplit_once(':')
+            .map_or(self.registry.as_str(), |(h, _)| h);
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Credentials for a registry from the Docker config file, if any.
+fn docker_credentials(registry: &str) -> Option<(String, String)> {
+    let path = std::env::var_os("DOCKER_CONFIG")
+        .map(|d| PathBuf::from(d).join("config.json"))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+        })?;
+    let config: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let auths = config.get("auths")?.as_object()?;
+    let candidates = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+    ];
+    let entry = candidates.iter().find_map(|c| auths.get(c)).or_else(|| {
+        (registry == "docker.io")
+            .then(|| auths.get("https://index.docker.io/v1/"))
+            .flatten()
+    })?;
+    if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (u, p) = text.split_once(':')?;
+        return Some((u.to_string(), p.to_string()));
+    }
+    let u = entry.get("username")?.as_str()?;
+    let p = entry.get("password")?.as_str()?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// A client for one registry and repository.
+pub struct RegistryClient {
+    agent: ureq::Agent,
+    base: String,
+    reference: Reference,
+    credentials: Option<(String, String)>,
+    authorization: Mutex<Option<String>>,
+    scope: String,
+}
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl RegistryClient {
+    /// A client for `reference`; `push` asks for push access.
+    pub fn new(reference: &Reference, insecure: bool, push: bool) -> RegistryClient {
+        let scheme = if insecure || reference.is_loopback() {
+            "http"
+        } else {
+            "https"
+        };
+        let host = if reference.registry == "docker.io" {
+            "registry-1.docker.io".to_string()
+        } else {
+            reference.registry.clone()
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(300)))
+            .build()
+            .into();
+        RegistryClient {
+            agent,
+            base: format!("{scheme}://{host}"),
+            reference: reference.clone(),
+            credentials: docker_credentials(&reference.registry),
+            authorization: Mutex::new(None),
+            scope: format!(
+                "repository:{}:{}",
+                reference.repository,
+                if push { "pull,push" } else { "pull" }
+            ),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{}", self.base, self.reference.repository, path)
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Reply> {
+        let http_err = |message: String| Error::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            message,
+        };
+        let mut retried = false;
+        loop {
+            let mut req = http::Request::builder().method(method).uri(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let auth = self
+                .authorization
+                .lock()
+                .map(|a| a.clone())
+                .unwrap_or_default();
+            if let Some(a) = &auth {
+                req = req.header("Authorization", a.as_str());
+            }
+            let body = body.unwrap_or_default().to_vec();
+            let req = req.body(body).map_err(|e| http_err(e.to_string()))?;
+            let mut resp = self.agent.run(req).map_err(|e| http_err(e.to_string()))?;
+            let status = resp.status().as_u16();
+            if status == 401 && !retried {
+                retried = true;
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let new_auth = self.answer_challenge(&challenge)?;
+                if let Ok(mut a) = self.authorization.lock() {
+                    *a = Some(new_auth);
+                }
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(4 << 30)
+                .read_to_vec()
+                .map_err(|e| http_err(e.to_string()))?;
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
+        }
+    }
+
+    fn answer_challenge(&self, challenge: &str) -> Result<String> {
+        let basic = self.credentials.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let unauthorized = |message: &str| Error::Http {
+            method: "AUTH".into(),
+            url: self.base.clone(),
+            message: message.to_string(),
+        };
+        if challenge.to_ascii_lowercase().starts_with("basic") {
+            return basic.ok_or_else(|| {
+                unauthorized("registry requires credentials; add them to the Docker config file")
+            });
+        }
+        let Some(params) = challenge
+            .strip_prefix("Bearer ")
+            .or_else(|| challenge.strip_prefix("bearer "))
+        else {
+            return Err(unauthorized(&format!(
+                "unsupported authentication challenge `{challenge}`"
+            )));
+        };
+        let mut fields = BTreeMap::new();
+        for part in params.split(',') {
+            if let Some((k, v)) = part.trim().split_once('=') {
+                fields.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+        let realm = fields
+            .get("realm")
+            .ok_or_else(|| unauthorized("bearer challenge without realm"))?;
+        let mut url = format!("{realm}?scope={}", self.scope);
+        if let Some(service) = fields.get("service") {
+            url.push_str(&format!("&service={service}"));
+        }
+        let mut req = self.agent.get(&url);
+        if let Some(b) = &basic {
+            req = req.header("Authorization", b.as_str());
+        }
+        let mut resp = req.call().map_err(|e| unauthorized(&e.to_string()))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unauthorized(&format!(
+                "token endpoint {realm} answered {}",
+                resp.status()
+            )));
+        }
+        let token_bytes = resp
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| unauthorized(&e.to_string()))?;
+        let token: Value =
+            serde_json::from_slice(&token_bytes).map_err(|e| unauthorized(&e.to_string()))?;
+        let token = token
+            .get("token")
+            .or_else(|| token.get("access_token"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| unauthorized("token endpoint returned no token"))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    fn expect(reply: &Reply, ok: &[u16], method: &str, url: &str) -> Result<()> {
+        if ok.contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(Error::Http {
+                method: method.into(),
+                url: url.into(),
+                message: format!(
+                    "registry answered {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ),
+            })
+        }
+    }
+
+    /// Uploads a blob unless the registry has it.
+    pub fn push_blob(&self, bytes: &[u8], digest: &str) -> Result<()> {
+        let url = self.url(&format!("blobs/{digest}"));
+        if self.exchange("HEAD", &url, &[], None)?.status == 200 {
+            return Ok(());
+        }
+        let start = self.url("blobs/uploads/");
+        let reply = self.exchange("POST", &start, &[("Content-Length", "0")], Some(&[]))?;
+        Self::expect(&reply, &[202], "POST", &start)?;
+        let location = reply
+            .headers
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| Error::Http {
+                method: "POST".into(),
+                url: start.clone(),
+                message: "upload response has no Location".into(),
+            })?;
+        let mut upload = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}{location}", self.base)
+        };
+        upload.push(if upload.contains('?') { '&' } else { '?' });
+        upload.push_str(&format!("digest={digest}"));
+        let reply = self.exchange(
+            "PUT",
+            &upload,
+            &[("Content-Type", "application/octet-stream")],
+            Some(bytes),
+        )?;
+        Self::expect(&reply, &[201, 204], "PUT", &upload)
+    }
+
+    /// Uploads the manifest under `tag` (or the reference's tag) and returns its digest.
+    pub fn push_manifest(&self, manifest: &[u8]) -> Result<String> {
+        let url = self.url(&format!("manifests/{}", self.reference.manifest_ref()));
+        let reply = self.exchange(
+            "PUT",
+            &url,
+            &[("Content-Type", MANIFEST_MEDIA_TYPE)],
+            Some(manifest),
+        )?;
+        Self::expect(&reply, &[201, 200], "PUT", &url)?;
+        Ok(digest(manifest))
+    }
+
+    /// Fetches the manifest (verified against the reference's digest, if any).
+    pub fn pull_manifest(&self) -> Result<(Vec<u8>, String)> {
+        let url = self.url(&format!("manifests/{}", self.reference.manifest_ref()));
+        let accept =
+            format!("{MANIFEST_MEDIA_TYPE}, application/vnd.docker.distribution.manifest.v2+json");
+        let reply = self.exchange("GET", &url, &[("Accept", accept.as_str())], None)?;
+        Self::expect(&reply, &[200], "GET", &url)?;
+        let actual = digest(&reply.body);
+        let expected = self.reference.digest.clone().or_else(|| {
+            reply
+                .headers
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        if let Some(expected) = expected {
+            if expected != actual {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest of {}", self.reference),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok((reply.body, actual))
+    }
+
+    /// Fetches a blob and verifies its digest.
+    pub fn pull_blob(&self, digest_str: &str) -> Result<Vec<u8>> {
+        let url = self.url(&format!("blobs/{digest_str}"));
+        let reply = self.exchange("GET", &url, &[], None)?;
+        Self::expect(&reply, &[200], "GET", &url)?;
+        let actual = digest(&reply.body);
+        if actual != digest_str {
+            return Err(Error::DigestMismatch {
+                what: format!("blob of {}", self.reference),
+                expected: digest_str.to_string(),
+                actual,
+            });
+        }
+        Ok(reply.body)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file + rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Pushes the app at `manifest_path` to `reference`; returns the manifest digest.
+pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Result<String> {
+    let manifest = Manifest::from_file(manifest_path)?;
+    let app_dir = manifest_path.parent().unwrap_or(Path::new("."));
+    let client = RegistryClient::new(reference, insecure, true);
+
+    let mut layers = Vec::new();
+    let mut digests: BTreeMap<String, String> = BTreeMap::new();
+    let mut pushed: Vec<String> = Vec::new();
+    for (id, source) in crate::locked_app::used_sources(&manifest) {
+        let path = match source {
+            Source::Local(p) => app_dir.join(p),
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "component `{id}`: only local sources can be pushed"
+                )))
+            }
+        };
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let (bytes, _) = crate::componentize::componentize_if_needed(bytes)?;
+        let d = digest(&bytes);
+        if !pushed.contains(&d) {
+            client.push_blob(&bytes, &d)?;
+            layers.push(
+                json!({ "mediaType": WASM_LAYER_MEDIA_TYPE, "digest": d, "size": bytes.len() }),
+            );
+            pushed.push(d.clone());
+        }
+        digests.insert(id, d);
+    }
+    let locked = LockedApp::from_manifest(&manifest, &|id| digests.get(id).cloned())?;
+    let locked_bytes = serde_json::to_vec(&locked).map_err(crate::locked_app::Error::from)?;
+    let locked_digest = digest(&locked_bytes);
+    client.push_blob(&locked_bytes, &locked_digest)?;
+    layers.push(json!({ "mediaType": LOCKED_APP_MEDIA_TYPE, "digest": locked_digest, "size": locked_bytes.len() }));
+
+    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+    let config = json!({
+        "architecture": "wasm",
+        "os": "wasip1",
+        "config": { "Labels": { LOCKED_APP_DIGEST_LABEL: locked_digest } },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    });
+    let config_bytes = serde_json::to_vec(&config).map_err(crate::locked_app::Error::from)?;
+    let config_digest = digest(&config_bytes);
+    client.push_blob(&config_bytes, &config_digest)?;
+
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "org.opencontainers.image.title".into(),
+        json!(manifest.application.name),
+    );
+    if let Some(v) = &manifest.application.version {
+        annotations.insert("org.opencontainers.image.version".into(), json!(v));
+    }
+    if let Some(d) = &manifest.application.description {
+        annotations.insert("org.opencontainers.image.description".into(), json!(d));
+    }
+    if !manifest.application.authors.is_empty() {
+        annotations.insert(
+            "org.opencontainers.image.authors".into(),
+            json!(manifest.application.authors.join(", ")),
+        );
+    }
+    let oci_manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config_bytes.len() },
+        "layers": layers,
+        "annotations": annotations,
+    });
+    let manifest_bytes =
+        serde_json::to_vec(&oci_manifest).map_err(crate::locked_app::Error::from)?;
+    client.push_manifest(&manifest_bytes)
+}
+
+/// A pulled app: its manifest (sources pointing into the cache) and where it lives.
+pub struct PulledApp {
+    /// The converted manifest.
+    pub manifest: Manifest,
+    /// The cache directory of this reference.
+    pub dir: PathBuf,
+    /// The manifest digest.
+    pub digest: String,
+}
+
+/// Pulls `reference` into the cache under `cache_root` and converts it for loading.
+pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<PulledApp> {
+    let client = RegistryClient::new(reference, insecure, false);
+    let (manifest_bytes, manifest_digest) = client.pull_manifest()?;
+    let not_spin = |message: &str| Error::NotSpinApp {
+        reference: reference.to_string(),
+        message: message.to_string(),
+    };
+    let oci: Value =
+        serde_json::from_slice(&manifest_bytes).map_err(|_| not_spin("manifest is not JSON"))?;
+    let config_digest = oci["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| not_spin("manifest has no config"))?;
+    let config_bytes = client.pull_blob(config_digest)?;
+    let layers = oci["layers"].as_array().cloned().unwrap_or_default();
+
+    let wasm_dir = cache_root.join("wasm");
+    let data_dir = cache_root.join("data");
+    let mut locked_bytes = None;
+    for layer in &layers {
+        let d = layer["digest"]
+            .as_str()
+            .ok_or_else(|| not_spin("layer without digest"))?;
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        if media == LOCKED_APP_MEDIA_TYPE {
+            locked_bytes = Some(client.pull_blob(d)?);
+            continue;
+        }
+        let dir = if media == WASM_LAYER_MEDIA_TYPE || media == "application/wasm" {
+            &wasm_dir
+        } else {
+            &data_dir
+        };
+        let path = dir.join(d);
+        if path.is_file() {
+            let cached = std::fs::read(&path).map_err(io_err(&path))?;
+            if digest(&cached) == d {
+                continue;
+            }
+        }
+        let bytes = client.pull_blob(d)?;
+        write_atomic(&path, &bytes)?;
+    }
+    // Pre-2.0 layout: the locked app is the config blob.
+    let locked_bytes = match locked_bytes {
+        Some(b) => b,
+        None => {
+            let config: Value = serde_json::from_slice(&config_bytes)
+                .map_err(|_| not_spin("config is not JSON"))?;
+            if config.get("spin_lock_version").is_some() {
+                config_bytes.clone()
+            } else {
+                return Err(not_spin(
+                    "no locked-app layer and no locked app in the config",
+                ));
+            }
+        }
+    };
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| manifest_digest.replace(':', "_"));
+    let dir = cache_root
+        .join("manifests")
+        .join(reference.registry.replace(':', "_"))
+        .join(&reference.repository)
+        .join(tag);
+    write_atomic(&dir.join("manifest.json"), &manifest_bytes)?;
+    write_atomic(&dir.join("config.json"), &locked_bytes)?;
+
+    let locked = LockedApp::from_json(&locked_bytes)?;
+    let origin = format!("vnd.fermyon.origin-oci:{reference}");
+    let manifest = locked.into_manifest(&origin, &|d| wasm_dir.join(d))?;
+    Ok(PulledApp {
+        manifest,
+        dir,
+        digest: manifest_digest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = Reference::parse("localhost:5000/apps/hello:v1").unwrap();
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.repository, "apps/hello");
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        assert!(r.is_loopback());
+        let r = Reference::parse("ghcr.io/o/app").unwrap();
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        assert!(!r.is_loopback());
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = Reference::parse(&format!("127.0.0.1:1/x@{d}")).unwrap();
+        assert_eq!(r.manifest_ref(), d);
+        assert_eq!(Reference::parse("hello").unwrap().registry, "docker.io");
+        assert!(Reference::parse("Bad/Repo").is_err());
+    }
+
+    #[test]
+    fn digests() {
+        assert_eq!(
+            digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

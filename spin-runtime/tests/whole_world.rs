@@ -1,0 +1,87 @@
+//! Link-time coverage: a component importing every interface of the Spin platform worlds
+//! (as Python apps built with componentize-py do) must link and pre-instantiate, with
+//! unimplemented interfaces answering "not available on this host" at call time.
+//!
+//! The component is generated from the WIT in `spin-runtime/wit` with `wit-component`'s
+//! dummy module, so it imports exactly what the worlds declare.
+
+use std::path::Path;
+
+const WORLD: &str = r#"
+package spinlet:whole-world-test;
+
+world everything {
+  include fermyon:spin/http-trigger@2.0.0;
+  include wasi:keyvalue/imports@0.2.0-draft2;
+  import wasi:config/store@0.2.0-draft-2024-09-27;
+}
+"#;
+
+fn dummy_component() -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
+        .expect("load spin-runtime/wit");
+    let pkg = resolve
+        .push_str("whole-world.wit", WORLD)
+        .expect("parse test world");
+    let world = resolve
+        .select_world(&[pkg], Some("everything"))
+        .expect("select world");
+    let mut module =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed metadata");
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .expect("module")
+        .encode()
+        .expect("encode component")
+}
+
+#[test]
+fn every_spin_platform_import_links() {
+    let bytes = dummy_component();
+    let engine = wasmtime::Engine::new(
+        wasmtime::Config::new()
+            .wasm_component_model(true)
+            .epoch_interruption(true),
+    )
+    .expect("engine");
+    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for expected in [
+        "fermyon:spin/llm@2.0.0",
+        "fermyon:spin/sqlite@2.0.0",
+        "fermyon:spin/redis@2.0.0",
+        "fermyon:spin/postgres@2.0.0",
+        "fermyon:spin/mysql@2.0.0",
+        "fermyon:spin/mqtt@2.0.0",
+        "fermyon:spin/key-value@2.0.0",
+        "fermyon:spin/variables@2.0.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:keyvalue/batch@0.2.0-draft2",
+        "wasi:config/store@0.2.0-draft-2024-09-27",
+        "wasi:http/outgoing-handler@0.2.0",
+        "wasi:sockets/tcp@0.2.0",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == expected),
+            "{expected} not in {imports:?}"
+        );
+    }
+    let base = spin_runtime::app::base_linker(&engine).expect("base linker");
+    spin_runtime::app::link_http_component(&engine, &base, &component)
+        .expect("every import links and the component is an HTTP proxy");
+}
