@@ -60,6 +60,11 @@ fn strings(v: &Value, ptr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A CRD object's `spec.group` and `spec.names.plural` ("" when absent).
+pub fn group_and_plural(crd: &Value) -> (&str, &str) {
+    (s(crd, "/spec/group"), s(crd, "/spec/names/plural"))
+}
+
 /// Validates a CRD and builds the resource it serves.
 pub fn resource_from_crd(crd: &Value) -> ApiResult<Resource> {
     let name = s(crd, "/metadata/name");

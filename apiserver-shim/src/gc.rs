@@ -248,50 +248,47 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
     if alive.len() == refs.len() {
         return Ok(());
     }
-    let uid = object::uid_of(&obj).to_string();
-    api.store
-        .mutate::<ApiError>(&key, move |cur| {
-            let Some(mut cur) = cur else {
-                return Ok(Mutation::Keep);
-            };
-            if object::uid_of(&cur) != uid {
-                return Ok(Mutation::Keep);
-            }
+    mutate_same(
+        api,
+        &key,
+        object::uid_of(&obj).to_string(),
+        move |mut cur| {
             if !alive.is_empty() {
                 cur["metadata"]["ownerReferences"] = Value::Array(alive);
                 return Ok(Mutation::Put(cur));
             }
-            delete_mutation(cur)
+            object::deletion(cur)
+        },
+    )
+    .await
+}
+
+/// Changes the object at `key` if it is still the one with `uid` (it may have been
+/// deleted and re-created since the collector looked).
+async fn mutate_same(
+    api: &Arc<Api>,
+    key: &ObjectKey,
+    uid: String,
+    change: impl FnOnce(Value) -> ApiResult<Mutation> + Send,
+) -> ApiResult<()> {
+    api.store
+        .mutate::<ApiError>(key, move |cur| match cur {
+            Some(cur) if object::uid_of(&cur) == uid => change(cur),
+            _ => Ok(Mutation::Keep),
         })
         .await??;
     Ok(())
-}
-
-/// What deleting an object means: mark it if finalizers hold it, else remove it.
-fn delete_mutation(mut cur: Value) -> ApiResult<Mutation> {
-    if object::has_finalizers(&cur) {
-        if object::is_deleting(&cur) {
-            return Ok(Mutation::Keep);
-        }
-        object::mark_deleting(&mut cur, 0)?;
-        return Ok(Mutation::Put(cur));
-    }
-    Ok(Mutation::Delete)
 }
 
 async fn remove_finalizer(api: &Arc<Api>, owner: &Value, finalizer: &'static str) -> ApiResult<()> {
     let Some(key) = owner_key(api, owner) else {
         return Ok(());
     };
-    let uid = object::uid_of(owner).to_string();
-    api.store
-        .mutate::<ApiError>(&key, move |cur| {
-            let Some(mut cur) = cur else {
-                return Ok(Mutation::Keep);
-            };
-            if object::uid_of(&cur) != uid {
-                return Ok(Mutation::Keep);
-            }
+    mutate_same(
+        api,
+        &key,
+        object::uid_of(owner).to_string(),
+        move |mut cur| {
             if let Some(list) = cur
                 .pointer_mut("/metadata/finalizers")
                 .and_then(Value::as_array_mut)
@@ -302,9 +299,9 @@ async fn remove_finalizer(api: &Arc<Api>, owner: &Value, finalizer: &'static str
                 return Ok(Mutation::Delete);
             }
             Ok(Mutation::Put(cur))
-        })
-        .await??;
-    Ok(())
+        },
+    )
+    .await
 }
 
 fn owner_key(api: &Arc<Api>, obj: &Value) -> Option<ObjectKey> {
@@ -343,7 +340,7 @@ async fn foreground(api: &Arc<Api>, index: &Index, owner: &Value) -> ApiResult<(
         if !object::is_deleting(&obj) {
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
-                    Some(cur) => delete_mutation(cur),
+                    Some(cur) => object::deletion(cur),
                     None => Ok(Mutation::Keep),
                 })
                 .await??;

@@ -354,6 +354,20 @@ pub fn set_deleting(obj: &mut Value, grace: i64) -> ApiResult<()> {
     Ok(())
 }
 
+/// What deleting an object means when nothing else is asked: mark it if finalizers hold
+/// it (once), else remove it.
+pub fn deletion(mut cur: Value) -> ApiResult<crate::store::Mutation> {
+    use crate::store::Mutation;
+    if has_finalizers(&cur) {
+        if is_deleting(&cur) {
+            return Ok(Mutation::Keep);
+        }
+        mark_deleting(&mut cur, 0)?;
+        return Ok(Mutation::Put(cur));
+    }
+    Ok(Mutation::Delete)
+}
+
 /// Adds a finalizer if absent.
 pub fn add_finalizer(obj: &mut Value, f: &str) -> ApiResult<()> {
     let m = meta_mut(obj)?;

@@ -112,235 +112,27 @@ type Row = (
 );
 
 /// Every built-in kind. One row per kind.
+#[rustfmt::skip]
 const BUILTIN: &[Row] = &[
-    (
-        "",
-        "v1",
-        "Namespace",
-        "namespaces",
-        "namespace",
-        false,
-        &["ns"],
-        &[],
-        true,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Node",
-        "nodes",
-        "node",
-        false,
-        &["no"],
-        &[],
-        true,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        "pod",
-        true,
-        &["po"],
-        &["all"],
-        true,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Service",
-        "services",
-        "service",
-        true,
-        &["svc"],
-        &["all"],
-        true,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Endpoints",
-        "endpoints",
-        "endpoints",
-        true,
-        &["ep"],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        true,
-        &["cm"],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Secret",
-        "secrets",
-        "secret",
-        true,
-        &[],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        true,
-        &["ev"],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        true,
-        &["sa"],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        "deployment",
-        true,
-        &["deploy"],
-        &["all"],
-        true,
-        true,
-    ),
-    (
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        "replicaset",
-        true,
-        &["rs"],
-        &["all"],
-        true,
-        true,
-    ),
-    (
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        "lease",
-        true,
-        &[],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "node.k8s.io",
-        "v1",
-        "RuntimeClass",
-        "runtimeclasses",
-        "runtimeclass",
-        false,
-        &[],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        "endpointslice",
-        true,
-        &[],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "events.k8s.io",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        true,
-        &["ev"],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "autoscaling",
-        "v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-        "horizontalpodautoscaler",
-        true,
-        &["hpa"],
-        &["all"],
-        true,
-        false,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        "ingress",
-        true,
-        &["ing"],
-        &[],
-        true,
-        false,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "IngressClass",
-        "ingressclasses",
-        "ingressclass",
-        false,
-        &[],
-        &[],
-        false,
-        false,
-    ),
-    (
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-        "customresourcedefinition",
-        false,
-        &["crd", "crds"],
-        &["api-extensions"],
-        true,
-        false,
-    ),
+    ("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[], true, false),
+    ("", "v1", "Node", "nodes", "node", false, &["no"], &[], true, false),
+    ("", "v1", "Pod", "pods", "pod", true, &["po"], &["all"], true, false),
+    ("", "v1", "Service", "services", "service", true, &["svc"], &["all"], true, false),
+    ("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], false, false),
+    ("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], false, false),
+    ("", "v1", "Secret", "secrets", "secret", true, &[], &[], false, false),
+    ("", "v1", "Event", "events", "event", true, &["ev"], &[], false, false),
+    ("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], false, false),
+    ("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"], true, true),
+    ("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"], true, true),
+    ("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[], false, false),
+    ("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false, &[], &[], false, false),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], false, false),
+    ("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], &[], false, false),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], &["all"], true, false),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], &[], true, false),
+    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, &[], &[], false, false),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], &["api-extensions"], true, false),
 ];
 
 /// The served kinds. Reads are lock-free in practice (an `RwLock` around an `Arc`'d map).
@@ -451,37 +243,35 @@ impl Registry {
             .clone()
     }
 
-    /// Adds or replaces a custom resource. Built-in kinds cannot be replaced.
-    pub fn put_custom(&self, r: Resource) {
+    /// Replaces the entry of a custom resource (`None` removes it) by copy-on-write, so
+    /// readers keep their snapshot. Built-in kinds are never touched.
+    fn set_custom(&self, group: &str, plural: &str, entry: Option<Resource>) {
         let mut guard = self
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (r.group.clone(), r.plural.clone());
+        let key = (group.to_string(), plural.to_string());
         if guard.by_resource.get(&key).is_some_and(|old| !old.custom) {
             return;
         }
         let mut next = Table {
             by_resource: guard.by_resource.clone(),
         };
-        next.by_resource.insert(key, Arc::new(r));
+        match entry {
+            Some(r) => next.by_resource.insert(key, Arc::new(r)),
+            None => next.by_resource.remove(&key),
+        };
         *guard = Arc::new(next);
+    }
+
+    /// Adds or replaces a custom resource. Built-in kinds cannot be replaced.
+    pub fn put_custom(&self, r: Resource) {
+        let (group, plural) = (r.group.clone(), r.plural.clone());
+        self.set_custom(&group, &plural, Some(r));
     }
 
     /// Removes a custom resource.
     pub fn remove_custom(&self, group: &str, plural: &str) {
-        let mut guard = self
-            .inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (group.to_string(), plural.to_string());
-        if !guard.by_resource.get(&key).is_some_and(|r| r.custom) {
-            return;
-        }
-        let mut next = Table {
-            by_resource: guard.by_resource.clone(),
-        };
-        next.by_resource.remove(&key);
-        *guard = Arc::new(next);
+        self.set_custom(group, plural, None);
     }
 }

@@ -202,10 +202,7 @@ pub(super) async fn delete(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
 
 /// Removes every object of the resource a CRD defines.
 async fn remove_custom_objects(api: &Arc<Api>, crd: &Value) -> ApiResult<()> {
-    let group = crd
-        .pointer("/spec/group")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let (group, plural) = crate::crd::group_and_plural(crd);
     let shares_storage = crd
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(crate::crd::STORAGE_GROUP_ANNOTATION))
@@ -213,10 +210,6 @@ async fn remove_custom_objects(api: &Arc<Api>, crd: &Value) -> ApiResult<()> {
     if shares_storage {
         return Ok(());
     }
-    let plural = crd
-        .pointer("/spec/names/plural")
-        .and_then(Value::as_str)
-        .unwrap_or("");
     let (items, _) = api.store.list(group, plural, None)?;
     for item in items {
         let key = crate::store::ObjectKey {

@@ -86,18 +86,9 @@ async fn finalize(api: &Arc<Api>, ns: &str) -> ApiResult<bool> {
                 name: object::name_of(&item).into(),
             };
             api.store
-                .mutate::<ApiError>(&key, |cur| {
-                    let Some(mut cur) = cur else {
-                        return Ok(Mutation::Keep);
-                    };
-                    if !object::has_finalizers(&cur) {
-                        return Ok(Mutation::Delete);
-                    }
-                    if object::is_deleting(&cur) {
-                        return Ok(Mutation::Keep);
-                    }
-                    object::mark_deleting(&mut cur, 0)?;
-                    Ok(Mutation::Put(cur))
+                .mutate::<ApiError>(&key, |cur| match cur {
+                    Some(cur) => object::deletion(cur),
+                    None => Ok(Mutation::Keep),
                 })
                 .await??;
         }

@@ -138,14 +138,7 @@ pub(super) fn after_write(api: &Arc<Api>, ctx: &Ctx, w: &Written) {
             Err(e) => tracing::warn!(message = %e.message, "stored CRD is not servable"),
         },
         Written::Deleted(crd_obj) => {
-            let group = crd_obj
-                .pointer("/spec/group")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let plural = crd_obj
-                .pointer("/spec/names/plural")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let (group, plural) = crd::group_and_plural(crd_obj);
             api.registry.remove_custom(group, plural);
         }
         Written::Unchanged(_) => {}
