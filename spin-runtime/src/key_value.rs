@@ -260,10 +260,7 @@ impl spin_v2::HostStore for KeyValueCtxView<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> Result<Option<Vec<u8>>, spin_v2::Error> {
-        let tree = self.tree(&store)?;
-        tree.get(key.as_bytes())
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(other)
+        ops::get(&self.tree(&store)?, &key).map_err(other)
     }
 
     fn set(
@@ -272,33 +269,19 @@ impl spin_v2::HostStore for KeyValueCtxView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), spin_v2::Error> {
-        let tree = self.tree(&store)?;
-        tree.insert(key.as_bytes(), value).map_err(other)?;
-        tree.flush().map_err(other)?;
-        Ok(())
+        ops::set(&self.tree(&store)?, &key, value).map_err(other)
     }
 
     fn delete(&mut self, store: Resource<OpenStore>, key: String) -> Result<(), spin_v2::Error> {
-        let tree = self.tree(&store)?;
-        tree.remove(key.as_bytes()).map_err(other)?;
-        tree.flush().map_err(other)?;
-        Ok(())
+        ops::delete(&self.tree(&store)?, &key).map_err(other)
     }
 
     fn exists(&mut self, store: Resource<OpenStore>, key: String) -> Result<bool, spin_v2::Error> {
-        let tree = self.tree(&store)?;
-        tree.contains_key(key.as_bytes()).map_err(other)
+        ops::exists(&self.tree(&store)?, &key).map_err(other)
     }
 
     fn get_keys(&mut self, store: Resource<OpenStore>) -> Result<Vec<String>, spin_v2::Error> {
-        let tree = self.tree(&store)?;
-        tree.iter()
-            .keys()
-            .map(|k| {
-                k.map_err(other)
-                    .map(|k| String::from_utf8_lossy(&k).into_owned())
-            })
-            .collect()
+        ops::keys(&self.tree(&store)?).map_err(other)
     }
 
     fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
@@ -345,10 +328,7 @@ impl wasi_store::HostBucket for KeyValueCtxView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        tree.get(key.as_bytes())
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(wasi_other)
+        ops::get(&self.bucket(&bucket)?, &key).map_err(wasi_other)
     }
 
     fn set(
@@ -357,22 +337,15 @@ impl wasi_store::HostBucket for KeyValueCtxView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        tree.insert(key.as_bytes(), value).map_err(wasi_other)?;
-        tree.flush().map_err(wasi_other)?;
-        Ok(())
+        ops::set(&self.bucket(&bucket)?, &key, value).map_err(wasi_other)
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        tree.remove(key.as_bytes()).map_err(wasi_other)?;
-        tree.flush().map_err(wasi_other)?;
-        Ok(())
+        ops::delete(&self.bucket(&bucket)?, &key).map_err(wasi_other)
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        tree.contains_key(key.as_bytes()).map_err(wasi_other)
+        ops::exists(&self.bucket(&bucket)?, &key).map_err(wasi_other)
     }
 
     fn list_keys(
@@ -384,13 +357,7 @@ impl wasi_store::HostBucket for KeyValueCtxView<'_> {
         if cursor.is_some() {
             return Err(wasi_other("list-keys cursors are not used by this host"));
         }
-        let tree = self.bucket(&bucket)?;
-        let keys = tree
-            .iter()
-            .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(wasi_other)?;
+        let keys = ops::keys(&self.bucket(&bucket)?).map_err(wasi_other)?;
         Ok(wasi_store::KeyResponse { keys, cursor: None })
     }
 
@@ -563,5 +530,36 @@ mod tests {
         drop(ctx);
         drop(stores);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The store operations both key-value interfaces share; each interface maps the errors
+/// to its own type. Writes are flushed before they return.
+mod ops {
+    pub(super) fn get(tree: &sled::Tree, key: &str) -> sled::Result<Option<Vec<u8>>> {
+        Ok(tree.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub(super) fn set(tree: &sled::Tree, key: &str, value: Vec<u8>) -> sled::Result<()> {
+        tree.insert(key.as_bytes(), value)?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    pub(super) fn delete(tree: &sled::Tree, key: &str) -> sled::Result<()> {
+        tree.remove(key.as_bytes())?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    pub(super) fn exists(tree: &sled::Tree, key: &str) -> sled::Result<bool> {
+        tree.contains_key(key.as_bytes())
+    }
+
+    pub(super) fn keys(tree: &sled::Tree) -> sled::Result<Vec<String>> {
+        tree.iter()
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect()
     }
 }
