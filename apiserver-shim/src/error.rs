@@ -20,7 +20,8 @@ pub struct Cause {
 }
 
 /// An API error, rendered as a `Status`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{reason} ({code}): {message}")]
 pub struct ApiError {
     /// HTTP status code.
     pub code: u16,

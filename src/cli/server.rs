@@ -167,7 +167,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     );
     apiserver_shim::bootstrap(&api)
         .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping the API: {}", e.message))?;
+        .context("bootstrapping the API")?;
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr)
