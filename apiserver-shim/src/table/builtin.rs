@@ -13,7 +13,6 @@ fn col(name: &str, priority: u8, f: fn(&Value) -> Value) -> Column {
             "Restarts"
                 | "Desired"
                 | "Current"
-                | "Ready"
                 | "Data"
                 | "Up-to-date"
                 | "Available"
@@ -21,8 +20,7 @@ fn col(name: &str, priority: u8, f: fn(&Value) -> Value) -> Column {
                 | "MaxPods"
                 | "Replicas"
                 | "Secrets"
-        ) && !matches!(name, "Ready")
-        {
+        ) {
             "integer"
         } else {
             "string"
@@ -166,6 +164,19 @@ fn external_ip(o: &Value) -> Value {
     }
 }
 
+/// The `-o wide` columns Deployments and ReplicaSets share.
+fn workload_wide_columns(c: &mut Vec<Column>) {
+    c.push(col("Containers", 1, |o| {
+        containers(o, "/spec/template/spec/containers", "name")
+    }));
+    c.push(col("Images", 1, |o| {
+        containers(o, "/spec/template/spec/containers", "image")
+    }));
+    c.push(col("Selector", 1, |o| {
+        selector_string(o, "/spec/selector/matchLabels")
+    }));
+}
+
 /// The columns of a built-in kind (Name + Age for kinds without their own).
 pub fn columns(kind: &str) -> Vec<Column> {
     let mut c = vec![name_column()];
@@ -220,30 +231,14 @@ pub fn columns(kind: &str) -> Vec<Column> {
                 json!(i(o, "/status/availableReplicas"))
             }));
             c.push(age_column());
-            c.push(col("Containers", 1, |o| {
-                containers(o, "/spec/template/spec/containers", "name")
-            }));
-            c.push(col("Images", 1, |o| {
-                containers(o, "/spec/template/spec/containers", "image")
-            }));
-            c.push(col("Selector", 1, |o| {
-                selector_string(o, "/spec/selector/matchLabels")
-            }));
+            workload_wide_columns(&mut c);
         }
         "ReplicaSet" => {
             c.push(col("Desired", 0, |o| json!(i(o, "/spec/replicas"))));
             c.push(col("Current", 0, |o| json!(i(o, "/status/replicas"))));
             c.push(col("Ready", 0, |o| json!(i(o, "/status/readyReplicas"))));
             c.push(age_column());
-            c.push(col("Containers", 1, |o| {
-                containers(o, "/spec/template/spec/containers", "name")
-            }));
-            c.push(col("Images", 1, |o| {
-                containers(o, "/spec/template/spec/containers", "image")
-            }));
-            c.push(col("Selector", 1, |o| {
-                selector_string(o, "/spec/selector/matchLabels")
-            }));
+            workload_wide_columns(&mut c);
         }
         "Service" => {
             c.push(col("Type", 0, |o| json!(s(o, "/spec/type"))));
