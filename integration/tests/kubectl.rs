@@ -64,9 +64,9 @@ fn create_get_delete_builtin_objects() {
         cm.contains("uid:") && cm.contains("resourceVersion:"),
         "{cm}"
     );
-    let secret = s.kubectl(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
+    let secret = s.jsonpath(&["secret", "s1"], "{.data.password}");
     assert_eq!(secret, "aHVudGVyMg==", "stringData folded into base64 data");
-    let ip = s.kubectl(&["get", "svc", "svc1", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ip = s.jsonpath(&["svc", "svc1"], "{.spec.clusterIP}");
     assert!(
         ip.starts_with("10.43."),
         "cluster IP from the service CIDR: {ip}"
@@ -440,41 +440,14 @@ fn generators_send_protobuf_and_tables_come_back() {
         "--port=80",
     ]);
 
+    assert_eq!(s.jsonpath(&["cm", "c1", "-n", "demo"], "{.data.x}"), "y");
     assert_eq!(
-        s.kubectl(&["get", "cm", "c1", "-n", "demo", "-o", "jsonpath={.data.x}"]),
-        "y"
-    );
-    assert_eq!(
-        s.kubectl(&[
-            "get",
-            "secret",
-            "regcred",
-            "-n",
-            "demo",
-            "-o",
-            "jsonpath={.type}"
-        ]),
+        s.jsonpath(&["secret", "regcred", "-n", "demo"], "{.type}"),
         "kubernetes.io/dockerconfigjson"
     );
-    let port = s.kubectl(&[
-        "get",
-        "svc",
-        "web",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.spec.ports[0].targetPort}",
-    ]);
+    let port = s.jsonpath(&["svc", "web", "-n", "demo"], "{.spec.ports[0].targetPort}");
     assert_eq!(port, "8080");
-    let replicas = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = s.jsonpath(&["deploy", "web", "-n", "demo"], "{.spec.replicas}");
     assert_eq!(replicas, "2");
 
     // Server-side printing: kube-apiserver's columns.
@@ -516,13 +489,10 @@ fn generators_send_protobuf_and_tables_come_back() {
     );
     let out = s.kubectl(&["scale", "spinapp", "hello", "--replicas=3"]);
     assert!(out.contains("scaled"), "{out}");
-    let apps = s.kubectl(&[
-        "get",
-        "spinapps.core.spinoperator.dev",
-        "hello",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let apps = s.jsonpath(
+        &["spinapps.core.spinoperator.dev", "hello"],
+        "{.spec.replicas}",
+    );
     assert_eq!(apps, "3");
     let explain = s.kubectl(&[
         "explain",
@@ -593,13 +563,7 @@ fn cascading_deletes_follow_the_propagation_policy() {
         "--timeout=20s",
     ]);
     wait_gone("orph");
-    let refs = s.kubectl(&[
-        "get",
-        "configmap",
-        "orph-child",
-        "-o",
-        "jsonpath={.metadata.ownerReferences}",
-    ]);
+    let refs = s.jsonpath(&["configmap", "orph-child"], "{.metadata.ownerReferences}");
     assert!(
         refs.trim().is_empty(),
         "orphaned child keeps no owner reference: {refs}"
@@ -628,23 +592,11 @@ fn apply_client_and_server_side() {
     assert!(s
         .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
         .contains("created"));
-    let rv = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
+    let rv = s.jsonpath(&["deploy", "web"], "{.metadata.resourceVersion}");
     assert!(s
         .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
         .contains("unchanged"));
-    let rv2 = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
+    let rv2 = s.jsonpath(&["deploy", "web"], "{.metadata.resourceVersion}");
     assert_eq!(rv, rv2, "an unchanged apply writes nothing");
     let v2 = DEPLOY_V1
         .replace("nginx:1", "nginx:2")
@@ -656,45 +608,27 @@ fn apply_client_and_server_side() {
     assert!(s
         .kubectl_stdin(&["apply", "-f", "-"], &v2)
         .contains("configured"));
-    let c = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0]}",
-    ]);
+    let c = s.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[0]}");
     assert!(
         c.contains("nginx:2") && c.contains("8080") && !c.contains(":80}"),
         "{c}"
     );
     assert!(!c.contains("\"B\""), "env B removed: {c}");
-    let gen = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ]);
+    let gen = s.jsonpath(&["deploy", "web"], "{.metadata.generation}");
     assert_eq!(gen, "2");
-    let last = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
-    ]);
+    let last = s.jsonpath(
+        &["deploy", "web"],
+        "{.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+    );
     assert!(last.contains("nginx:2"), "{last}");
 
     // kubectl patch, every type.
     s.kubectl(&["patch", "deploy", "web", "--type=strategic", "-p",
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","ports":[{"$patch":"delete","containerPort":8080}]}]}}}}"#]);
-    let ports = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].ports}",
-    ]);
+    let ports = s.jsonpath(
+        &["deploy", "web"],
+        "{.spec.template.spec.containers[0].ports}",
+    );
     assert!(!ports.contains("8080"), "{ports}");
     s.kubectl(&[
         "patch",
@@ -713,13 +647,10 @@ fn apply_client_and_server_side() {
         r#"{"metadata":{"labels":{"tier":"fe"}}}"#,
     ]);
     assert_eq!(
-        s.kubectl(&[
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas}/{.metadata.labels.tier}"
-        ]),
+        s.jsonpath(
+            &["deploy", "web"],
+            "{.spec.replicas}/{.metadata.labels.tier}"
+        ),
         "4/fe"
     );
     let err = s.kubectl_fails(
@@ -761,16 +692,13 @@ fn apply_client_and_server_side() {
         ],
         &other,
     );
-    assert_eq!(
-        s.kubectl(&["get", "cm", "shared", "-o", "jsonpath={.data.a}"]),
-        "9"
-    );
+    assert_eq!(s.jsonpath(&["cm", "shared"], "{.data.a}"), "9");
     // The first manager drops b from its configuration: b goes, a stays (owned by other).
     s.kubectl_stdin(
         &["apply", "--server-side", "-f", "-"],
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {}\n",
     );
-    let data = s.kubectl(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
+    let data = s.jsonpath(&["cm", "shared"], "{.data}");
     assert!(
         data.contains("\"a\":\"9\"") && data.contains("\"b\""),
         "b is co-owned by other: {data}"
@@ -787,13 +715,10 @@ fn kubeconfig_mode_flag_and_restart_keep_state() {
         & 0o777;
     assert_eq!(mode, 0o644);
     s.kubectl(&["create", "configmap", "kept", "--from-literal=k=v"]);
-    let uid = s.kubectl(&["get", "cm", "kept", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = s.jsonpath(&["cm", "kept"], "{.metadata.uid}");
     s.stop();
     s.boot();
-    assert_eq!(
-        s.kubectl(&["get", "cm", "kept", "-o", "jsonpath={.metadata.uid}"]),
-        uid
-    );
+    assert_eq!(s.jsonpath(&["cm", "kept"], "{.metadata.uid}"), uid);
     assert!(
         s.log().contains("kubeconfig written to"),
         "start-up log names the kubeconfig"
@@ -814,10 +739,7 @@ fn replace_edit_wait_sort_and_dry_run() {
     assert!(s
         .kubectl_stdin(&["replace", "-f", "-"], &yaml)
         .contains("replaced"));
-    assert_eq!(
-        s.kubectl(&["get", "cm", "a-first", "-o", "jsonpath={.data.k}"]),
-        "10"
-    );
+    assert_eq!(s.jsonpath(&["cm", "a-first"], "{.data.k}"), "10");
     // A stale replace is a conflict.
     let err = s.kubectl_fails(&["replace", "-f", "-"], Some(&yaml));
     assert!(
@@ -837,13 +759,10 @@ fn replace_edit_wait_sort_and_dry_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let image = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    let image = s.jsonpath(
+        &["deploy", "web"],
+        "{.spec.template.spec.containers[0].image}",
+    );
     assert_eq!(image, "nginx:edited");
 
     // wait for a condition written through the status subresource.
@@ -865,13 +784,7 @@ fn replace_edit_wait_sort_and_dry_run() {
     assert!(out.contains("condition met"), "{out}");
     // The main resource's writes leave status alone.
     s.kubectl(&["label", "deploy", "web", "touched=yes"]);
-    let cond = s.kubectl(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.status.conditions[0].type}",
-    ]);
+    let cond = s.jsonpath(&["deploy", "web"], "{.status.conditions[0].type}");
     assert_eq!(cond, "Available");
     let out = s.kubectl(&[
         "wait",
@@ -956,13 +869,7 @@ fn bound_pods_are_deleted_gracefully() {
         "--wait=false",
         "--grace-period=20",
     ]);
-    let grace = s.kubectl(&[
-        "get",
-        "pod",
-        "bound",
-        "-o",
-        "jsonpath={.metadata.deletionGracePeriodSeconds}",
-    ]);
+    let grace = s.jsonpath(&["pod", "bound"], "{.metadata.deletionGracePeriodSeconds}");
     assert_eq!(
         grace, "20",
         "the kubelet gets the grace period to stop the pod"

@@ -190,6 +190,15 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl get <target…> -o jsonpath=<path>`: one field of a stored object.
+    pub fn jsonpath(&self, target: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(target);
+        let output = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &output]);
+        self.kubectl(&args)
+    }
+
     /// Runs kubectl with a manifest on stdin (`-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], manifest: &str) -> String {
         let out = self.kubectl_output(args, Some(manifest));
