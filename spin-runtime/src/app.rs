@@ -8,7 +8,8 @@
 //!    ([`crate::runtime_config`]);
 //! 2. resolve application variables (a missing required one stops here) and render each
 //!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]);
-//! 3. open the key-value stores under the state directory ([`crate::key_value`]);
+//! 3. open the key-value stores and sqlite databases under the state directory
+//!    ([`crate::key_value`], [`crate::sqlite`]);
 //! 4. build the engine with the compile cache ([`crate::engine`], [`crate::cache`]);
 //! 5. componentize core modules ([`crate::componentize`]), compile each distinct Wasm
 //!    file once, link it (real host interfaces, then
@@ -35,6 +36,7 @@ use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, 
 use crate::outbound::{AllowedHosts, OutboundHttp};
 use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
+use crate::sqlite::{SqliteCtx, SqliteDatabases};
 use crate::state::InstanceState;
 use crate::variables::{self, Providers, VariablesCtx};
 
@@ -74,6 +76,9 @@ pub enum Error {
     /// The key-value stores could not be opened or a grant is unconfigured.
     #[error(transparent)]
     KeyValue(#[from] crate::key_value::Error),
+    /// A sqlite database could not be opened or a grant is unconfigured.
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::Error),
     /// The engine could not be built.
     #[error(transparent)]
     Engine(#[from] crate::engine::Error),
@@ -177,6 +182,7 @@ pub struct AppComponent {
     files: Vec<(PathBuf, String)>,
     variables: Arc<HashMap<String, String>>,
     key_value: KeyValueCtx,
+    sqlite: SqliteCtx,
     allowed_hosts: Arc<AllowedHosts>,
     max_instance_memory: Option<u64>,
 }
@@ -201,6 +207,7 @@ impl AppComponent {
             limits: limits.build(),
             variables: VariablesCtx::new(self.variables.clone()),
             key_value: self.key_value.clone(),
+            sqlite: self.sqlite.clone(),
         })
     }
 }
@@ -246,6 +253,7 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base)?;
     variables::add_to_linker(&mut base)?;
     crate::key_value::add_to_linker(&mut base)?;
+    crate::sqlite::add_to_linker(&mut base)?;
     Ok(base)
 }
 
@@ -350,6 +358,11 @@ pub fn load_manifest(
         }
         Arc::new(stores)
     };
+    let mut sqlite = SqliteDatabases::new(state_dir.as_deref())?;
+    for (label, path) in &runtime_config.sqlite_databases {
+        sqlite.add(label, path.clone())?;
+    }
+    let sqlite = Arc::new(sqlite);
     let cache_fallback = state_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir)
@@ -444,6 +457,7 @@ pub fn load_manifest(
             source,
         })?;
         key_value.check_grants(id, &component.key_value_stores)?;
+        sqlite.check_grants(id, &component.sqlite_databases)?;
         let mut env: Vec<(String, String)> = component
             .environment
             .iter()
@@ -465,6 +479,10 @@ pub fn load_manifest(
                 key_value: KeyValueCtx::new(
                     key_value.clone(),
                     Arc::new(component.key_value_stores.iter().cloned().collect()),
+                ),
+                sqlite: SqliteCtx::new(
+                    sqlite.clone(),
+                    Arc::new(component.sqlite_databases.iter().cloned().collect()),
                 ),
                 allowed_hosts: Arc::new(allowed_hosts),
                 max_instance_memory,

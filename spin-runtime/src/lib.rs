@@ -10,6 +10,7 @@
 //! - [`variables`]: providers, templates and the variables interfaces;
 //! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
 //!   `wasi:keyvalue` (draft2);
+//! - [`sqlite`]: SQLite databases, `fermyon:spin/sqlite` and `spin:sqlite`;
 //! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
@@ -58,6 +59,7 @@ pub mod oci;
 pub mod outbound;
 pub mod routing;
 pub mod runtime_config;
+pub mod sqlite;
 pub mod state;
 pub mod unavailable;
 pub mod variables;

@@ -9,11 +9,13 @@
 //!   default `SPIN_VARIABLE`; `dotenv_path`) and `static` (`values`), consulted in file
 //!   order after `--variable` and before the default `SPIN_VARIABLE_*` provider;
 //! - `[key_value_store.<label>]` of type `spin` (`path`: a sled database; without a
-//!   path the store lives in the state directory's database).
+//!   path the store lives in the state directory's database);
+//! - `[sqlite_database.<label>]` of type `spin` (`path`: a database file; without a path
+//!   the database is in memory).
 //!
 //! Recognised but not supported yet, so they stop the app with a clear error rather than
 //! being ignored: `vault` and `azure_key_vault` providers, key-value stores of type
-//! `redis`, `azure_cosmos` and `aws_dynamo`, `[sqlite_database.*]`, `[llm_compute]`,
+//! `redis`, `azure_cosmos` and `aws_dynamo`, sqlite databases of type `libsql`, `[llm_compute]`,
 //! `[outbound_*]`, `[outbound_networking]` and `[[client_tls]]`.
 
 use std::collections::BTreeMap;
@@ -68,7 +70,7 @@ struct File {
     #[serde(default)]
     key_value_store: BTreeMap<String, KeyValueFile>,
     #[serde(default)]
-    sqlite_database: BTreeMap<String, toml::Table>,
+    sqlite_database: BTreeMap<String, SqliteFile>,
     #[serde(default)]
     llm_compute: Option<toml::Table>,
     #[serde(default)]
@@ -123,7 +125,7 @@ struct StaticProviderFile {
     reason = "settings of unsupported types are parsed only to name the type in the error"
 )]
 enum KeyValueFile {
-    Spin(SpinKeyValueFile),
+    Spin(SpinPathFile),
     Redis(toml::Table),
     AzureCosmos(toml::Table),
     AwsDynamo(toml::Table),
@@ -131,9 +133,20 @@ enum KeyValueFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SpinKeyValueFile {
+struct SpinPathFile {
     #[serde(default)]
     path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "settings of unsupported types are parsed only to name the type in the error"
+)]
+enum SqliteFile {
+    Spin(SpinPathFile),
+    Libsql(toml::Table),
 }
 
 /// A variables provider from the runtime config.
@@ -161,6 +174,8 @@ pub struct RuntimeConfig {
     pub variables_providers: Vec<VariablesProvider>,
     /// Key-value stores: label → database path (`None`: the state directory's database).
     pub key_value_stores: BTreeMap<String, Option<PathBuf>>,
+    /// SQLite databases: label → database file (`None`: in memory).
+    pub sqlite_databases: BTreeMap<String, Option<PathBuf>>,
 }
 
 impl RuntimeConfig {
@@ -185,7 +200,6 @@ impl RuntimeConfig {
             message,
         };
         let unsupported_tables = [
-            ("[sqlite_database.*]", !file.sqlite_database.is_empty()),
             ("[llm_compute]", file.llm_compute.is_some()),
             ("[outbound_networking]", file.outbound_networking.is_some()),
             ("[[client_tls]]", !file.client_tls.is_empty()),
@@ -246,7 +260,7 @@ impl RuntimeConfig {
         let mut key_value_stores = BTreeMap::new();
         for (label, store) in file.key_value_store {
             match store {
-                KeyValueFile::Spin(SpinKeyValueFile { path }) => {
+                KeyValueFile::Spin(SpinPathFile { path }) => {
                     key_value_stores.insert(label, path.map(|p| base.join(p)));
                 }
                 other => {
@@ -261,11 +275,25 @@ impl RuntimeConfig {
                 }
             }
         }
+        let mut sqlite_databases = BTreeMap::new();
+        for (label, db) in file.sqlite_database {
+            match db {
+                SqliteFile::Spin(SpinPathFile { path }) => {
+                    sqlite_databases.insert(label, path.map(|p| base.join(p)));
+                }
+                SqliteFile::Libsql(_) => {
+                    return Err(unsupported(format!(
+                        "sqlite_database.{label}: type `libsql` is not supported yet (use type = \"spin\")"
+                    )));
+                }
+            }
+        }
         Ok(RuntimeConfig {
             state_dir: file.state_dir.map(|d| base.join(d)),
             max_instance_memory: file.max_instance_memory,
             variables_providers,
             key_value_stores,
+            sqlite_databases,
         })
     }
 }
@@ -331,6 +359,11 @@ type = "spin"
 [key_value_store.cache]
 type = "spin"
 path = "cache.db"
+[sqlite_database.reports]
+type = "spin"
+path = "reports.db"
+[sqlite_database.scratch]
+type = "spin"
 "#,
             Path::new("/etc/app/rc.toml"),
         )
@@ -342,6 +375,11 @@ path = "cache.db"
             c.key_value_stores["cache"],
             Some(PathBuf::from("/etc/app/cache.db"))
         );
+        assert_eq!(
+            c.sqlite_databases["reports"],
+            Some(PathBuf::from("/etc/app/reports.db"))
+        );
+        assert_eq!(c.sqlite_databases["scratch"], None);
         let mut env = std::collections::HashMap::new();
         env.insert("SPIN_VARIABLE_X".to_string(), "1".to_string());
         assert_eq!(c.variables_providers[0].get("x", &env), Some("1".into()));

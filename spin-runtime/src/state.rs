@@ -3,7 +3,7 @@
 //! This module owns what lives in a `wasmtime::Store`: the resource table, the WASI and
 //! WASI-HTTP contexts, the outbound-HTTP hooks, the memory limits and each Spin host
 //! interface's context. It implements every view trait the linked interfaces need
-//! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`]).
+//! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`], [`SqliteView`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
 use crate::outbound::OutboundHttp;
+use crate::sqlite::{SqliteCtx, SqliteCtxView, SqliteView};
 use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
 
 /// Store data for one instance.
@@ -30,6 +31,8 @@ pub struct InstanceState {
     pub variables: VariablesCtx,
     /// Key-value stores.
     pub key_value: KeyValueCtx,
+    /// SQLite databases.
+    pub sqlite: SqliteCtx,
 }
 
 impl WasiView for InstanceState {
@@ -63,6 +66,15 @@ impl KeyValueView for InstanceState {
     fn key_value(&mut self) -> KeyValueCtxView<'_> {
         KeyValueCtxView {
             ctx: &self.key_value,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl SqliteView for InstanceState {
+    fn sqlite(&mut self) -> SqliteCtxView<'_> {
+        SqliteCtxView {
+            ctx: &self.sqlite,
             table: &mut self.table,
         }
     }

@@ -31,6 +31,8 @@ const IMPLEMENTED: &[&str] = &[
     "wasi:http/outgoing-handler@",
     "fermyon:spin/variables@2.",
     "fermyon:spin/key-value@2.",
+    "fermyon:spin/sqlite@2.",
+    "spin:sqlite/sqlite@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",
@@ -150,6 +152,7 @@ mod tests {
         assert!(is_implemented("fermyon:spin/key-value@2.0.0"));
         assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
         assert!(is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
-        assert!(!is_implemented("spin:sqlite/sqlite@3.0.0"));
+        assert!(is_implemented("spin:sqlite/sqlite@3.0.0"));
+        assert!(!is_implemented("spin:postgres/postgres@4.0.0"));
     }
 }

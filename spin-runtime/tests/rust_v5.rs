@@ -714,3 +714,150 @@ fn wasi_keyvalue_store_atomics_and_batch() {
     let r = s.get("/nokv/?op=wkv-get&key=a");
     assert!(r.text().contains("AccessDenied"), "{}", r.text());
 }
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/<prefix>?op=<op>&db=<db>&stmt=<sql>&arg=...` for the test app's sqlite ops.
+fn sql(prefix: &str, op: &str, db: &str, stmt: &str, args: &[&str]) -> String {
+    let mut path = format!("{prefix}?op={op}&db={db}&stmt={}", enc(stmt));
+    for a in args {
+        path.push_str(&format!("&arg={}", enc(a)));
+    }
+    path
+}
+
+const SQLITE: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "sqlite-test"
+[[trigger.http]]
+route = "/..."
+component = "db"
+[[trigger.http]]
+route = "/nodb/..."
+component = "nodb"
+[component.db]
+source = "{wasm}"
+sqlite_databases = ["default", "reports"]
+[component.nodb]
+source = "{wasm}"
+"#;
+
+#[test]
+fn sqlite_persists_across_restart_and_enforces_grants() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("sqlite", &wasm, SQLITE);
+    std::fs::write(
+        dir.join("runtime-config.toml"),
+        "[sqlite_database.reports]\ntype = \"spin\"\npath = \"reports.db\"\n",
+    )
+    .expect("write runtime config");
+    let state = dir.join("state");
+    let start = Start {
+        args: vec![
+            "--state-dir".into(),
+            state.to_string_lossy().into_owned(),
+            "--runtime-config-file".into(),
+            dir.join("runtime-config.toml")
+                .to_string_lossy()
+                .into_owned(),
+        ],
+        ..Default::default()
+    };
+    let s = Spinlet::start(&dir, start.clone());
+    let create = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)";
+    let r = s.get(&sql("/", "sql", "default", create, &[]));
+    assert_eq!((r.status, r.text().as_str()), (200, "columns: \n"));
+    // spin:sqlite@3: last-insert-rowid and changes are the connection's.
+    let insert = "INSERT INTO notes (body) VALUES (?)";
+    let r = s.get(&sql("/", "sql3", "default", insert, &["hello"]));
+    assert_eq!(r.text(), "columns: \nrowid: 1 changes: 1\n");
+    let r = s.get(&sql("/", "sql3", "default", insert, &["world"]));
+    assert_eq!(r.text(), "columns: \nrowid: 2 changes: 1\n");
+    let select = "SELECT id, body FROM notes ORDER BY id";
+    assert_eq!(
+        s.get(&sql("/", "sql", "default", select, &[])).text(),
+        "columns: id,body\nrow: Value::Integer(1)|Value::Text(\"hello\")\nrow: Value::Integer(2)|Value::Text(\"world\")\n"
+    );
+    // Every value type round-trips through both interface versions.
+    for op in ["sql", "sql3"] {
+        let r = s.get(&sql(
+            "/",
+            op,
+            "default",
+            "SELECT ? AS i, ? AS r, ? AS t, ? AS b, ? AS n",
+            &["i:-42", "r:1.5", "text", "b:ab", "null"],
+        ));
+        assert!(
+            r.text().starts_with(
+                "columns: i,r,t,b,n\nrow: Value::Integer(-42)|Value::Real(1.5)|Value::Text(\"text\")|Value::Blob([97, 98])|Value::Null\n"
+            ),
+            "{op}: {}",
+            r.text()
+        );
+    }
+    // SQL errors come back as `io` errors.
+    let r = s.get(&sql("/", "sql", "default", "SELECT * FROM missing", &[]));
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains("Io(") && r.text().contains("missing"),
+        "{}",
+        r.text()
+    );
+
+    // A second granted database from the runtime config is separate.
+    let r = s.get(&sql("/", "sql", "reports", "CREATE TABLE r (x)", &[]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.get(&sql(
+        "/",
+        "sql",
+        "reports",
+        "INSERT INTO r VALUES (?)",
+        &["i:7"],
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.get(&sql("/", "sql", "default", "SELECT x FROM r", &[]));
+    assert!(r.text().contains("no such table"), "{}", r.text());
+
+    // Labels not granted: access-denied, whether or not the database exists.
+    for (prefix, db) in [("/", "other"), ("/nodb/", "default"), ("/nodb/", "reports")] {
+        for op in ["sql", "sql3"] {
+            let r = s.get(&sql(prefix, op, db, "SELECT 1", &[]));
+            assert_eq!(r.status, 403, "{prefix} {db}");
+            assert!(r.text().contains("AccessDenied"), "{}", r.text());
+        }
+    }
+    s.stop();
+    assert!(state.join("sqlite_db.db").is_file());
+    assert!(dir.join("reports.db").is_file());
+
+    let s = Spinlet::start(&dir, start);
+    assert_eq!(
+        s.get(&sql("/", "sql", "default", select, &[])).text(),
+        "columns: id,body\nrow: Value::Integer(1)|Value::Text(\"hello\")\nrow: Value::Integer(2)|Value::Text(\"world\")\n"
+    );
+    assert_eq!(
+        s.get(&sql("/", "sql", "reports", "SELECT x FROM r", &[]))
+            .text(),
+        "columns: x\nrow: Value::Integer(7)\n"
+    );
+    s.stop();
+
+    // A granted label with no configured database stops the app at start.
+    let (ok, stderr) = run_expecting_failure(&dir, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("reports") && stderr.contains("[sqlite_database.reports]"),
+        "{stderr}"
+    );
+}

@@ -2,17 +2,75 @@
 //!
 //! One handler serves every component of the test manifest; the `op` query parameter
 //! picks what it does, so a single wasm file exercises routing, headers, variables,
-//! key-value, files, outbound HTTP and the failure modes (trap, infinite loop, memory bomb).
+//! key-value, sqlite, files, outbound HTTP and service chaining, and the failure modes
+//! (trap, infinite loop, memory bomb). Query values are percent-decoded.
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query().split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| v.to_string())
-    })
+    query_params(req, name).into_iter().next()
+}
+
+/// Every value of `name`, percent-decoded, in order.
+fn query_params(req: &Request, name: &str) -> Vec<String> {
+    req.query()
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `columns: a,b` then one `row: v1|v2` line per row, values in Debug form.
+fn sql_rows<V: std::fmt::Debug>(columns: &[String], rows: impl Iterator<Item = Vec<V>>) -> String {
+    let mut body = format!("columns: {}\n", columns.join(","));
+    for row in rows {
+        let values: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+        body.push_str(&format!("row: {}\n", values.join("|")));
+    }
+    body
+}
+
+/// A statement argument: `i:42`, `r:1.5`, `b:bytes`, `null`, else text.
+fn sql_arg<V>(arg: &str, int: fn(i64) -> V, real: fn(f64) -> V, text: fn(String) -> V, blob: fn(Vec<u8>) -> V, null: V) -> V {
+    if let Some(i) = arg.strip_prefix("i:").and_then(|i| i.parse().ok()) {
+        int(i)
+    } else if let Some(r) = arg.strip_prefix("r:").and_then(|r| r.parse().ok()) {
+        real(r)
+    } else if let Some(b) = arg.strip_prefix("b:") {
+        blob(b.as_bytes().to_vec())
+    } else if arg == "null" {
+        null
+    } else {
+        text(arg.to_string())
+    }
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -119,6 +177,36 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             match result {
                 Ok(body) => text(200, body),
                 Err(e) => text(500, format!("wasi kv error: {e}")),
+            }
+        }
+        // fermyon:spin/sqlite@2.0.0
+        "sql" => {
+            use spin_sdk::sqlite::{Connection, Value};
+            let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
+            let args: Vec<Value> = query_params(&req, "arg")
+                .iter()
+                .map(|a| sql_arg(a, Value::Integer, Value::Real, Value::Text, Value::Blob, Value::Null))
+                .collect();
+            match Connection::open(&db).and_then(|c| c.execute(&param("stmt"), &args)) {
+                Ok(r) => text(200, sql_rows(&r.columns, r.rows.into_iter().map(|r| r.values))),
+                Err(e) => text(403, format!("sqlite error: {e:?}")),
+            }
+        }
+        // spin:sqlite/sqlite@3.0.0
+        "sql3" => {
+            use spin_sdk::sqlite3::{Connection, Value};
+            let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
+            let args: Vec<Value> = query_params(&req, "arg")
+                .iter()
+                .map(|a| sql_arg(a, Value::Integer, Value::Real, Value::Text, Value::Blob, Value::Null))
+                .collect();
+            match Connection::open(&db).and_then(|c| c.execute(&param("stmt"), &args).map(|r| (c, r))) {
+                Ok((c, r)) => {
+                    let mut body = sql_rows(&r.columns, r.rows.into_iter().map(|r| r.values));
+                    body.push_str(&format!("rowid: {} changes: {}\n", c.last_insert_rowid(), c.changes()));
+                    text(200, body)
+                }
+                Err(e) => text(403, format!("sqlite error: {e:?}")),
             }
         }
         "kv-keys" => match Store::open_default().and_then(|s| s.get_keys()) {
