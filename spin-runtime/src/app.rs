@@ -33,7 +33,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::engine::{EngineOptions, RuntimeEngine};
 use crate::key_value::{KeyValueCtx, KeyValueStores};
 use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
-use crate::outbound::{AllowedHosts, OutboundHttp};
+use crate::outbound::{AllowedHosts, LocalHandlerSlot, OutboundHttp};
 use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteCtx, SqliteDatabases};
@@ -184,6 +184,7 @@ pub struct AppComponent {
     key_value: KeyValueCtx,
     sqlite: SqliteCtx,
     allowed_hosts: Arc<AllowedHosts>,
+    local: LocalHandlerSlot,
     max_instance_memory: Option<u64>,
 }
 
@@ -203,7 +204,7 @@ impl AppComponent {
             table: Default::default(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHttp::new(self.allowed_hosts.clone()),
+            hooks: OutboundHttp::new(self.allowed_hosts.clone(), self.local.clone()),
             limits: limits.build(),
             variables: VariablesCtx::new(self.variables.clone()),
             key_value: self.key_value.clone(),
@@ -233,6 +234,10 @@ pub struct App {
     pub version: Option<String>,
     /// Routes to targets.
     pub router: Router<Target>,
+    /// Every loaded component by id, private ones included (service chaining).
+    pub components: HashMap<String, Arc<AppComponent>>,
+    /// Where the components' chained requests go; the HTTP trigger registers itself.
+    pub local: LocalHandlerSlot,
     /// The engine (keeps the epoch ticker alive).
     pub engine: RuntimeEngine,
     /// Key-value stores (flushed at shutdown).
@@ -392,6 +397,7 @@ pub fn load_manifest(
     };
     let base = base_linker(&engine.engine).map_err(link("(host)"))?;
 
+    let local = LocalHandlerSlot::default();
     let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
     let mut loaded: HashMap<String, Arc<AppComponent>> = HashMap::new();
     for (id, component) in &components {
@@ -485,6 +491,7 @@ pub fn load_manifest(
                     Arc::new(component.sqlite_databases.iter().cloned().collect()),
                 ),
                 allowed_hosts: Arc::new(allowed_hosts),
+                local: local.clone(),
                 max_instance_memory,
             }),
         );
@@ -519,6 +526,8 @@ pub fn load_manifest(
         name: manifest.application.name.clone(),
         version: manifest.application.version.clone(),
         router,
+        components: loaded,
+        local,
         engine,
         key_value,
         request_timeout: options.request_timeout,

@@ -10,6 +10,8 @@
 //!   instance is created from the component's `ProxyPre`, and
 //!   `wasi:http/incoming-handler.handle` runs in its own task so the guest can keep
 //!   streaming the body after sending headers.
+//! - Service-chaining requests from guests come in through [`HttpServer::handle`] and
+//!   `serve_component` too, without a socket ([`crate::chaining`]).
 //! - A trap, an exceeded deadline, an instantiation failure, a guest that never sets the
 //!   response, or an error response → 500 with an empty body (the cause is logged).
 //!
@@ -20,12 +22,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -35,7 +36,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::app::{App, AppComponent, Target};
-use crate::routing::WELL_KNOWN_PREFIX;
+use crate::outbound::LocalHandler;
+use crate::routing::{RouteMatch, WELL_KNOWN_PREFIX};
 
 /// Default listen address of `spinlet run` (as `spin up`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -59,17 +61,23 @@ pub enum Error {
 
 /// Serves an app over HTTP.
 pub struct HttpServer {
-    app: Arc<App>,
+    pub(crate) app: Arc<App>,
     scheme: &'static str,
+    /// The listener's `host:port`, the origin of `http://self` requests.
+    pub(crate) origin: OnceLock<String>,
 }
 
 impl HttpServer {
-    /// A server for `app` over plain HTTP.
+    /// A server for `app` over plain HTTP; it also serves the app's service chaining.
     pub fn new(app: Arc<App>) -> Arc<Self> {
-        Arc::new(Self {
+        let server = Arc::new(Self {
             app,
             scheme: "http",
-        })
+            origin: OnceLock::new(),
+        });
+        let local: Weak<dyn LocalHandler> = Arc::downgrade(&server) as Weak<HttpServer>;
+        server.app.local.register(local);
+        server
     }
 
     /// Accepts connections on `listener` until `shutdown` completes.
@@ -81,6 +89,7 @@ impl HttpServer {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let _ = self.origin.set(addr.to_string());
         tokio::pin!(shutdown);
         loop {
             let (stream, client) = tokio::select! {
@@ -116,11 +125,15 @@ impl HttpServer {
     }
 
     /// Handles one request.
-    pub async fn handle(
+    pub async fn handle<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         client: SocketAddr,
-    ) -> Response<HyperOutgoingBody> {
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let path = req.uri().path().to_string();
         if path.starts_with(WELL_KNOWN_PREFIX) {
             return self.well_known(&path);
@@ -131,41 +144,56 @@ impl HttpServer {
         match route.target {
             Target::Static(r) => static_response(r),
             Target::Component(component) => {
-                let host = req
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost")
-                    .to_string();
-                let path_and_query = req
-                    .uri()
-                    .path_and_query()
-                    .map_or_else(|| path.clone(), |p| p.as_str().to_string());
-                let extra = crate::headers::spin_headers(
-                    self.scheme,
-                    &host,
-                    &path_and_query,
-                    &route,
-                    client,
-                );
                 let component = component.clone();
-                match self.execute(&component, req, extra).await {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        tracing::error!(component = %component.id, error = %format!("{e:#}"), "request failed");
-                        empty(StatusCode::INTERNAL_SERVER_ERROR)
-                    }
-                }
+                self.serve_component(&component, &route, req, client).await
             }
         }
     }
 
-    async fn execute(
+    /// Runs `component` for a request that matched `route`: the `spin-*` headers, then
+    /// [`Self::execute`]; any failure is a 500 with an empty body.
+    pub(crate) async fn serve_component<B>(
         &self,
         component: &Arc<AppComponent>,
-        req: Request<Incoming>,
+        route: &RouteMatch<'_, Target>,
+        req: Request<B>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        let extra =
+            crate::headers::spin_headers(self.scheme, &host, &path_and_query, route, client);
+        match self.execute(component, req, extra).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(component = %component.id, error = %format!("{e:#}"), "request failed");
+                empty(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    async fn execute<B>(
+        &self,
+        component: &Arc<AppComponent>,
+        req: Request<B>,
         extra: Vec<(String, String)>,
-    ) -> wasmtime::Result<Response<HyperOutgoingBody>> {
+    ) -> wasmtime::Result<Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let (mut parts, body) = req.into_parts();
         parts.uri =
             crate::headers::prepare_request(self.scheme, &parts.uri, &mut parts.headers, extra)?;

@@ -18,7 +18,8 @@
 //! - [`state`]: the per-instance store data;
 //! - [`app`]: the load sequence, from manifest to pre-instantiated components;
 //! - [`routing`] and [`headers`]: Spin's route matching and `spin-*` headers;
-//! - [`http_trigger`]: the HTTP server and per-request execution.
+//! - [`http_trigger`]: the HTTP server and per-request execution;
+//! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process.
 //!
 //! # Lifecycle
 //!
@@ -47,6 +48,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod chaining;
 pub mod componentize;
 pub mod engine;
 pub mod headers;

@@ -6,12 +6,18 @@
 //! rendered at start. A missing port means the scheme's default port. A request whose
 //! URL matches no entry fails with `HTTP-request-denied`, as in Spin.
 //!
-//! Not implemented yet: `http://self` and `*.spin.internal` service chaining (such
-//! entries are accepted but requests to them are denied), and the deprecated
-//! `allowed_http_hosts`.
+//! Service chaining never opens a socket: a request to `http://<component>.spin.internal`
+//! (allowed by an entry such as `http://*.spin.internal`) goes to that component, and a
+//! relative URL or `http://self/...` (allowed by `http://self`) goes through the app's own
+//! router, both through the [`LocalHandler`] the HTTP trigger registers in the app's
+//! [`LocalHandlerSlot`]. (spin-sdk sends a relative URL with the authority `:80` or
+//! `:443`, i.e. an empty host.)
+//!
+//! Not implemented yet: the deprecated `allowed_http_hosts`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
 
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -97,11 +103,16 @@ impl AllowedHosts {
         Ok(AllowedHosts { entries: parsed })
     }
 
-    /// Whether a request to `scheme://host:port` is allowed.
+    /// Whether a request to `scheme://host:port` is allowed. `self` is allowed only by a
+    /// `self` entry, never by wildcards; so is an empty host (a relative URL, whatever
+    /// scheme the SDK gave it: spin-sdk makes them `https`), by one for `http` or `https`.
     pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         let host = host.to_ascii_lowercase();
-        if host == "self" || host.ends_with(".spin.internal") {
-            return false;
+        if host.is_empty() {
+            return self.allows_self("http") || self.allows_self("https");
+        }
+        if host == "self" {
+            return self.allows_self(scheme);
         }
         let port = port.or_else(|| default_port(scheme));
         self.entries.iter().any(|e| {
@@ -114,17 +125,87 @@ impl AllowedHosts {
                 }
         })
     }
+
+    /// Whether requests to the app itself (`http://self` entries) are allowed.
+    fn allows_self(&self, scheme: &str) -> bool {
+        self.entries.iter().any(|e| {
+            e.scheme.as_deref().is_none_or(|s| s == scheme)
+                && e.host == HostPattern::Exact("self".into())
+        })
+    }
 }
 
-/// The `wasi:http` hooks of one instance: outbound requests checked against the allow list.
+/// Where an in-process request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalTarget {
+    /// The app's router (`http://self`, relative URLs).
+    App,
+    /// One component by id (`http://<id>.spin.internal`), private ones included.
+    Component(String),
+}
+
+impl LocalTarget {
+    /// The in-process target of a request to `host`, if it has one.
+    pub fn for_host(host: &str) -> Option<LocalTarget> {
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() || host == "self" {
+            return Some(LocalTarget::App);
+        }
+        host.strip_suffix(".spin.internal")
+            .filter(|id| !id.is_empty())
+            .map(|id| LocalTarget::Component(id.to_string()))
+    }
+}
+
+/// A boxed response future of [`LocalHandler::handle_local`].
+pub type LocalResponse =
+    Pin<Box<dyn Future<Output = wasmtime_wasi_http::Result<http::Response<WasiBody>>> + Send>>;
+
+/// Serves service-chaining requests in-process; implemented by the HTTP trigger.
+pub trait LocalHandler: Send + Sync {
+    /// Handles `request` (as the guest sent it) for `target`.
+    fn handle_local(
+        self: Arc<Self>,
+        target: LocalTarget,
+        request: http::Request<WasiBody>,
+    ) -> LocalResponse;
+}
+
+/// The app's in-process handler, registered by the trigger once it exists (components are
+/// loaded before it). Holds it weakly: the trigger owns the app, not the other way round.
+#[derive(Clone, Default)]
+pub struct LocalHandlerSlot(Arc<OnceLock<Weak<dyn LocalHandler>>>);
+
+impl LocalHandlerSlot {
+    /// Registers the handler; the first registration wins.
+    pub fn register(&self, handler: Weak<dyn LocalHandler>) {
+        let _ = self.0.set(handler);
+    }
+
+    fn get(&self) -> Option<Arc<dyn LocalHandler>> {
+        self.0.get().and_then(Weak::upgrade)
+    }
+}
+
+impl std::fmt::Debug for LocalHandlerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalHandlerSlot")
+            .field("registered", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+/// The `wasi:http` hooks of one instance: outbound requests checked against the allow
+/// list, chained requests served in-process.
 pub struct OutboundHttp {
     allowed: Arc<AllowedHosts>,
+    local: LocalHandlerSlot,
 }
 
 impl OutboundHttp {
-    /// Hooks enforcing `allowed`.
-    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
-        Self { allowed }
+    /// Hooks enforcing `allowed`, chaining through `local`.
+    pub fn new(allowed: Arc<AllowedHosts>, local: LocalHandlerSlot) -> Self {
+        Self { allowed, local }
     }
 }
 
@@ -149,6 +230,18 @@ impl WasiHttpHooks for OutboundHttp {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let _ = fut;
+        if let Some(target) = LocalTarget::for_host(&host) {
+            let Some(handler) = self.local.get() else {
+                return Box::new(async { Err(wasmtime_wasi_http::Error::DestinationNotFound) });
+            };
+            return Box::new(async move {
+                let response = handler.handle_local(target, request).await?;
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -180,6 +273,30 @@ mod tests {
         assert!(!a.allows("http", "test", Some(8080)));
         assert!(a.allows("http", "any.org", Some(1)));
         assert!(!a.allows("http", "self", None));
+        assert!(!a.allows("http", "", Some(80)));
+        let chaining = AllowedHosts::parse(&[
+            "http://self".to_string(),
+            "http://*.spin.internal".to_string(),
+        ])
+        .unwrap();
+        assert!(chaining.allows("http", "self", None));
+        assert!(chaining.allows("http", "", Some(80)));
+        assert!(chaining.allows("https", "", Some(443)));
+        assert!(!chaining.allows("https", "self", None));
+        assert!(chaining.allows("http", "backend.spin.internal", None));
+        assert!(!chaining.allows("http", "example.com", None));
+        let any = AllowedHosts::parse(&["*://*:*".to_string()]).unwrap();
+        assert!(
+            !any.allows("http", "self", None),
+            "wildcards do not cover self"
+        );
+        assert_eq!(LocalTarget::for_host(""), Some(LocalTarget::App));
+        assert_eq!(LocalTarget::for_host("self"), Some(LocalTarget::App));
+        assert_eq!(
+            LocalTarget::for_host("Backend.spin.internal"),
+            Some(LocalTarget::Component("backend".into()))
+        );
+        assert_eq!(LocalTarget::for_host("example.com"), None);
         assert!(AllowedHosts::parse(&["example.com".to_string()]).is_err());
         assert!(!AllowedHosts::default().allows("https", "x", None));
     }

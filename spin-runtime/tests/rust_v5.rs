@@ -861,3 +861,113 @@ fn sqlite_persists_across_restart_and_enforces_grants() {
         "{stderr}"
     );
 }
+
+const CHAINING: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "chaining-test"
+[[trigger.http]]
+route = "/..."
+component = "front"
+[[trigger.http]]
+route = "/back/..."
+component = "back"
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+[[trigger.http]]
+route = "/closed/..."
+component = "closed"
+[component.front]
+source = "{wasm}"
+allowed_outbound_hosts = ["http://self", "http://*.spin.internal"]
+[component.back]
+source = "{wasm}"
+allowed_outbound_hosts = ["http://hidden.spin.internal"]
+[component.hidden]
+source = "{wasm}"
+[component.closed]
+source = "{wasm}"
+allowed_outbound_hosts = ["*://*:*"]
+"#;
+
+#[test]
+fn service_chaining_via_self_and_spin_internal_is_in_process_and_checked() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("chaining", &wasm, CHAINING);
+    let s = Spinlet::start(&dir, Start::default());
+    let fetch = |prefix: &str, url: &str| s.get(&format!("{prefix}?op=fetch&url={}", enc(url)));
+    let origin = s.addr.to_string();
+
+    // A relative URL and http://self go through the app's router, as if from the listener.
+    for url in ["/back/x?op=echo", "http://self/back/x?op=echo"] {
+        let r = fetch("/", url);
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        assert!(
+            r.text().starts_with("200 method: Method::Get\n"),
+            "{}",
+            r.text()
+        );
+        let h = r.echoed();
+        assert_eq!(h["spin-matched-route"], "/back/...", "{url}");
+        assert_eq!(h["spin-path-info"], "/x");
+        assert_eq!(
+            h["spin-full-url"],
+            format!("http://{origin}/back/x?op=echo")
+        );
+        assert_eq!(h["spin-client-addr"], "127.0.0.1:0");
+    }
+    assert_eq!(fetch("/", "/.well-known/spin/health").text(), "200 OK");
+    assert_eq!(fetch("/", "http://self/.well-known/spin/x").text(), "404 ");
+    // A private component is reachable by <id>.spin.internal with Spin's synthetic route.
+    let r = fetch("/", "http://hidden.spin.internal/some/path?op=echo");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.echoed();
+    assert_eq!(h["spin-matched-route"], "/...");
+    assert_eq!(h["spin-raw-component-route"], "/...");
+    assert_eq!(h["spin-path-info"], "/some/path");
+    assert_eq!(
+        h["spin-full-url"],
+        "http://hidden.spin.internal/some/path?op=echo"
+    );
+    assert_eq!(h["spin-client-addr"], "127.0.0.1:0");
+    // Chains nest, each hop checked against its own component's allow list.
+    let inner = format!(
+        "http://back.spin.internal/?op=fetch&url={}",
+        enc("http://hidden.spin.internal/z?op=var&name=nothing")
+    );
+    assert_eq!(
+        fetch("/", &inner).text(),
+        "200 404 variable error: Error::Undefined(\"no variable for `nothing`\")"
+    );
+    let inner = format!(
+        "http://back.spin.internal/?op=fetch&url={}",
+        enc("http://front.spin.internal/")
+    );
+    let r = fetch("/", &inner);
+    assert!(
+        r.text().starts_with("502 fetch error") && r.text().contains("HttpRequestDenied"),
+        "{}",
+        r.text()
+    );
+    // An unknown component.
+    let r = fetch("/", "http://nope.spin.internal/");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("DestinationNotFound"), "{}", r.text());
+
+    // Denied without the entries; `*://*:*` covers neither self nor relative URLs, and
+    // no socket is opened for a spin.internal host it does allow.
+    for url in ["/back/x", "http://self/back/x"] {
+        let r = fetch("/closed/", url);
+        assert_eq!(r.status, 502, "{url}: {}", r.text());
+        assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    }
+    let r = fetch("/back/", "/x");
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    let r = fetch("/back/", "http://front.spin.internal/");
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    assert_eq!(
+        fetch("/closed/", "http://hidden.spin.internal/?op=env&name=X").text(),
+        "404 unset"
+    );
+}
