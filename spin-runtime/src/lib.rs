@@ -7,6 +7,7 @@
 //!   validation;
 //! - [`runtime_config`]: the runtime config file;
 //! - [`locked_app`] and [`oci`]: the locked-app JSON and registry push/pull;
+//! - [`files`]: component files as data layers and inline content, and back;
 //! - [`variables`]: providers, templates and the variables interfaces;
 //! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
 //!   `wasi:keyvalue` (draft2);
@@ -51,6 +52,7 @@ pub mod cache;
 pub mod chaining;
 pub mod componentize;
 pub mod engine;
+pub mod files;
 pub mod headers;
 pub mod http_trigger;
 pub mod key_value;

@@ -4,11 +4,11 @@
 //! This module owns the locked-app schema subset spinlet reads and writes
 //! (`spin_lock_version` 0/1, `metadata`, `variables`, `triggers`, `components` with
 //! `source`, `env`, `files`, `config` and the `metadata` grants) and the two
-//! conversions: [`LockedApp::from_manifest`] (sources become digests) and
-//! [`LockedApp::into_manifest`] (sources become local files from the pull cache).
+//! conversions: [`LockedApp::from_manifest`] (sources become digests, files the entries
+//! [`crate::files`] made) and [`LockedApp::into_manifest`] (sources become local files
+//! from the pull cache, files one directory mounted at `/`).
 //!
-//! Not handled yet: component `files` (push refuses apps that mount files; pull refuses
-//! locked apps that carry them), `dependencies`, and `host_requirements` other than none.
+//! Not handled yet: `dependencies`, and `host_requirements` other than none.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::files::LockedFile;
 use crate::manifest::{Manifest, RouteConfig, Source, TriggerTarget};
 
 /// Errors converting locked apps.
@@ -98,7 +99,7 @@ pub struct LockedComponent {
     pub env: BTreeMap<String, String>,
     /// Files.
     #[serde(default)]
-    pub files: Vec<Value>,
+    pub files: Vec<LockedFile>,
     /// Component variables (templates).
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -130,10 +131,12 @@ impl LockedApp {
     }
 
     /// Builds the locked app for a manifest; `digest_of(component id)` gives each used
-    /// component's Wasm digest. Only components reachable from a trigger are included.
+    /// component's Wasm digest and `files_of(component id)` its file entries. Only
+    /// components reachable from a trigger are included.
     pub fn from_manifest(
         manifest: &Manifest,
         digest_of: &dyn Fn(&str) -> Option<String>,
+        files_of: &dyn Fn(&str) -> Vec<LockedFile>,
     ) -> Result<LockedApp, Error> {
         let mut metadata = serde_json::Map::new();
         metadata.insert("name".into(), json!(manifest.application.name));
@@ -185,11 +188,6 @@ impl LockedApp {
                     config.insert("component".into(), json!(cid));
                     if !components.iter().any(|c: &LockedComponent| c.id == cid) {
                         let Some(c) = all.get(&cid) else { continue };
-                        if !c.files.is_empty() {
-                            return Err(Error::Unsupported(format!(
-                                "component `{cid}` mounts files; pushing files is not supported yet"
-                            )));
-                        }
                         let digest = digest_of(&cid).ok_or_else(|| {
                             Error::Unsupported(format!("component `{cid}` has no Wasm digest"))
                         })?;
@@ -213,7 +211,7 @@ impl LockedApp {
                                 digest: Some(digest),
                             },
                             env: c.environment.clone(),
-                            files: Vec::new(),
+                            files: files_of(&cid),
                             config: c.variables.clone(),
                             dependencies: Default::default(),
                             host_requirements: Default::default(),
@@ -248,11 +246,14 @@ impl LockedApp {
     }
 
     /// Converts to a manifest whose component sources are local files:
-    /// `wasm_path(digest)` gives the cached file for each source digest.
+    /// `wasm_path(digest)` gives the cached file for each source digest, and
+    /// `files_dir(component id)` the directory holding a component's files (mounted at
+    /// `/`; see [`crate::files::materialise`]).
     pub fn into_manifest(
         self,
         origin: &str,
         wasm_path: &dyn Fn(&str) -> PathBuf,
+        files_dir: &dyn Fn(&str) -> PathBuf,
     ) -> Result<Manifest, Error> {
         if !self.must_understand.is_empty() {
             return Err(Error::Unsupported(format!(
@@ -310,12 +311,6 @@ impl LockedApp {
         }
         let mut components = serde_json::Map::new();
         for c in self.components {
-            if !c.files.is_empty() {
-                return Err(Error::Unsupported(format!(
-                    "{origin}: component `{}` mounts files; files from registry apps are not supported yet",
-                    c.id
-                )));
-            }
             if !c.dependencies.is_empty() {
                 return Err(Error::Unsupported(format!(
                     "{origin}: component `{}` has dependencies; not supported yet",
@@ -332,6 +327,13 @@ impl LockedApp {
             comp.insert("source".into(), json!(wasm_path(&digest).to_string_lossy()));
             comp.insert("environment".into(), json!(c.env));
             comp.insert("variables".into(), json!(c.config));
+            if !c.files.is_empty() {
+                let dir = files_dir(&c.id);
+                comp.insert(
+                    "files".into(),
+                    json!([{ "source": dir.to_string_lossy(), "destination": "/" }]),
+                );
+            }
             for (from, to) in [
                 ("allowed_outbound_hosts", "allowed_outbound_hosts"),
                 ("key_value_stores", "key_value_stores"),
@@ -424,11 +426,21 @@ environment = { A = "b" }
 variables = { message = "{{ greeting }}" }
 "#;
         let m = Manifest::parse(text, Path::new("spin.toml")).unwrap();
-        let locked = LockedApp::from_manifest(&m, &|_| Some("sha256:abc".into())).unwrap();
+        let file = crate::files::locked_entry("static/a.txt", b"a", "sha256:f");
+        let locked =
+            LockedApp::from_manifest(&m, &|_| Some("sha256:abc".into()), &|_| vec![file.clone()])
+                .unwrap();
         let json = serde_json::to_vec(&locked).unwrap();
+        let value: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            value["components"][0]["files"],
+            json!([{ "inline": "YQ==", "path": "static/a.txt" }])
+        );
         let back = LockedApp::from_json(&json)
             .unwrap()
-            .into_manifest("oci", &|d| PathBuf::from(format!("/cache/{d}")))
+            .into_manifest("oci", &|d| PathBuf::from(format!("/cache/{d}")), &|id| {
+                PathBuf::from(format!("/assets/{id}"))
+            })
             .unwrap();
         assert_eq!(back.application.name, "rt");
         assert!(back.variables["token"].required);
@@ -439,5 +451,10 @@ variables = { message = "{{ greeting }}" }
         assert_eq!(web.environment["A"], "b");
         assert_eq!(web.variables["message"], "{{ greeting }}");
         assert_eq!(back.trigger.http.len(), 3);
+        assert!(matches!(
+            &web.files[..],
+            [crate::manifest::FileMount::Placement { source, destination }]
+                if source == "/assets/web" && destination == "/"
+        ));
     }
 }

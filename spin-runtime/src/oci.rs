@@ -9,12 +9,16 @@
 //!   `com.fermyon.spin.lockedAppDigest` with the locked-app layer's digest;
 //! - one `application/vnd.wasm.content.layer.v1+wasm` layer per distinct component
 //!   (core modules are componentized before pushing, as Spin 3.2+ does);
+//! - one `application/vnd.wasm.content.layer.v1+data` layer per distinct component file
+//!   larger than 128 bytes; smaller files are inlined in the locked app
+//!   ([`crate::files`]);
 //! - the locked app (`application/vnd.fermyon.spin.application.v1+config`) last, without
 //!   `origin`.
 //!
 //! Pulls read that layout and the pre-2.0 one (locked app in the config blob), verify
 //! every digest, and keep a content-addressed cache: `manifests/<registry>/<repo>/<tag>/`
-//! (`manifest.json`, `config.json` = the locked app), `wasm/<digest>` and `data/<digest>`.
+//! (`manifest.json`, `config.json` = the locked app), `wasm/<digest>` and `data/<digest>`;
+//! component files are written out under `assets/<manifest digest>/<component>/`.
 //! Cached digests are not fetched again; files are written atomically (temp + rename),
 //! so concurrent pulls are safe.
 //!
@@ -23,8 +27,7 @@
 //! config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`); basic and
 //! bearer-token challenges are both answered.
 //!
-//! Not handled yet: files (data layers) on push, archive layers, and registry sources
-//! inside manifests.
+//! Not handled yet: archive layers, and registry sources inside manifests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +105,9 @@ pub enum Error {
     /// A core module could not be componentized.
     #[error(transparent)]
     Componentize(#[from] crate::componentize::Error),
+    /// Component files could not be listed or written out.
+    #[error(transparent)]
+    Files(#[from] crate::files::Error),
     /// The app uses something push does not support yet.
     #[error("{0}")]
     Unsupported(String),
@@ -568,7 +574,31 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
         }
         digests.insert(id, d);
     }
-    let locked = LockedApp::from_manifest(&manifest, &|id| digests.get(id).cloned())?;
+    let all = manifest.all_components();
+    let mut files: BTreeMap<String, Vec<crate::files::LockedFile>> = BTreeMap::new();
+    for id in digests.keys() {
+        let Some(component) = all.get(id) else {
+            continue;
+        };
+        let mut locked = Vec::new();
+        for entry in crate::files::list(app_dir, &component.files)? {
+            let bytes = std::fs::read(&entry.host).map_err(io_err(&entry.host))?;
+            let d = digest(&bytes);
+            let file = crate::files::locked_entry(&entry.guest, &bytes, &d);
+            if file.digest.is_some() && !pushed.contains(&d) {
+                client.push_blob(&bytes, &d)?;
+                layers.push(
+                    json!({ "mediaType": DATA_LAYER_MEDIA_TYPE, "digest": d, "size": bytes.len() }),
+                );
+                pushed.push(d);
+            }
+            locked.push(file);
+        }
+        files.insert(id.clone(), locked);
+    }
+    let locked = LockedApp::from_manifest(&manifest, &|id| digests.get(id).cloned(), &|id| {
+        files.get(id).cloned().unwrap_or_default()
+    })?;
     let locked_bytes = serde_json::to_vec(&locked).map_err(crate::locked_app::Error::from)?;
     let locked_digest = digest(&locked_bytes);
     client.push_blob(&locked_bytes, &locked_digest)?;
@@ -695,8 +725,16 @@ pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<
     write_atomic(&dir.join("config.json"), &locked_bytes)?;
 
     let locked = LockedApp::from_json(&locked_bytes)?;
+    let assets = cache_root
+        .join("assets")
+        .join(manifest_digest.replace(':', "_"));
+    for c in &locked.components {
+        if !c.files.is_empty() {
+            crate::files::materialise(&assets.join(&c.id), &c.files, &|d| data_dir.join(d))?;
+        }
+    }
     let origin = format!("vnd.fermyon.origin-oci:{reference}");
-    let manifest = locked.into_manifest(&origin, &|d| wasm_dir.join(d))?;
+    let manifest = locked.into_manifest(&origin, &|d| wasm_dir.join(d), &|id| assets.join(id))?;
     Ok(PulledApp {
         manifest,
         dir,

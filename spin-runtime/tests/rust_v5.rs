@@ -971,3 +971,87 @@ fn service_chaining_via_self_and_spin_internal_is_in_process_and_checked() {
         "404 unset"
     );
 }
+
+#[test]
+fn push_and_run_an_app_with_files_from_the_registry() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "files-push"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+files = [{ source = "assets", destination = "/static" }, "data"]
+"#;
+    let dir = app_with_manifest("files-push", &wasm, manifest);
+    let small = "small file, inlined";
+    let large: String = (0..400).map(|i| format!("line {i:04}\n")).collect();
+    std::fs::create_dir_all(dir.join("assets/sub")).expect("mkdir");
+    std::fs::write(dir.join("assets/small.txt"), small).expect("write");
+    std::fs::write(dir.join("assets/sub/large.txt"), &large).expect("write");
+    std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+    std::fs::write(dir.join("data/copy.txt"), &large).expect("write");
+    let registry = Registry::start();
+    let reference = format!("{}/spinlet-tests/files:v1", registry.host);
+    push(&dir, &reference);
+    // Nothing local is left to serve from.
+    std::fs::remove_dir_all(dir.join("assets")).expect("rm assets");
+    std::fs::remove_dir_all(dir.join("data")).expect("rm data");
+
+    let cache = common::scratch_dir("oci-files-cache");
+    let start = Start {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+    let s = Spinlet::start(std::path::Path::new(&reference), start);
+    assert_eq!(s.get("/?op=read&path=/static/small.txt").text(), small);
+    assert_eq!(s.get("/?op=read&path=/static/sub/large.txt").text(), large);
+    assert_eq!(s.get("/?op=read&path=/data/copy.txt").text(), large);
+    assert_eq!(s.get("/?op=read&path=/static/missing.txt").status, 404);
+    let r = s.get("/?op=write&path=/static/new.txt");
+    assert_eq!(r.status, 403, "files stay read-only: {}", r.text());
+    s.stop();
+
+    // Spin's layout: the wasm layer, one data layer for the two identical large files,
+    // the locked app last; the small file is inline in the locked app.
+    let tag_dir = cache
+        .join("registry/manifests")
+        .join(registry.host.replace(':', "_"))
+        .join("spinlet-tests/files/v1");
+    let oci: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tag_dir.join("manifest.json")).expect("cached manifest"),
+    )
+    .expect("json");
+    let media: Vec<&str> = oci["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["mediaType"].as_str().expect("media type"))
+        .collect();
+    assert_eq!(
+        media,
+        [
+            "application/vnd.wasm.content.layer.v1+wasm",
+            "application/vnd.wasm.content.layer.v1+data",
+            "application/vnd.fermyon.spin.application.v1+config",
+        ]
+    );
+    let data_digest = oci["layers"][1]["digest"].as_str().expect("digest");
+    assert_eq!(oci["layers"][1]["size"], large.len());
+    let locked: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tag_dir.join("config.json")).expect("cached locked app"),
+    )
+    .expect("json");
+    let files = &locked["components"][0]["files"];
+    assert_eq!(
+        *files,
+        serde_json::json!([
+            { "digest": data_digest, "path": "data/copy.txt" },
+            { "inline": "c21hbGwgZmlsZSwgaW5saW5lZA==", "path": "static/small.txt" },
+            { "digest": data_digest, "path": "static/sub/large.txt" },
+        ])
+    );
+}
