@@ -7,5 +7,10 @@ mod common;
 #[test]
 fn js_sdk_app_is_served_from_a_directory_and_a_registry() {
     let wasm = common::toolchains::build_js_app("js-hello");
-    common::sdk_apps::serve_from_dir_then_registry("js-hello", &wasm, "Hello from the JS SDK");
+    common::sdk_apps::serve_from_dir_then_registry(
+        "js-hello",
+        &wasm,
+        "Hello from the JS SDK",
+        &|_| {},
+    );
 }

@@ -13,5 +13,10 @@ fn spin_sdk_3_core_module_is_served_from_a_directory_and_a_registry() {
         b"\x01\0\0\0",
         "a wasip1 build is a core module"
     );
-    common::sdk_apps::serve_from_dir_then_registry("rust-v3-hello", &wasm, "Hello from spin-sdk 3");
+    common::sdk_apps::serve_from_dir_then_registry(
+        "rust-v3-hello",
+        &wasm,
+        "Hello from spin-sdk 3",
+        &|_| {},
+    );
 }

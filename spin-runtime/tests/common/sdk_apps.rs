@@ -78,8 +78,9 @@ fn echo(s: &Spinlet, path: &str) -> (Response, HashMap<String, String>) {
 
 /// Serves `wasm` (the app `app`, whose greeting is `hello`) from a directory and then
 /// from a registry, checking routing, `spin-*` headers, variables, key-value
-/// persistence and outbound HTTP.
-pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str) {
+/// persistence and outbound HTTP; `more` runs the app's own checks against the
+/// directory run (the component serves `/app/...`).
+pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str, more: &dyn Fn(&Spinlet)) {
     let allowed = upstream(2);
     let denied = upstream(2);
     let dir = app_with_manifest(app, wasm, &manifest(app, allowed));
@@ -141,6 +142,7 @@ pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str) {
     assert_eq!(r.text(), "200 upstream says hi");
     let r = s.get(&format!("/app?op=fetch&url=http://127.0.0.1:{denied}/up"));
     assert_eq!(r.status, 502, "not in allowed_outbound_hosts: {}", r.text());
+    more(&s);
     s.stop();
 
     // From a registry, same state directory: the key-value data is still there.

@@ -5,12 +5,12 @@ every Spin interface: it only instantiates if the host provides (or stubs) all o
 
 The `op` query parameter picks what the handler does (the protocol shared by every SDK's
 hello app, see spin-runtime/tests/common/sdk_apps.rs): `hello` (default), `echo`, `var`,
-`kv-set`, `kv-get` and `fetch`.
+`kv-set`, `kv-get` and `fetch`; and `llm`, an interface the host only stubs.
 """
 
 from urllib.parse import parse_qs, urlsplit
 
-from spin_sdk import http, key_value, variables
+from spin_sdk import http, key_value, llm, variables
 from spin_sdk.http import Request, Response
 
 
@@ -51,4 +51,10 @@ class IncomingHandler(http.IncomingHandler):
             except Exception as e:
                 return text(502, f"fetch error: {e!r}")
             return text(200, f"{resp.status} {(resp.body or b'').decode('utf-8')}")
+        if op == "llm":
+            try:
+                result = llm.infer("llama2-chat", "hi")
+            except Exception as e:  # Err(llm.Error_*)
+                return text(501, f"llm error: {e!r}")
+            return text(200, result.text)
         return text(400, f"unknown op {op}")
