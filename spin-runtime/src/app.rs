@@ -34,6 +34,7 @@ use crate::engine::{EngineOptions, RuntimeEngine};
 use crate::key_value::{KeyValueCtx, KeyValueStores};
 use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
 use crate::outbound::{AllowedHosts, LocalHandlerSlot, OutboundHttp};
+use crate::outbound_redis::RedisCtx;
 use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteCtx, SqliteDatabases};
@@ -209,6 +210,7 @@ impl AppComponent {
             variables: VariablesCtx::new(self.variables.clone()),
             key_value: self.key_value.clone(),
             sqlite: self.sqlite.clone(),
+            redis: RedisCtx::new(self.allowed_hosts.clone()),
         })
     }
 }
@@ -259,6 +261,7 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
     variables::add_to_linker(&mut base)?;
     crate::key_value::add_to_linker(&mut base)?;
     crate::sqlite::add_to_linker(&mut base)?;
+    crate::outbound_redis::add_to_linker(&mut base)?;
     Ok(base)
 }
 

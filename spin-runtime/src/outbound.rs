@@ -53,7 +53,7 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" | "ws" => Some(80),
         "https" | "wss" => Some(443),
-        "redis" => Some(6379),
+        "redis" | "rediss" => Some(6379),
         "mysql" => Some(3306),
         "postgres" => Some(5432),
         "mqtt" => Some(1883),

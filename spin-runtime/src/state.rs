@@ -3,7 +3,8 @@
 //! This module owns what lives in a `wasmtime::Store`: the resource table, the WASI and
 //! WASI-HTTP contexts, the outbound-HTTP hooks, the memory limits and each Spin host
 //! interface's context. It implements every view trait the linked interfaces need
-//! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`], [`SqliteView`]).
+//! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`], [`SqliteView`],
+//! [`RedisView`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -12,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
 use crate::outbound::OutboundHttp;
+use crate::outbound_redis::{RedisCtx, RedisCtxView, RedisView};
 use crate::sqlite::{SqliteCtx, SqliteCtxView, SqliteView};
 use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
 
@@ -33,6 +35,8 @@ pub struct InstanceState {
     pub key_value: KeyValueCtx,
     /// SQLite databases.
     pub sqlite: SqliteCtx,
+    /// Outbound Redis.
+    pub redis: RedisCtx,
 }
 
 impl WasiView for InstanceState {
@@ -75,6 +79,15 @@ impl SqliteView for InstanceState {
     fn sqlite(&mut self) -> SqliteCtxView<'_> {
         SqliteCtxView {
             ctx: &self.sqlite,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl RedisView for InstanceState {
+    fn redis(&mut self) -> RedisCtxView<'_> {
+        RedisCtxView {
+            ctx: &self.redis,
             table: &mut self.table,
         }
     }

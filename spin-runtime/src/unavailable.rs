@@ -32,6 +32,7 @@ const IMPLEMENTED: &[&str] = &[
     "fermyon:spin/variables@2.",
     "fermyon:spin/key-value@2.",
     "fermyon:spin/sqlite@2.",
+    "fermyon:spin/redis@2.",
     "spin:sqlite/sqlite@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",

@@ -1055,3 +1055,180 @@ files = [{ source = "assets", destination = "/static" }, "data"]
         ])
     );
 }
+
+/// A `redis-server` on a free loopback port, without persistence, stopped on drop.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let dir = common::scratch_dir("redis");
+        let port = common::free_port();
+        let bin = std::env::var("SPINLET_TEST_REDIS_BIN").unwrap_or_else(|_| "redis-server".into());
+        let log = std::fs::File::create(dir.join("log")).expect("redis log");
+        let child = std::process::Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{bin}` ({e}): install Debian's redis-server package")
+            });
+        let server = RedisServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if server.cli(&["PING"]) == "PONG" {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+
+    /// Runs `redis-cli` against this server; its trimmed output.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli (Debian's redis-tools)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn outbound_redis_against_a_real_server_with_host_checks() {
+    let wasm = build_app("rust-v5-hello");
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "redis-test"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[[trigger.http]]
+route = "/closed/..."
+component = "closed"
+[component.c]
+source = "{{wasm}}"
+allowed_outbound_hosts = ["redis://127.0.0.1:{port}"]
+[component.closed]
+source = "{{wasm}}"
+allowed_outbound_hosts = ["http://127.0.0.1:{port}"]
+"#
+    );
+    let dir = app_with_manifest("redis", &wasm, &manifest);
+    let s = Spinlet::start(&dir, Start::default());
+    let addr = enc(&format!("redis://127.0.0.1:{port}"));
+    let call = |query: &str| s.get(&format!("/?op=redis&addr={addr}&{query}"));
+
+    assert_eq!(call("cmd=set&key=greeting&value=hello").text(), "ok");
+    assert_eq!(
+        redis.cli(&["GET", "greeting"]),
+        "hello",
+        "stored in the real server"
+    );
+    assert_eq!(call("cmd=get&key=greeting").text(), "hello");
+    assert_eq!(call("cmd=get&key=missing").text(), "nil");
+    assert_eq!(call("cmd=incr&key=counter").text(), "1");
+    assert_eq!(call("cmd=incr&key=counter").text(), "2");
+    let r = call("cmd=incr&key=greeting");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (500, "redis error: Error::TypeError")
+    );
+    assert_eq!(
+        call("cmd=sadd&key=set&member=a&member=b&member=c").text(),
+        "3"
+    );
+    assert_eq!(call("cmd=srem&key=set&member=a").text(), "1");
+    assert_eq!(call("cmd=smembers&key=set").text(), "b,c");
+    let r = call("cmd=get&key=set");
+    assert_eq!(r.text(), "redis error: Error::TypeError", "WRONGTYPE");
+    assert_eq!(call("cmd=del&key=counter").text(), "1");
+    assert_eq!(redis.cli(&["EXISTS", "counter"]), "0");
+    // execute: arbitrary commands, integer and binary arguments, flattened replies.
+    assert_eq!(
+        call("cmd=SET&arg=n&arg=i:41").text(),
+        "[RedisResult::Status(\"OK\")]"
+    );
+    assert_eq!(
+        call("cmd=INCRBY&arg=n&arg=i:1").text(),
+        "[RedisResult::Int64(42)]"
+    );
+    assert_eq!(
+        call("cmd=MGET&arg=n&arg=nothing&arg=greeting").text(),
+        "[RedisResult::Binary([52, 50]), RedisResult::Nil, RedisResult::Binary([104, 101, 108, 108, 111])]"
+    );
+    let r = call("cmd=NOSUCHCOMMAND");
+    assert!(
+        r.text().contains("Error::Other(") && r.text().contains("unknown command"),
+        "{}",
+        r.text()
+    );
+
+    // publish reaches a real subscriber.
+    let mut sub = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "SUBSCRIBE",
+            "news",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli subscribe");
+    let mut out = std::io::BufReader::new(sub.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("subscribe output");
+        lines.push(line.trim().to_string());
+    }
+    assert_eq!(lines, ["subscribe", "news", "1"]);
+    assert_eq!(call("cmd=publish&key=news&value=extra").text(), "published");
+    let mut message = Vec::new();
+    while message.len() < 3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("message output");
+        message.push(line.trim().to_string());
+    }
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert_eq!(message, ["message", "news", "extra"]);
+
+    // Addresses outside allowed_outbound_hosts are invalid-address; no connection is made.
+    let other = enc(&format!("redis://127.0.0.1:{}", common::free_port()));
+    let r = s.get(&format!("/?op=redis&addr={other}&cmd=get&key=greeting"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "redis error: Error::InvalidAddress")
+    );
+    let r = s.get(&format!(
+        "/closed/?op=redis&addr={addr}&cmd=get&key=greeting"
+    ));
+    assert_eq!(
+        r.text(),
+        "redis error: Error::InvalidAddress",
+        "scheme must match"
+    );
+    let r = s.get("/?op=redis&addr=not-a-url&cmd=get&key=greeting");
+    assert_eq!(r.text(), "redis error: Error::InvalidAddress");
+}

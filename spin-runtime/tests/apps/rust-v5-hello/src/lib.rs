@@ -209,6 +209,47 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 Err(e) => text(403, format!("sqlite error: {e:?}")),
             }
         }
+        // fermyon:spin/redis@2.0.0 against `addr`; `cmd` picks the call, anything else
+        // goes through `execute` with the `arg`s (`i:<n>` for integers).
+        "redis" => {
+            use spin_sdk::redis::{Connection, RedisParameter};
+            let conn = match Connection::open(&param("addr")) {
+                Ok(c) => c,
+                Err(e) => return Ok(text(403, format!("redis error: {e:?}"))),
+            };
+            let key = param("key");
+            let value = param("value").into_bytes();
+            let members = query_params(&req, "member");
+            let result = match param("cmd").as_str() {
+                "set" => conn.set(&key, &value).map(|()| "ok".to_string()),
+                "get" => conn
+                    .get(&key)
+                    .map(|v| v.map_or("nil".into(), |v| String::from_utf8_lossy(&v).into_owned())),
+                "incr" => conn.incr(&key).map(|n| n.to_string()),
+                "del" => conn.del(&[key.clone()]).map(|n| n.to_string()),
+                "sadd" => conn.sadd(&key, &members).map(|n| n.to_string()),
+                "srem" => conn.srem(&key, &members).map(|n| n.to_string()),
+                "smembers" => conn.smembers(&key).map(|mut m| {
+                    m.sort();
+                    m.join(",")
+                }),
+                "publish" => conn.publish(&key, &value).map(|()| "published".to_string()),
+                command => {
+                    let args: Vec<RedisParameter> = query_params(&req, "arg")
+                        .into_iter()
+                        .map(|a| match a.strip_prefix("i:").and_then(|i| i.parse().ok()) {
+                            Some(i) => RedisParameter::Int64(i),
+                            None => RedisParameter::Binary(a.into_bytes()),
+                        })
+                        .collect();
+                    conn.execute(command, &args).map(|r| format!("{r:?}"))
+                }
+            };
+            match result {
+                Ok(body) => text(200, body),
+                Err(e) => text(500, format!("redis error: {e:?}")),
+            }
+        }
         "kv-keys" => match Store::open_default().and_then(|s| s.get_keys()) {
             Ok(mut keys) => {
                 keys.sort();
