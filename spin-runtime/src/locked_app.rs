@@ -8,7 +8,12 @@
 //! [`crate::files`] made) and [`LockedApp::into_manifest`] (sources become local files
 //! from the pull cache, files one directory mounted at `/`).
 //!
-//! Not handled yet: `dependencies`, and `host_requirements` other than none.
+//! Host requirements as Spin writes and checks them: an app whose components may call
+//! `*.spin.internal` gets `host_requirements.local_service_chaining = "required"` (and
+//! `must_understand = ["host_requirements"]`, lock version 1); reading, every
+//! requirement must be one spinlet supports ([`SUPPORTED_HOST_REQUIREMENTS`]).
+//!
+//! Not handled yet: `dependencies`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +23,20 @@ use serde_json::{json, Value};
 
 use crate::files::LockedFile;
 use crate::manifest::{Manifest, RouteConfig, Source, TriggerTarget};
+
+/// The host requirement of apps that use service chaining.
+pub const SERVICE_CHAINING: &str = "local_service_chaining";
+
+/// Host requirements spinlet meets.
+pub const SUPPORTED_HOST_REQUIREMENTS: &[&str] = &[SERVICE_CHAINING];
+
+/// Whether an `allowed_outbound_hosts` entry names `*.spin.internal` hosts (Spin's
+/// `is_chaining_host`: a `<id>.spin.internal` host or the `*.spin.internal` wildcard).
+fn is_chaining_entry(entry: &str) -> bool {
+    let rest = entry.split_once("://").map_or(entry, |(_, r)| r);
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_end_matches('/').ends_with(".spin.internal")
+}
 
 /// Errors converting locked apps.
 #[derive(Debug, thiserror::Error)]
@@ -234,15 +253,63 @@ impl LockedApp {
                 trigger_config: Value::Object(config),
             });
         }
+        let chaining = components.iter().any(|c| {
+            c.metadata
+                .get("allowed_outbound_hosts")
+                .and_then(Value::as_array)
+                .is_some_and(|hosts| {
+                    hosts
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(is_chaining_entry)
+                })
+        });
+        let mut host_requirements = serde_json::Map::new();
+        if chaining {
+            host_requirements.insert(SERVICE_CHAINING.into(), json!("required"));
+        }
+        let must_understand: Vec<String> = if host_requirements.is_empty() {
+            Vec::new()
+        } else {
+            vec!["host_requirements".into()]
+        };
         Ok(LockedApp {
-            spin_lock_version: 0,
-            must_understand: Vec::new(),
+            spin_lock_version: u32::from(!must_understand.is_empty()),
+            must_understand,
             metadata,
-            host_requirements: Default::default(),
+            host_requirements,
             variables,
             triggers,
             components,
         })
+    }
+
+    /// Fails unless spinlet understands every `must_understand` feature and meets every
+    /// host requirement they make binding (as Spin's `ensure_needs_only`).
+    fn ensure_supported(&self, origin: &str) -> Result<(), Error> {
+        let unsupported = |what: String| {
+            Error::Unsupported(format!(
+                "{origin}: the app requires {what}, which spinlet does not support"
+            ))
+        };
+        for feature in &self.must_understand {
+            let requirements: Vec<&String> = match feature.as_str() {
+                "host_requirements" => self.host_requirements.keys().collect(),
+                "component_host_requirements" => self
+                    .components
+                    .iter()
+                    .flat_map(|c| c.host_requirements.keys())
+                    .collect(),
+                other => return Err(unsupported(format!("the locked-app feature `{other}`"))),
+            };
+            if let Some(r) = requirements
+                .into_iter()
+                .find(|r| !SUPPORTED_HOST_REQUIREMENTS.contains(&r.as_str()))
+            {
+                return Err(unsupported(format!("the host feature `{r}`")));
+            }
+        }
+        Ok(())
     }
 
     /// Converts to a manifest whose component sources are local files:
@@ -255,12 +322,7 @@ impl LockedApp {
         wasm_path: &dyn Fn(&str) -> PathBuf,
         files_dir: &dyn Fn(&str) -> PathBuf,
     ) -> Result<Manifest, Error> {
-        if !self.must_understand.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{origin}: the locked app requires host features spinlet does not know: {:?}",
-                self.must_understand
-            )));
-        }
+        self.ensure_supported(origin)?;
         let meta_str = |k: &str| {
             self.metadata
                 .get(k)
@@ -443,6 +505,8 @@ variables = { message = "{{ greeting }}" }
             })
             .unwrap();
         assert_eq!(back.application.name, "rt");
+        assert_eq!(locked.spin_lock_version, 0, "no host requirements");
+        assert!(locked.must_understand.is_empty());
         assert!(back.variables["token"].required);
         assert_eq!(back.variables["greeting"].default.as_deref(), Some("hi"));
         let web = &back.component["web"];
@@ -456,5 +520,38 @@ variables = { message = "{{ greeting }}" }
             [crate::manifest::FileMount::Placement { source, destination }]
                 if source == "/assets/web" && destination == "/"
         ));
+    }
+
+    #[test]
+    fn service_chaining_is_a_host_requirement() {
+        let text = r#"
+spin_manifest_version = 2
+[application]
+name = "chain"
+[[trigger.http]]
+route = "/..."
+component = "front"
+[component.front]
+source = "front.wasm"
+allowed_outbound_hosts = ["http://self", "http://*.spin.internal:80"]
+"#;
+        let m = Manifest::parse(text, Path::new("spin.toml")).unwrap();
+        let locked =
+            LockedApp::from_manifest(&m, &|_| Some("sha256:abc".into()), &|_| vec![]).unwrap();
+        assert_eq!(locked.spin_lock_version, 1);
+        assert_eq!(locked.must_understand, ["host_requirements"]);
+        assert_eq!(locked.host_requirements[SERVICE_CHAINING], "required");
+        let paths = |_: &str| PathBuf::from("/x");
+        assert!(locked.clone().into_manifest("oci", &paths, &paths).is_ok());
+
+        let mut unknown = locked;
+        unknown
+            .host_requirements
+            .insert("teleportation".into(), json!("required"));
+        let err = unknown.into_manifest("oci", &paths, &paths).unwrap_err();
+        assert!(err.to_string().contains("teleportation"), "{err}");
+        assert!(is_chaining_entry("http://backend.spin.internal"));
+        assert!(!is_chaining_entry("http://self"));
+        assert!(!is_chaining_entry("https://example.com:443"));
     }
 }

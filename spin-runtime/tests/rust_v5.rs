@@ -1232,3 +1232,45 @@ allowed_outbound_hosts = ["http://127.0.0.1:{port}"]
     let r = s.get("/?op=redis&addr=not-a-url&cmd=get&key=greeting");
     assert_eq!(r.text(), "redis error: Error::InvalidAddress");
 }
+
+#[test]
+fn a_chaining_app_from_the_registry_declares_and_gets_service_chaining() {
+    let wasm = build_app("rust-v5-hello");
+    let dir = app_with_manifest("chaining-push", &wasm, CHAINING);
+    let registry = Registry::start();
+    let reference = format!("{}/spinlet-tests/chaining:v1", registry.host);
+    push(&dir, &reference);
+    let cache = common::scratch_dir("oci-chaining-cache");
+    let s = Spinlet::start(
+        std::path::Path::new(&reference),
+        Start {
+            cache_dir: Some(cache.clone()),
+            ..Default::default()
+        },
+    );
+    // As `spin registry push` writes it: a host requirement readers must understand.
+    let locked: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            cache
+                .join("registry/manifests")
+                .join(registry.host.replace(':', "_"))
+                .join("spinlet-tests/chaining/v1/config.json"),
+        )
+        .expect("cached locked app"),
+    )
+    .expect("json");
+    assert_eq!(locked["spin_lock_version"], 1);
+    assert_eq!(
+        locked["must_understand"],
+        serde_json::json!(["host_requirements"])
+    );
+    assert_eq!(
+        locked["host_requirements"],
+        serde_json::json!({ "local_service_chaining": "required" })
+    );
+    let url = enc("http://hidden.spin.internal/p?op=echo");
+    let r = s.get(&format!("/?op=fetch&url={url}"));
+    assert_eq!(r.echoed()["spin-path-info"], "/p", "{}", r.text());
+    let r = s.get(&format!("/closed/?op=fetch&url={}", enc("http://self/")));
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+}
