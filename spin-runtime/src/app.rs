@@ -32,7 +32,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::engine::{EngineOptions, RuntimeEngine};
 use crate::key_value::{KeyValueCtx, KeyValueStores};
-use crate::manifest::{FileMount, Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
+use crate::manifest::{Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
 use crate::outbound::{AllowedHosts, LocalHandlerSlot, OutboundHttp};
 use crate::outbound_redis::RedisCtx;
 use crate::routing::Router;
@@ -401,6 +401,10 @@ pub fn load_manifest(
     let base = base_linker(&engine.engine).map_err(link("(host)"))?;
 
     let local = LocalHandlerSlot::default();
+    // Copies of files for mounts that cannot be preopened directly (see crate::files).
+    let files_copy_root = state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("spinlet-{}", std::process::id())));
     let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
     let mut loaded: HashMap<String, Arc<AppComponent>> = HashMap::new();
     for (id, component) in &components {
@@ -476,7 +480,14 @@ pub fn load_manifest(
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
-        let files = file_mounts(&app_dir, &component.files).map_err(unsupported)?;
+        let copy_dir = files_copy_root.join("files").join(id);
+        let files = crate::files::mounts(
+            &app_dir,
+            &component.files,
+            &component.exclude_files,
+            &copy_dir,
+        )
+        .map_err(|e| unsupported(e.to_string()))?;
         loaded.insert(
             id.clone(),
             Arc::new(AppComponent {
@@ -537,34 +548,4 @@ pub fn load_manifest(
         stats,
         oci_image_digest: None,
     })
-}
-
-/// Resolves `files` entries to `(host dir, guest dir)` preopens. Directories only for now:
-/// a plain directory path mounts at the same path; `{ source, destination }` mounts the
-/// source directory at the destination. Globs and single files are not supported yet.
-fn file_mounts(app_dir: &Path, files: &[FileMount]) -> Result<Vec<(PathBuf, String)>, String> {
-    let mut mounts = Vec::new();
-    for f in files {
-        let (source, destination) = match f {
-            FileMount::Pattern(p) => (p.clone(), format!("/{}", p.trim_start_matches("./"))),
-            FileMount::Placement {
-                source,
-                destination,
-            } => (source.clone(), destination.clone()),
-        };
-        if source.contains(['*', '?', '[']) {
-            return Err(format!(
-                "files entry `{source}`: glob patterns are not supported yet; mount a directory"
-            ));
-        }
-        let host = app_dir.join(&source);
-        if !host.is_dir() {
-            return Err(format!(
-                "files entry `{source}`: {} is not a directory (only directory mounts are supported yet)",
-                host.display()
-            ));
-        }
-        mounts.push((host, destination));
-    }
-    Ok(mounts)
 }

@@ -1,18 +1,24 @@
 //! Component files (`files` in `spin.toml`) on their way through a registry.
 //!
-//! This module owns the two ends of that trip, in Spin's format:
+//! This module owns how `files` and `exclude_files` resolve, and the two ends of the trip
+//! through a registry, in Spin's format:
 //!
-//! - for `spinlet push`, [`list`] turns a component's mounts into the regular files they
-//!   contain, each with its guest path relative to `/` (`{ source = "assets",
-//!   destination = "/static" }` → `static/…`; a plain `data` → `data/…`); files of at
-//!   most [`INLINE_MAX`] bytes are inlined in the locked app, larger ones travel as
-//!   `application/vnd.wasm.content.layer.v1+data` layers;
+//! - [`list`] turns a component's mounts into the regular files they contain, each with
+//!   its guest path relative to `/`: a glob pattern (`static/**/*.css`) gives the files it
+//!   matches at their paths relative to the app; a plain directory (`data`) everything
+//!   under it; `{ source = "assets", destination = "/static" }` everything under
+//!   `assets` at `static/…` (a file source lands exactly at the destination). Files whose
+//!   path relative to the app matches an `exclude_files` glob are left out;
+//! - for a local run, [`mounts`] preopens plain directory mounts directly, and when globs,
+//!   exclusions or single files are involved copies the listed files into a fresh
+//!   `<state dir>/files/<component>/` mounted at `/` (Spin's default copy mode does this
+//!   for every app);
+//! - for `spinlet push`, files of at most [`INLINE_MAX`] bytes are inlined in the locked
+//!   app, larger ones travel as `application/vnd.wasm.content.layer.v1+data` layers;
 //! - for `spinlet run <reference>`, [`materialise`] writes a pulled component's files
 //!   under `<cache>/assets/<manifest digest>/<component>/`, which is then mounted
 //!   read-only at `/` (as Spin's OCI loader does). The tree is immutable per manifest
 //!   digest, so a file already there is kept, and each file is written atomically.
-//!
-//! Glob patterns are refused, as for local runs (see `crate::app`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -87,8 +93,16 @@ pub struct FileEntry {
     pub guest: String,
 }
 
-/// The regular files under `files`, sorted by guest path.
-pub fn list(app_dir: &Path, files: &[FileMount]) -> Result<Vec<FileEntry>, Error> {
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// The regular files under `files` minus `exclude`, sorted by guest path.
+pub fn list(
+    app_dir: &Path,
+    files: &[FileMount],
+    exclude: &[String],
+) -> Result<Vec<FileEntry>, Error> {
     let mut out = Vec::new();
     for mount in files {
         let (source, destination) = match mount {
@@ -102,10 +116,15 @@ pub fn list(app_dir: &Path, files: &[FileMount]) -> Result<Vec<FileEntry>, Error
             entry: source.to_string(),
             reason: reason.to_string(),
         };
-        if source.contains(['*', '?', '[']) {
-            return Err(err(
-                "glob patterns are not supported yet; mount a directory",
-            ));
+        match mount {
+            FileMount::Pattern(p) if is_glob(p) => {
+                glob_files(app_dir, p, &mut out)?;
+                continue;
+            }
+            FileMount::Placement { .. } if is_glob(source) => {
+                return Err(err("a placement source must be a directory or a file"));
+            }
+            _ => {}
         }
         let guest_root = relative_guest_path(destination).ok_or_else(|| {
             err("the destination must be an absolute path without `..` components")
@@ -121,9 +140,84 @@ pub fn list(app_dir: &Path, files: &[FileMount]) -> Result<Vec<FileEntry>, Error
             walk(&host, &guest_root, &mut out)?;
         }
     }
+    let exclude = exclude
+        .iter()
+        .map(|e| {
+            glob::Pattern::new(e).map_err(|e2| Error::Mount {
+                entry: e.clone(),
+                reason: format!("invalid exclude_files glob: {e2}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.retain(|f| {
+        let rel = f.host.strip_prefix(app_dir).unwrap_or(&f.host);
+        !exclude.iter().any(|p| p.matches_path(rel))
+    });
     out.sort_by(|a, b| a.guest.cmp(&b.guest));
     out.dedup_by(|a, b| a.guest == b.guest);
     Ok(out)
+}
+
+/// The files `pattern` (relative to `app_dir`) matches, at their paths relative to it.
+fn glob_files(app_dir: &Path, pattern: &str, out: &mut Vec<FileEntry>) -> Result<(), Error> {
+    let err = |reason: String| Error::Mount {
+        entry: pattern.to_string(),
+        reason,
+    };
+    let full = app_dir.join(pattern.trim_start_matches("./"));
+    let matches = glob::glob(&full.to_string_lossy()).map_err(|e| err(e.to_string()))?;
+    for path in matches {
+        let path = path.map_err(|e| err(e.to_string()))?;
+        if !path.is_file() {
+            continue;
+        }
+        let rel = path.strip_prefix(app_dir).unwrap_or(&path);
+        let guest = relative_guest_path(&rel.to_string_lossy())
+            .ok_or_else(|| err(format!("{} is outside the app", path.display())))?;
+        out.push(FileEntry { host: path, guest });
+    }
+    Ok(())
+}
+
+/// The `(host dir, guest dir)` preopens of a component's `files` for a local run. Plain
+/// directory mounts are preopened as they are; otherwise the listed files are copied into
+/// `copy_dir` (emptied first), which is mounted at `/`.
+pub fn mounts(
+    app_dir: &Path,
+    files: &[FileMount],
+    exclude: &[String],
+    copy_dir: &Path,
+) -> Result<Vec<(PathBuf, String)>, Error> {
+    let direct: Option<Vec<(PathBuf, String)>> = files
+        .iter()
+        .map(|f| {
+            let (source, destination) = match f {
+                FileMount::Pattern(p) => (p.as_str(), format!("/{}", p.trim_start_matches("./"))),
+                FileMount::Placement {
+                    source,
+                    destination,
+                } => (source.as_str(), destination.clone()),
+            };
+            let host = app_dir.join(source);
+            (!is_glob(source) && host.is_dir()).then_some((host, destination))
+        })
+        .collect();
+    if let Some(direct) = direct.filter(|_| exclude.is_empty()) {
+        return Ok(direct);
+    }
+    let entries = list(app_dir, files, exclude)?;
+    if copy_dir.exists() {
+        std::fs::remove_dir_all(copy_dir).map_err(io(copy_dir))?;
+    }
+    std::fs::create_dir_all(copy_dir).map_err(io(copy_dir))?;
+    for entry in entries {
+        let target = copy_dir.join(&entry.guest);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::copy(&entry.host, &target).map_err(io(&entry.host))?;
+    }
+    Ok(vec![(copy_dir.to_owned(), "/".to_string())])
 }
 
 fn walk(dir: &Path, guest: &str, out: &mut Vec<FileEntry>) -> Result<(), Error> {
@@ -241,7 +335,7 @@ mod tests {
                 destination: "/etc/one.txt".into(),
             },
         ];
-        let entries = list(&dir, &mounts).unwrap();
+        let entries = list(&dir, &mounts, &[]).unwrap();
         let guests: Vec<_> = entries.iter().map(|e| e.guest.as_str()).collect();
         assert_eq!(guests, ["etc/one.txt", "static/sub/a.txt"]);
 

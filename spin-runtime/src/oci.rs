@@ -581,7 +581,7 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
             continue;
         };
         let mut locked = Vec::new();
-        for entry in crate::files::list(app_dir, &component.files)? {
+        for entry in crate::files::list(app_dir, &component.files, &component.exclude_files)? {
             let bytes = std::fs::read(&entry.host).map_err(io_err(&entry.host))?;
             let d = digest(&bytes);
             let file = crate::files::locked_entry(&entry.guest, &bytes, &d);

@@ -1274,3 +1274,63 @@ fn a_chaining_app_from_the_registry_declares_and_gets_service_chaining() {
     let r = s.get(&format!("/closed/?op=fetch&url={}", enc("http://self/")));
     assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
 }
+
+#[test]
+fn glob_files_exclusions_and_file_placements_locally_and_from_the_registry() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "files-glob"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{wasm}"
+files = ["static/**/*.txt", { source = "config/app.toml", destination = "/etc/app.toml" }]
+exclude_files = ["static/secret*"]
+"#;
+    let dir = app_with_manifest("files-glob", &wasm, manifest);
+    for (path, content) in [
+        ("static/a.txt", "a"),
+        ("static/deep/b.txt", "b"),
+        ("static/style.css", "css"),
+        ("static/secret.txt", "hidden"),
+        ("config/app.toml", "key = 1"),
+    ] {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+    let check = |s: &Spinlet| {
+        assert_eq!(s.get("/?op=read&path=/static/a.txt").text(), "a");
+        assert_eq!(s.get("/?op=read&path=/static/deep/b.txt").text(), "b");
+        assert_eq!(s.get("/?op=read&path=/etc/app.toml").text(), "key = 1");
+        for missing in [
+            "/static/style.css",
+            "/static/secret.txt",
+            "/config/app.toml",
+        ] {
+            let r = s.get(&format!("/?op=read&path={missing}"));
+            assert_eq!(r.status, 404, "{missing}: {}", r.text());
+        }
+        let r = s.get("/?op=write&path=/static/new.txt");
+        assert_eq!(r.status, 403, "{}", r.text());
+    };
+    let s = Spinlet::start(&dir, Start::default());
+    check(&s);
+    s.stop();
+    assert!(!dir.join("static/new.txt").exists());
+
+    let registry = Registry::start();
+    let reference = format!("{}/spinlet-tests/files-glob:v1", registry.host);
+    push(&dir, &reference);
+    let s = Spinlet::start(
+        std::path::Path::new(&reference),
+        Start {
+            cache_dir: Some(common::scratch_dir("oci-glob-cache")),
+            ..Default::default()
+        },
+    );
+    check(&s);
+}
