@@ -34,6 +34,7 @@ use crate::engine::{EngineOptions, RuntimeEngine};
 use crate::key_value::{KeyValueCtx, KeyValueStores};
 use crate::manifest::{Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
 use crate::outbound::{AllowedHosts, LocalHandlerSlot, OutboundHttp};
+use crate::outbound_mqtt::MqttCtx;
 use crate::outbound_redis::RedisCtx;
 use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
@@ -211,6 +212,7 @@ impl AppComponent {
             key_value: self.key_value.clone(),
             sqlite: self.sqlite.clone(),
             redis: RedisCtx::new(self.allowed_hosts.clone()),
+            mqtt: MqttCtx::new(self.allowed_hosts.clone()),
         })
     }
 }
@@ -262,6 +264,7 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
     crate::key_value::add_to_linker(&mut base)?;
     crate::sqlite::add_to_linker(&mut base)?;
     crate::outbound_redis::add_to_linker(&mut base)?;
+    crate::outbound_mqtt::add_to_linker(&mut base)?;
     Ok(base)
 }
 

@@ -14,6 +14,7 @@
 //! - [`sqlite`]: SQLite databases, `fermyon:spin/sqlite` and `spin:sqlite`;
 //! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
+//! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
 //! - [`engine`] and [`cache`]: the wasmtime engine and the compiled-code cache;
@@ -62,6 +63,7 @@ pub mod manifest;
 pub mod manifest_v1;
 pub mod oci;
 pub mod outbound;
+pub mod outbound_mqtt;
 pub mod outbound_redis;
 pub mod routing;
 pub mod runtime_config;

@@ -4,7 +4,7 @@
 //! WASI-HTTP contexts, the outbound-HTTP hooks, the memory limits and each Spin host
 //! interface's context. It implements every view trait the linked interfaces need
 //! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`], [`SqliteView`],
-//! [`RedisView`]).
+//! [`RedisView`], [`MqttView`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
 use crate::outbound::OutboundHttp;
+use crate::outbound_mqtt::{MqttCtx, MqttCtxView, MqttView};
 use crate::outbound_redis::{RedisCtx, RedisCtxView, RedisView};
 use crate::sqlite::{SqliteCtx, SqliteCtxView, SqliteView};
 use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
@@ -37,6 +38,8 @@ pub struct InstanceState {
     pub sqlite: SqliteCtx,
     /// Outbound Redis.
     pub redis: RedisCtx,
+    /// Outbound MQTT.
+    pub mqtt: MqttCtx,
 }
 
 impl WasiView for InstanceState {
@@ -88,6 +91,15 @@ impl RedisView for InstanceState {
     fn redis(&mut self) -> RedisCtxView<'_> {
         RedisCtxView {
             ctx: &self.redis,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl MqttView for InstanceState {
+    fn mqtt(&mut self) -> MqttCtxView<'_> {
+        MqttCtxView {
+            ctx: &self.mqtt,
             table: &mut self.table,
         }
     }

@@ -33,6 +33,7 @@ const IMPLEMENTED: &[&str] = &[
     "fermyon:spin/key-value@2.",
     "fermyon:spin/sqlite@2.",
     "fermyon:spin/redis@2.",
+    "fermyon:spin/mqtt@2.",
     "spin:sqlite/sqlite@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",

@@ -1334,3 +1334,133 @@ exclude_files = ["static/secret*"]
     );
     check(&s);
 }
+
+/// A `mosquitto` broker on a free loopback port (anonymous access), stopped on drop.
+struct MqttBroker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl MqttBroker {
+    fn start() -> MqttBroker {
+        let dir = common::scratch_dir("mosquitto");
+        let port = common::free_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto config");
+        let log = std::fs::File::create(dir.join("log")).expect("mosquitto log");
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): install Debian's mosquitto"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not come up on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        MqttBroker { child, port }
+    }
+
+    /// Subscribes to `topic` with `mosquitto_sub` and waits for one message.
+    fn subscribe_one(&self, topic: &str) -> std::thread::JoinHandle<String> {
+        // Line-buffered, so the SUBACK line arrives while it runs.
+        let mut sub = std::process::Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+            ])
+            .args(["-C", "1", "-W", "30", "-d"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub (Debian's mosquitto-clients)");
+        let stdout = sub.stdout.take().expect("stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        // -d prints the SUBACK before any message arrives: wait for it.
+        for line in lines.by_ref() {
+            if line.expect("line").contains("SUBACK") {
+                break;
+            }
+        }
+        std::thread::spawn(move || {
+            let message = lines
+                .map_while(Result::ok)
+                .filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed"))
+                .last()
+                .unwrap_or_default();
+            let _ = sub.wait();
+            message
+        })
+    }
+}
+
+impl Drop for MqttBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn outbound_mqtt_publishes_to_a_real_broker_with_host_checks() {
+    let wasm = build_app("rust-v5-hello");
+    let broker = MqttBroker::start();
+    let port = broker.port;
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "mqtt-test"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{{wasm}}"
+allowed_outbound_hosts = ["mqtt://127.0.0.1:{port}"]
+"#
+    );
+    let dir = app_with_manifest("mqtt", &wasm, &manifest);
+    let s = Spinlet::start(&dir, Start::default());
+    let addr = enc(&format!("mqtt://127.0.0.1:{port}?client_id=spinlet-test"));
+    for qos in ["0", "1", "2"] {
+        let message = broker.subscribe_one("sensors/temp");
+        let r = s.get(&format!(
+            "/?op=mqtt&addr={addr}&topic=sensors/temp&value=21.5-q{qos}&qos={qos}"
+        ));
+        assert_eq!(r.text(), "published", "qos {qos}");
+        assert_eq!(message.join().expect("subscriber"), format!("21.5-q{qos}"));
+    }
+    // Not in allowed_outbound_hosts: refused before any connection.
+    let other = enc(&format!(
+        "mqtt://127.0.0.1:{}?client_id=x",
+        common::free_port()
+    ));
+    let r = s.get(&format!("/?op=mqtt&addr={other}&topic=t&value=v"));
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().contains("ConnectionFailed") && r.text().contains("not permitted"),
+        "{}",
+        r.text()
+    );
+    // Allowed but malformed (rumqttc needs a client_id).
+    let r = s.get(&format!(
+        "/?op=mqtt&addr={}&topic=t&value=v",
+        enc(&format!("mqtt://127.0.0.1:{port}"))
+    ));
+    assert!(r.text().contains("InvalidAddress"), "{}", r.text());
+}

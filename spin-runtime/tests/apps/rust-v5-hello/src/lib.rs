@@ -250,6 +250,21 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 Err(e) => text(500, format!("redis error: {e:?}")),
             }
         }
+        // fermyon:spin/mqtt@2.0.0: publish `value` to `topic` at `addr` with `qos` 0/1/2.
+        "mqtt" => {
+            use spin_sdk::mqtt::{Connection, Qos};
+            let qos = match param("qos").as_str() {
+                "1" => Qos::AtLeastOnce,
+                "2" => Qos::ExactlyOnce,
+                _ => Qos::AtMostOnce,
+            };
+            let result = Connection::open(&param("addr"), &param("user"), &param("password"), 30)
+                .and_then(|c| c.publish(&param("topic"), &param("value").into_bytes(), qos));
+            match result {
+                Ok(()) => text(200, "published"),
+                Err(e) => text(502, format!("mqtt error: {e:?}")),
+            }
+        }
         "kv-keys" => match Store::open_default().and_then(|s| s.get_keys()) {
             Ok(mut keys) => {
                 keys.sort();

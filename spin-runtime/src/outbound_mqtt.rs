@@ -1,0 +1,186 @@
+//! Outbound MQTT: the guest interface `fermyon:spin/mqtt@2.0.0`, with `rumqttc`.
+//!
+//! This module owns the host side of outbound MQTT as Spin's `outbound-mqtt` factor does
+//! it: `open(address, username, password, keep-alive)` checks the address
+//! (`mqtt://host[:port]?client_id=…`, default port 1883) against the component's
+//! `allowed_outbound_hosts` (`connection-failed` when not permitted), parses it with
+//! rumqttc (`invalid-address`) and creates a client; nothing is sent until `publish`,
+//! which drives the client's event loop until the broker acknowledged the message as the
+//! QoS requires (sent for at-most-once, `PUBACK` for at-least-once, `PUBCOMP` for
+//! exactly-once). Broker and network failures are `connection-failed`.
+//!
+//! Not implemented yet: `spin:mqtt/mqtt@3.0.0` (component-model `async`, WASI 0.3 apps)
+//! and TLS (`mqtts://`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::outbound::AllowedHosts;
+
+mod gen_ {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "spinlet:host/mqtt",
+        imports: { default: async },
+        with: {
+            "fermyon:spin/mqtt.connection": super::Connection,
+        },
+    });
+}
+
+use gen_::fermyon::spin::mqtt as v2;
+use v2::{Error, Qos};
+
+/// Requests buffered between the client and its event loop (Spin's channel capacity).
+const CHANNEL_CAP: usize = 1000;
+
+/// An open connection, the host side of a guest `connection` resource.
+pub struct Connection {
+    client: AsyncClient,
+    event_loop: Arc<tokio::sync::Mutex<EventLoop>>,
+}
+
+/// Per-instance MQTT state: the component's allow list.
+#[derive(Debug, Clone)]
+pub struct MqttCtx {
+    allowed: Arc<AllowedHosts>,
+}
+
+impl MqttCtx {
+    /// A context allowing the addresses `allowed` permits.
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        Self { allowed }
+    }
+}
+
+/// A borrowed view of [`MqttCtx`] plus the resource table; the guest interface is
+/// implemented on it.
+pub struct MqttCtxView<'a> {
+    /// The context.
+    pub ctx: &'a MqttCtx,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by store data that holds an [`MqttCtx`].
+pub trait MqttView: Send {
+    /// Borrows the MQTT context and the resource table.
+    fn mqtt(&mut self) -> MqttCtxView<'_>;
+}
+
+struct Mqtt;
+
+impl HasData for Mqtt {
+    type Data<'a> = MqttCtxView<'a>;
+}
+
+fn other(e: impl std::fmt::Display) -> Error {
+    Error::Other(e.to_string())
+}
+
+/// Whether `address` parses and its scheme, host and port are allowed.
+fn address_allowed(allowed: &AllowedHosts, address: &str) -> bool {
+    let Ok(url) = url::Url::parse(address) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    allowed.allows(url.scheme(), host, url.port())
+}
+
+impl v2::Host for MqttCtxView<'_> {}
+
+impl v2::HostConnection for MqttCtxView<'_> {
+    async fn open(
+        &mut self,
+        address: String,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> Result<Resource<Connection>, Error> {
+        if !address_allowed(&self.ctx.allowed, &address) {
+            return Err(Error::ConnectionFailed(format!(
+                "address {address} is not permitted"
+            )));
+        }
+        let mut options = MqttOptions::parse_url(&address).map_err(|_| Error::InvalidAddress)?;
+        options.set_credentials(username, password);
+        options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
+        let (client, event_loop) = AsyncClient::new(options, CHANNEL_CAP);
+        self.table
+            .push(Connection {
+                client,
+                event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)),
+            })
+            .map_err(other)
+    }
+
+    async fn publish(
+        &mut self,
+        c: Resource<Connection>,
+        topic: String,
+        payload: Vec<u8>,
+        qos: Qos,
+    ) -> Result<(), Error> {
+        let (client, event_loop) = {
+            let conn = self.table.get(&c).map_err(other)?;
+            (conn.client.clone(), conn.event_loop.clone())
+        };
+        let qos = match qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+            Qos::ExactlyOnce => QoS::ExactlyOnce,
+        };
+        client
+            .publish_bytes(topic, qos, false, payload.into())
+            .await
+            .map_err(other)?;
+        let mut event_loop = event_loop.lock().await;
+        loop {
+            let event = event_loop
+                .poll()
+                .await
+                .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+            match (qos, event) {
+                (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_)))
+                | (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_)))
+                | (QoS::ExactlyOnce, Event::Incoming(Incoming::PubComp(_))) => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+/// Links `fermyon:spin/mqtt@2.0.0` into `linker`.
+pub fn add_to_linker<T: MqttView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    v2::add_to_linker::<T, Mqtt>(linker, T::mqtt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        let allowed = AllowedHosts::parse(&["mqtt://127.0.0.1".to_string()]).unwrap();
+        assert!(address_allowed(
+            &allowed,
+            "mqtt://127.0.0.1:1883?client_id=a"
+        ));
+        assert!(address_allowed(&allowed, "mqtt://127.0.0.1?client_id=a"));
+        assert!(!address_allowed(
+            &allowed,
+            "mqtt://127.0.0.1:1884?client_id=a"
+        ));
+        assert!(!address_allowed(&allowed, "mqtt://10.0.0.1?client_id=a"));
+    }
+}
