@@ -120,7 +120,12 @@ fn pooling_config(n: u32) -> PoolingAllocationConfig {
         .max_tables_per_module(2)
         .max_memories_per_module(2)
         .max_memory_size(4 << 30)
-        .linear_memory_keep_resident(2 * MIB)
+        // Spin keeps 2 MiB of each slot's memory resident (reset by memset, not madvise).
+        // A Rust guest touches ~1 MiB (its stack), so every slot a burst of concurrent
+        // requests has used stays ~1 MiB resident forever: +4 MB idle RSS after 8
+        // connections (docs/PERFORMANCE.md, "Spin runtime benchmark"). 256 KiB keeps the
+        // hot first pages resident and returns the rest, at ~20 % of peak req/s.
+        .linear_memory_keep_resident(256 * 1024)
         .table_keep_resident(512 * 1024);
     pool
 }

@@ -160,14 +160,24 @@ pub fn build_app(name: &str) -> PathBuf {
 /// Builds the test app `tests/apps/<name>` for `target` (once per content hash) and
 /// returns its `.wasm`.
 pub fn build_app_for(name: &str, target: &str) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let app_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("apps")
         .join(name);
+    build_app_in(&app_dir, target)
+}
+
+/// Builds the app crate in `app_dir` (its directory name is the crate name) for `target`,
+/// once per content hash, and returns its `.wasm`.
+pub fn build_app_in(app_dir: &Path, target: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let name = app_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("app dir has a UTF-8 name");
     let mut hasher = Sha256::new();
-    hash_dir(&mut hasher, &app_dir, &app_dir);
+    hash_dir(&mut hasher, app_dir, app_dir);
     let hash = hex(&hasher.finalize()[..8]);
     let out_dir = target_dir().join("spin-test-apps");
     let out = out_dir.join(format!("{name}-{target}-{hash}.wasm"));
@@ -179,7 +189,7 @@ pub fn build_app_for(name: &str, target: &str) -> PathBuf {
     let mut cmd = Command::new(cargo);
     clean_cargo_env(&mut cmd);
     let status = cmd
-        .current_dir(&app_dir)
+        .current_dir(app_dir)
         .env("CARGO_TARGET_DIR", &build_target)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
