@@ -28,18 +28,12 @@
 //! `SPINLET_BENCH_REPEATS` (default 5) sets the repeats; the table shows the median and the
 //! min–max across repeats, and the same-run comparisons (req/s ratio, added mean latency)
 //! are computed per repeat before taking the median.
-//!
-//! `SPINLET_BENCH_CALLGRIND=<n>` instead runs each server under `valgrind --tool=callgrind`,
-//! collects only while `n` keep-alive requests are served after start-up, and prints the
-//! instructions per request and the output file (read it with `callgrind_annotate
-//! --inclusive=yes`). Instruction counts do not depend on the machine's load.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,9 +240,8 @@ struct Setup {
 }
 
 impl Setup {
-    /// The server's command line; `small_pool` shrinks both pools to 4 instances, so that
-    /// their address-space reservations fit under valgrind.
-    fn command(&self, peer: Peer, addr: SocketAddr, small_pool: bool) -> Command {
+    /// The server's command line.
+    fn command(&self, peer: Peer, addr: SocketAddr) -> Command {
         match peer {
             Peer::Spinlet => {
                 let mut cmd = Command::new(&self.spinlet);
@@ -260,9 +253,6 @@ impl Setup {
                     .arg(&self.cache_dir)
                     .env_remove("SPIN_HTTP_LISTEN_ADDR")
                     .env_remove("RUST_LOG");
-                if small_pool {
-                    cmd.env("SPIN_MAX_INSTANCE_COUNT", "4");
-                }
                 cmd
             }
             Peer::Wasmtime => {
@@ -292,29 +282,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(setup: &Setup, peer: Peer, wrap: &[String], timeout: Duration) -> Server {
+    fn start(setup: &Setup, peer: Peer, timeout: Duration) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
         let log = setup
             .scratch
             .join(format!("{}-{}.log", peer.name(), addr.port()));
         let log = std::fs::File::create(&log).expect("log file");
-        let inner = setup.command(peer, addr, !wrap.is_empty());
-        let mut cmd = match wrap.split_first() {
-            None => inner,
-            Some((tool, args)) => {
-                let mut cmd = Command::new(tool);
-                cmd.args(args)
-                    .arg(inner.get_program())
-                    .args(inner.get_args());
-                for (k, v) in inner.get_envs() {
-                    match v {
-                        Some(v) => cmd.env(k, v),
-                        None => cmd.env_remove(k),
-                    };
-                }
-                cmd
-            }
-        };
+        let mut cmd = setup.command(peer, addr);
         let t0 = Instant::now();
         let mut child = cmd
             .stdin(Stdio::null())
@@ -453,7 +427,7 @@ type Results = HashMap<(Peer, &'static str), Vec<f64>>;
 
 fn measure(setup: &Setup, peer: Peer, cfg: &Config, tck: f64, out: &mut Results) {
     let mut put = |k: &'static str, v: f64| out.entry((peer, k)).or_default().push(v);
-    let server = Server::start(setup, peer, &[], Duration::from_secs(60));
+    let server = Server::start(setup, peer, Duration::from_secs(60));
     put("first_200", server.first_200.as_secs_f64() * 1e3);
     std::thread::sleep(Duration::from_secs_f64(cfg.idle));
     put("rss_start", rss_mb(server.pid()));
@@ -619,95 +593,6 @@ fn print_table(r: &Results) {
 }
 
 // ---------------------------------------------------------------------------------------
-// callgrind: instructions per request
-// ---------------------------------------------------------------------------------------
-
-/// Sends `n` GETs on one keep-alive connection, reading each response fully.
-fn keep_alive_requests(addr: SocketAddr, n: usize) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..n {
-        s.write_all(req.as_bytes()).expect("send");
-        buf.clear();
-        // The hello responses are small: read until the end of a complete response.
-        loop {
-            let k = s.read(&mut chunk).expect("read");
-            assert!(k > 0, "server closed the connection");
-            buf.extend_from_slice(&chunk[..k]);
-            if response_complete(&buf) {
-                break;
-            }
-        }
-        assert!(
-            buf.starts_with(b"HTTP/1.1 200"),
-            "not a 200: {}",
-            String::from_utf8_lossy(&buf)
-        );
-    }
-}
-
-fn response_complete(buf: &[u8]) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    let body = &buf[end + 4..];
-    if let Some(len) = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        return body.len() >= len;
-    }
-    body.ends_with(b"0\r\n\r\n")
-}
-
-fn callgrind(setup: &Setup, n: usize) {
-    for peer in [Peer::Spinlet, Peer::Wasmtime] {
-        let out = setup.scratch.join(format!("callgrind.{}.out", peer.name()));
-        let wrap = vec![
-            "valgrind".to_string(),
-            "--tool=callgrind".into(),
-            "--collect-atstart=no".into(),
-            format!("--callgrind-out-file={}", out.display()),
-        ];
-        let server = Server::start(setup, peer, &wrap, Duration::from_secs(600));
-        // Warm up (lazy initialisation, first-touch of pool slots) before collecting.
-        keep_alive_requests(server.addr, 20);
-        let ctl = |arg: &str| {
-            let ok = Command::new("callgrind_control")
-                .args(["-i", arg, &server.pid().to_string()])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "callgrind_control -i {arg} failed");
-        };
-        ctl("on");
-        keep_alive_requests(server.addr, n);
-        ctl("off");
-        drop(server);
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        let total: f64 = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("summary:")
-                    .or_else(|| l.strip_prefix("totals:"))
-            })
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(f64::NAN);
-        println!(
-            "{:<8} {:>10.0} instructions per request ({n} keep-alive requests); {}",
-            peer.name(),
-            total / n as f64,
-            out.display()
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------
 
@@ -754,13 +639,6 @@ fn main() {
     );
     println!("app:      {}", setup.wasm.display());
     println!("machine:  {}", machine());
-    if let Some(n) = std::env::var("SPINLET_BENCH_CALLGRIND")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        callgrind(&setup, n);
-        return;
-    }
     println!(
         "config:   {} repeats, alternating order; wrk -t2 -c8 and -t1 -c1 for {:.1} s each \
          (warm-up {:.1} s), idle windows {:.1} s",
@@ -770,7 +648,7 @@ fn main() {
     let tck = clk_tck();
     // Untimed starts fill both compile caches and the page cache.
     for peer in [Peer::Spinlet, Peer::Wasmtime] {
-        drop(Server::start(&setup, peer, &[], Duration::from_secs(300)));
+        drop(Server::start(&setup, peer, Duration::from_secs(300)));
     }
     let mut results = Results::new();
     for rep in 1..=cfg.repeats {
