@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commit;
 pub mod crd;
 pub mod decode;
 pub mod defaults;
@@ -38,6 +39,7 @@ pub mod table;
 pub mod tls;
 pub mod typed;
 pub mod validation;
+pub mod wal;
 pub mod watch;
 
 use std::sync::Arc;

@@ -41,6 +41,12 @@ pub enum StoreError {
     /// Flushing to disk failed, so the write is not acknowledged.
     #[error("flush to disk failed: {0}")]
     Flush(String),
+    /// The write-ahead log could not be read or written.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    /// A write-ahead log record does not decode.
+    #[error("corrupt write-ahead log record: {0}")]
+    CorruptWal(&'static str),
     /// The store is shutting down.
     #[error("store is shutting down")]
     Closed,
@@ -152,10 +158,13 @@ pub enum Written {
     Unchanged(Option<Value>),
 }
 
+/// How far the group commit has got.
 #[derive(Clone, Debug, Default)]
-struct Durable {
-    rev: u64,
-    error: Option<String>,
+pub(crate) struct Durable {
+    /// Every revision up to this one is on disk.
+    pub(crate) rev: u64,
+    /// Set when the log could not be written: later writes are not acknowledged.
+    pub(crate) error: Option<String>,
 }
 
 /// Tunables of the store.
@@ -165,6 +174,8 @@ pub struct StoreConfig {
     pub history_events: u64,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Size of a write-ahead log segment; sled is checkpointed when one is full.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -172,6 +183,7 @@ impl Default for StoreConfig {
         StoreConfig {
             history_events: DEFAULT_HISTORY_EVENTS,
             cache_bytes: 8 * 1024 * 1024,
+            wal_segment_bytes: crate::wal::SEGMENT_BYTES,
         }
     }
 }
@@ -182,18 +194,29 @@ pub const DEFAULT_HISTORY_EVENTS: u64 = 10_000;
 /// The object store. Cheap to share behind an `Arc`.
 pub struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
     write_lock: Mutex<()>,
     rev: AtomicU64,
     compacted: AtomicU64,
+    /// A compaction is removing old events.
+    compacting: Arc<std::sync::atomic::AtomicBool>,
     history_events: u64,
-    pending: Mutex<Vec<Arc<Event>>>,
+    pending: Mutex<Pending>,
     wake: Arc<Notify>,
-    durable: watch::Sender<Durable>,
-    events: broadcast::Sender<Arc<Event>>,
-    /// sled's log file, synced with `fdatasync` after each group flush: sled itself only
+    pub(crate) durable: watch::Sender<Durable>,
+    pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// sled's log file, synced with `fdatasync` at each checkpoint: sled itself only
     /// issues `sync_file_range`, which does not flush the disk's write cache.
-    log: Arc<std::fs::File>,
+    pub(crate) log: Arc<std::fs::File>,
+}
+
+/// Writes applied to sled and waiting for the group commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Their events, in revision order.
+    pub(crate) events: Vec<Arc<Event>>,
+    /// Their write-ahead log records, framed.
+    pub(crate) records: Vec<u8>,
 }
 
 const REV_KEY: &[u8] = b"mrev";
@@ -215,7 +238,9 @@ impl Store {
             std::fs::File::open(&log_path)
                 .map_err(|e| StoreError::Flush(format!("opening {}: {e}", log_path.display())))?,
         );
-        let rev = read_u64(&tree, REV_KEY)?;
+        let wal_dir = dir.join("wal");
+        let rev = replay(&tree, &log, &wal_dir)?;
+        let wal = crate::wal::Wal::create(&wal_dir, config.wal_segment_bytes.max(4096))?;
         let compacted = read_u64(&tree, COMPACTED_KEY)?;
         let (durable, _) = watch::channel(Durable { rev, error: None });
         let (events, _) = broadcast::channel(4096);
@@ -225,14 +250,19 @@ impl Store {
             write_lock: Mutex::new(()),
             rev: AtomicU64::new(rev),
             compacted: AtomicU64::new(compacted),
+            compacting: Arc::default(),
             history_events: config.history_events.max(1),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
             wake: Arc::new(Notify::new()),
             durable,
             events,
             log,
         });
-        tokio::spawn(flusher(Arc::downgrade(&store), store.wake.clone()));
+        tokio::spawn(crate::commit::run(
+            Arc::downgrade(&store),
+            store.wake.clone(),
+            wal,
+        ));
         Ok(store)
     }
 
@@ -352,17 +382,16 @@ impl Store {
                     None
                 },
             });
-            let mut batch = sled::Batch::default();
             let object_bytes = encode(&event.object);
-            batch.insert(event_key(rev).to_vec(), event_record(&event, &object_bytes));
-            match kind {
-                EventType::Deleted => batch.remove(k),
-                _ => batch.insert(k, object_bytes),
-            }
-            batch.insert(REV_KEY, &rev.to_be_bytes());
-            self.tree.apply_batch(batch)?;
+            let record = event_record(&event, &object_bytes);
+            let payload = wal_payload(rev, kind, &k, &record);
+            self.tree
+                .apply_batch(write_batch(rev, kind, k, &record, object_bytes))?;
             self.rev.store(rev, Ordering::SeqCst);
-            self.lock_pending().push(event.clone());
+            let mut pending = self.lock_pending();
+            pending.events.push(event.clone());
+            crate::wal::frame(&payload, &mut pending.records);
+            drop(pending);
             let written = match kind {
                 EventType::Deleted => Written::Deleted(event.object.clone()),
                 _ => Written::Stored(event.object.clone()),
@@ -393,21 +422,24 @@ impl Store {
         }
     }
 
-    /// Drops history older than the configured window.
+    /// Drops history older than the configured window. The new oldest revision is
+    /// recorded first (so history reads answer 410 for what goes), then the old events are
+    /// removed off the write path in small batches: one large batch would hold sled's
+    /// batch lock, and so every writer, for milliseconds.
     fn compact(&self, rev: u64) -> Result<()> {
         let keep_from = rev.saturating_sub(self.history_events);
-        let old = self.compacted_revision();
-        if keep_from <= old {
+        if keep_from <= self.compacted_revision() || self.compacting.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for item in self.tree.range(event_key(old)..event_key(keep_from)) {
-            let (k, _) = item?;
-            batch.remove(k);
-        }
-        batch.insert(COMPACTED_KEY, &keep_from.to_be_bytes());
-        self.tree.apply_batch(batch)?;
+        self.tree.insert(COMPACTED_KEY, &keep_from.to_be_bytes())?;
         self.compacted.store(keep_from, Ordering::SeqCst);
+        let (tree, busy) = (self.tree.clone(), self.compacting.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = remove_events_before(&tree, keep_from) {
+                tracing::warn!(error = %e, "compacting the watch history failed");
+            }
+            busy.store(false, Ordering::SeqCst);
+        });
         Ok(())
     }
 
@@ -447,7 +479,7 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock_pending(&self) -> MutexGuard<'_, Vec<Arc<Event>>> {
+    pub(crate) fn lock_pending(&self) -> MutexGuard<'_, Pending> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -457,48 +489,6 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
         Ok(())
-    }
-}
-
-/// The group-commit loop: one flush for every batch of writes that queued up meanwhile.
-async fn flusher(store: std::sync::Weak<Store>, wake: Arc<Notify>) {
-    loop {
-        let notified = wake.notified();
-        // Let writers that were just acknowledged and woken queue their next write first,
-        // so one flush covers more of them.
-        tokio::task::yield_now().await;
-        let Some(s) = store.upgrade() else { return };
-        let batch = std::mem::take(&mut *s.lock_pending());
-        if batch.is_empty() {
-            drop(s);
-            notified.await;
-            continue;
-        }
-        // One blocking hop for the whole group: sled's flush (its log write), then the
-        // `fdatasync`. tokio's blocking pool reuses its threads, where `flush_async` would
-        // hand the flush to sled's own pool, which spawns a thread per burst.
-        let (tree, log) = (s.tree.clone(), s.log.clone());
-        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            tree.flush().map_err(|e| e.to_string())?;
-            log.sync_data().map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        let last = batch.last().map(|e| e.rev).unwrap_or(0);
-        match result {
-            Ok(_) => {
-                for ev in batch {
-                    // No receivers is fine.
-                    let _ = s.events.send(ev);
-                }
-                s.durable.send_modify(|d| d.rev = d.rev.max(last));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "flush failed; writes are not acknowledged");
-                s.durable.send_modify(|d| d.error = Some(e));
-            }
-        }
     }
 }
 
@@ -526,6 +516,124 @@ fn event_record(event: &Event, object_bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(object_bytes);
     out.push(b'}');
     out
+}
+
+/// The sled batch of one write: its history event, the object (or its removal) and the
+/// revision counter, applied atomically. `object_bytes` are the tail of `record`.
+fn write_batch(
+    rev: u64,
+    kind: EventType,
+    key: Vec<u8>,
+    record: &[u8],
+    object_bytes: Vec<u8>,
+) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    batch.insert(event_key(rev).to_vec(), record);
+    match kind {
+        EventType::Deleted => batch.remove(key),
+        _ => batch.insert(key, object_bytes),
+    }
+    batch.insert(REV_KEY, &rev.to_be_bytes());
+    batch
+}
+
+/// One write's write-ahead log payload: `rev u64 BE | kind u8 | key len u32 BE | key |
+/// event record`, where the record ends with the object's bytes and `}`.
+fn wal_payload(rev: u64, kind: EventType, key: &[u8], record: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(13 + key.len() + record.len());
+    p.extend_from_slice(&rev.to_be_bytes());
+    p.push(match kind {
+        EventType::Added => 0,
+        EventType::Modified => 1,
+        EventType::Deleted => 2,
+    });
+    p.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    p.extend_from_slice(key);
+    p.extend_from_slice(record);
+    p
+}
+
+/// Replays the write-ahead log's records newer than sled's revision into sled and makes
+/// them durable there; returns the revision. The log's records are in revision order.
+fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> Result<u64> {
+    let mut rev = read_u64(tree, REV_KEY)?;
+    let mut replayed = 0u64;
+    for payload in crate::wal::Wal::read_all(wal_dir)? {
+        let (r, kind, key, record) = parse_wal_payload(&payload)?;
+        if r <= rev {
+            continue;
+        }
+        if r != rev + 1 {
+            tracing::error!(expected = rev + 1, found = r, "write-ahead log has a gap");
+        }
+        let object_bytes = match kind {
+            EventType::Deleted => Vec::new(),
+            _ => object_of_record(record)?.to_vec(),
+        };
+        tree.apply_batch(write_batch(r, kind, key.to_vec(), record, object_bytes))?;
+        rev = r;
+        replayed += 1;
+    }
+    if replayed > 0 {
+        tree.flush()?;
+        log.sync_data()
+            .map_err(|e| StoreError::Flush(format!("syncing the store after replay: {e}")))?;
+        tracing::info!(replayed, rev, "replayed the write-ahead log");
+    }
+    Ok(rev)
+}
+
+fn parse_wal_payload(p: &[u8]) -> Result<(u64, EventType, &[u8], &[u8])> {
+    let bad = StoreError::CorruptWal;
+    let rev = u64::from_be_bytes(
+        p.get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(bad("short header"))?,
+    );
+    let kind = match p.get(8) {
+        Some(0) => EventType::Added,
+        Some(1) => EventType::Modified,
+        Some(2) => EventType::Deleted,
+        _ => return Err(bad("unknown event type")),
+    };
+    let key_len = u32::from_be_bytes(
+        p.get(9..13)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(bad("short header"))?,
+    ) as usize;
+    let key = p.get(13..13 + key_len).ok_or(bad("short key"))?;
+    let record = p.get(13 + key_len..).ok_or(bad("short record"))?;
+    Ok((rev, kind, key, record))
+}
+
+/// The object's bytes inside an event record made by [`event_record`].
+fn object_of_record(record: &[u8]) -> Result<&[u8]> {
+    const MARK: &[u8] = b",\"object\":";
+    let at = record
+        .windows(MARK.len())
+        .position(|w| w == MARK)
+        .ok_or(StoreError::CorruptWal("event record without an object"))?;
+    record
+        .get(at + MARK.len()..record.len().saturating_sub(1))
+        .ok_or(StoreError::CorruptWal("short event record"))
+}
+
+/// Removes the history events older than `keep_from`, 128 to a batch. Starts from the
+/// first event, so events a crash left behind in an earlier compaction go too.
+fn remove_events_before(tree: &sled::Tree, keep_from: u64) -> Result<()> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in tree.range(event_key(0)..event_key(keep_from)).take(128) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        tree.apply_batch(batch)?;
+    }
 }
 
 fn event_key(rev: u64) -> [u8; 9] {
@@ -631,5 +739,52 @@ mod tests {
         let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
         assert_eq!(reopened.current_revision(), 3);
         assert!(reopened.get(&key("b")).expect("get").is_some());
+    }
+
+    #[tokio::test]
+    async fn log_rotation_checkpoints_and_compaction_keep_every_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig {
+            history_events: 50,
+            wal_segment_bytes: 8192,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config.clone()).expect("open");
+        for i in 0..400 {
+            let name = format!("cm{i}");
+            let obj = json!({"metadata": {"name": name}, "data": {"i": i}});
+            store
+                .mutate::<()>(&key(&name), |_| Ok(Mutation::Put(obj)))
+                .await
+                .expect("store")
+                .expect("decide");
+        }
+        assert_eq!(store.durable_revision(), 400);
+        // History older than the window answers "expired"; the window itself is intact.
+        assert!(store.history(0, 400).expect("read").is_none());
+        let recent = store.history(350, 400).expect("read").expect("in window");
+        assert_eq!(recent.len(), 50);
+        // Checkpoints deleted the segments whose writes sled holds durably.
+        let mut segments = 0;
+        for _ in 0..100 {
+            segments = std::fs::read_dir(dir.path().join("wal"))
+                .expect("wal dir")
+                .count();
+            if segments <= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(segments <= 3, "{segments} segments left");
+        drop(store);
+        let reopened = Store::open(dir.path(), config).expect("reopen");
+        assert_eq!(reopened.current_revision(), 400);
+        for i in [0, 199, 399] {
+            let obj = reopened
+                .get(&key(&format!("cm{i}")))
+                .expect("get")
+                .expect("present");
+            assert_eq!(obj["data"]["i"], i);
+        }
     }
 }
