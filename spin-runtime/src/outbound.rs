@@ -103,6 +103,18 @@ impl AllowedHosts {
         Ok(AllowedHosts { entries: parsed })
     }
 
+    /// Whether a connection address such as `redis://host:port` (Redis, MQTT, ...) parses
+    /// and its scheme, host and port are allowed.
+    pub fn allows_address(&self, address: &str) -> bool {
+        let Ok(url) = url::Url::parse(address) else {
+            return false;
+        };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        self.allows(url.scheme(), host, url.port())
+    }
+
     /// Whether a request to `scheme://host:port` is allowed. `self` is allowed only by a
     /// `self` entry, never by wildcards; so is an empty host (a relative URL, whatever
     /// scheme the SDK gave it: spin-sdk makes them `https`), by one for `http` or `https`.

@@ -86,17 +86,6 @@ fn redis_error(e: RedisError) -> Error {
     }
 }
 
-/// Whether `address` parses and its scheme, host and port are allowed.
-fn address_allowed(allowed: &AllowedHosts, address: &str) -> bool {
-    let Ok(url) = url::Url::parse(address) else {
-        return false;
-    };
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    allowed.allows(url.scheme(), host, url.port())
-}
-
 impl RedisCtxView<'_> {
     fn conn(&self, c: &Resource<Connection>) -> Result<MultiplexedConnection, Error> {
         self.table.get(c).map(|c| c.conn.clone()).map_err(other)
@@ -116,7 +105,7 @@ impl v2::Host for RedisCtxView<'_> {}
 
 impl v2::HostConnection for RedisCtxView<'_> {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
-        if !address_allowed(&self.ctx.allowed, &address) {
+        if !self.ctx.allowed.allows_address(&address) {
             tracing::debug!(%address, "redis address denied by allowed_outbound_hosts");
             return Err(Error::InvalidAddress);
         }
@@ -258,16 +247,13 @@ mod tests {
     #[test]
     fn addresses_are_checked() {
         let allowed = AllowedHosts::parse(&["redis://127.0.0.1:6380".to_string()]).unwrap();
-        assert!(address_allowed(&allowed, "redis://127.0.0.1:6380"));
-        assert!(address_allowed(
-            &allowed,
-            "redis://user:pw@127.0.0.1:6380/2"
-        ));
-        assert!(!address_allowed(&allowed, "redis://127.0.0.1"));
-        assert!(!address_allowed(&allowed, "redis://127.0.0.2:6380"));
-        assert!(!address_allowed(&allowed, "not a url"));
+        assert!(allowed.allows_address("redis://127.0.0.1:6380"));
+        assert!(allowed.allows_address("redis://user:pw@127.0.0.1:6380/2"));
+        assert!(!allowed.allows_address("redis://127.0.0.1"));
+        assert!(!allowed.allows_address("redis://127.0.0.2:6380"));
+        assert!(!allowed.allows_address("not a url"));
         let default = AllowedHosts::parse(&["redis://localhost".to_string()]).unwrap();
-        assert!(address_allowed(&default, "redis://localhost:6379"));
+        assert!(default.allows_address("redis://localhost:6379"));
     }
 
     #[test]
