@@ -17,7 +17,9 @@
 //! measures, for each:
 //!
 //! 1. spawn → first 200 on `GET /` (polled with raw HTTP/1.1 requests every 0.5 ms), with
-//!    the compile cache warm (one untimed start of each server precedes the repeats);
+//!    the compile cache warm (one untimed start of each server precedes the repeats); a
+//!    repeat's figure is the median of `SPINLET_BENCH_STARTS` (default 6) extra starts
+//!    plus the start of the server measured next, since one start is a noisy sample;
 //! 2. VmRSS after `SPINLET_BENCH_IDLE_SECS` (default 2) idle;
 //! 3. `wrk -t2 -c8` for `SPINLET_BENCH_SECS` (default 5) after a `SPINLET_BENCH_WARMUP_SECS`
 //!    (default 1) warm-up: requests/s, and the CPU of the server, of wrk and of every other
@@ -47,6 +49,8 @@ struct Config {
     warmup: f64,
     idle: f64,
     repeats: usize,
+    /// Extra starts per peer and repeat whose spawn → first 200 times are sampled.
+    starts: usize,
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
@@ -66,6 +70,7 @@ impl Config {
             warmup: env_f64("SPINLET_BENCH_WARMUP_SECS", 1.0),
             idle: env_f64("SPINLET_BENCH_IDLE_SECS", 2.0),
             repeats: env_f64("SPINLET_BENCH_REPEATS", 5.0).max(1.0) as usize,
+            starts: env_f64("SPINLET_BENCH_STARTS", 6.0).max(0.0) as usize,
         }
     }
 }
@@ -427,8 +432,19 @@ type Results = HashMap<(Peer, &'static str), Vec<f64>>;
 
 fn measure(setup: &Setup, peer: Peer, cfg: &Config, tck: f64, out: &mut Results) {
     let mut put = |k: &'static str, v: f64| out.entry((peer, k)).or_default().push(v);
+    // Start-up is one sample per start: take the median of several starts per repeat.
+    let mut starts: Vec<f64> = (0..cfg.starts)
+        .map(|_| {
+            Server::start(setup, peer, Duration::from_secs(60))
+                .first_200
+                .as_secs_f64()
+                * 1e3
+        })
+        .collect();
     let server = Server::start(setup, peer, Duration::from_secs(60));
-    put("first_200", server.first_200.as_secs_f64() * 1e3);
+    starts.push(server.first_200.as_secs_f64() * 1e3);
+    starts.sort_by(f64::total_cmp);
+    put("first_200", starts[starts.len() / 2]);
     std::thread::sleep(Duration::from_secs_f64(cfg.idle));
     put("rss_start", rss_mb(server.pid()));
     wrk(setup, &server, 2, 8, cfg.warmup, tck);
