@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    app_with_manifest, build_app, build_app_for, push, run_expecting_failure, Registry, Spinlet,
-    Start,
+    app_with_manifest, build_app, build_app_for, push, run_expecting_failure, upstream, Registry,
+    Spinlet, Start,
 };
 
 const ROUTING: &str = r#"
@@ -487,25 +487,6 @@ fn push_to_a_registry_and_run_from_it() {
         .err()
         .expect("missing variable must fail");
     assert!(err.contains("greeting"), "{err}");
-}
-
-/// A loopback HTTP server answering every request with 200 `upstream says hi`; serves at
-/// most `max` connections.
-fn upstream(max: usize) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(max) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nupstream says hi",
-            );
-        }
-    });
-    port
 }
 
 #[test]

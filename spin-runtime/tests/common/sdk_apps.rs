@@ -14,26 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{app_with_manifest, push, Registry, Response, Spinlet, Start};
-
-/// A loopback HTTP server answering every request with 200 `upstream says hi`; serves
-/// at most `max` connections.
-pub fn upstream(max: usize) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(max) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nupstream says hi",
-            );
-        }
-    });
-    port
-}
+use super::{app_with_manifest, push, upstream, Registry, Response, Spinlet, Start};
 
 fn manifest(app: &str, allowed_port: u16) -> String {
     format!(
