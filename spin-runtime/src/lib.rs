@@ -15,6 +15,7 @@
 //! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
 //! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
+//! - [`tls`]: the TLS client configuration of outbound Redis and MQTT;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
 //! - [`engine`] and [`cache`]: the wasmtime engine and the compiled-code cache;
@@ -69,5 +70,6 @@ pub mod routing;
 pub mod runtime_config;
 pub mod sqlite;
 pub mod state;
+pub mod tls;
 pub mod unavailable;
 pub mod variables;

@@ -2,20 +2,27 @@
 //!
 //! This module owns the host side of outbound MQTT as Spin's `outbound-mqtt` factor does
 //! it: `open(address, username, password, keep-alive)` checks the address
-//! (`mqtt://host[:port]?client_id=…`, default port 1883) against the component's
-//! `allowed_outbound_hosts` (`connection-failed` when not permitted), parses it with
-//! rumqttc (`invalid-address`) and creates a client; nothing is sent until `publish`,
+//! (`mqtt://host[:port]?client_id=…`, default port 1883, or `mqtts://` for TLS, default
+//! port 8883) against the component's `allowed_outbound_hosts` (`connection-failed` when
+//! not permitted; the scheme must match, an `mqtt://` entry does not allow `mqtts://`),
+//! parses it with rumqttc (`invalid-address`) and creates a client; nothing is sent until `publish`,
 //! which drives the client's event loop until the broker acknowledged the message as the
 //! QoS requires (sent for at-most-once, `PUBACK` for at-least-once, `PUBCOMP` for
-//! exactly-once). Broker and network failures are `connection-failed`.
+//! exactly-once). Broker and network failures are `connection-failed`, and so is a TLS
+//! failure such as an untrusted server certificate. TLS uses the shared client
+//! configuration of [`crate::tls`] (system or `SSL_CERT_FILE` roots plus the Mozilla
+//! ones); client certificates are not supported. (Spin itself knows no default port for
+//! `mqtts`, so there an allow entry and the address must name the port.)
 //!
-//! Not implemented yet: `spin:mqtt/mqtt@3.0.0` (component-model `async`, WASI 0.3 apps)
-//! and TLS (`mqtts://`).
+//! Not implemented yet: `spin:mqtt/mqtt@3.0.0` (component-model `async`, WASI 0.3 apps).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, TlsConfiguration,
+    Transport,
+};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
@@ -81,6 +88,26 @@ fn other(e: impl std::fmt::Display) -> Error {
     Error::Other(e.to_string())
 }
 
+/// rumqttc's options for `address`. rumqttc would build a TLS configuration of its own
+/// for `mqtts://` (reading the platform's roots on every open); the address is parsed as
+/// `mqtt://` on the TLS port instead and given the shared one.
+fn options(address: &str) -> Result<MqttOptions, Error> {
+    let mut url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
+    let tls = matches!(url.scheme(), "mqtts" | "ssl");
+    if tls {
+        let port = url.port().unwrap_or(8883);
+        url.set_scheme("mqtt")
+            .and_then(|()| url.set_port(Some(port)))
+            .map_err(|()| Error::InvalidAddress)?;
+    }
+    let mut options = MqttOptions::try_from(url).map_err(|_| Error::InvalidAddress)?;
+    if tls {
+        let config = crate::tls::client_config().map_err(other)?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+    }
+    Ok(options)
+}
+
 impl v2::Host for MqttCtxView<'_> {}
 
 impl v2::HostConnection for MqttCtxView<'_> {
@@ -96,7 +123,7 @@ impl v2::HostConnection for MqttCtxView<'_> {
                 "address {address} is not permitted"
             )));
         }
-        let mut options = MqttOptions::parse_url(&address).map_err(|_| Error::InvalidAddress)?;
+        let mut options = options(&address)?;
         options.set_credentials(username, password);
         options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
         let (client, event_loop) = AsyncClient::new(options, CHANNEL_CAP);
@@ -165,5 +192,20 @@ mod tests {
         assert!(allowed.allows_address("mqtt://127.0.0.1?client_id=a"));
         assert!(!allowed.allows_address("mqtt://127.0.0.1:1884?client_id=a"));
         assert!(!allowed.allows_address("mqtt://10.0.0.1?client_id=a"));
+        assert!(!allowed.allows_address("mqtts://127.0.0.1:1883?client_id=a"));
+        let tls = AllowedHosts::parse(&["mqtts://127.0.0.1".to_string()]).unwrap();
+        assert!(tls.allows_address("mqtts://127.0.0.1:8883?client_id=a"));
+        assert!(!tls.allows_address("mqtt://127.0.0.1:8883?client_id=a"));
+    }
+
+    #[test]
+    fn tls_addresses_get_the_shared_configuration() {
+        let o = options("mqtts://broker.test?client_id=a").unwrap();
+        assert_eq!(o.broker_address(), ("broker.test".to_string(), 8883));
+        assert!(matches!(o.transport(), Transport::Tls(_)));
+        let o = options("mqtt://broker.test?client_id=a").unwrap();
+        assert_eq!(o.broker_address(), ("broker.test".to_string(), 1883));
+        assert!(matches!(o.transport(), Transport::Tcp));
+        assert!(matches!(options("mqtts://x"), Err(Error::InvalidAddress)));
     }
 }

@@ -1,22 +1,30 @@
 //! Outbound Redis: the guest interface `fermyon:spin/redis@2.0.0`, with the `redis` crate.
 //!
 //! This module owns the host side of outbound Redis as Spin's `outbound-redis` factor
-//! does it: `open(address)` checks the address (`redis://host[:port]`, default port
-//! 6379) against the component's `allowed_outbound_hosts` and fails with
-//! `invalid-address` when it is not allowed or does not parse, then opens a multiplexed
-//! async connection (a connection failure is `other`). Each command is sent as the
+//! does it: `open(address)` checks the address (`redis://host[:port]`, or
+//! `rediss://host[:port]` for TLS; default port 6379, optional `user:password@` and
+//! `/db`) against the component's `allowed_outbound_hosts` (the scheme must match: a
+//! `redis://` entry does not allow `rediss://`) and fails with `invalid-address` when it
+//! is not allowed or does not parse, then opens a multiplexed async connection (a
+//! connection failure, an untrusted server certificate included, is `other`). TLS uses
+//! the shared client configuration of [`crate::tls`] (system or `SSL_CERT_FILE` roots
+//! plus the Mozilla ones); `rediss://...#insecure` (no certificate check) is refused with
+//! `other`, and client certificates are not supported. Each command is sent as the
 //! Redis command of the same name; a reply of the wrong type (`WRONGTYPE`, or a value
 //! that does not convert, or `INCR` of a non-integer) is `type-error`, anything else
 //! `other` with the server's message. `execute` flattens arrays and sets into its result
 //! list as Spin does.
 //!
 //! Not implemented yet: `spin:redis/redis@3.0.0`, whose functions are component-model
-//! `async` (WASI 0.3 apps), and TLS (`rediss://`).
+//! `async` (WASI 0.3 apps).
 
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
-use redis::{ErrorKind, FromRedisValue, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisError, Value,
+};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
@@ -92,6 +100,45 @@ impl RedisCtxView<'_> {
     }
 }
 
+/// Opens a multiplexed connection to an (allowed) address: plain TCP for `redis://`,
+/// TLS with [`crate::tls`] for `rediss://`.
+async fn connect(address: &str) -> Result<MultiplexedConnection, Error> {
+    let info = address
+        .into_connection_info()
+        .map_err(|_| Error::InvalidAddress)?;
+    match info.addr() {
+        ConnectionAddr::Tcp(..) => redis::Client::open(info)
+            .map_err(|_| Error::InvalidAddress)?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(other),
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => {
+            if *insecure {
+                return Err(other(
+                    "rediss:// without certificate checks is not supported",
+                ));
+            }
+            let stream = crate::tls::connect(host, *port).await.map_err(other)?;
+            let (conn, driver) = MultiplexedConnection::new_with_config(
+                info.redis_settings(),
+                stream,
+                AsyncConnectionConfig::new(),
+            )
+            .await
+            .map_err(other)?;
+            // The driver reads replies and ends when every handle to the connection is gone.
+            tokio::spawn(driver);
+            Ok(conn)
+        }
+        _ => Err(Error::InvalidAddress),
+    }
+}
+
 /// Sends `cmd` on `conn` (a clone of the resource's connection: the borrow of the
 /// resource table must not live across the await).
 async fn query<T: FromRedisValue>(
@@ -109,11 +156,7 @@ impl v2::HostConnection for RedisCtxView<'_> {
             tracing::debug!(%address, "redis address denied by allowed_outbound_hosts");
             return Err(Error::InvalidAddress);
         }
-        let client = redis::Client::open(address.as_str()).map_err(|_| Error::InvalidAddress)?;
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(other)?;
+        let conn = connect(&address).await?;
         self.table.push(Connection { conn }).map_err(other)
     }
 
@@ -254,6 +297,10 @@ mod tests {
         assert!(!allowed.allows_address("not a url"));
         let default = AllowedHosts::parse(&["redis://localhost".to_string()]).unwrap();
         assert!(default.allows_address("redis://localhost:6379"));
+        assert!(!allowed.allows_address("rediss://127.0.0.1:6380"));
+        let tls = AllowedHosts::parse(&["rediss://localhost".to_string()]).unwrap();
+        assert!(tls.allows_address("rediss://localhost:6379"));
+        assert!(!tls.allows_address("redis://localhost:6379"));
     }
 
     #[test]
