@@ -1,4 +1,5 @@
-//! Outbound MQTT: the guest interface `fermyon:spin/mqtt@2.0.0`, with `rumqttc`.
+//! Outbound MQTT: the guest interfaces `fermyon:spin/mqtt@2.0.0` and `spin:mqtt/mqtt@3.0.0`,
+//! with `rumqttc`.
 //!
 //! This module owns the host side of outbound MQTT as Spin's `outbound-mqtt` factor does
 //! it: `open(address, username, password, keep-alive)` checks the address
@@ -14,7 +15,11 @@
 //! ones); client certificates are not supported. (Spin itself knows no default port for
 //! `mqtts`, so there an allow entry and the address must name the port.)
 //!
-//! Not implemented yet: `spin:mqtt/mqtt@3.0.0` (component-model `async`, WASI 0.3 apps).
+//! The 3.0 interface has the same functions as component-model `async` functions (WASI
+//! 0.3 apps, spin-sdk 7), sharing the connection type, the publish loop and the error
+//! mapping with 2.0; the store is never held while the broker is awaited. Neither version
+//! limits the number of connections (`too-many-connections` is never returned). Not
+//! implemented: an MQTT trigger.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +28,7 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, TlsConfiguration,
     Transport,
 };
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Accessor, HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
 
@@ -34,17 +39,18 @@ mod gen_ {
         imports: { default: async },
         with: {
             "fermyon:spin/mqtt.connection": super::Connection,
+            "spin:mqtt/mqtt.connection": super::Connection,
         },
     });
 }
 
 use gen_::fermyon::spin::mqtt as v2;
-use v2::{Error, Qos};
+use gen_::spin::mqtt::mqtt as v3;
 
 /// Requests buffered between the client and its event loop (Spin's channel capacity).
 const CHANNEL_CAP: usize = 1000;
 
-/// An open connection, the host side of a guest `connection` resource.
+/// An open connection, the host side of a guest `connection` resource (either version).
 pub struct Connection {
     client: AsyncClient,
     event_loop: Arc<tokio::sync::Mutex<EventLoop>>,
@@ -63,7 +69,7 @@ impl MqttCtx {
     }
 }
 
-/// A borrowed view of [`MqttCtx`] plus the resource table; the guest interface is
+/// A borrowed view of [`MqttCtx`] plus the resource table; the guest interfaces are
 /// implemented on it.
 pub struct MqttCtxView<'a> {
     /// The context.
@@ -84,28 +90,125 @@ impl HasData for Mqtt {
     type Data<'a> = MqttCtxView<'a>;
 }
 
-fn other(e: impl std::fmt::Display) -> Error {
-    Error::Other(e.to_string())
+/// A failure of either version, converted into that version's `error`.
+#[derive(Debug)]
+enum Failure {
+    InvalidAddress,
+    ConnectionFailed(String),
+    Other(String),
 }
+
+fn other(e: impl std::fmt::Display) -> Failure {
+    Failure::Other(e.to_string())
+}
+
+macro_rules! conversions {
+    ($v:ident) => {
+        impl From<Failure> for $v::Error {
+            fn from(f: Failure) -> Self {
+                match f {
+                    Failure::InvalidAddress => Self::InvalidAddress,
+                    Failure::ConnectionFailed(m) => Self::ConnectionFailed(m),
+                    Failure::Other(m) => Self::Other(m),
+                }
+            }
+        }
+
+        impl From<$v::Qos> for QoS {
+            fn from(q: $v::Qos) -> Self {
+                match q {
+                    $v::Qos::AtMostOnce => QoS::AtMostOnce,
+                    $v::Qos::AtLeastOnce => QoS::AtLeastOnce,
+                    $v::Qos::ExactlyOnce => QoS::ExactlyOnce,
+                }
+            }
+        }
+    };
+}
+conversions!(v2);
+conversions!(v3);
 
 /// rumqttc's options for `address`. rumqttc would build a TLS configuration of its own
 /// for `mqtts://` (reading the platform's roots on every open); the address is parsed as
 /// `mqtt://` on the TLS port instead and given the shared one.
-fn options(address: &str) -> Result<MqttOptions, Error> {
-    let mut url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
+fn options(address: &str) -> Result<MqttOptions, Failure> {
+    let mut url = url::Url::parse(address).map_err(|_| Failure::InvalidAddress)?;
     let tls = matches!(url.scheme(), "mqtts" | "ssl");
     if tls {
         let port = url.port().unwrap_or(8883);
         url.set_scheme("mqtt")
             .and_then(|()| url.set_port(Some(port)))
-            .map_err(|()| Error::InvalidAddress)?;
+            .map_err(|()| Failure::InvalidAddress)?;
     }
-    let mut options = MqttOptions::try_from(url).map_err(|_| Error::InvalidAddress)?;
+    let mut options = MqttOptions::try_from(url).map_err(|_| Failure::InvalidAddress)?;
     if tls {
         let config = crate::tls::client_config().map_err(other)?;
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
     }
     Ok(options)
+}
+
+impl MqttCtxView<'_> {
+    /// Checks `address` against the allow list and creates a client (nothing is sent yet).
+    fn new_connection(
+        &self,
+        address: &str,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> Result<Connection, Failure> {
+        if !self.ctx.allowed.allows_address(address) {
+            return Err(Failure::ConnectionFailed(format!(
+                "address {address} is not permitted"
+            )));
+        }
+        let mut options = options(address)?;
+        options.set_credentials(username, password);
+        options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
+        let (client, event_loop) = AsyncClient::new(options, CHANNEL_CAP);
+        Ok(Connection {
+            client,
+            event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)),
+        })
+    }
+
+    /// The client and event loop behind resource `rep` (handles: the resource table must
+    /// not be borrowed across an await).
+    fn handles(&self, rep: u32) -> Result<Handles, Failure> {
+        let conn = self
+            .table
+            .get(&Resource::<Connection>::new_borrow(rep))
+            .map_err(other)?;
+        Ok((conn.client.clone(), conn.event_loop.clone()))
+    }
+}
+
+type Handles = (AsyncClient, Arc<tokio::sync::Mutex<EventLoop>>);
+
+/// Publishes and drives the event loop until the broker acknowledged as `qos` requires.
+async fn publish(
+    (client, event_loop): Handles,
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+) -> Result<(), Failure> {
+    client
+        .publish_bytes(topic, qos, false, payload.into())
+        .await
+        .map_err(other)?;
+    let mut event_loop = event_loop.lock().await;
+    loop {
+        let event = event_loop
+            .poll()
+            .await
+            .map_err(|e| Failure::ConnectionFailed(e.to_string()))?;
+        match (qos, event) {
+            (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_)))
+            | (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_)))
+            | (QoS::ExactlyOnce, Event::Incoming(Incoming::PubComp(_))) => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 impl v2::Host for MqttCtxView<'_> {}
@@ -117,22 +220,10 @@ impl v2::HostConnection for MqttCtxView<'_> {
         username: String,
         password: String,
         keep_alive_interval_in_secs: u64,
-    ) -> Result<Resource<Connection>, Error> {
-        if !self.ctx.allowed.allows_address(&address) {
-            return Err(Error::ConnectionFailed(format!(
-                "address {address} is not permitted"
-            )));
-        }
-        let mut options = options(&address)?;
-        options.set_credentials(username, password);
-        options.set_keep_alive(Duration::from_secs(keep_alive_interval_in_secs));
-        let (client, event_loop) = AsyncClient::new(options, CHANNEL_CAP);
-        self.table
-            .push(Connection {
-                client,
-                event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)),
-            })
-            .map_err(other)
+    ) -> Result<Resource<Connection>, v2::Error> {
+        let conn =
+            self.new_connection(&address, username, password, keep_alive_interval_in_secs)?;
+        Ok(self.table.push(conn).map_err(other)?)
     }
 
     async fn publish(
@@ -140,34 +231,9 @@ impl v2::HostConnection for MqttCtxView<'_> {
         c: Resource<Connection>,
         topic: String,
         payload: Vec<u8>,
-        qos: Qos,
-    ) -> Result<(), Error> {
-        let (client, event_loop) = {
-            let conn = self.table.get(&c).map_err(other)?;
-            (conn.client.clone(), conn.event_loop.clone())
-        };
-        let qos = match qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            Qos::AtLeastOnce => QoS::AtLeastOnce,
-            Qos::ExactlyOnce => QoS::ExactlyOnce,
-        };
-        client
-            .publish_bytes(topic, qos, false, payload.into())
-            .await
-            .map_err(other)?;
-        let mut event_loop = event_loop.lock().await;
-        loop {
-            let event = event_loop
-                .poll()
-                .await
-                .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
-            match (qos, event) {
-                (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_)))
-                | (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_)))
-                | (QoS::ExactlyOnce, Event::Incoming(Incoming::PubComp(_))) => return Ok(()),
-                _ => {}
-            }
-        }
+        qos: v2::Qos,
+    ) -> Result<(), v2::Error> {
+        Ok(publish(self.handles(c.rep())?, topic, payload, qos.into()).await?)
     }
 
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
@@ -176,9 +242,48 @@ impl v2::HostConnection for MqttCtxView<'_> {
     }
 }
 
-/// Links `fermyon:spin/mqtt@2.0.0` into `linker`.
+impl v3::Host for MqttCtxView<'_> {}
+
+impl v3::HostConnection for MqttCtxView<'_> {
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl<U> v3::HostConnectionWithStore<U> for Mqtt {
+    async fn open(
+        store: &Accessor<U, Self>,
+        address: String,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> Result<Resource<Connection>, v3::Error> {
+        // Creating the client does no I/O: one visit to the store does it all.
+        Ok(store.with(|mut view| {
+            let view = view.get();
+            let conn =
+                view.new_connection(&address, username, password, keep_alive_interval_in_secs)?;
+            view.table.push(conn).map_err(other)
+        })?)
+    }
+
+    async fn publish(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        topic: String,
+        payload: Vec<u8>,
+        qos: v3::Qos,
+    ) -> Result<(), v3::Error> {
+        let handles = store.with(|mut view| view.get().handles(c.rep()))?;
+        Ok(publish(handles, topic, payload, qos.into()).await?)
+    }
+}
+
+/// Links `fermyon:spin/mqtt@2.0.0` and `spin:mqtt/mqtt@3.0.0` into `linker`.
 pub fn add_to_linker<T: MqttView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    v2::add_to_linker::<T, Mqtt>(linker, T::mqtt)
+    v2::add_to_linker::<T, Mqtt>(linker, T::mqtt)?;
+    v3::add_to_linker::<T, Mqtt>(linker, T::mqtt)
 }
 
 #[cfg(test)]
@@ -206,6 +311,6 @@ mod tests {
         let o = options("mqtt://broker.test?client_id=a").unwrap();
         assert_eq!(o.broker_address(), ("broker.test".to_string(), 1883));
         assert!(matches!(o.transport(), Transport::Tcp));
-        assert!(matches!(options("mqtts://x"), Err(Error::InvalidAddress)));
+        assert!(matches!(options("mqtts://x"), Err(Failure::InvalidAddress)));
     }
 }

@@ -1,4 +1,5 @@
-//! Outbound Redis: the guest interface `fermyon:spin/redis@2.0.0`, with the `redis` crate.
+//! Outbound Redis: the guest interfaces `fermyon:spin/redis@2.0.0` and
+//! `spin:redis/redis@3.0.0`, with the `redis` crate.
 //!
 //! This module owns the host side of outbound Redis as Spin's `outbound-redis` factor
 //! does it: `open(address)` checks the address (`redis://host[:port]`, or
@@ -15,8 +16,13 @@
 //! `other` with the server's message. `execute` flattens arrays and sets into its result
 //! list as Spin does.
 //!
-//! Not implemented yet: `spin:redis/redis@3.0.0`, whose functions are component-model
-//! `async` (WASI 0.3 apps).
+//! The 3.0 interface has the same functions as component-model `async` functions (WASI
+//! 0.3 apps, spin-sdk 7): each takes what it needs from the store, awaits the server
+//! without holding the store, and shares the connection type, the commands and the error
+//! mapping with 2.0 (a connection opened through one version is a resource of that
+//! version only, as the component model types them). Neither version limits the number
+//! of connections (`too-many-connections` is never returned) or the size of a reply.
+//! Not implemented: the inbound Redis trigger (`spin:redis/inbound-redis`).
 
 use std::sync::Arc;
 
@@ -25,7 +31,7 @@ use redis::{
     AsyncConnectionConfig, ConnectionAddr, ErrorKind, FromRedisValue, IntoConnectionInfo,
     RedisError, Value,
 };
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Accessor, HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
 
@@ -36,14 +42,15 @@ mod gen_ {
         imports: { default: async },
         with: {
             "fermyon:spin/redis.connection": super::Connection,
+            "spin:redis/redis.connection": super::Connection,
         },
     });
 }
 
 use gen_::fermyon::spin::redis as v2;
-use v2::{Error, RedisParameter, RedisResult};
+use gen_::spin::redis::redis as v3;
 
-/// An open connection, the host side of a guest `connection` resource.
+/// An open connection, the host side of a guest `connection` resource (either version).
 pub struct Connection {
     conn: MultiplexedConnection,
 }
@@ -61,7 +68,7 @@ impl RedisCtx {
     }
 }
 
-/// A borrowed view of [`RedisCtx`] plus the resource table; the guest interface is
+/// A borrowed view of [`RedisCtx`] plus the resource table; the guest interfaces are
 /// implemented on it.
 pub struct RedisCtxView<'a> {
     /// The context.
@@ -82,33 +89,76 @@ impl HasData for Redis {
     type Data<'a> = RedisCtxView<'a>;
 }
 
-fn other(e: impl std::fmt::Display) -> Error {
-    Error::Other(e.to_string())
+/// A failure of either version, converted into that version's `error`.
+#[derive(Debug)]
+enum Failure {
+    InvalidAddress,
+    TypeError,
+    Other(String),
 }
 
-fn redis_error(e: RedisError) -> Error {
+fn other(e: impl std::fmt::Display) -> Failure {
+    Failure::Other(e.to_string())
+}
+
+fn redis_error(e: RedisError) -> Failure {
     if matches!(e.kind(), ErrorKind::UnexpectedReturnType) || e.code() == Some("WRONGTYPE") {
-        Error::TypeError
+        Failure::TypeError
     } else {
         other(e)
     }
 }
 
+impl From<Failure> for v2::Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::InvalidAddress => Self::InvalidAddress,
+            Failure::TypeError => Self::TypeError,
+            Failure::Other(m) => Self::Other(m),
+        }
+    }
+}
+
+impl From<Failure> for v3::Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::InvalidAddress => Self::InvalidAddress,
+            Failure::TypeError => Self::TypeError,
+            Failure::Other(m) => Self::Other(m),
+        }
+    }
+}
+
 impl RedisCtxView<'_> {
-    fn conn(&self, c: &Resource<Connection>) -> Result<MultiplexedConnection, Error> {
-        self.table.get(c).map(|c| c.conn.clone()).map_err(other)
+    /// Checks `address` against the allow list and opens a connection resource.
+    fn allowed(&self, address: &str) -> Result<(), Failure> {
+        if self.ctx.allowed.allows_address(address) {
+            Ok(())
+        } else {
+            tracing::debug!(%address, "redis address denied by allowed_outbound_hosts");
+            Err(Failure::InvalidAddress)
+        }
+    }
+
+    /// A clone of the resource's connection: the borrow of the resource table must not
+    /// live across an await.
+    fn conn(&self, rep: u32) -> Result<MultiplexedConnection, Failure> {
+        self.table
+            .get(&Resource::<Connection>::new_borrow(rep))
+            .map(|c| c.conn.clone())
+            .map_err(other)
     }
 }
 
 /// Opens a multiplexed connection to an (allowed) address: plain TCP for `redis://`,
 /// TLS with [`crate::tls`] for `rediss://`.
-async fn connect(address: &str) -> Result<MultiplexedConnection, Error> {
+async fn connect(address: &str) -> Result<MultiplexedConnection, Failure> {
     let info = address
         .into_connection_info()
-        .map_err(|_| Error::InvalidAddress)?;
+        .map_err(|_| Failure::InvalidAddress)?;
     match info.addr() {
         ConnectionAddr::Tcp(..) => redis::Client::open(info)
-            .map_err(|_| Error::InvalidAddress)?
+            .map_err(|_| Failure::InvalidAddress)?
             .get_multiplexed_async_connection()
             .await
             .map_err(other),
@@ -135,29 +185,166 @@ async fn connect(address: &str) -> Result<MultiplexedConnection, Error> {
             tokio::spawn(driver);
             Ok(conn)
         }
-        _ => Err(Error::InvalidAddress),
+        _ => Err(Failure::InvalidAddress),
     }
 }
 
-/// Sends `cmd` on `conn` (a clone of the resource's connection: the borrow of the
-/// resource table must not live across the await).
-async fn query<T: FromRedisValue>(
-    mut conn: MultiplexedConnection,
-    cmd: &redis::Cmd,
-) -> Result<T, Error> {
-    cmd.query_async(&mut conn).await.map_err(redis_error)
+/// The commands, shared by both versions; each works on its own clone of a connection.
+mod ops {
+    use super::*;
+
+    async fn query<T: FromRedisValue>(
+        mut conn: MultiplexedConnection,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Failure> {
+        cmd.query_async(&mut conn).await.map_err(redis_error)
+    }
+
+    pub async fn publish(
+        conn: MultiplexedConnection,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), Failure> {
+        let _: i64 = query(conn, redis::cmd("PUBLISH").arg(channel).arg(payload)).await?;
+        Ok(())
+    }
+
+    pub async fn get(conn: MultiplexedConnection, key: String) -> Result<Option<Vec<u8>>, Failure> {
+        query(conn, redis::cmd("GET").arg(key)).await
+    }
+
+    pub async fn set(
+        conn: MultiplexedConnection,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Failure> {
+        query(conn, redis::cmd("SET").arg(key).arg(value)).await
+    }
+
+    pub async fn incr(mut conn: MultiplexedConnection, key: String) -> Result<i64, Failure> {
+        redis::cmd("INCR")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| match e.detail() {
+                Some(d) if d.contains("not an integer") => Failure::TypeError,
+                _ => redis_error(e),
+            })
+    }
+
+    pub async fn del(conn: MultiplexedConnection, keys: Vec<String>) -> Result<u32, Failure> {
+        query(conn, redis::cmd("DEL").arg(keys)).await
+    }
+
+    pub async fn sadd(
+        conn: MultiplexedConnection,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Failure> {
+        query(conn, redis::cmd("SADD").arg(key).arg(values)).await
+    }
+
+    pub async fn smembers(
+        conn: MultiplexedConnection,
+        key: String,
+    ) -> Result<Vec<String>, Failure> {
+        query(conn, redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    pub async fn srem(
+        conn: MultiplexedConnection,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Failure> {
+        query(conn, redis::cmd("SREM").arg(key).arg(values)).await
+    }
+
+    /// Sends `cmd`; the reply flattened into `execute`'s result list.
+    pub async fn execute(
+        conn: MultiplexedConnection,
+        cmd: redis::Cmd,
+    ) -> Result<Vec<Reply>, Failure> {
+        let value: Value = query(conn, &cmd).await?;
+        let mut results = Vec::new();
+        flatten(value, &mut results)?;
+        Ok(results)
+    }
+}
+
+/// One entry of `execute`'s result list, before conversion to a version's `redis-result`.
+#[derive(Debug)]
+enum Reply {
+    Nil,
+    Status(String),
+    Int64(i64),
+    Binary(Vec<u8>),
+}
+
+/// A reply as `execute`'s result list: arrays and sets flattened, as Spin does.
+fn flatten(value: Value, out: &mut Vec<Reply>) -> Result<(), Failure> {
+    match value {
+        Value::Nil => out.push(Reply::Nil),
+        Value::Int(i) => out.push(Reply::Int64(i)),
+        Value::BulkString(b) => out.push(Reply::Binary(b)),
+        Value::SimpleString(s) => out.push(Reply::Status(s)),
+        Value::Okay => out.push(Reply::Status("OK".into())),
+        Value::Double(d) => out.push(Reply::Binary(d.to_string().into_bytes())),
+        Value::Boolean(b) => out.push(Reply::Int64(i64::from(b))),
+        Value::Array(items) | Value::Set(items) => {
+            for item in items {
+                flatten(item, out)?;
+            }
+        }
+        other => {
+            return Err(Failure::Other(format!(
+                "cannot convert the reply {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+macro_rules! conversions {
+    ($v:ident) => {
+        impl From<Reply> for $v::RedisResult {
+            fn from(r: Reply) -> Self {
+                match r {
+                    Reply::Nil => Self::Nil,
+                    Reply::Status(s) => Self::Status(s),
+                    Reply::Int64(i) => Self::Int64(i),
+                    Reply::Binary(b) => Self::Binary(b),
+                }
+            }
+        }
+
+        impl redis::ToRedisArgs for $v::RedisParameter {
+            fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+                match self {
+                    Self::Int64(i) => i.write_redis_args(out),
+                    Self::Binary(b) => b.write_redis_args(out),
+                }
+            }
+        }
+    };
+}
+conversions!(v2);
+conversions!(v3);
+
+fn command<A: redis::ToRedisArgs>(name: &str, arguments: &[A]) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
+    for a in arguments {
+        cmd.arg(a);
+    }
+    cmd
 }
 
 impl v2::Host for RedisCtxView<'_> {}
 
 impl v2::HostConnection for RedisCtxView<'_> {
-    async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
-        if !self.ctx.allowed.allows_address(&address) {
-            tracing::debug!(%address, "redis address denied by allowed_outbound_hosts");
-            return Err(Error::InvalidAddress);
-        }
+    async fn open(&mut self, address: String) -> Result<Resource<Connection>, v2::Error> {
+        self.allowed(&address)?;
         let conn = connect(&address).await?;
-        self.table.push(Connection { conn }).map_err(other)
+        Ok(self.table.push(Connection { conn }).map_err(other)?)
     }
 
     async fn publish(
@@ -165,21 +352,16 @@ impl v2::HostConnection for RedisCtxView<'_> {
         c: Resource<Connection>,
         channel: String,
         payload: Vec<u8>,
-    ) -> Result<(), Error> {
-        let _: i64 = query(
-            self.conn(&c)?,
-            redis::cmd("PUBLISH").arg(channel).arg(payload),
-        )
-        .await?;
-        Ok(())
+    ) -> Result<(), v2::Error> {
+        Ok(ops::publish(self.conn(c.rep())?, channel, payload).await?)
     }
 
     async fn get(
         &mut self,
         c: Resource<Connection>,
         key: String,
-    ) -> Result<Option<Vec<u8>>, Error> {
-        query(self.conn(&c)?, redis::cmd("GET").arg(key)).await
+    ) -> Result<Option<Vec<u8>>, v2::Error> {
+        Ok(ops::get(self.conn(c.rep())?, key).await?)
     }
 
     async fn set(
@@ -187,24 +369,16 @@ impl v2::HostConnection for RedisCtxView<'_> {
         c: Resource<Connection>,
         key: String,
         value: Vec<u8>,
-    ) -> Result<(), Error> {
-        query(self.conn(&c)?, redis::cmd("SET").arg(key).arg(value)).await
+    ) -> Result<(), v2::Error> {
+        Ok(ops::set(self.conn(c.rep())?, key, value).await?)
     }
 
-    async fn incr(&mut self, c: Resource<Connection>, key: String) -> Result<i64, Error> {
-        let mut conn = self.conn(&c)?;
-        redis::cmd("INCR")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| match e.detail() {
-                Some(d) if d.contains("not an integer") => Error::TypeError,
-                _ => redis_error(e),
-            })
+    async fn incr(&mut self, c: Resource<Connection>, key: String) -> Result<i64, v2::Error> {
+        Ok(ops::incr(self.conn(c.rep())?, key).await?)
     }
 
-    async fn del(&mut self, c: Resource<Connection>, keys: Vec<String>) -> Result<u32, Error> {
-        query(self.conn(&c)?, redis::cmd("DEL").arg(keys)).await
+    async fn del(&mut self, c: Resource<Connection>, keys: Vec<String>) -> Result<u32, v2::Error> {
+        Ok(ops::del(self.conn(c.rep())?, keys).await?)
     }
 
     async fn sadd(
@@ -212,16 +386,16 @@ impl v2::HostConnection for RedisCtxView<'_> {
         c: Resource<Connection>,
         key: String,
         values: Vec<String>,
-    ) -> Result<u32, Error> {
-        query(self.conn(&c)?, redis::cmd("SADD").arg(key).arg(values)).await
+    ) -> Result<u32, v2::Error> {
+        Ok(ops::sadd(self.conn(c.rep())?, key, values).await?)
     }
 
     async fn smembers(
         &mut self,
         c: Resource<Connection>,
         key: String,
-    ) -> Result<Vec<String>, Error> {
-        query(self.conn(&c)?, redis::cmd("SMEMBERS").arg(key)).await
+    ) -> Result<Vec<String>, v2::Error> {
+        Ok(ops::smembers(self.conn(c.rep())?, key).await?)
     }
 
     async fn srem(
@@ -229,27 +403,19 @@ impl v2::HostConnection for RedisCtxView<'_> {
         c: Resource<Connection>,
         key: String,
         values: Vec<String>,
-    ) -> Result<u32, Error> {
-        query(self.conn(&c)?, redis::cmd("SREM").arg(key).arg(values)).await
+    ) -> Result<u32, v2::Error> {
+        Ok(ops::srem(self.conn(c.rep())?, key, values).await?)
     }
 
     async fn execute(
         &mut self,
         c: Resource<Connection>,
-        command: String,
-        arguments: Vec<RedisParameter>,
-    ) -> Result<Vec<RedisResult>, Error> {
-        let mut cmd = redis::cmd(&command);
-        for a in arguments {
-            match a {
-                RedisParameter::Int64(i) => cmd.arg(i),
-                RedisParameter::Binary(b) => cmd.arg(b),
-            };
-        }
-        let value: Value = query(self.conn(&c)?, &cmd).await?;
-        let mut results = Vec::new();
-        flatten(value, &mut results)?;
-        Ok(results)
+        command_name: String,
+        arguments: Vec<v2::RedisParameter>,
+    ) -> Result<Vec<v2::RedisResult>, v2::Error> {
+        let cmd = command(&command_name, &arguments);
+        let replies = ops::execute(self.conn(c.rep())?, cmd).await?;
+        Ok(replies.into_iter().map(Into::into).collect())
     }
 
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
@@ -258,29 +424,117 @@ impl v2::HostConnection for RedisCtxView<'_> {
     }
 }
 
-/// A reply as `execute`'s result list: arrays and sets flattened, as Spin does.
-fn flatten(value: Value, out: &mut Vec<RedisResult>) -> Result<(), Error> {
-    match value {
-        Value::Nil => out.push(RedisResult::Nil),
-        Value::Int(i) => out.push(RedisResult::Int64(i)),
-        Value::BulkString(b) => out.push(RedisResult::Binary(b)),
-        Value::SimpleString(s) => out.push(RedisResult::Status(s)),
-        Value::Okay => out.push(RedisResult::Status("OK".into())),
-        Value::Double(d) => out.push(RedisResult::Binary(d.to_string().into_bytes())),
-        Value::Boolean(b) => out.push(RedisResult::Int64(i64::from(b))),
-        Value::Array(items) | Value::Set(items) => {
-            for item in items {
-                flatten(item, out)?;
-            }
-        }
-        other => return Err(Error::Other(format!("cannot convert the reply {other:?}"))),
-    }
-    Ok(())
+/// The connection behind `c`, taken from the store without holding it.
+fn conn_of<U>(
+    store: &Accessor<U, Redis>,
+    c: &Resource<Connection>,
+) -> Result<MultiplexedConnection, Failure> {
+    store.with(|mut view| view.get().conn(c.rep()))
 }
 
-/// Links `fermyon:spin/redis@2.0.0` into `linker`.
+impl v3::Host for RedisCtxView<'_> {}
+
+impl v3::HostConnection for RedisCtxView<'_> {
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl<U> v3::HostConnectionWithStore<U> for Redis {
+    async fn open(
+        store: &Accessor<U, Self>,
+        address: String,
+    ) -> Result<Resource<Connection>, v3::Error> {
+        store.with(|mut view| view.get().allowed(&address))?;
+        let conn = connect(&address).await?;
+        Ok(store.with(|mut view| view.get().table.push(Connection { conn }).map_err(other))?)
+    }
+
+    async fn publish(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), v3::Error> {
+        Ok(ops::publish(conn_of(store, &c)?, channel, payload).await?)
+    }
+
+    async fn get(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, v3::Error> {
+        Ok(ops::get(conn_of(store, &c)?, key).await?)
+    }
+
+    async fn set(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), v3::Error> {
+        Ok(ops::set(conn_of(store, &c)?, key, value).await?)
+    }
+
+    async fn incr(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+    ) -> Result<i64, v3::Error> {
+        Ok(ops::incr(conn_of(store, &c)?, key).await?)
+    }
+
+    async fn del(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        keys: Vec<String>,
+    ) -> Result<u32, v3::Error> {
+        Ok(ops::del(conn_of(store, &c)?, keys).await?)
+    }
+
+    async fn sadd(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, v3::Error> {
+        Ok(ops::sadd(conn_of(store, &c)?, key, values).await?)
+    }
+
+    async fn smembers(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+    ) -> Result<Vec<String>, v3::Error> {
+        Ok(ops::smembers(conn_of(store, &c)?, key).await?)
+    }
+
+    async fn srem(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, v3::Error> {
+        Ok(ops::srem(conn_of(store, &c)?, key, values).await?)
+    }
+
+    async fn execute(
+        store: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        command_name: String,
+        arguments: Vec<v3::RedisParameter>,
+    ) -> Result<Vec<v3::RedisResult>, v3::Error> {
+        let cmd = command(&command_name, &arguments);
+        let replies = ops::execute(conn_of(store, &c)?, cmd).await?;
+        Ok(replies.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Links `fermyon:spin/redis@2.0.0` and `spin:redis/redis@3.0.0` into `linker`.
 pub fn add_to_linker<T: RedisView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    v2::add_to_linker::<T, Redis>(linker, T::redis)
+    v2::add_to_linker::<T, Redis>(linker, T::redis)?;
+    v3::add_to_linker::<T, Redis>(linker, T::redis)
 }
 
 #[cfg(test)]
@@ -313,7 +567,7 @@ mod tests {
         ]);
         flatten(reply, &mut out).unwrap();
         assert_eq!(out.len(), 4);
-        assert!(matches!(&out[2], RedisResult::Binary(b) if b == b"x"));
+        assert!(matches!(&out[2], Reply::Binary(b) if b == b"x"));
         assert!(flatten(Value::Map(vec![]), &mut Vec::new()).is_err());
     }
 }

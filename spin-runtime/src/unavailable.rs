@@ -34,6 +34,8 @@ const IMPLEMENTED: &[&str] = &[
     "fermyon:spin/sqlite@2.",
     "fermyon:spin/redis@2.",
     "fermyon:spin/mqtt@2.",
+    "spin:redis/redis@3.0.",
+    "spin:mqtt/mqtt@3.0.",
     "spin:sqlite/sqlite@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
@@ -155,6 +157,9 @@ mod tests {
         assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
         assert!(is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
         assert!(is_implemented("spin:sqlite/sqlite@3.0.0"));
+        assert!(is_implemented("spin:redis/redis@3.0.0"));
+        assert!(is_implemented("spin:mqtt/mqtt@3.0.0"));
+        assert!(!is_implemented("spin:redis/inbound-redis@3.0.0"));
         assert!(!is_implemented("spin:postgres/postgres@4.0.0"));
     }
 }
