@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub mod sdk_apps;
+pub mod servers;
 pub mod toolchains;
 
 /// The workspace root (parent of this crate).
