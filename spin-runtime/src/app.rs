@@ -35,6 +35,8 @@ use crate::key_value::{KeyValueCtx, KeyValueStores};
 use crate::manifest::{Manifest, RouteConfig, Source, StaticResponse, TriggerTarget};
 use crate::outbound::{AllowedHosts, LocalHandlerSlot, OutboundHttp};
 use crate::outbound_mqtt::MqttCtx;
+use crate::outbound_mysql::MysqlCtx;
+use crate::outbound_pg::PgCtx;
 use crate::outbound_redis::RedisCtx;
 use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
@@ -213,6 +215,8 @@ impl AppComponent {
             sqlite: self.sqlite.clone(),
             redis: RedisCtx::new(self.allowed_hosts.clone()),
             mqtt: MqttCtx::new(self.allowed_hosts.clone()),
+            pg: PgCtx::new(self.allowed_hosts.clone()),
+            mysql: MysqlCtx::new(self.allowed_hosts.clone()),
         })
     }
 }
@@ -265,6 +269,8 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
     crate::sqlite::add_to_linker(&mut base)?;
     crate::outbound_redis::add_to_linker(&mut base)?;
     crate::outbound_mqtt::add_to_linker(&mut base)?;
+    crate::outbound_pg::add_to_linker(&mut base)?;
+    crate::outbound_mysql::add_to_linker(&mut base)?;
     Ok(base)
 }
 

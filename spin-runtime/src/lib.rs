@@ -15,6 +15,8 @@
 //! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
 //! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
+//! - [`outbound_pg`]: outbound PostgreSQL, `fermyon:spin/postgres` and `spin:postgres`;
+//! - [`outbound_mysql`]: outbound MySQL, `fermyon:spin/mysql`;
 //! - [`tls`]: the TLS client configuration of outbound Redis and MQTT;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
@@ -65,6 +67,8 @@ pub mod manifest_v1;
 pub mod oci;
 pub mod outbound;
 pub mod outbound_mqtt;
+pub mod outbound_mysql;
+pub mod outbound_pg;
 pub mod outbound_redis;
 pub mod routing;
 pub mod runtime_config;

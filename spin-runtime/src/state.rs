@@ -4,7 +4,7 @@
 //! WASI-HTTP contexts, the outbound-HTTP hooks, the memory limits and each Spin host
 //! interface's context. It implements every view trait the linked interfaces need
 //! (`WasiView`, `WasiHttpView`, [`VariablesView`], [`KeyValueView`], [`SqliteView`],
-//! [`RedisView`], [`MqttView`]).
+//! [`RedisView`], [`MqttView`], [`PgView`], [`MysqlView`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -14,6 +14,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
 use crate::outbound::OutboundHttp;
 use crate::outbound_mqtt::{MqttCtx, MqttCtxView, MqttView};
+use crate::outbound_mysql::{MysqlCtx, MysqlCtxView, MysqlView};
+use crate::outbound_pg::{PgCtx, PgCtxView, PgView};
 use crate::outbound_redis::{RedisCtx, RedisCtxView, RedisView};
 use crate::sqlite::{SqliteCtx, SqliteCtxView, SqliteView};
 use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
@@ -40,6 +42,10 @@ pub struct InstanceState {
     pub redis: RedisCtx,
     /// Outbound MQTT.
     pub mqtt: MqttCtx,
+    /// Outbound PostgreSQL.
+    pub pg: PgCtx,
+    /// Outbound MySQL.
+    pub mysql: MysqlCtx,
 }
 
 impl WasiView for InstanceState {
@@ -100,6 +106,24 @@ impl MqttView for InstanceState {
     fn mqtt(&mut self) -> MqttCtxView<'_> {
         MqttCtxView {
             ctx: &self.mqtt,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PgView for InstanceState {
+    fn pg(&mut self) -> PgCtxView<'_> {
+        PgCtxView {
+            ctx: &self.pg,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl MysqlView for InstanceState {
+    fn mysql(&mut self) -> MysqlCtxView<'_> {
+        MysqlCtxView {
+            ctx: &self.mysql,
             table: &mut self.table,
         }
     }
