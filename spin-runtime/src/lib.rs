@@ -16,7 +16,7 @@
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
 //! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
 //! - [`outbound_pg`]: outbound PostgreSQL, `fermyon:spin/postgres` and `spin:postgres`;
-//! - [`outbound_mysql`]: outbound MySQL, `fermyon:spin/mysql`;
+//! - [`outbound_mysql`]: outbound MySQL, `fermyon:spin/mysql` and `spin:mysql`;
 //! - [`tls`]: the TLS client configuration of outbound Redis and MQTT;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;

@@ -1,4 +1,5 @@
-//! Outbound MySQL: the guest interface `fermyon:spin/mysql@2.0.0`, with `mysql_async`.
+//! Outbound MySQL: the guest interfaces `fermyon:spin/mysql@2.0.0` and
+//! `spin:mysql/mysql@3.0.0` (component-model `async`, spin-sdk 7), with `mysql_async`.
 //!
 //! This module owns the host side of outbound MySQL (and MariaDB) as Spin's
 //! `outbound-mysql` factor does it: `open(address)` checks the address
@@ -14,11 +15,14 @@
 //! `other`, and a non-null value in such a column fails the query with
 //! `value-conversion-failed` naming the column, as in Spin.
 //!
+//! 3.0.0 has the same types and behaviour, its functions `async` ([`v3_async`]).
+//!
 //! Not implemented yet: TLS (an address asking for `ssl-mode` other than `DISABLED`
-//! fails with `connection-failed`), and `spin:mysql/mysql@3.0.0` (component-model
-//! `async` functions, spin-sdk 7).
+//! fails with `connection-failed`).
 
 use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::{FromValue, Queryable};
@@ -27,6 +31,8 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
 
+mod v3_async;
+
 mod gen_ {
     wasmtime::component::bindgen!({
         path: "wit",
@@ -34,6 +40,7 @@ mod gen_ {
         imports: { default: async },
         with: {
             "fermyon:spin/mysql.connection": super::Connection,
+            "spin:mysql/mysql.connection": super::Connection,
         },
     });
 }
@@ -42,10 +49,13 @@ use gen_::fermyon::spin::mysql as v2;
 use gen_::fermyon::spin::rdbms_types::{
     Column, DbDataType, DbValue, Error, ParameterValue, RowSet,
 };
+use gen_::spin::mysql::mysql as v3;
 
-/// An open connection, the host side of a guest `connection` resource.
+/// An open connection, the host side of a guest `connection` resource. Shared and
+/// locked so that the component-model `async` functions (3.0.0) can use it without
+/// holding the store; one statement runs at a time on it.
 pub struct Connection {
-    conn: Conn,
+    conn: Arc<Mutex<Conn>>,
 }
 
 /// Per-instance MySQL state: the component's allow list.
@@ -82,12 +92,30 @@ impl HasData for Mysql {
     type Data<'a> = MysqlCtxView<'a>;
 }
 
+fn other(e: impl std::fmt::Display) -> Error {
+    Error::Other(e.to_string())
+}
+
 impl MysqlCtxView<'_> {
-    fn conn(&mut self, c: &Resource<Connection>) -> Result<&mut Conn, Error> {
-        self.table
-            .get_mut(c)
-            .map(|c| &mut c.conn)
-            .map_err(|e| Error::Other(e.to_string()))
+    fn push(&mut self, connection: Connection) -> Result<Resource<Connection>, Error> {
+        self.table.push(connection).map_err(other)
+    }
+
+    fn conn(&mut self, c: &Resource<Connection>) -> Result<Arc<Mutex<Conn>>, Error> {
+        self.table.get(c).map(|c| c.conn.clone()).map_err(other)
+    }
+
+    fn close(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        let connection = self.table.delete(c)?;
+        // Disconnect politely when no call is still using the connection.
+        if let Ok(conn) = Arc::try_unwrap(connection.conn) {
+            tokio::spawn(async move {
+                if let Err(e) = conn.into_inner().disconnect().await {
+                    tracing::debug!(error = %e, "mysql disconnect failed");
+                }
+            });
+        }
+        Ok(())
     }
 }
 
@@ -219,23 +247,85 @@ fn db_value(value: Value, column: &Column) -> Result<DbValue, Error> {
     })
 }
 
+/// Connects to `address` if it is allowed.
+async fn connect(allowed: &AllowedHosts, address: &str) -> Result<Connection, Error> {
+    if !allowed.allows_address(address) {
+        let shown = shown_address(address);
+        tracing::debug!(address = %shown, "mysql address denied by allowed_outbound_hosts");
+        return Err(Error::ConnectionFailed(format!(
+            "address {shown} is not permitted by the component's allowed_outbound_hosts"
+        )));
+    }
+    let conn = Conn::new(opts(address)?)
+        .await
+        .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+    Ok(Connection {
+        conn: Arc::new(Mutex::new(conn)),
+    })
+}
+
+async fn query(
+    conn: &Mutex<Conn>,
+    statement: &str,
+    parameters: Vec<ParameterValue>,
+) -> Result<RowSet, Error> {
+    let mut conn = conn.lock().await;
+    let query_failed = |e: mysql_async::Error| Error::QueryFailed(e.to_string());
+    let result = conn
+        .exec_iter(statement, params(parameters))
+        .await
+        .map_err(query_failed)?;
+    let columns: Vec<Column> = result
+        .columns()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| Column {
+                    name: c.name_str().into_owned(),
+                    data_type: data_type(c),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw: Vec<mysql_async::Row> = result.collect_and_drop().await.map_err(query_failed)?;
+    let mut rows = Vec::with_capacity(raw.len());
+    for row in raw {
+        let values = row.unwrap_raw();
+        if values.len() != columns.len() {
+            return Err(Error::Other(format!(
+                "a row has {} values for {} columns",
+                values.len(),
+                columns.len()
+            )));
+        }
+        rows.push(
+            values
+                .into_iter()
+                .zip(&columns)
+                .map(|(v, c)| db_value(v.unwrap_or(Value::NULL), c))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    Ok(RowSet { columns, rows })
+}
+
+async fn execute(
+    conn: &Mutex<Conn>,
+    statement: &str,
+    parameters: Vec<ParameterValue>,
+) -> Result<(), Error> {
+    conn.lock()
+        .await
+        .exec_drop(statement, params(parameters))
+        .await
+        .map_err(|e| Error::QueryFailed(e.to_string()))
+}
+
 impl v2::Host for MysqlCtxView<'_> {}
 
 impl v2::HostConnection for MysqlCtxView<'_> {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
-        if !self.ctx.allowed.allows_address(&address) {
-            let shown = shown_address(&address);
-            tracing::debug!(address = %shown, "mysql address denied by allowed_outbound_hosts");
-            return Err(Error::ConnectionFailed(format!(
-                "address {shown} is not permitted by the component's allowed_outbound_hosts"
-            )));
-        }
-        let conn = Conn::new(opts(&address)?)
-            .await
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
-        self.table
-            .push(Connection { conn })
-            .map_err(|e| Error::Other(e.to_string()))
+        let connection = connect(&self.ctx.allowed, &address).await?;
+        self.push(connection)
     }
 
     async fn query(
@@ -244,43 +334,7 @@ impl v2::HostConnection for MysqlCtxView<'_> {
         statement: String,
         parameters: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
-        let conn = self.conn(&c)?;
-        let query_failed = |e: mysql_async::Error| Error::QueryFailed(e.to_string());
-        let result = conn
-            .exec_iter(statement.as_str(), params(parameters))
-            .await
-            .map_err(query_failed)?;
-        let columns: Vec<Column> = result
-            .columns()
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| Column {
-                        name: c.name_str().into_owned(),
-                        data_type: data_type(c),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let raw: Vec<mysql_async::Row> = result.collect_and_drop().await.map_err(query_failed)?;
-        let mut rows = Vec::with_capacity(raw.len());
-        for row in raw {
-            let values = row.unwrap_raw();
-            if values.len() != columns.len() {
-                return Err(Error::Other(format!(
-                    "a row has {} values for {} columns",
-                    values.len(),
-                    columns.len()
-                )));
-            }
-            rows.push(
-                values
-                    .into_iter()
-                    .zip(&columns)
-                    .map(|(v, c)| db_value(v.unwrap_or(Value::NULL), c))
-                    .collect::<Result<_, _>>()?,
-            );
-        }
-        Ok(RowSet { columns, rows })
+        query(&*self.conn(&c)?, &statement, parameters).await
     }
 
     async fn execute(
@@ -289,24 +343,18 @@ impl v2::HostConnection for MysqlCtxView<'_> {
         statement: String,
         parameters: Vec<ParameterValue>,
     ) -> Result<(), Error> {
-        self.conn(&c)?
-            .exec_drop(statement.as_str(), params(parameters))
-            .await
-            .map_err(|e| Error::QueryFailed(e.to_string()))
+        execute(&*self.conn(&c)?, &statement, parameters).await
     }
 
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        let connection = self.table.delete(c)?;
-        if let Err(e) = connection.conn.disconnect().await {
-            tracing::debug!(error = %e, "mysql disconnect failed");
-        }
-        Ok(())
+        self.close(c)
     }
 }
 
-/// Links `fermyon:spin/mysql@2.0.0` into `linker`.
+/// Links `fermyon:spin/mysql@2.0.0` and `spin:mysql/mysql@3.0.0` into `linker`.
 pub fn add_to_linker<T: MysqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    v2::add_to_linker::<T, Mysql>(linker, T::mysql)
+    v2::add_to_linker::<T, Mysql>(linker, T::mysql)?;
+    v3::add_to_linker::<T, Mysql>(linker, T::mysql)
 }
 
 #[cfg(test)]

@@ -1,30 +1,33 @@
 //! Outbound PostgreSQL: the guest interfaces `fermyon:spin/postgres@2.0.0`,
-//! `spin:postgres/postgres@3.0.0` and `spin:postgres/postgres@4.0.0`, with `tokio-postgres`.
+//! `spin:postgres/postgres@3.0.0` and `spin:postgres/postgres@4.2.0` (which also serves
+//! 4.0.0 and 4.1.0 imports), with `tokio-postgres`.
 //!
 //! This module owns the host side of outbound PostgreSQL as Spin's `outbound-pg` factor
 //! does it: `open(address)` parses the connection string (`postgres://host[:port]/db` or
 //! `host=... port=...`, default port 5432), checks each host it names against the
 //! component's `allowed_outbound_hosts` and fails with `connection-failed` naming the
 //! host and port when one is not allowed; then it connects (a parse or connection
-//! failure is `connection-failed` too). Each guest connection is its
-//! own client whose connection task runs on tokio until the guest drops it.
+//! failure is `connection-failed` too). Each guest connection is its own client whose
+//! connection task runs on tokio until the guest drops it.
 //!
-//! The 4.0.0 types are the working set: 2.0.0 and 3.0.0 parameters are converted up
+//! The 4.x types are the working set: 2.0.0 and 3.0.0 parameters are converted up
 //! (2.0.0's unsigned integers are `value-conversion-failed`, Postgres has none) and
 //! results converted down (values and column types the older interface cannot express
-//! become `unsupported` / `other`), as Spin does. The conversions between Postgres and
-//! WIT values live in [`types`]. A statement the server rejects is `query-failed` (with
-//! the server's structured error in 4.0.0); a parameter that does not convert is
-//! `bad-parameter`; a column value that does not convert is `value-conversion-failed`
-//! naming the column.
+//! become `unsupported` / `other`), as Spin does ([`versions`]). The conversions between
+//! Postgres and WIT values live in [`types`], the guest-facing trait implementations
+//! (4.1.0's connection builder and 4.2.0's component-model `async` functions included)
+//! in [`hosts`]. A statement the server rejects is `query-failed` (with the server's
+//! structured error in 4.x); a parameter that does not convert is `bad-parameter`; a
+//! column value that does not convert is `value-conversion-failed` naming the column.
 //!
 //! Not implemented yet: TLS (`sslmode=require` fails to connect; the default `prefer`
-//! connects in plain text), and `spin:postgres/postgres@4.2.0` (connection builder and
-//! component-model `async` functions, spin-sdk 7).
+//! connects in plain text; a connection builder's `set-ca-root` makes `build` fail with
+//! `connection-failed`), and streaming `query-async` rows as they arrive (the whole
+//! result set is read first).
 
 #![allow(
     clippy::result_large_err,
-    reason = "the errors are the WIT interface's own (4.0.0's carries the server's structured error)"
+    reason = "the errors are the WIT interface's own (4.x's carries the server's structured error)"
 )]
 
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
 
+mod hosts;
 mod types;
 mod versions;
 
@@ -41,10 +45,15 @@ mod gen_ {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "spinlet:host/postgres",
-        imports: { default: async },
+        imports: {
+            // A constructor cannot return an error to the guest; a full resource table traps.
+            "spin:postgres/postgres.[constructor]connection-builder": async | trappable,
+            default: async,
+        },
         with: {
             "fermyon:spin/postgres.connection": super::Connection,
             "spin:postgres/postgres.connection": super::Connection,
+            "spin:postgres/postgres.connection-builder": super::ConnectionBuilder,
         },
     });
 }
@@ -52,11 +61,19 @@ mod gen_ {
 use gen_::fermyon::spin::postgres as v2;
 use gen_::fermyon::spin::rdbms_types as v2_types;
 use gen_::spin::postgres3_0_0::postgres as v3;
-use gen_::spin::postgres4_0_0::postgres as v4;
+use gen_::spin::postgres4_2_0::postgres as v4;
 
-/// An open connection, the host side of a guest `connection` resource.
+/// An open connection, the host side of a guest `connection` resource. The client is
+/// shared so that the component-model `async` functions can use it without holding the
+/// store.
 pub struct Connection {
-    client: tokio_postgres::Client,
+    client: Arc<tokio_postgres::Client>,
+}
+
+/// A guest `connection-builder` (4.1.0): an address and, optionally, a root certificate.
+pub struct ConnectionBuilder {
+    address: String,
+    ca_root: Option<String>,
 }
 
 /// Per-instance PostgreSQL state: the component's allow list.
@@ -87,75 +104,89 @@ pub trait PgView: Send {
     fn pg(&mut self) -> PgCtxView<'_>;
 }
 
+/// The `HasData` marker the bindings are linked with.
 struct Pg;
 
 impl HasData for Pg {
     type Data<'a> = PgCtxView<'a>;
 }
 
+fn other(e: impl std::fmt::Display) -> v4::Error {
+    v4::Error::Other(e.to_string())
+}
+
 impl PgCtxView<'_> {
-    async fn open(&mut self, address: String) -> Result<Resource<Connection>, v4::Error> {
-        let config = checked_config(&self.ctx.allowed, &address)?;
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| v4::Error::ConnectionFailed(error_chain(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgres connection closed with an error");
-            }
-        });
-        self.table
-            .push(Connection { client })
-            .map_err(|e| v4::Error::Other(e.to_string()))
+    fn push(&mut self, connection: Connection) -> Result<Resource<Connection>, v4::Error> {
+        self.table.push(connection).map_err(other)
     }
 
-    fn client(&mut self, c: &Resource<Connection>) -> Result<&tokio_postgres::Client, v4::Error> {
-        self.table
-            .get_mut(c)
-            .map(|c| &c.client)
-            .map_err(|e| v4::Error::Other(e.to_string()))
-    }
-
-    async fn execute(
+    fn client(
         &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> Result<u64, v4::Error> {
-        let params = types::to_sql_parameters(&params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        self.client(&c)?
-            .execute(&statement, &refs)
-            .await
-            .map_err(query_failed)
+        c: &Resource<Connection>,
+    ) -> Result<Arc<tokio_postgres::Client>, v4::Error> {
+        self.table.get(c).map(|c| c.client.clone()).map_err(other)
     }
+}
 
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> Result<v4::RowSet, v4::Error> {
-        let params = types::to_sql_parameters(&params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let client = self.client(&c)?;
-        let statement = client.prepare(&statement).await.map_err(query_failed)?;
-        let rows = client
-            .query(&statement, &refs)
-            .await
-            .map_err(query_failed)?;
-        let columns = statement
-            .columns()
-            .iter()
-            .map(|c| v4::Column {
-                name: c.name().to_string(),
-                data_type: types::data_type(c.type_()),
-            })
-            .collect();
-        let rows = rows.iter().map(types::row).collect::<Result<Vec<_>, _>>()?;
-        Ok(v4::RowSet { columns, rows })
+/// Connects to `address` if every host it names is allowed; a CA root (from a 4.1.0
+/// connection builder) is refused, as TLS is not supported yet.
+async fn connect(
+    allowed: &AllowedHosts,
+    address: &str,
+    ca_root: Option<&str>,
+) -> Result<Connection, v4::Error> {
+    let config = checked_config(allowed, address)?;
+    if ca_root.is_some() {
+        return Err(v4::Error::ConnectionFailed(
+            "custom root certificates are not supported: this host has no Postgres TLS yet".into(),
+        ));
     }
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| v4::Error::ConnectionFailed(error_chain(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection closed with an error");
+        }
+    });
+    Ok(Connection {
+        client: Arc::new(client),
+    })
+}
+
+async fn execute(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    params: &[v4::ParameterValue],
+) -> Result<u64, v4::Error> {
+    let params = types::to_sql_parameters(params)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+    client.execute(statement, &refs).await.map_err(query_failed)
+}
+
+async fn query(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    params: &[v4::ParameterValue],
+) -> Result<v4::RowSet, v4::Error> {
+    let params = types::to_sql_parameters(params)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+    let statement = client.prepare(statement).await.map_err(query_failed)?;
+    let rows = client
+        .query(&statement, &refs)
+        .await
+        .map_err(query_failed)?;
+    let columns = statement
+        .columns()
+        .iter()
+        .map(|c| v4::Column {
+            name: c.name().to_string(),
+            data_type: types::data_type(c.type_()),
+        })
+        .collect();
+    let rows = rows.iter().map(types::row).collect::<Result<Vec<_>, _>>()?;
+    Ok(v4::RowSet { columns, rows })
 }
 
 /// Parses a connection string (a `postgres://` URL or `key=value` pairs) and checks
@@ -246,114 +277,7 @@ fn query_failed(e: tokio_postgres::Error) -> v4::Error {
     v4::Error::QueryFailed(query_error)
 }
 
-impl v4::Host for PgCtxView<'_> {}
-
-impl v4::HostConnection for PgCtxView<'_> {
-    async fn open(&mut self, address: String) -> Result<Resource<Connection>, v4::Error> {
-        PgCtxView::open(self, address).await
-    }
-
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> Result<v4::RowSet, v4::Error> {
-        PgCtxView::query(self, c, statement, params).await
-    }
-
-    async fn execute(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> Result<u64, v4::Error> {
-        PgCtxView::execute(self, c, statement, params).await
-    }
-
-    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
-        Ok(())
-    }
-}
-
-impl v3::Host for PgCtxView<'_> {}
-
-impl v3::HostConnection for PgCtxView<'_> {
-    async fn open(&mut self, address: String) -> Result<Resource<Connection>, v3::Error> {
-        PgCtxView::open(self, address).await.map_err(Into::into)
-    }
-
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> Result<v3::RowSet, v3::Error> {
-        let params = params.into_iter().map(Into::into).collect();
-        let rows = PgCtxView::query(self, c, statement, params).await?;
-        Ok(rows.into())
-    }
-
-    async fn execute(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> Result<u64, v3::Error> {
-        let params = params.into_iter().map(Into::into).collect();
-        Ok(PgCtxView::execute(self, c, statement, params).await?)
-    }
-
-    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
-        Ok(())
-    }
-}
-
-impl v2::Host for PgCtxView<'_> {}
-
-impl v2_types::Host for PgCtxView<'_> {}
-
-impl v2::HostConnection for PgCtxView<'_> {
-    async fn open(&mut self, address: String) -> Result<Resource<Connection>, v2_types::Error> {
-        PgCtxView::open(self, address).await.map_err(Into::into)
-    }
-
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v2_types::ParameterValue>,
-    ) -> Result<v2_types::RowSet, v2_types::Error> {
-        let params = params
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<Result<_, _>>()?;
-        let rows = PgCtxView::query(self, c, statement, params).await?;
-        Ok(rows.into())
-    }
-
-    async fn execute(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        params: Vec<v2_types::ParameterValue>,
-    ) -> Result<u64, v2_types::Error> {
-        let params = params
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<Result<_, _>>()?;
-        Ok(PgCtxView::execute(self, c, statement, params).await?)
-    }
-
-    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
-        Ok(())
-    }
-}
-
-/// Links the PostgreSQL interfaces (2.0.0, 3.0.0, 4.0.0) into `linker`.
+/// Links the PostgreSQL interfaces (2.0.0, 3.0.0, 4.2.0) into `linker`.
 pub fn add_to_linker<T: PgView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     v2::add_to_linker::<T, Pg>(linker, T::pg)?;
     v3::add_to_linker::<T, Pg>(linker, T::pg)?;

@@ -39,7 +39,8 @@ const IMPLEMENTED: &[&str] = &[
     "fermyon:spin/postgres@2.",
     "fermyon:spin/mysql@2.",
     "spin:postgres/postgres@3.0.",
-    "spin:postgres/postgres@4.0.",
+    "spin:postgres/postgres@4.",
+    "spin:mysql/mysql@3.0.",
     "spin:sqlite/sqlite@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
@@ -165,6 +166,7 @@ mod tests {
         assert!(is_implemented("spin:mqtt/mqtt@3.0.0"));
         assert!(!is_implemented("spin:redis/inbound-redis@3.0.0"));
         assert!(is_implemented("spin:postgres/postgres@4.0.0"));
-        assert!(!is_implemented("spin:postgres/postgres@4.2.0"));
+        assert!(is_implemented("spin:postgres/postgres@4.2.0"));
+        assert!(is_implemented("spin:mysql/mysql@3.0.0"));
     }
 }

@@ -2,7 +2,9 @@
 //! and `mariadb-server`, see [`servers`]) on loopback, the real `spinlet run` serving the
 //! spin-sdk 5 test app `tests/apps/rust-v5-rdbms`, which calls
 //! `spin:postgres/postgres@4.0.0`, `@3.0.0`, `fermyon:spin/postgres@2.0.0` and
-//! `fermyon:spin/mysql@2.0.0` as each request asks.
+//! `fermyon:spin/mysql@2.0.0` as each request asks (the 4.0.0 import is served by the
+//! 4.2.0 implementation; the async 4.2.0 and MySQL 3.0.0 functions share this code and
+//! are link-tested in `tests/rdbms_v4_2.rs`).
 
 mod common;
 #[path = "rdbms/servers.rs"]

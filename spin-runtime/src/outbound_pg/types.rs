@@ -1,4 +1,4 @@
-//! Postgres values ↔ `spin:postgres/postgres@4.0.0` values, as Spin's `outbound-pg` maps
+//! Postgres values ↔ `spin:postgres/postgres@4.2.0` values, as Spin's `outbound-pg` maps
 //! them.
 //!
 //! This module owns the type mapping only (no connections): which Postgres type is which

@@ -1,8 +1,8 @@
 //! Conversions between the PostgreSQL interface versions: 2.0.0 and 3.0.0 parameters up
-//! to 4.0.0, 4.0.0 results and errors down, as Spin converts them.
+//! to 4.2.0, 4.2.0 results and errors down, as Spin converts them.
 //!
 //! Going down, a value or column type the older interface has no case for becomes
-//! `unsupported` / `other`, and 4.0.0's structured query error becomes its text.
+//! `unsupported` / `other`, and 4.x's structured query error becomes its text.
 
 use super::{v2_types, v3, v4};
 

@@ -1,0 +1,84 @@
+//! Link-time proof for the component-model `async` database interfaces spin-sdk 7 imports,
+//! `spin:postgres/postgres@4.2.0` and `spin:mysql/mysql@3.0.0`, and for 4.0.0 / 4.1.0
+//! imports being served by the 4.2.0 implementation (semver-compatible linking): a
+//! component importing them pre-instantiates against the base linker alone, so they are
+//! real implementations and not the "unavailable" stubs. (Their calls are exercised
+//! end to end through 2.0.0 / 3.0.0 / 4.0.0 in `tests/rdbms.rs`, which share the code.)
+//!
+//! The component is generated from the WIT in `spin-runtime/wit` with `wit-component`'s
+//! dummy module, so it imports exactly what the interfaces declare (async functions,
+//! streams and futures included).
+
+use std::path::Path;
+
+const WORLD: &str = r#"
+package spinlet:rdbms-async-test;
+
+world rdbms-async {
+  include wasi:http/proxy@0.2.0;
+  import spin:postgres/postgres@4.2.0;
+  import spin:mysql/mysql@3.0.0;
+}
+"#;
+
+fn dummy_component() -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
+        .expect("load spin-runtime/wit");
+    let pkg = resolve
+        .push_str("rdbms-async.wit", WORLD)
+        .expect("parse test world");
+    let world = resolve
+        .select_world(&[pkg], Some("rdbms-async"))
+        .expect("select world");
+    let mut module =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed metadata");
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .expect("module")
+        .encode()
+        .expect("encode component")
+}
+
+#[test]
+fn async_postgres_and_mysql_link_against_the_base_linker() {
+    let bytes = dummy_component();
+    let engine = wasmtime::Engine::new(
+        wasmtime::Config::new()
+            .wasm_component_model(true)
+            .wasm_component_model_async(true),
+    )
+    .expect("engine");
+    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for expected in ["spin:postgres/postgres@4.2.0", "spin:mysql/mysql@3.0.0"] {
+        assert!(
+            imports.iter().any(|i| i == expected),
+            "{expected} not in {imports:?}"
+        );
+        assert!(spin_runtime::unavailable::is_implemented(expected));
+    }
+    for older in [
+        "spin:postgres/postgres@4.0.0",
+        "spin:postgres/postgres@4.1.0",
+    ] {
+        assert!(spin_runtime::unavailable::is_implemented(older));
+    }
+    let base = spin_runtime::app::base_linker(&engine).expect("base linker");
+    // No stubs: every import, the async functions included, is defined by the base linker.
+    base.instantiate_pre(&component)
+        .expect("spin:postgres@4.2.0 and spin:mysql@3.0.0 link without stubs");
+}
