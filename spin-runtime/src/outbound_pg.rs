@@ -20,10 +20,14 @@
 //! structured error in 4.x); a parameter that does not convert is `bad-parameter`; a
 //! column value that does not convert is `value-conversion-failed` naming the column.
 //!
-//! Not implemented yet: TLS (`sslmode=require` fails to connect; the default `prefer`
-//! connects in plain text; a connection builder's `set-ca-root` makes `build` fail with
-//! `connection-failed`), and streaming `query-async` rows as they arrive (the whole
-//! result set is read first).
+//! TLS (`sslmode=prefer`, the default, or `require`) uses the shared rustls client
+//! configuration of [`crate::tls`]; `sslmode=disable` is plain text.
+//!
+//! Not implemented yet: per-connection root certificates (a connection builder's
+//! `set-ca-root` makes `build` fail with `connection-failed`), `sslmode=verify-ca` and
+//! `verify-full` (tokio-postgres does not parse them: `connection-failed`; the certificate
+//! and host name are always verified when TLS is used), and streaming `query-async` rows as they arrive (the whole result set is read
+//! first).
 
 #![allow(
     clippy::result_large_err,
@@ -128,8 +132,11 @@ impl PgCtxView<'_> {
     }
 }
 
-/// Connects to `address` if every host it names is allowed; a CA root (from a 4.1.0
-/// connection builder) is refused, as TLS is not supported yet.
+/// Connects to `address` if every host it names is allowed: in plain text with
+/// `sslmode=disable`, else with TLS through the shared client configuration of
+/// [`crate::tls`] (`prefer`, the default, falls back to plain text when the server has no
+/// TLS; `require` does not). A CA root from a 4.1.0 connection builder is refused: the
+/// host's trusted roots (`SSL_CERT_FILE`) are the only ones.
 async fn connect(
     allowed: &AllowedHosts,
     address: &str,
@@ -138,21 +145,40 @@ async fn connect(
     let config = checked_config(allowed, address)?;
     if ca_root.is_some() {
         return Err(v4::Error::ConnectionFailed(
-            "custom root certificates are not supported: this host has no Postgres TLS yet".into(),
+            "per-connection root certificates are not supported: the host trusts the roots \
+             of SSL_CERT_FILE or the system store"
+                .into(),
         ));
     }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| v4::Error::ConnectionFailed(error_chain(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection closed with an error");
-        }
-    });
+    let failed = |e: tokio_postgres::Error| v4::Error::ConnectionFailed(error_chain(&e));
+    let client = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(failed)?;
+        tokio::spawn(drive(connection));
+        client
+    } else {
+        let tls = crate::tls::client_config().map_err(other)?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+        let (client, connection) = config.connect(tls).await.map_err(failed)?;
+        tokio::spawn(drive(connection));
+        client
+    };
     Ok(Connection {
         client: Arc::new(client),
     })
+}
+
+/// Runs a client's connection until the client is dropped.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "postgres connection closed with an error");
+    }
 }
 
 async fn execute(

@@ -26,6 +26,11 @@ fn enc(s: &str) -> String {
 
 /// An app whose component may reach `allowed` only.
 fn serve(allowed: &str) -> Spinlet {
+    serve_with(allowed, Start::default())
+}
+
+/// [`serve`], starting `spinlet run` with `start`.
+fn serve_with(allowed: &str, start: Start) -> Spinlet {
     let wasm = build_app("rust-v5-rdbms");
     let manifest = format!(
         r#"
@@ -41,7 +46,7 @@ allowed_outbound_hosts = ["{allowed}"]
 "#
     );
     let dir = app_with_manifest("rdbms", &wasm, &manifest);
-    Spinlet::start(&dir, Start::default())
+    Spinlet::start(&dir, start)
 }
 
 /// Runs `sql` through interface `db` (`pg4`, `pg3`, `pg2`, `mysql`) at `addr`; the
@@ -401,4 +406,66 @@ fn mysql_against_a_real_mariadb() {
         "{body}"
     );
     s.stop();
+}
+
+#[test]
+fn postgres_over_tls_with_the_hosts_trusted_roots() {
+    let pki = common::servers::Pki::new(&common::scratch_dir("pg-tls"), "pg");
+    let pg = servers::Postgres::start_tls(&pki.cert, &pki.key);
+    let port = pg.port;
+    let allowed = format!("postgres://127.0.0.1:{port}");
+    let trusting = serve_with(
+        &allowed,
+        Start {
+            env: vec![(
+                "SSL_CERT_FILE".into(),
+                pki.ca.to_string_lossy().into_owned(),
+            )],
+            ..Default::default()
+        },
+    );
+    let is_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let addr = |mode: &str| format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode={mode}");
+    // `require` and the default `prefer` use TLS, verified against SSL_CERT_FILE's CA;
+    // `disable` is plain text.
+    for (mode, tls) in [("require", true), ("prefer", true), ("disable", false)] {
+        let (status, body) = call(&trusting, "pg4", &addr(mode), "query", is_tls, &[]);
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                200,
+                format!("columns: ssl:DbDataType::Boolean\nrow: DbValue::Boolean({tls})\n")
+                    .as_str()
+            ),
+            "sslmode={mode}"
+        );
+    }
+    let default = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let (status, body) = call(&trusting, "pg3", &default, "query", is_tls, &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "columns: ssl:DbDataType::Boolean\nrow: DbValue::Boolean(true)\n"
+        )
+    );
+    trusting.stop();
+
+    // Without the CA the server's certificate is not trusted: a connection error.
+    let plain = serve(&allowed);
+    let (status, body) = call(&plain, "pg4", &addr("require"), "query", is_tls, &[]);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.starts_with("error: Error::ConnectionFailed(") && body.contains("certificate"),
+        "{body}"
+    );
+    let (status, body) = call(&plain, "pg4", &addr("disable"), "query", is_tls, &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "columns: ssl:DbDataType::Boolean\nrow: DbValue::Boolean(false)\n"
+        )
+    );
+    plain.stop();
 }

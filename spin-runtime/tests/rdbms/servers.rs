@@ -107,8 +107,18 @@ impl Postgres {
         }
     }
 
-    /// Creates and starts a cluster.
+    /// Creates and starts a cluster (plain TCP only).
     pub fn start() -> Postgres {
+        Self::launch(None)
+    }
+
+    /// Creates and starts a cluster accepting TLS with the certificate and key files
+    /// `tls` (PEM), as well as plain TCP.
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Self::launch(Some((cert, key)))
+    }
+
+    fn launch(tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = Self::bin_dir();
         let dir = temp_dir("postgres");
         if is_root() {
@@ -125,6 +135,26 @@ impl Postgres {
                 .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
             "initdb",
         );
+        let mut ssl = "ssl=off";
+        if let Some((cert, key)) = tls {
+            // server.crt / server.key in the data directory, the key readable by its owner only.
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                std::fs::copy(from, data.join(to)).expect("copy TLS file");
+                if is_root() {
+                    run(
+                        Command::new("chown").arg("postgres:").arg(data.join(to)),
+                        "chown",
+                    );
+                }
+            }
+            run(
+                Command::new("chmod")
+                    .arg("600")
+                    .arg(data.join("server.key")),
+                "chmod",
+            );
+            ssl = "ssl=on";
+        }
         let port = super::common::free_port();
         let log_path = dir.join("log");
         let log = std::fs::File::create(&log_path).expect("postgres log");
@@ -133,7 +163,7 @@ impl Postgres {
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
             .arg(&dir)
-            .args(["-c", "fsync=off"])
+            .args(["-c", "fsync=off", "-c", ssl])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
