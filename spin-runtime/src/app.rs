@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::StoreLimitsBuilder;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::handler::ProxyPre as AnyProxyPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::engine::{EngineOptions, RuntimeEngine};
@@ -180,8 +182,52 @@ pub enum Target {
 pub struct AppComponent {
     /// Component id.
     pub id: String,
-    /// Pre-instantiated proxy.
-    pub pre: ProxyPre<InstanceState>,
+    /// How requests reach the component's handler.
+    pub pre: ComponentHandler,
+    /// What each instance's store is built from.
+    pub instance: Arc<InstanceConfig>,
+}
+
+impl AppComponent {
+    /// A component serving requests through `pre`; WASI 0.3 handlers get an instance
+    /// pool ([`crate::http_p3`]) whose requests expire after `request_timeout`.
+    pub fn new(
+        id: String,
+        pre: AnyProxyPre<InstanceState>,
+        engine: &wasmtime::Engine,
+        request_timeout: Option<Duration>,
+        instance: InstanceConfig,
+    ) -> Self {
+        let instance = Arc::new(instance);
+        let pre = match pre {
+            AnyProxyPre::P2(pre) => ComponentHandler::P2(pre),
+            AnyProxyPre::P3(pre) => ComponentHandler::P3(crate::http_p3::P3Handler::new(
+                pre,
+                engine.clone(),
+                instance.clone(),
+                request_timeout,
+            )),
+        };
+        Self { id, pre, instance }
+    }
+
+    /// Builds fresh store data for one instance.
+    pub fn new_state(&self) -> wasmtime::Result<InstanceState> {
+        self.instance.new_state()
+    }
+}
+
+/// A component's HTTP handler, by the `wasi:http` version it exports.
+pub enum ComponentHandler {
+    /// `wasi:http/incoming-handler@0.2.x`: one fresh instance per request.
+    P2(ProxyPre<InstanceState>),
+    /// `wasi:http/handler@0.3.x`: instances reused, requests served concurrently.
+    P3(crate::http_p3::P3Handler),
+}
+
+/// The per-instance configuration of one component: everything a new
+/// [`InstanceState`] is built from.
+pub struct InstanceConfig {
     env: Vec<(String, String)>,
     files: Vec<(PathBuf, String)>,
     variables: Arc<HashMap<String, String>>,
@@ -192,8 +238,8 @@ pub struct AppComponent {
     max_instance_memory: Option<u64>,
 }
 
-impl AppComponent {
-    /// Builds fresh store data for one request.
+impl InstanceConfig {
+    /// Builds fresh store data for one instance.
     pub fn new_state(&self) -> wasmtime::Result<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env).inherit_stdout().inherit_stderr();
@@ -258,12 +304,14 @@ pub struct App {
     pub oci_image_digest: Option<String>,
 }
 
-/// The linker every component starts from: WASI 0.2, WASI-HTTP and the Spin
+/// The linker every component starts from: WASI 0.2 and 0.3, WASI-HTTP and the Spin
 /// interfaces spinlet implements.
 pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceState>> {
     let mut base: Linker<InstanceState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut base)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base)?;
+    wasmtime_wasi::p3::add_to_linker(&mut base)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut base)?;
     variables::add_to_linker(&mut base)?;
     crate::key_value::add_to_linker(&mut base)?;
     crate::sqlite::add_to_linker(&mut base)?;
@@ -275,20 +323,26 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
 }
 
 /// Links one component: the base linker plus "unavailable" definitions for every other
-/// import, pre-instantiated as a `wasi:http/incoming-handler` proxy.
+/// import, pre-instantiated as a `wasi:http/handler@0.3.x` service when it exports one,
+/// else as a `wasi:http/incoming-handler@0.2.x` proxy.
 pub fn link_http_component(
     engine: &wasmtime::Engine,
     base: &Linker<InstanceState>,
     component: &Component,
-) -> wasmtime::Result<ProxyPre<InstanceState>> {
+) -> wasmtime::Result<AnyProxyPre<InstanceState>> {
     let mut linker = base.clone();
     let stubbed = crate::unavailable::define_unavailable(engine, &mut linker, component)?;
     if !stubbed.is_empty() {
         tracing::debug!(?stubbed, "imports linked as unavailable");
     }
     let pre = linker.instantiate_pre(component)?;
-    ProxyPre::new(pre).map_err(|e| {
-        e.context("not an HTTP component: it must export wasi:http/incoming-handler@0.2.x")
+    if let Ok(service) = ServicePre::new(pre.clone()) {
+        return Ok(AnyProxyPre::P3(service));
+    }
+    ProxyPre::new(pre).map(AnyProxyPre::P2).map_err(|e| {
+        e.context(
+            "not an HTTP component: it must export wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x",
+        )
     })
 }
 
@@ -499,24 +553,28 @@ pub fn load_manifest(
         .map_err(|e| unsupported(e.to_string()))?;
         loaded.insert(
             id.clone(),
-            Arc::new(AppComponent {
-                id: id.clone(),
+            Arc::new(AppComponent::new(
+                id.clone(),
                 pre,
-                env,
-                files,
-                variables: Arc::new(variables),
-                key_value: KeyValueCtx::new(
-                    key_value.clone(),
-                    Arc::new(component.key_value_stores.iter().cloned().collect()),
-                ),
-                sqlite: SqliteCtx::new(
-                    sqlite.clone(),
-                    Arc::new(component.sqlite_databases.iter().cloned().collect()),
-                ),
-                allowed_hosts: Arc::new(allowed_hosts),
-                local: local.clone(),
-                max_instance_memory,
-            }),
+                &engine.engine,
+                options.request_timeout,
+                InstanceConfig {
+                    env,
+                    files,
+                    variables: Arc::new(variables),
+                    key_value: KeyValueCtx::new(
+                        key_value.clone(),
+                        Arc::new(component.key_value_stores.iter().cloned().collect()),
+                    ),
+                    sqlite: SqliteCtx::new(
+                        sqlite.clone(),
+                        Arc::new(component.sqlite_databases.iter().cloned().collect()),
+                    ),
+                    allowed_hosts: Arc::new(allowed_hosts),
+                    local: local.clone(),
+                    max_instance_memory,
+                },
+            )),
         );
     }
 

@@ -81,6 +81,8 @@ impl RuntimeEngine {
     pub fn new(options: &EngineOptions, cache_dir: &Path) -> Result<RuntimeEngine, Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        // WASI 0.3 components (spin-sdk 7) use the component model's async ABI.
+        config.wasm_component_model_async(true);
         config.epoch_interruption(true);
         if options.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(

@@ -6,10 +6,11 @@
 //!   `{name, version?, oci_image_digest?}`; anything else under the prefix → 404. These
 //!   take priority over app routes.
 //! - No matching route → 404 with an empty body.
-//! - A component route: the `spin-*` headers are added ([`crate::headers`]), a fresh
-//!   instance is created from the component's `ProxyPre`, and
+//! - A component route: the `spin-*` headers are added ([`crate::headers`]); for a
+//!   WASI 0.2 handler a fresh instance is created from the component's `ProxyPre` and
 //!   `wasi:http/incoming-handler.handle` runs in its own task so the guest can keep
-//!   streaming the body after sending headers.
+//!   streaming the body after sending headers; a WASI 0.3 handler gets the request
+//!   through its instance pool ([`crate::http_p3`]).
 //! - Service-chaining requests from guests come in through [`HttpServer::handle`] and
 //!   `serve_component` too, without a socket ([`crate::chaining`]).
 //! - A trap, an exceeded deadline, an instantiation failure, a guest that never sets the
@@ -35,7 +36,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::app::{App, AppComponent, Target};
+use crate::app::{App, AppComponent, ComponentHandler, Target};
 use crate::outbound::LocalHandler;
 use crate::routing::{RouteMatch, WELL_KNOWN_PREFIX};
 
@@ -199,6 +200,13 @@ impl HttpServer {
             crate::headers::prepare_request(self.scheme, &parts.uri, &mut parts.headers, extra)?;
         let req = Request::from_parts(parts, body);
 
+        let pre = match &component.pre {
+            ComponentHandler::P2(pre) => pre.clone(),
+            ComponentHandler::P3(handler) => {
+                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                return handler.handle(req).await;
+            }
+        };
         let mut store = Store::new(&self.app.engine.engine, component.new_state()?);
         store.limiter(|s| &mut s.limits);
         let deadline = self.app.request_timeout.map(|t| Instant::now() + t);
@@ -218,7 +226,6 @@ impl HttpServer {
         };
         let wasi_req = store.data_mut().http().new_incoming_request(scheme, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = component.pre.clone();
         let id = component.id.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;

@@ -25,6 +25,7 @@
 //! - [`app`]: the load sequence, from manifest to pre-instantiated components;
 //! - [`routing`] and [`headers`]: Spin's route matching and `spin-*` headers;
 //! - [`http_trigger`]: the HTTP server and per-request execution;
+//! - [`http_p3`]: WASI 0.3 handlers, instances reused across concurrent requests;
 //! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process.
 //!
 //! # Lifecycle
@@ -59,6 +60,7 @@ pub mod componentize;
 pub mod engine;
 pub mod files;
 pub mod headers;
+pub mod http_p3;
 pub mod http_trigger;
 pub mod key_value;
 pub mod locked_app;

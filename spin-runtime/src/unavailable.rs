@@ -29,6 +29,7 @@ const IMPLEMENTED: &[&str] = &[
     "wasi:sockets/",
     "wasi:http/types@",
     "wasi:http/outgoing-handler@",
+    "wasi:http/client@0.3.",
     "fermyon:spin/variables@2.",
     "fermyon:spin/key-value@2.",
     "fermyon:spin/sqlite@2.",
@@ -84,6 +85,19 @@ pub fn define_unavailable<T: 'static>(
                 let mut inst = linker.instance(name)?;
                 for (export, item) in instance.exports(engine) {
                     match item.ty {
+                        ComponentItem::ComponentFunc(func) if func.async_() => {
+                            // An `async func` import needs a concurrent host function.
+                            let message = format!("{message} ({name}#{export})");
+                            inst.func_new_concurrent(
+                                export,
+                                move |_store, func, _params, results| {
+                                    let message = message.clone();
+                                    Box::pin(
+                                        async move { unavailable_result(&func, &message, results) },
+                                    )
+                                },
+                            )?;
+                        }
                         ComponentItem::ComponentFunc(_) => {
                             let message = format!("{message} ({name}#{export})");
                             inst.func_new(export, move |_store, func, _params, results| {
