@@ -9,7 +9,7 @@
 //! dummy module, so it imports exactly what the interfaces declare (async functions,
 //! streams and futures included).
 
-use std::path::Path;
+mod common;
 
 const WORLD: &str = r#"
 package spinlet:rdbms-async-test;
@@ -22,31 +22,7 @@ world rdbms-async {
 "#;
 
 fn dummy_component() -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
-        .expect("load spin-runtime/wit");
-    let pkg = resolve
-        .push_str("rdbms-async.wit", WORLD)
-        .expect("parse test world");
-    let world = resolve
-        .select_world(&[pkg], Some("rdbms-async"))
-        .expect("select world");
-    let mut module =
-        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(&module)
-        .expect("module")
-        .encode()
-        .expect("encode component")
+    common::wit_components::dummy_component("rdbms-async.wit", WORLD, "rdbms-async")
 }
 
 #[test]

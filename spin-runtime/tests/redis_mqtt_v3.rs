@@ -7,7 +7,7 @@
 //! dummy module, so it imports exactly what the interfaces declare (async functions
 //! included).
 
-use std::path::Path;
+mod common;
 
 const WORLD: &str = r#"
 package spinlet:v3-outbound-test;
@@ -20,31 +20,7 @@ world v3-outbound {
 "#;
 
 fn dummy_component() -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
-        .expect("load spin-runtime/wit");
-    let pkg = resolve
-        .push_str("v3-outbound.wit", WORLD)
-        .expect("parse test world");
-    let world = resolve
-        .select_world(&[pkg], Some("v3-outbound"))
-        .expect("select world");
-    let mut module =
-        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(&module)
-        .expect("module")
-        .encode()
-        .expect("encode component")
+    common::wit_components::dummy_component("v3-outbound.wit", WORLD, "v3-outbound")
 }
 
 #[test]

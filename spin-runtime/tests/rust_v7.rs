@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::{app_with_manifest, build_app, Spinlet, Start};
 
@@ -133,54 +132,7 @@ source = "{wasm}"
 fn wasi_0_3_traps_deadlines_and_memory_cap_give_500_and_the_server_keeps_serving() {
     let wasm = build_app("rust-v7-hello");
     let dir = app_with_manifest("failures-p3", &wasm, FAILURES);
-    let s = Spinlet::start(
-        &dir,
-        Start {
-            args: vec![
-                "--request-timeout".into(),
-                "1s".into(),
-                "--max-instance-memory".into(),
-                (64u64 << 20).to_string(),
-            ],
-            ..Default::default()
-        },
-    );
+    let s = Spinlet::start(&dir, common::failure_limits());
 
-    let r = s.get("/?op=trap");
-    assert_eq!(r.status, 500, "{}", r.text());
-    assert!(r.body.is_empty(), "500 bodies are empty: {}", r.text());
-    assert_eq!(s.get("/").status, 200);
-
-    // An infinite loop hits the deadline; meanwhile other requests are served.
-    let addr = s.addr;
-    let looping = std::thread::spawn(move || {
-        let started = Instant::now();
-        let r = common::http_request(addr, "GET", "/?op=loop", &[], b"").expect("loop request");
-        (r, started.elapsed())
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let during = Instant::now();
-    assert_eq!(s.get("/").status, 200);
-    assert!(
-        during.elapsed() < Duration::from_millis(900),
-        "served while a guest loops"
-    );
-    let (r, took) = looping.join().expect("loop thread");
-    assert_eq!(r.status, 500);
-    assert!(r.body.is_empty());
-    assert!(
-        took >= Duration::from_millis(900),
-        "deadline is 1s, took {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(10),
-        "deadline is 1s, took {took:?}"
-    );
-    assert_eq!(s.get("/").status, 200);
-
-    // A memory bomb hits the 64 MiB cap.
-    let r = s.get("/?op=bomb");
-    assert_eq!(r.status, 500);
-    assert!(r.body.is_empty());
-    assert_eq!(s.get("/").status, 200);
+    common::failures_give_500(&s);
 }

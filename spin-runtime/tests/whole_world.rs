@@ -5,7 +5,7 @@
 //! The component is generated from the WIT in `spin-runtime/wit` with `wit-component`'s
 //! dummy module, so it imports exactly what the worlds declare.
 
-use std::path::Path;
+mod common;
 
 const WORLD: &str = r#"
 package spinlet:whole-world-test;
@@ -18,31 +18,7 @@ world everything {
 "#;
 
 fn dummy_component() -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
-        .expect("load spin-runtime/wit");
-    let pkg = resolve
-        .push_str("whole-world.wit", WORLD)
-        .expect("parse test world");
-    let world = resolve
-        .select_world(&[pkg], Some("everything"))
-        .expect("select world");
-    let mut module =
-        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(&module)
-        .expect("module")
-        .encode()
-        .expect("encode component")
+    common::wit_components::dummy_component("whole-world.wit", WORLD, "everything")
 }
 
 #[test]

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 pub mod sdk_apps;
 pub mod servers;
 pub mod toolchains;
+pub mod wit_components;
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -603,4 +604,60 @@ pub fn upstream(max: usize) -> u16 {
         }
     });
     port
+}
+
+/// The limits the failure tests run under: a 1 s request deadline and a 64 MiB memory cap.
+pub fn failure_limits() -> Start {
+    Start {
+        args: vec![
+            "--request-timeout".into(),
+            "1s".into(),
+            "--max-instance-memory".into(),
+            (64u64 << 20).to_string(),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The failure modes every test app implements (`op=trap`, `op=loop`, `op=bomb`), served
+/// under [`failure_limits`]: each is a 500 with an empty body, and the server keeps
+/// serving `/` meanwhile and after.
+pub fn failures_give_500(s: &Spinlet) {
+    let r = s.get("/?op=trap");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty(), "500 bodies are empty: {}", r.text());
+    assert_eq!(s.get("/").status, 200);
+
+    // An infinite loop hits the deadline; meanwhile other requests are served.
+    let addr = s.addr;
+    let looping = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = http_request(addr, "GET", "/?op=loop", &[], b"").expect("loop request");
+        (r, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let during = Instant::now();
+    assert_eq!(s.get("/").status, 200);
+    assert!(
+        during.elapsed() < Duration::from_millis(900),
+        "served while a guest loops"
+    );
+    let (r, took) = looping.join().expect("loop thread");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty());
+    assert!(
+        took >= Duration::from_millis(900),
+        "deadline is 1s, took {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "deadline is 1s, took {took:?}"
+    );
+    assert_eq!(s.get("/").status, 200);
+
+    // A memory bomb hits the 64 MiB cap.
+    let r = s.get("/?op=bomb");
+    assert_eq!(r.status, 500);
+    assert!(r.body.is_empty());
+    assert_eq!(s.get("/").status, 200);
 }
