@@ -1,6 +1,8 @@
 //! Key-value storage: the `default` store in sled under the state directory, and the
-//! guest interfaces `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2`
-//! (`store`, `atomics`, `batch`; a bucket identifier is a store label).
+//! guest interfaces `fermyon:spin/key-value@2.0.0`, its component-model `async` successor
+//! `spin:key-value/key-value@3.0.0` (spin-sdk 7, in [`v3_async`]) and
+//! `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`; a bucket identifier is a
+//! store label).
 //!
 //! This module owns the store backends and access control. [`KeyValueStores`] is opened
 //! once per app (one sled database at `<state_dir>/key_value.sled`, one tree per label);
@@ -16,12 +18,19 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+mod v3_async;
+
 mod gen_ {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "spinlet:host/key-value",
+        imports: {
+            // Its result has no error case for a lost resource: that is a trap.
+            "spin:key-value/key-value.[method]store.get-keys": trappable,
+        },
         with: {
             "fermyon:spin/key-value.store": super::OpenStore,
+            "spin:key-value/key-value.store": super::OpenStore,
         },
     });
 }
@@ -38,6 +47,7 @@ mod gen_wasi {
 }
 
 use gen_::fermyon::spin::key_value as spin_v2;
+use gen_::spin::key_value::key_value as spin_v3;
 use gen_wasi::wasi::keyvalue::{atomics as wasi_atomics, batch as wasi_batch, store as wasi_store};
 
 /// The label of the store every app gets.
@@ -230,7 +240,44 @@ fn other(e: impl std::fmt::Display) -> spin_v2::Error {
     spin_v2::Error::Other(e.to_string())
 }
 
+/// Why a store label cannot be opened, in every interface's terms.
+enum OpenError {
+    AccessDenied,
+    NoSuchStore,
+}
+
+impl From<OpenError> for spin_v2::Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::AccessDenied => Self::AccessDenied,
+            OpenError::NoSuchStore => Self::NoSuchStore,
+        }
+    }
+}
+
+impl From<OpenError> for wasi_store::Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::AccessDenied => Self::AccessDenied,
+            OpenError::NoSuchStore => Self::NoSuchStore,
+        }
+    }
+}
+
 impl KeyValueCtxView<'_> {
+    /// The store `label`, if the component was granted it and it is configured.
+    fn granted_tree(&self, label: &str) -> Result<sled::Tree, OpenError> {
+        if !self.ctx.granted.contains(label) {
+            return Err(OpenError::AccessDenied);
+        }
+        self.ctx
+            .stores
+            .trees
+            .get(label)
+            .cloned()
+            .ok_or(OpenError::NoSuchStore)
+    }
+
     fn tree(&self, store: &Resource<OpenStore>) -> Result<sled::Tree, spin_v2::Error> {
         self.table.get(store).map(|s| s.tree.clone()).map_err(other)
     }
@@ -240,16 +287,7 @@ impl spin_v2::Host for KeyValueCtxView<'_> {}
 
 impl spin_v2::HostStore for KeyValueCtxView<'_> {
     fn open(&mut self, label: String) -> Result<Resource<OpenStore>, spin_v2::Error> {
-        if !self.ctx.granted.contains(&label) {
-            return Err(spin_v2::Error::AccessDenied);
-        }
-        let tree = self
-            .ctx
-            .stores
-            .trees
-            .get(&label)
-            .cloned()
-            .ok_or(spin_v2::Error::NoSuchStore)?;
+        let tree = self.granted_tree(&label)?;
         self.table
             .push(OpenStore { tree })
             .map_err(|_| spin_v2::Error::StoreTableFull)
@@ -296,15 +334,7 @@ fn wasi_other(e: impl std::fmt::Display) -> wasi_store::Error {
 
 impl KeyValueCtxView<'_> {
     fn open_tree(&self, label: &str) -> Result<sled::Tree, wasi_store::Error> {
-        if !self.ctx.granted.contains(label) {
-            return Err(wasi_store::Error::AccessDenied);
-        }
-        self.ctx
-            .stores
-            .trees
-            .get(label)
-            .cloned()
-            .ok_or(wasi_store::Error::NoSuchStore)
+        Ok(self.granted_tree(label)?)
     }
 
     fn bucket(&self, bucket: &Resource<Bucket>) -> Result<sled::Tree, wasi_store::Error> {
@@ -491,9 +521,11 @@ impl wasi_batch::Host for KeyValueCtxView<'_> {
     }
 }
 
-/// Links `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2` into `linker`.
+/// Links `fermyon:spin/key-value@2.0.0`, `spin:key-value/key-value@3.0.0` and
+/// `wasi:keyvalue@0.2.0-draft2` into `linker`.
 pub fn add_to_linker<T: KeyValueView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     spin_v2::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    spin_v3::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
     wasi_store::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
     wasi_atomics::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
     wasi_batch::add_to_linker::<T, KeyValue>(linker, T::key_value)?;

@@ -1,7 +1,9 @@
 //! SQLite databases: the `default` database at `<state_dir>/sqlite_db.db` (in memory
 //! without a state directory, as Spin does for registry apps), other labels from the
 //! runtime config's `[sqlite_database.<label>]`, and the guest interfaces
-//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0`.
+//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.1.0` (which also serves guests
+//! importing 3.0.0; its component-model `async` functions, used by spin-sdk 7, are in
+//! [`v3_async`]).
 //!
 //! This module owns the database locations, access control and statement execution.
 //! [`SqliteDatabases`] is set up once per app (each file is opened once at start so a
@@ -20,6 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+mod v3_async;
 
 mod gen_ {
     wasmtime::component::bindgen!({
@@ -186,23 +190,45 @@ struct Rows {
     rows: Vec<Vec<SqlValue>>,
 }
 
-impl SqliteCtxView<'_> {
-    async fn open(&mut self, label: String) -> Result<Resource<Connection>, DbError> {
-        if !self.ctx.granted.contains(&label) {
+impl SqliteCtx {
+    /// The connection a guest `open(label)` gets: the shared one of an in-memory
+    /// database, or a new one to the file (opened on the blocking pool).
+    async fn connect(&self, label: &str) -> Result<Arc<Mutex<rusqlite::Connection>>, DbError> {
+        if !self.granted.contains(label) {
             return Err(DbError::AccessDenied);
         }
-        let conn = match self.ctx.dbs.dbs.get(&label) {
-            None => return Err(DbError::NoSuchDatabase),
-            Some(Location::Memory(conn)) => conn.clone(),
+        match self.dbs.dbs.get(label) {
+            None => Err(DbError::NoSuchDatabase),
+            Some(Location::Memory(conn)) => Ok(conn.clone()),
             Some(Location::File(path)) => {
                 let path = path.clone();
                 let conn = tokio::task::spawn_blocking(move || rusqlite::Connection::open(path))
                     .await
                     .map_err(io)?
                     .map_err(io)?;
-                Arc::new(Mutex::new(conn))
+                Ok(Arc::new(Mutex::new(conn)))
             }
-        };
+        }
+    }
+}
+
+/// Runs one statement on the blocking pool.
+async fn run(
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    statement: String,
+    params: Vec<SqlValue>,
+) -> Result<Rows, DbError> {
+    tokio::task::spawn_blocking(move || {
+        let conn = conn.lock().map_err(io)?;
+        execute(&conn, &statement, params).map_err(io)
+    })
+    .await
+    .map_err(io)?
+}
+
+impl SqliteCtxView<'_> {
+    async fn open(&mut self, label: String) -> Result<Resource<Connection>, DbError> {
+        let conn = self.ctx.connect(&label).await?;
         self.table.push(Connection { conn }).map_err(io)
     }
 
@@ -219,13 +245,7 @@ impl SqliteCtxView<'_> {
         statement: String,
         params: Vec<SqlValue>,
     ) -> Result<Rows, DbError> {
-        let conn = self.conn(&c)?;
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(io)?;
-            execute(&conn, &statement, params).map_err(io)
-        })
-        .await
-        .map_err(io)?
+        run(self.conn(&c)?, statement, params).await
     }
 
     /// `last-insert-rowid` and `changes` only read connection fields: no blocking hop.
@@ -378,7 +398,7 @@ impl v3::HostConnection for SqliteCtxView<'_> {
     }
 }
 
-/// Links `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` into `linker`.
+/// Links `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.1.0` into `linker`.
 pub fn add_to_linker<T: SqliteView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     v2::add_to_linker::<T, Sqlite>(linker, T::sqlite)?;
     v3::add_to_linker::<T, Sqlite>(linker, T::sqlite)?;

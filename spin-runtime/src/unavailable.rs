@@ -43,6 +43,9 @@ const IMPLEMENTED: &[&str] = &[
     "spin:postgres/postgres@4.",
     "spin:mysql/mysql@3.0.",
     "spin:sqlite/sqlite@3.0.",
+    "spin:sqlite/sqlite@3.1.",
+    "spin:variables/variables@3.0.",
+    "spin:key-value/key-value@3.0.",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",
@@ -176,6 +179,10 @@ mod tests {
         assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
         assert!(is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
         assert!(is_implemented("spin:sqlite/sqlite@3.0.0"));
+        assert!(is_implemented("spin:sqlite/sqlite@3.1.0"));
+        assert!(!is_implemented("spin:sqlite/sqlite@3.2.0"));
+        assert!(is_implemented("spin:variables/variables@3.0.0"));
+        assert!(is_implemented("spin:key-value/key-value@3.0.0"));
         assert!(is_implemented("spin:redis/redis@3.0.0"));
         assert!(is_implemented("spin:mqtt/mqtt@3.0.0"));
         assert!(!is_implemented("spin:redis/inbound-redis@3.0.0"));

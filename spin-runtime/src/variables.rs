@@ -8,8 +8,9 @@
 //! Component variables are templates over application variables (`"{{ name }}"`),
 //! rendered at start.
 //!
-//! Guests read them through `fermyon:spin/variables@2.0.0` (`get`) and
-//! `wasi:config/store@0.2.0-draft-2024-09-27` (`get`, `get-all`).
+//! Guests read them through `fermyon:spin/variables@2.0.0` (`get`), its component-model
+//! `async` successor `spin:variables/variables@3.0.0` (spin-sdk 7; the same lookup and
+//! errors) and `wasi:config/store@0.2.0-draft-2024-09-27` (`get`, `get-all`).
 //!
 //! Lifecycle: [`resolve_app_variables`] once per app, [`render_component_variables`] once
 //! per component, a [`VariablesCtx`] per instance (a cheap `Arc` clone), and
@@ -18,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::{Accessor, HasData, Linker};
 
 use crate::manifest::{is_valid_variable_name, Variable};
 
@@ -30,6 +31,7 @@ mod gen_ {
 }
 
 use gen_::fermyon::spin::variables as spin_v2;
+use gen_::spin::variables::variables as spin_v3;
 use gen_::wasi::config::store as wasi_config;
 
 /// The environment-variable prefix of the environment provider.
@@ -233,18 +235,56 @@ impl HasData for Variables {
     type Data<'a> = VariablesCtxView<'a>;
 }
 
-impl spin_v2::Host for VariablesCtxView<'_> {
-    fn get(&mut self, name: String) -> Result<String, spin_v2::Error> {
-        if !is_valid_variable_name(&name) {
-            return Err(spin_v2::Error::InvalidName(format!(
+/// Why a guest's `get` failed, in both versions' terms.
+enum LookupError {
+    InvalidName(String),
+    Undefined(String),
+}
+
+impl VariablesCtx {
+    /// The component variable `name`, as Spin's `get` answers it.
+    fn lookup(&self, name: &str) -> Result<String, LookupError> {
+        if !is_valid_variable_name(name) {
+            return Err(LookupError::InvalidName(format!(
                 "invalid variable name `{name}`"
             )));
         }
-        self.ctx
-            .values
-            .get(&name)
+        self.values
+            .get(name)
             .cloned()
-            .ok_or_else(|| spin_v2::Error::Undefined(format!("no variable for `{name}`")))
+            .ok_or_else(|| LookupError::Undefined(format!("no variable for `{name}`")))
+    }
+}
+
+impl From<LookupError> for spin_v2::Error {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::InvalidName(m) => Self::InvalidName(m),
+            LookupError::Undefined(m) => Self::Undefined(m),
+        }
+    }
+}
+
+impl From<LookupError> for spin_v3::Error {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::InvalidName(m) => Self::InvalidName(m),
+            LookupError::Undefined(m) => Self::Undefined(m),
+        }
+    }
+}
+
+impl spin_v2::Host for VariablesCtxView<'_> {
+    fn get(&mut self, name: String) -> Result<String, spin_v2::Error> {
+        Ok(self.ctx.lookup(&name)?)
+    }
+}
+
+impl spin_v3::Host for VariablesCtxView<'_> {}
+
+impl<T> spin_v3::HostWithStore<T> for Variables {
+    async fn get(accessor: &Accessor<T, Self>, name: String) -> Result<String, spin_v3::Error> {
+        Ok(accessor.with(|mut a| a.get().ctx.lookup(&name))?)
     }
 }
 
@@ -265,9 +305,11 @@ impl wasi_config::Host for VariablesCtxView<'_> {
     }
 }
 
-/// Links `fermyon:spin/variables@2.0.0` and `wasi:config/store` into `linker`.
+/// Links `fermyon:spin/variables@2.0.0`, `spin:variables/variables@3.0.0` and
+/// `wasi:config/store` into `linker`.
 pub fn add_to_linker<T: VariablesView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     spin_v2::add_to_linker::<T, Variables>(linker, T::variables)?;
+    spin_v3::add_to_linker::<T, Variables>(linker, T::variables)?;
     wasi_config::add_to_linker::<T, Variables>(linker, T::variables)?;
     Ok(())
 }
