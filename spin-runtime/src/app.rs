@@ -166,6 +166,8 @@ pub struct AppOptions {
     pub runtime_config: Option<PathBuf>,
     /// Per-request deadline (none by default, as in `spin up`).
     pub request_timeout: Option<Duration>,
+    /// How instances of WASI 0.3 handlers are reused.
+    pub reuse: crate::http_p3::Reuse,
     /// Engine settings.
     pub engine: EngineOptions,
 }
@@ -190,12 +192,14 @@ pub struct AppComponent {
 
 impl AppComponent {
     /// A component serving requests through `pre`; WASI 0.3 handlers get an instance
-    /// pool ([`crate::http_p3`]) whose requests expire after `request_timeout`.
+    /// pool ([`crate::http_p3`]) reusing instances as `reuse` says, whose requests expire
+    /// after `request_timeout`.
     pub fn new(
         id: String,
         pre: AnyProxyPre<InstanceState>,
         engine: &wasmtime::Engine,
         request_timeout: Option<Duration>,
+        reuse: crate::http_p3::Reuse,
         instance: InstanceConfig,
     ) -> Self {
         let instance = Arc::new(instance);
@@ -206,6 +210,7 @@ impl AppComponent {
                 engine.clone(),
                 instance.clone(),
                 request_timeout,
+                reuse,
             )),
         };
         Self { id, pre, instance }
@@ -255,6 +260,7 @@ impl InstanceConfig {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundHttp::new(self.allowed_hosts.clone(), self.local.clone()),
+            incoming: crate::headers::IncomingHeaders,
             limits: limits.build(),
             variables: VariablesCtx::new(self.variables.clone()),
             key_value: self.key_value.clone(),
@@ -558,6 +564,7 @@ pub fn load_manifest(
                 pre,
                 &engine.engine,
                 options.request_timeout,
+                options.reuse,
                 InstanceConfig {
                     env,
                     files,

@@ -100,6 +100,31 @@ pub fn prepare_request(
         .map_err(|_| PrepareError::InvalidUri)
 }
 
+/// The header filter of a request entering a guest.
+///
+/// wasmtime-wasi-http strips its default forbidden headers from every header map it
+/// hands a guest, `Host` included, because the same filter guards what guests may set
+/// on outgoing requests. Spin gives handlers the incoming `Host` (it is what
+/// `spin-full-url` and the request URI's authority are built from), so the incoming
+/// request is converted with this filter, which forbids the same hop-by-hop headers but
+/// not `Host`; requests a guest sends keep the default filter.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IncomingHeaders;
+
+impl wasmtime_wasi_http::WasiHttpHooks for IncomingHeaders {
+    fn is_forbidden_header(&mut self, name: &HeaderName) -> bool {
+        is_forbidden_incoming(name)
+    }
+
+    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
+        std::sync::Arc::new(is_forbidden_incoming)
+    }
+}
+
+fn is_forbidden_incoming(name: &HeaderName) -> bool {
+    name != http::header::HOST && wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+}
+
 /// Why a request could not be prepared for the guest.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -154,6 +179,14 @@ mod tests {
         let m = router.route("/users/9").unwrap();
         let h = spin_headers("http", "h", "/users/9", &m, "127.0.0.1:1".parse().unwrap());
         assert!(h.contains(&("spin-path-match-user-id".to_string(), "9".to_string())));
+    }
+
+    #[test]
+    fn incoming_requests_keep_host_but_not_hop_by_hop_headers() {
+        assert!(!is_forbidden_incoming(&http::header::HOST));
+        assert!(is_forbidden_incoming(&http::header::CONNECTION));
+        assert!(is_forbidden_incoming(&http::header::TRANSFER_ENCODING));
+        assert!(!is_forbidden_incoming(&http::header::CONTENT_TYPE));
     }
 
     #[test]

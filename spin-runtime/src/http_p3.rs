@@ -34,13 +34,15 @@ use wasmtime_wasi_http::handler::{
     WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+use wasmtime_wasi_http::WasiBody;
 
 use crate::app::InstanceConfig;
 use crate::state::InstanceState;
 
-/// How instances of a WASI 0.3 handler are reused.
-#[derive(Debug, Clone, Copy)]
+/// How instances of a WASI 0.3 handler are reused (`spinlet run`'s
+/// `--max-instance-reuse-count`, `--max-instance-concurrent-reuse-count` and
+/// `--idle-instance-timeout`, Spin's flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reuse {
     /// Requests one instance serves before it is dropped.
     pub max_requests: usize,
@@ -70,12 +72,14 @@ pub struct P3Handler {
 }
 
 impl P3Handler {
-    /// A handler instantiating `pre` with stores built from `config`.
+    /// A handler instantiating `pre` with stores built from `config`, reusing instances
+    /// as `reuse` says.
     pub fn new(
         pre: ServicePre<InstanceState>,
         engine: Engine,
         config: Arc<InstanceConfig>,
         request_timeout: Option<Duration>,
+        reuse: Reuse,
     ) -> Self {
         Self {
             handler: ProxyHandler::new(Pool {
@@ -83,7 +87,7 @@ impl P3Handler {
                 engine,
                 config,
                 request_timeout: request_timeout.unwrap_or(Duration::MAX),
-                reuse: Reuse::default(),
+                reuse,
             }),
         }
     }
@@ -120,7 +124,9 @@ impl HandlerState for Pool {
         Ok(Instance {
             store,
             proxy: Proxy::P3(service),
-            view: WasiHttpView::http,
+            // The request is converted with Spin's incoming header filter (`Host`
+            // passes); the guest's own requests use `WasiHttpView::http`.
+            view: InstanceState::incoming_http,
             expiration: Expiration {
                 idle_timeout: self.reuse.idle_timeout,
                 request_timeout: self.request_timeout,

@@ -224,7 +224,10 @@ impl HttpServer {
         } else {
             Scheme::Http
         };
-        let wasi_req = store.data_mut().http().new_incoming_request(scheme, req)?;
+        let wasi_req = store
+            .data_mut()
+            .incoming_http()
+            .new_incoming_request(scheme, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let id = component.id.clone();
         let task = tokio::spawn(async move {

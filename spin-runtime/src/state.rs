@@ -11,6 +11,7 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::headers::IncomingHeaders;
 use crate::key_value::{KeyValueCtx, KeyValueCtxView, KeyValueView};
 use crate::outbound::OutboundHttp;
 use crate::outbound_mqtt::{MqttCtx, MqttCtxView, MqttView};
@@ -30,6 +31,8 @@ pub struct InstanceState {
     pub http: WasiHttpCtx,
     /// Outbound HTTP policy.
     pub hooks: OutboundHttp,
+    /// The header filter of the request entering the guest (lets `Host` through).
+    pub incoming: IncomingHeaders,
     /// Memory and instance limits.
     pub limits: StoreLimits,
     /// Component variables.
@@ -63,6 +66,19 @@ impl WasiHttpView for InstanceState {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl InstanceState {
+    /// The WASI-HTTP view that turns the incoming request into the guest's: as
+    /// [`WasiHttpView::http`], but filtering headers as Spin passes them to guests
+    /// ([`IncomingHeaders`]). Everything the guest does itself goes through `http()`.
+    pub fn incoming_http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.incoming,
         }
     }
 }

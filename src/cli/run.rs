@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use spin_runtime::app::AppOptions;
 use spin_runtime::engine::EngineOptions;
+use spin_runtime::http_p3::Reuse;
 use spin_runtime::http_trigger::HttpServer;
 
 /// Flags of `spinlet run`.
@@ -47,6 +48,18 @@ pub struct RunArgs {
     /// Per-request deadline, e.g. `30s` or `500ms` [default: none, as `spin up`].
     #[arg(long, env = "SPINLET_REQUEST_TIMEOUT", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// WASI 0.3 handlers: requests one instance serves before it is dropped.
+    #[arg(long, value_name = "N", default_value_t = Reuse::default().max_requests as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_reuse_count: u32,
+    /// WASI 0.3 handlers: requests one instance serves at the same time. More than 1
+    /// lets a request wait behind a slow one on the same instance (and share its
+    /// deadline); spinlet's default gives each concurrent request its own instance.
+    #[arg(long, value_name = "N", default_value_t = Reuse::default().max_concurrent as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_concurrent_reuse_count: u32,
+    /// WASI 0.3 handlers: how long an idle instance is kept for the next request, e.g.
+    /// `1s` or `250ms`.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub idle_instance_timeout: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -97,6 +110,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         max_instance_memory: args.max_instance_memory,
         runtime_config: args.runtime_config_file.clone(),
         request_timeout: args.request_timeout,
+        reuse: Reuse {
+            max_requests: args.max_instance_reuse_count as usize,
+            max_concurrent: args.max_instance_concurrent_reuse_count as usize,
+            idle_timeout: args.idle_instance_timeout,
+        },
         engine: EngineOptions::from_env(),
     };
     let app = if std::path::Path::new(&args.app).exists() {
