@@ -10,19 +10,8 @@ mod common;
 #[path = "rdbms/servers.rs"]
 mod servers;
 
+use common::servers::enc;
 use common::{app_with_manifest, build_app, Spinlet, Start};
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// An app whose component may reach `allowed` only.
 fn serve(allowed: &str) -> Spinlet {

@@ -1,5 +1,5 @@
 //! End-to-end: the async 3.0 interfaces `spin:redis/redis@3.0.0` and
-//! `spin:mqtt/mqtt@3.0.0`, called by a spin-sdk 7 app (`tests/apps/rust-v7-redis`, a
+//! `spin:mqtt/mqtt@3.0.0`, called by a spin-sdk 7 app (`tests/apps/rust-v7-outbound`, a
 //! WASI 0.3 component) served by the real `spinlet run`, against a real `redis-server`
 //! and a real `mosquitto` (TLS listeners on loopback, trusted through `SSL_CERT_FILE`;
 //! see `common::servers`).
@@ -16,7 +16,7 @@ use common::{app_with_manifest, build_app};
 
 #[test]
 fn spin_sdk_7_redis_and_mqtt_against_real_servers() {
-    let wasm = build_app("rust-v7-redis");
+    let wasm = build_app("rust-v7-outbound");
     let scratch = common::scratch_dir("v3-outbound");
     let trusted = Pki::new(&scratch, "trusted");
     let rogue = Pki::new(&scratch, "rogue");

@@ -1,10 +1,15 @@
-//! Test app for spinlet's outbound Redis and MQTT 3.0 interfaces, built with spin-sdk 7
-//! for wasm32-wasip2: a WASI 0.3 component exporting `wasi:http/handler@0.3.0` that
-//! imports the component-model-async `spin:redis/redis@3.0.0` and `spin:mqtt/mqtt@3.0.0`.
+//! Test app for spinlet's outbound interfaces as spin-sdk 7 calls them, built for
+//! wasm32-wasip2: a WASI 0.3 component exporting `wasi:http/handler@0.3.0` that imports
+//! the component-model-async `spin:redis/redis@3.0.0`, `spin:mqtt/mqtt@3.0.0`,
+//! `spin:postgres/postgres@4.2.0` and `spin:mysql/mysql@3.0.0`.
 //!
 //! `op=redis&addr=<url>&cmd=<call>` opens a connection to `addr` and makes one call with
 //! `key`, `value` and `member`s (any other `cmd` goes through `execute` with the `arg`s,
-//! `i:<n>` for integers); `op=mqtt&addr=<url>&topic=&value=&qos=` publishes one message.
+//! `i:<n>` for integers); `op=mqtt&addr=<url>&topic=&value=&qos=` publishes one message;
+//! `op=pg|mysql&addr=<url>&mode=query|execute&sql=<statement>&arg=..` runs one statement
+//! with the `arg`s (`str:<text>`, `i64:<n>` or `null`), answering `columns: name,..` then
+//! one `row: v|v|..` line per streamed row (values in Debug form) for a query, and
+//! `affected: <n>` (PostgreSQL) or `ok` (MySQL) for an execute.
 //! Query values are percent-decoded. Errors come back as `<what> error: <debug>`.
 
 use spin_sdk::http::{IntoResponse, Request};
@@ -114,12 +119,103 @@ async fn mqtt(req: &Request) -> http::Response<String> {
     }
 }
 
+/// One `arg`: `str:<text>`, `i64:<n>` or `null`, as the interface's parameter type.
+fn sql_arg<P>(arg: &str, str_: fn(String) -> P, int: fn(i64) -> P, null: P) -> Option<P> {
+    match arg.split_once(':') {
+        Some(("str", v)) => Some(str_(v.to_string())),
+        Some(("i64", v)) => v.parse().ok().map(int),
+        None if arg == "null" => Some(null),
+        _ => None,
+    }
+}
+
+/// The reply to a query: its columns, then the rows as the stream delivers them.
+fn rows_reply(columns: Vec<String>, rows: Vec<Vec<String>>) -> String {
+    let mut body = format!("columns: {}\n", columns.join(","));
+    for row in rows {
+        body.push_str(&format!("row: {}\n", row.join("|")));
+    }
+    body
+}
+
+async fn pg(req: &Request) -> http::Response<String> {
+    use spin_sdk::pg::{Connection, DbValue, ParameterValue as P};
+    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
+    let Some(args) = query_params(req, "arg")
+        .iter()
+        .map(|a| sql_arg(a, P::Str, P::Int64, P::DbNull))
+        .collect::<Option<Vec<P>>>()
+    else {
+        return text(400, "bad arg");
+    };
+    let conn = match Connection::open(param("addr")).await {
+        Ok(c) => c,
+        Err(e) => return text(500, format!("pg error: {e:?}")),
+    };
+    if param("mode") == "execute" {
+        return match conn.execute(param("sql"), args).await {
+            Ok(n) => text(200, format!("affected: {n}")),
+            Err(e) => text(500, format!("pg error: {e:?}")),
+        };
+    }
+    let mut result = match conn.query(param("sql"), args).await {
+        Ok(r) => r,
+        Err(e) => return text(500, format!("pg error: {e:?}")),
+    };
+    let columns = result.columns().iter().map(|c| c.name.clone()).collect();
+    let mut rows = Vec::new();
+    while let Some(row) = result.rows().next().await {
+        rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
+    }
+    match result.result().await {
+        Ok(()) => text(200, rows_reply(columns, rows)),
+        Err(e) => text(500, format!("pg error: {e:?}")),
+    }
+}
+
+async fn mysql(req: &Request) -> http::Response<String> {
+    use spin_sdk::mysql::{Connection, DbValue, ParameterValue as P};
+    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
+    let Some(args) = query_params(req, "arg")
+        .iter()
+        .map(|a| sql_arg(a, P::Str, P::Int64, P::DbNull))
+        .collect::<Option<Vec<P>>>()
+    else {
+        return text(400, "bad arg");
+    };
+    let conn = match Connection::open(param("addr")).await {
+        Ok(c) => c,
+        Err(e) => return text(500, format!("mysql error: {e:?}")),
+    };
+    if param("mode") == "execute" {
+        return match conn.execute(param("sql"), args).await {
+            Ok(()) => text(200, "ok"),
+            Err(e) => text(500, format!("mysql error: {e:?}")),
+        };
+    }
+    let mut result = match conn.query(param("sql"), args).await {
+        Ok(r) => r,
+        Err(e) => return text(500, format!("mysql error: {e:?}")),
+    };
+    let columns = result.columns().iter().map(|c| c.name.clone()).collect();
+    let mut rows = Vec::new();
+    while let Some(row) = result.rows().next().await {
+        rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
+    }
+    match result.result().await {
+        Ok(()) => text(200, rows_reply(columns, rows)),
+        Err(e) => text(500, format!("mysql error: {e:?}")),
+    }
+}
+
 #[http_service]
 async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     let op = query_params(&req, "op").into_iter().next().unwrap_or_default();
     Ok(match op.as_str() {
         "redis" => redis(&req).await,
         "mqtt" => mqtt(&req).await,
+        "pg" => pg(&req).await,
+        "mysql" => mysql(&req).await,
         _ => text(404, format!("unknown op `{op}`")),
     })
 }
