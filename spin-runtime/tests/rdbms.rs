@@ -6,47 +6,23 @@
 //! 4.2.0 implementation; the async 4.2.0 and MySQL 3.0.0 functions share this code and
 //! are link-tested in `tests/rdbms_v4_2.rs`).
 
+#[path = "rdbms/client.rs"]
+mod client;
 mod common;
 #[path = "rdbms/servers.rs"]
 mod servers;
 
-use common::servers::enc;
-use common::{app_with_manifest, build_app, Spinlet, Start};
+use client::call;
+use common::{Spinlet, Start};
 
-/// An app whose component may reach `allowed` only.
+/// The spin-sdk 5 app, whose component may reach `allowed` only.
 fn serve(allowed: &str) -> Spinlet {
     serve_with(allowed, Start::default())
 }
 
 /// [`serve`], starting `spinlet run` with `start`.
 fn serve_with(allowed: &str, start: Start) -> Spinlet {
-    let wasm = build_app("rust-v5-rdbms");
-    let manifest = format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "rdbms-test"
-[[trigger.http]]
-route = "/..."
-component = "c"
-[component.c]
-source = "{{wasm}}"
-allowed_outbound_hosts = ["{allowed}"]
-"#
-    );
-    let dir = app_with_manifest("rdbms", &wasm, &manifest);
-    Spinlet::start(&dir, start)
-}
-
-/// Runs `sql` through interface `db` (`pg4`, `pg3`, `pg2`, `mysql`) at `addr`; the
-/// status and body.
-fn call(s: &Spinlet, db: &str, addr: &str, mode: &str, sql: &str, args: &[&str]) -> (u16, String) {
-    let mut path = format!("/?db={db}&addr={}&mode={mode}&sql={}", enc(addr), enc(sql));
-    for a in args {
-        path.push_str(&format!("&arg={}", enc(a)));
-    }
-    let r = s.get(&path);
-    (r.status, r.text())
+    client::serve("rust-v5-rdbms", allowed, start)
 }
 
 #[test]

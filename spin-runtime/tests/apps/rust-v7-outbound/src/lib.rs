@@ -6,7 +6,7 @@
 //! `op=redis&addr=<url>&cmd=<call>` opens a connection to `addr` and makes one call with
 //! `key`, `value` and `member`s (any other `cmd` goes through `execute` with the `arg`s,
 //! `i:<n>` for integers); `op=mqtt&addr=<url>&topic=&value=&qos=` publishes one message;
-//! `op=pg|mysql&addr=<url>&mode=query|execute&sql=<statement>&arg=..` runs one statement
+//! `op=sql&db=pg|mysql&addr=<url>&mode=query|execute&sql=<statement>&arg=..` runs one statement
 //! with the `arg`s (`str:<text>`, `i64:<n>` or `null`), answering `columns: name,..` then
 //! one `row: v|v|..` line per streamed row (values in Debug form) for a query, and
 //! `affected: <n>` (PostgreSQL) or `ok` (MySQL) for an execute.
@@ -33,7 +33,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -58,7 +60,12 @@ fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
 
 async fn redis(req: &Request) -> http::Response<String> {
     use spin_sdk::redis::{Connection, RedisParameter};
-    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
+    let param = |name: &str| {
+        query_params(req, name)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
     let conn = match Connection::open(param("addr")).await {
         Ok(c) => c,
         Err(e) => return text(403, format!("redis error: {e:?}")),
@@ -87,10 +94,12 @@ async fn redis(req: &Request) -> http::Response<String> {
         command => {
             let args: Vec<RedisParameter> = query_params(req, "arg")
                 .into_iter()
-                .map(|a| match a.strip_prefix("i:").and_then(|i| i.parse().ok()) {
-                    Some(i) => RedisParameter::Int64(i),
-                    None => RedisParameter::Binary(a.into_bytes()),
-                })
+                .map(
+                    |a| match a.strip_prefix("i:").and_then(|i| i.parse().ok()) {
+                        Some(i) => RedisParameter::Int64(i),
+                        None => RedisParameter::Binary(a.into_bytes()),
+                    },
+                )
                 .collect();
             conn.execute(command, args).await.map(|r| format!("{r:?}"))
         }
@@ -103,7 +112,12 @@ async fn redis(req: &Request) -> http::Response<String> {
 
 async fn mqtt(req: &Request) -> http::Response<String> {
     use spin_sdk::mqtt::{Connection, Qos};
-    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
+    let param = |name: &str| {
+        query_params(req, name)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
     let qos = match param("qos").as_str() {
         "1" => Qos::AtLeastOnce,
         "2" => Qos::ExactlyOnce,
@@ -113,7 +127,10 @@ async fn mqtt(req: &Request) -> http::Response<String> {
         Ok(c) => c,
         Err(e) => return text(502, format!("mqtt error: {e:?}")),
     };
-    match conn.publish(param("topic"), param("value").into_bytes(), qos).await {
+    match conn
+        .publish(param("topic"), param("value").into_bytes(), qos)
+        .await
+    {
         Ok(()) => text(200, "published"),
         Err(e) => text(502, format!("mqtt error: {e:?}")),
     }
@@ -138,84 +155,69 @@ fn rows_reply(columns: Vec<String>, rows: Vec<Vec<String>>) -> String {
     body
 }
 
-async fn pg(req: &Request) -> http::Response<String> {
-    use spin_sdk::pg::{Connection, DbValue, ParameterValue as P};
-    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
-    let Some(args) = query_params(req, "arg")
-        .iter()
-        .map(|a| sql_arg(a, P::Str, P::Int64, P::DbNull))
-        .collect::<Option<Vec<P>>>()
-    else {
-        return text(400, "bad arg");
-    };
-    let conn = match Connection::open(param("addr")).await {
-        Ok(c) => c,
-        Err(e) => return text(500, format!("pg error: {e:?}")),
-    };
-    if param("mode") == "execute" {
-        return match conn.execute(param("sql"), args).await {
-            Ok(n) => text(200, format!("affected: {n}")),
-            Err(e) => text(500, format!("pg error: {e:?}")),
+/// One statement through the SQL interface `$db` (`spin_sdk::pg` or `spin_sdk::mysql`):
+/// the two have the same shape but their own types, hence a macro.
+macro_rules! sql_statement {
+    ($req:expr, $db:ident, $executed:expr) => {{
+        use spin_sdk::$db::{Connection, DbValue, ParameterValue as P};
+        let what = stringify!($db);
+        let param = |name: &str| {
+            query_params($req, name)
+                .into_iter()
+                .next()
+                .unwrap_or_default()
         };
-    }
-    let mut result = match conn.query(param("sql"), args).await {
-        Ok(r) => r,
-        Err(e) => return text(500, format!("pg error: {e:?}")),
-    };
-    let columns = result.columns().iter().map(|c| c.name.clone()).collect();
-    let mut rows = Vec::new();
-    while let Some(row) = result.rows().next().await {
-        rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
-    }
-    match result.result().await {
-        Ok(()) => text(200, rows_reply(columns, rows)),
-        Err(e) => text(500, format!("pg error: {e:?}")),
-    }
+        let Some(args) = query_params($req, "arg")
+            .iter()
+            .map(|a| sql_arg(a, P::Str, P::Int64, P::DbNull))
+            .collect::<Option<Vec<P>>>()
+        else {
+            return text(400, "bad arg");
+        };
+        let conn = match Connection::open(param("addr")).await {
+            Ok(c) => c,
+            Err(e) => return text(500, format!("{what} error: {e:?}")),
+        };
+        if param("mode") == "execute" {
+            return match conn.execute(param("sql"), args).await {
+                Ok(done) => text(200, $executed(done)),
+                Err(e) => text(500, format!("{what} error: {e:?}")),
+            };
+        }
+        let mut result = match conn.query(param("sql"), args).await {
+            Ok(r) => r,
+            Err(e) => return text(500, format!("{what} error: {e:?}")),
+        };
+        let columns = result.columns().iter().map(|c| c.name.clone()).collect();
+        let mut rows = Vec::new();
+        while let Some(row) = result.rows().next().await {
+            rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
+        }
+        match result.result().await {
+            Ok(()) => text(200, rows_reply(columns, rows)),
+            Err(e) => text(500, format!("{what} error: {e:?}")),
+        }
+    }};
 }
 
-async fn mysql(req: &Request) -> http::Response<String> {
-    use spin_sdk::mysql::{Connection, DbValue, ParameterValue as P};
-    let param = |name: &str| query_params(req, name).into_iter().next().unwrap_or_default();
-    let Some(args) = query_params(req, "arg")
-        .iter()
-        .map(|a| sql_arg(a, P::Str, P::Int64, P::DbNull))
-        .collect::<Option<Vec<P>>>()
-    else {
-        return text(400, "bad arg");
-    };
-    let conn = match Connection::open(param("addr")).await {
-        Ok(c) => c,
-        Err(e) => return text(500, format!("mysql error: {e:?}")),
-    };
-    if param("mode") == "execute" {
-        return match conn.execute(param("sql"), args).await {
-            Ok(()) => text(200, "ok"),
-            Err(e) => text(500, format!("mysql error: {e:?}")),
-        };
-    }
-    let mut result = match conn.query(param("sql"), args).await {
-        Ok(r) => r,
-        Err(e) => return text(500, format!("mysql error: {e:?}")),
-    };
-    let columns = result.columns().iter().map(|c| c.name.clone()).collect();
-    let mut rows = Vec::new();
-    while let Some(row) = result.rows().next().await {
-        rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
-    }
-    match result.result().await {
-        Ok(()) => text(200, rows_reply(columns, rows)),
-        Err(e) => text(500, format!("mysql error: {e:?}")),
+async fn sql(req: &Request) -> http::Response<String> {
+    match query_params(req, "db").into_iter().next().as_deref() {
+        Some("pg") => sql_statement!(req, pg, |n: u64| format!("affected: {n}")),
+        Some("mysql") => sql_statement!(req, mysql, |()| "ok".to_string()),
+        _ => text(400, "db must be pg or mysql"),
     }
 }
 
 #[http_service]
 async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
-    let op = query_params(&req, "op").into_iter().next().unwrap_or_default();
+    let op = query_params(&req, "op")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     Ok(match op.as_str() {
         "redis" => redis(&req).await,
         "mqtt" => mqtt(&req).await,
-        "pg" => pg(&req).await,
-        "mysql" => mysql(&req).await,
+        "sql" => sql(&req).await,
         _ => text(404, format!("unknown op `{op}`")),
     })
 }
