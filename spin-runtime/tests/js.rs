@@ -11,6 +11,6 @@ fn js_sdk_app_is_served_from_a_directory_and_a_registry() {
         "js-hello",
         &wasm,
         "Hello from the JS SDK",
-        &|_| {},
+        &|_, _| {},
     );
 }

@@ -12,7 +12,7 @@ fn python_sdk_app_is_served_from_a_directory_and_a_registry() {
         "python-hello",
         &wasm,
         "Hello from the Python SDK",
-        &|s| {
+        &|s, _| {
             // An interface spinlet only stubs answers with an error, not a trap.
             let r = s.get("/app?op=llm");
             assert_eq!(r.status, 501, "{}", r.text());

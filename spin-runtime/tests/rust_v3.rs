@@ -17,6 +17,6 @@ fn spin_sdk_3_core_module_is_served_from_a_directory_and_a_registry() {
         "rust-v3-hello",
         &wasm,
         "Hello from spin-sdk 3",
-        &|_| {},
+        &|_, _| {},
     );
 }

@@ -79,6 +79,10 @@ fn routing_and_spin_headers() {
         "http://fermyon.dev/foo/bar/baz?key1=value1&key2=value2"
     );
     assert!(!h.contains_key("connection"), "Connection must be dropped");
+    assert_eq!(
+        h["host"], "fermyon.dev",
+        "the guest gets the request's Host"
+    );
 
     // Exact beats wildcard.
     let h = s.get("/foo/bar").echoed();

@@ -4,64 +4,57 @@
 
 mod common;
 
-use std::path::Path;
+use common::sdk_apps::Run;
+use common::{app_with_manifest, build_app, Spinlet};
 
-use common::{app_with_manifest, build_app, Spinlet, Start};
+fn ok(s: &Spinlet, path: &str) -> String {
+    let r = s.get(path);
+    assert_eq!(r.status, 200, "GET {path}: {}\n{}", r.text(), s.stderr());
+    r.text()
+}
 
-const APP: &str = r#"
-spin_manifest_version = 2
-[application]
-name = "rust-v7-hello"
-version = "7.0.0"
-[[trigger.http]]
-route = "/hello"
-component = "hello"
-[[trigger.http]]
-route = "/app/..."
-component = "app"
-[component.hello]
-source = "{wasm}"
-[component.app]
-source = "{wasm}"
-allowed_outbound_hosts = ["http://127.0.0.1:ALLOWED"]
-"#;
+fn failed_with(s: &Spinlet, path: &str, status: u16, error: &str) {
+    let r = s.get(path);
+    assert_eq!(r.status, status, "GET {path}: {}", r.text());
+    assert!(r.text().contains(error), "GET {path}: {}", r.text());
+}
 
-/// Routing, `spin-*` headers, outbound HTTP allowed and denied, instance reuse and
-/// concurrent requests, for one server.
-fn check_served(s: &Spinlet, allowed: u16, denied: u16) {
-    let r = s.get("/hello");
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.stderr());
-    assert_eq!(r.text(), "Hello from spin-sdk 7");
-    assert_eq!(s.get("/hello/more").status, 404, "/hello is an exact route");
+/// What the shared SDK run does not cover for spin-sdk 7: the rest of the async
+/// `spin:key-value@3.0.0` store (streamed keys, exists, delete, grants), the async
+/// `spin:sqlite@3.1.0` functions (streamed rows, rowid, changes, grants; the default
+/// database persists across the restart), instance reuse and concurrent requests.
+fn check_v7(s: &Spinlet, run: Run) {
+    // Each insert is the table's newest row: its rowid counts the rows (none deleted).
+    for value in ["x", "y"] {
+        let r = s.get(&format!("/app?op=sqlite&value={value}"));
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), s.stderr());
+        let text = r.text();
+        let rows: Vec<&str> = text.split(',').collect();
+        assert_eq!(rows.last(), Some(&value), "{text}");
+        assert_eq!(r.headers["sqlite-rowid"], rows.len().to_string(), "{text}");
+        assert_eq!(r.headers["sqlite-changes"], "1");
+        if run == Run::FromRegistry {
+            assert!(rows.len() > 2, "the rows of the first run persist: {text}");
+        }
+    }
+    failed_with(s, "/hello?op=sqlite&value=z", 500, "AccessDenied");
+    failed_with(s, "/app?op=sqlite&value=z&db=other", 500, "AccessDenied");
 
-    let r = s
-        .request(
-            "GET",
-            "/app/a/b?op=echo&x=1",
-            &[("Host", "sdk.example")],
-            b"",
-        )
-        .expect("echo request");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let h = r.echoed();
-    assert_eq!(h["spin-full-url"], "http://sdk.example/app/a/b?op=echo&x=1");
-    assert_eq!(h["spin-path-info"], "/a/b");
-    assert_eq!(h["spin-matched-route"], "/app/...");
-    assert_eq!(h["spin-raw-component-route"], "/app/...");
-    assert_eq!(h["spin-component-route"], "/app");
-    assert_eq!(h["spin-base-path"], "/");
-    assert_eq!(h["spin-client-addr"], r.local_addr.to_string());
-
-    // wasi:http/client@0.3.0 goes through the same allowed_outbound_hosts check.
-    let r = s.get(&format!("/app?op=fetch&url=http://127.0.0.1:{allowed}/up"));
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.stderr());
-    assert_eq!(r.text(), "200 upstream says hi");
-    let r = s.get(&format!("/app?op=fetch&url=http://127.0.0.1:{denied}/up"));
-    assert_eq!(r.status, 502, "not in allowed_outbound_hosts: {}", r.text());
+    // `k` was stored by the shared run before this, from the directory.
+    assert_eq!(ok(s, "/app?op=kv-set&key=a&value=1"), "stored");
+    assert_eq!(ok(s, "/app?op=kv-set&key=b&value=2"), "stored");
+    assert_eq!(ok(s, "/app?op=kv-keys"), "a,b,k");
+    assert_eq!(ok(s, "/app?op=kv-exists&key=a"), "true");
+    assert_eq!(ok(s, "/app?op=kv-del&key=a"), "deleted");
+    assert_eq!(ok(s, "/app?op=kv-exists&key=a"), "false");
+    assert_eq!(ok(s, "/app?op=kv-del&key=b"), "deleted");
+    assert_eq!(ok(s, "/app?op=kv-keys"), "k");
+    failed_with(s, "/app?op=kv-keys&label=other", 403, "AccessDenied");
+    failed_with(s, "/hello?op=kv-keys", 403, "AccessDenied");
 
     // Instances are reused across requests, as Spin 3.6+ does for WASI 0.3.
-    let first: u64 = s.get("/app?op=count").text().parse().expect("count");
-    let second: u64 = s.get("/app?op=count").text().parse().expect("count");
+    let first: u64 = ok(s, "/app?op=count").parse().expect("count");
+    let second: u64 = ok(s, "/app?op=count").parse().expect("count");
     assert!(
         second > first,
         "the same instance served both: {first} then {second}"
@@ -80,41 +73,20 @@ fn check_served(s: &Spinlet, allowed: u16, denied: u16) {
         let r = t.join().expect("thread");
         assert_eq!(r.status, 200, "{}", r.text());
     }
-
-    // Imports not implemented yet for WASI 0.3 (the async spin:key-value@3.0.0) link
-    // and answer the interface's error instead of failing the app at start.
-    let r = s.get("/app?op=kv-get&key=k");
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert!(
-        r.text().contains("not available on this host"),
-        "{}",
-        r.text()
-    );
 }
 
+/// Routing, `spin-*` headers, variables (`spin:variables@3.0.0`) from the command line
+/// and the environment, key-value persistence across the restart, outbound HTTP
+/// (`wasi:http/client@0.3.0`) allowed and denied, from a directory and from a registry.
 #[test]
 fn spin_sdk_7_component_is_served_from_a_directory_and_a_registry() {
     let wasm = build_app("rust-v7-hello");
-    let allowed = common::upstream(4);
-    let denied = common::upstream(2);
-    let dir = app_with_manifest(
+    common::sdk_apps::serve_from_dir_then_registry(
         "rust-v7-hello",
         &wasm,
-        &APP.replace("ALLOWED", &allowed.to_string()),
+        "Hello from spin-sdk 7",
+        &check_v7,
     );
-    let s = Spinlet::start(&dir, Start::default());
-    check_served(&s, allowed, denied);
-    s.stop();
-
-    let registry = common::Registry::start();
-    let reference = format!(
-        "{}/spinlet-tests/rust-v7-hello:{}",
-        registry.host,
-        std::process::id()
-    );
-    common::push(&dir, &reference);
-    let s = Spinlet::start(Path::new(&reference), Start::default());
-    check_served(&s, allowed, denied);
 }
 
 const FAILURES: &str = r#"
@@ -135,4 +107,59 @@ fn wasi_0_3_traps_deadlines_and_memory_cap_give_500_and_the_server_keeps_serving
     let s = Spinlet::start(&dir, common::failure_limits());
 
     common::failures_give_500(&s);
+}
+
+fn start_with(dir: &std::path::Path, args: &[&str]) -> Spinlet {
+    Spinlet::start(
+        dir,
+        common::Start {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+}
+
+fn counts(s: &Spinlet, n: usize) -> Vec<String> {
+    (0..n).map(|_| ok(s, "/?op=count")).collect()
+}
+
+#[test]
+fn instance_reuse_follows_spins_reuse_flags() {
+    let wasm = build_app("rust-v7-hello");
+    let dir = app_with_manifest("reuse-flags", &wasm, FAILURES);
+
+    let s = start_with(&dir, &["--max-instance-reuse-count", "1"]);
+    assert_eq!(
+        counts(&s, 3),
+        ["1", "1", "1"],
+        "a fresh instance per request"
+    );
+    s.stop();
+
+    let s = start_with(&dir, &["--max-instance-reuse-count", "3"]);
+    assert_eq!(
+        counts(&s, 4),
+        ["1", "2", "3", "1"],
+        "three requests per instance"
+    );
+    s.stop();
+
+    let s = start_with(&dir, &["--idle-instance-timeout", "100ms"]);
+    assert_eq!(counts(&s, 2), ["1", "2"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(counts(&s, 1), ["1"], "the idle instance was dropped");
+    s.stop();
+
+    for (flag, value) in [
+        ("--max-instance-reuse-count", "0"),
+        ("--max-instance-concurrent-reuse-count", "0"),
+        ("--idle-instance-timeout", "soon"),
+    ] {
+        let (success, stderr) = common::run_expecting_failure(&dir, &[flag, value]);
+        assert!(!success, "{flag} {value} must be refused");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "the error names {flag} and {value}: {stderr}"
+        );
+    }
 }

@@ -49,9 +49,17 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     static CLEANED: OnceLock<()> = OnceLock::new();
     let root = target_dir().join("spin-test-scratch");
-    // Scratch dirs of earlier runs are removed once per test process.
+    // Scratch dirs of earlier runs are removed once per test process; those of test
+    // processes still running (`<name>-<pid>-<n>`, the pid alive) are theirs to keep.
     CLEANED.get_or_init(|| {
-        let _ = std::fs::remove_dir_all(&root);
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = root.join(format!("{name}-{}-{n}", std::process::id()));
@@ -170,7 +178,8 @@ pub fn build_app_for(name: &str, target: &str) -> PathBuf {
 }
 
 /// Builds the app crate in `app_dir` (its directory name is the crate name) for `target`,
-/// once per content hash, and returns its `.wasm`.
+/// once per content hash (of the app and of `tests/apps/app-support`), and returns its
+/// `.wasm`.
 pub fn build_app_in(app_dir: &Path, target: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,6 +189,9 @@ pub fn build_app_in(app_dir: &Path, target: &str) -> PathBuf {
         .expect("app dir has a UTF-8 name");
     let mut hasher = Sha256::new();
     hash_dir(&mut hasher, app_dir, app_dir);
+    // The Rust apps' shared path dependency is part of what they are built from.
+    let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/app-support");
+    hash_dir(&mut hasher, &support, &support);
     let hash = hex(&hasher.finalize()[..8]);
     let out_dir = target_dir().join("spin-test-apps");
     let out = out_dir.join(format!("{name}-{target}-{hash}.wasm"));

@@ -5,11 +5,15 @@
 //! The apps share a query protocol: `op=hello` (the default) answers a greeting,
 //! `op=echo` the request's headers as `name: value` lines, `op=var&name=N` a variable
 //! (404 when it fails), `op=kv-set&key=K&value=V` / `op=kv-get&key=K` the default
-//! key-value store (404 when missing) and `op=fetch&url=U` an outbound GET answered as
-//! `<status> <body>` (502 when it fails).
+//! key-value store (404 when missing), `op=fetch&url=U` an outbound GET answered as
+//! `<status> <body>` (502 when it fails) and `op=sqlite&value=V[&db=L]` opens sqlite
+//! database L (`default` unless given), creates table `t (v TEXT NOT NULL)` if missing,
+//! inserts V and answers every `v` by rowid, comma-separated (500 with the error when it
+//! fails).
 //!
 //! One test = two `spinlet` starts: from the app directory, then from a registry after
-//! `spinlet push`, sharing a state directory so key-value data must survive the restart.
+//! `spinlet push`, sharing a state directory so key-value and sqlite data must survive
+//! the restart.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,6 +40,7 @@ source = "{{wasm}}"
 [component.app]
 source = "{{wasm}}"
 key_value_stores = ["default"]
+sqlite_databases = ["default"]
 variables = {{ message = "{{{{ greeting }}}}!" }}
 allowed_outbound_hosts = ["http://127.0.0.1:{allowed_port}"]
 "#
@@ -57,11 +62,26 @@ fn echo(s: &Spinlet, path: &str) -> (Response, HashMap<String, String>) {
     (r, h)
 }
 
+/// Which of the two starts an app's own checks run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// `spinlet run <app dir>`, with a fresh state directory.
+    FromDir,
+    /// `spinlet run <reference>` after `spinlet push`, with the same state directory.
+    FromRegistry,
+}
+
 /// Serves `wasm` (the app `app`, whose greeting is `hello`) from a directory and then
-/// from a registry, checking routing, `spin-*` headers, variables, key-value
-/// persistence and outbound HTTP; `more` runs the app's own checks against the
-/// directory run (the component serves `/app/...`).
-pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str, more: &dyn Fn(&Spinlet)) {
+/// from a registry, checking routing, `spin-*` headers, variables, key-value and sqlite
+/// persistence and outbound HTTP; `more` runs the app's own checks against each run
+/// (the component `app` serves `/app/...` and is granted the `default` key-value store
+/// and sqlite database; `hello` serves `/hello` and is granted nothing).
+pub fn serve_from_dir_then_registry(
+    app: &str,
+    wasm: &Path,
+    hello: &str,
+    more: &dyn Fn(&Spinlet, Run),
+) {
     let allowed = upstream(2);
     let denied = upstream(2);
     let dir = app_with_manifest(app, wasm, &manifest(app, allowed));
@@ -90,6 +110,13 @@ pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str, more: &
     assert_eq!(h["spin-component-route"], "/app");
     assert_eq!(h["spin-base-path"], "/");
     assert_eq!(h["spin-client-addr"], r.local_addr.to_string());
+    assert_eq!(
+        h.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.as_str()),
+        Some("sdk.example"),
+        "the guest gets the request's Host"
+    );
     assert_eq!(echo(&s, "/app/?op=echo").1["spin-path-info"], "/");
 
     assert_eq!(
@@ -123,10 +150,36 @@ pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str, more: &
     assert_eq!(r.text(), "200 upstream says hi");
     let r = s.get(&format!("/app?op=fetch&url=http://127.0.0.1:{denied}/up"));
     assert_eq!(r.status, 502, "not in allowed_outbound_hosts: {}", r.text());
-    more(&s);
+
+    // Before `more`: an app's own checks may add rows to the same table.
+    assert_eq!(ok(&s, "/app?op=sqlite&value=a").text(), "a");
+    assert_eq!(ok(&s, "/app?op=sqlite&value=b").text(), "a,b");
+    // Each SDK spells the error its own way: `AccessDenied`, `Error_AccessDenied`,
+    // `{"tag":"access-denied"}`.
+    for (path, why) in [
+        (
+            "/hello?op=sqlite&value=z",
+            "a component without the database",
+        ),
+        (
+            "/app?op=sqlite&value=z&db=other",
+            "a database the component is not granted",
+        ),
+    ] {
+        let r = s.get(path);
+        let error = r.text().to_ascii_lowercase().replace(['-', '_'], "");
+        assert!(
+            r.status != 200 && error.contains("accessdenied"),
+            "{why} is denied with access-denied: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    more(&s, Run::FromDir);
     s.stop();
 
-    // From a registry, same state directory: the key-value data is still there.
+    // From a registry, same state directory: the key-value and sqlite data are still
+    // there.
     let registry = Registry::start();
     let reference = format!(
         "{}/spinlet-tests/{app}:{}",
@@ -153,4 +206,11 @@ pub fn serve_from_dir_then_registry(app: &str, wasm: &Path, hello: &str, more: &
         serde_json::from_slice(&ok(&s, "/.well-known/spin/info").body).expect("info JSON");
     assert_eq!(info["name"], app);
     assert_eq!(info["oci_image_digest"], digest.as_str());
+    // The directory run's rows, then whatever its `more` added, then this one.
+    let rows = ok(&s, "/app?op=sqlite&value=c").text();
+    assert!(
+        rows.starts_with("a,b,") && rows.ends_with(",c"),
+        "the default database persists across runs: {rows}"
+    );
+    more(&s, Run::FromRegistry);
 }

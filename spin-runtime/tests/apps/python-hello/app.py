@@ -5,13 +5,20 @@ every Spin interface: it only instantiates if the host provides (or stubs) all o
 
 The `op` query parameter picks what the handler does (the protocol shared by every SDK's
 hello app, see spin-runtime/tests/common/sdk_apps.rs): `hello` (default), `echo`, `var`,
-`kv-set`, `kv-get` and `fetch`; and `llm`, an interface the host only stubs.
+`kv-set`, `kv-get`, `fetch` and `sqlite&value=V[&db=L]` (create table `t`, insert V and
+answer every value in database L, `default` unless given, comma-separated; 500 with the
+error when it fails); and `llm`, an interface the host only stubs.
 """
 
 from urllib.parse import parse_qs, urlsplit
 
 from spin_sdk import http, key_value, llm, variables
 from spin_sdk.http import Request, Response
+
+# Not `spin_sdk.sqlite`: in spin-sdk 3.4.1 it imports `spin_sdk.wit.imports.sqlite`, but
+# componentize-py names the bindings of `fermyon:spin/sqlite@2.0.0` `fermyon_spin_sqlite`
+# (the world also imports `spin:sqlite/sqlite@3.0.0`), so that import fails at build time.
+from spin_sdk.wit.imports.fermyon_spin_sqlite import Connection, Value_Text
 
 
 def text(status: int, body: str) -> Response:
@@ -51,6 +58,15 @@ class IncomingHandler(http.IncomingHandler):
             except Exception as e:
                 return text(502, f"fetch error: {e!r}")
             return text(200, f"{resp.status} {(resp.body or b'').decode('utf-8')}")
+        if op == "sqlite":
+            try:
+                with Connection.open(query.get("db", "default")) as db:
+                    db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)", [])
+                    db.execute("INSERT INTO t (v) VALUES (?)", [Value_Text(query.get("value", ""))])
+                    result = db.execute("SELECT v FROM t ORDER BY rowid", [])
+            except Exception as e:  # Err(Error_*)
+                return text(500, f"sqlite error: {e!r}")
+            return text(200, ",".join(row.values[0].value for row in result.rows))
         if op == "llm":
             try:
                 result = llm.infer("llama2-chat", "hi")

@@ -3,9 +3,12 @@
 //
 // The `op` query parameter picks what the handler does (the protocol shared by every
 // SDK's hello app, see spin-runtime/tests/common/sdk_apps.rs): `hello` (default),
-// `echo`, `var`, `kv-set`, `kv-get` and `fetch`.
+// `echo`, `var`, `kv-set`, `kv-get`, `fetch` and `sqlite&value=V[&db=L]` (create table
+// `t`, insert V and answer every value in database L, `default` unless given,
+// comma-separated; 500 with the error when it fails).
 
 import { Store } from 'fermyon:spin/key-value@2.0.0';
+import { Connection } from 'fermyon:spin/sqlite@2.0.0';
 import * as variables from 'fermyon:spin/variables@2.0.0';
 
 function text(status, body) {
@@ -58,6 +61,17 @@ async function handle(request) {
                 return text(200, `${resp.status} ${await resp.text()}`);
             } catch (e) {
                 return text(502, `fetch error: ${e}`);
+            }
+        case 'sqlite':
+            try {
+                const db = Connection.open(url.searchParams.get('db') ?? 'default');
+                db.execute('CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)', []);
+                // A WIT variant is `{ tag, val }` in jco's bindings.
+                db.execute('INSERT INTO t (v) VALUES (?)', [{ tag: 'text', val: q('value') }]);
+                const result = db.execute('SELECT v FROM t ORDER BY rowid', []);
+                return text(200, result.rows.map((row) => row.values[0].val).join(','));
+            } catch (e) {
+                return text(500, `sqlite error: ${describe(e)}`);
             }
         default:
             return text(400, `unknown op ${op}`);

@@ -3,18 +3,17 @@
 //!
 //! The `op` query parameter picks what the handler does (the protocol shared by every
 //! SDK's hello app, see `spin-runtime/tests/common/sdk_apps.rs`): `hello` (default), `echo` (method, URI
-//! and headers, one `name: value` per line), `var`, `kv-set`/`kv-get` on a store and
-//! `fetch` (outbound HTTP).
+//! and headers, one `name: value` per line), `var`, `kv-set`/`kv-get` on a store,
+//! `fetch` (outbound HTTP) and `sqlite&value=V[&db=L]` (create table `t`, insert V and
+//! answer every value in database L, `default` unless given, comma-separated; 500 with
+//! the error when it fails).
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query().split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| v.to_string())
-    })
+    app_support::query_param(req.query(), name)
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -70,6 +69,30 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 Err(e) => text(502, format!("fetch error: {e}")),
             }
         }
+        "sqlite" => {
+            let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
+            match sqlite_roundtrip(&db, &param("value")) {
+                Ok(values) => text(200, values),
+                Err(e) => text(500, format!("sqlite error: {e:?}")),
+            }
+        }
         other => text(400, format!("unknown op {other}")),
     })
+}
+
+fn sqlite_roundtrip(db: &str, value: &str) -> Result<String, spin_sdk::sqlite::Error> {
+    use spin_sdk::sqlite::{Connection, Value};
+    let db = Connection::open(db)?;
+    db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)", &[])?;
+    db.execute(
+        "INSERT INTO t (v) VALUES (?)",
+        &[Value::Text(value.to_string())],
+    )?;
+    let result = db.execute("SELECT v FROM t ORDER BY rowid", &[])?;
+    let values: Vec<&str> = result
+        .rows
+        .iter()
+        .filter_map(|r| r.get::<&str>(0))
+        .collect();
+    Ok(values.join(","))
 }

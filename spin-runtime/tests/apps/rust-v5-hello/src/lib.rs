@@ -9,57 +9,25 @@ use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 
+use app_support::sql_rows;
+
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    query_params(req, name).into_iter().next()
+    app_support::query_param(req.query(), name)
 }
 
-/// Every value of `name`, percent-decoded, in order.
 fn query_params(req: &Request, name: &str) -> Vec<String> {
-    req.query()
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `columns: a,b` then one `row: v1|v2` line per row, values in Debug form.
-fn sql_rows<V: std::fmt::Debug>(columns: &[String], rows: impl Iterator<Item = Vec<V>>) -> String {
-    let mut body = format!("columns: {}\n", columns.join(","));
-    for row in rows {
-        let values: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
-        body.push_str(&format!("row: {}\n", values.join("|")));
-    }
-    body
+    app_support::query_params(req.query(), name)
 }
 
 /// A statement argument: `i:42`, `r:1.5`, `b:bytes`, `null`, else text.
-fn sql_arg<V>(arg: &str, int: fn(i64) -> V, real: fn(f64) -> V, text: fn(String) -> V, blob: fn(Vec<u8>) -> V, null: V) -> V {
+fn sql_arg<V>(
+    arg: &str,
+    int: fn(i64) -> V,
+    real: fn(f64) -> V,
+    text: fn(String) -> V,
+    blob: fn(Vec<u8>) -> V,
+    null: V,
+) -> V {
     if let Some(i) = arg.strip_prefix("i:").and_then(|i| i.parse().ok()) {
         int(i)
     } else if let Some(r) = arg.strip_prefix("r:").and_then(|r| r.parse().ok()) {
@@ -117,7 +85,8 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         },
         "kv-set" => {
             let label = query_param(&req, "label").unwrap_or_else(|| "default".into());
-            match Store::open(&label).and_then(|s| s.set(&param("key"), param("value").as_bytes())) {
+            match Store::open(&label).and_then(|s| s.set(&param("key"), param("value").as_bytes()))
+            {
                 Ok(()) => text(200, "stored"),
                 Err(e) => text(403, format!("kv error: {e:?}")),
             }
@@ -145,11 +114,17 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                     .map_err(|e| format!("{e:?}")),
                 "wkv-get" => bucket
                     .get(&key)
-                    .map(|v| v.map_or("missing".into(), |v| String::from_utf8_lossy(&v).into_owned()))
+                    .map(|v| {
+                        v.map_or("missing".into(), |v| {
+                            String::from_utf8_lossy(&v).into_owned()
+                        })
+                    })
                     .map_err(|e| format!("{e:?}")),
-                "wkv-incr" => atomics::increment(&bucket, &key, param("delta").parse().unwrap_or(1))
-                    .map(|n| n.to_string())
-                    .map_err(|e| format!("{e:?}")),
+                "wkv-incr" => {
+                    atomics::increment(&bucket, &key, param("delta").parse().unwrap_or(1))
+                        .map(|n| n.to_string())
+                        .map_err(|e| format!("{e:?}"))
+                }
                 "wkv-cas" => match atomics::Cas::new(&bucket, &key) {
                     Ok(cas) => {
                         let before = cas.current().ok().flatten().unwrap_or_default();
@@ -158,7 +133,9 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                             let _ = bucket.set(&key, b"changed");
                         }
                         match atomics::swap(cas, param("value").as_bytes()) {
-                            Ok(()) => Ok(format!("swapped from {}", String::from_utf8_lossy(&before))),
+                            Ok(()) => {
+                                Ok(format!("swapped from {}", String::from_utf8_lossy(&before)))
+                            }
                             Err(atomics::CasError::CasFailed(_)) => Ok("cas failed".into()),
                             Err(e) => Err(format!("{e:?}")),
                         }
@@ -166,10 +143,15 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                     Err(e) => Err(format!("{e:?}")),
                 },
                 _ => {
-                    let pairs = vec![("b1".to_string(), b"1".to_vec()), ("b2".to_string(), b"2".to_vec())];
+                    let pairs = vec![
+                        ("b1".to_string(), b"1".to_vec()),
+                        ("b2".to_string(), b"2".to_vec()),
+                    ];
                     batch::set_many(&bucket, &pairs)
                         .and_then(|()| batch::delete_many(&bucket, &["b1".to_string()]))
-                        .and_then(|()| batch::get_many(&bucket, &["b1".to_string(), "b2".to_string()]))
+                        .and_then(|()| {
+                            batch::get_many(&bucket, &["b1".to_string(), "b2".to_string()])
+                        })
                         .map(|got| format!("{got:?}"))
                         .map_err(|e| format!("{e:?}"))
                 }
@@ -185,10 +167,22 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
             let args: Vec<Value> = query_params(&req, "arg")
                 .iter()
-                .map(|a| sql_arg(a, Value::Integer, Value::Real, Value::Text, Value::Blob, Value::Null))
+                .map(|a| {
+                    sql_arg(
+                        a,
+                        Value::Integer,
+                        Value::Real,
+                        Value::Text,
+                        Value::Blob,
+                        Value::Null,
+                    )
+                })
                 .collect();
             match Connection::open(&db).and_then(|c| c.execute(&param("stmt"), &args)) {
-                Ok(r) => text(200, sql_rows(&r.columns, r.rows.into_iter().map(|r| r.values))),
+                Ok(r) => text(
+                    200,
+                    sql_rows(&r.columns, r.rows.into_iter().map(|r| r.values)),
+                ),
                 Err(e) => text(403, format!("sqlite error: {e:?}")),
             }
         }
@@ -198,12 +192,27 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
             let args: Vec<Value> = query_params(&req, "arg")
                 .iter()
-                .map(|a| sql_arg(a, Value::Integer, Value::Real, Value::Text, Value::Blob, Value::Null))
+                .map(|a| {
+                    sql_arg(
+                        a,
+                        Value::Integer,
+                        Value::Real,
+                        Value::Text,
+                        Value::Blob,
+                        Value::Null,
+                    )
+                })
                 .collect();
-            match Connection::open(&db).and_then(|c| c.execute(&param("stmt"), &args).map(|r| (c, r))) {
+            match Connection::open(&db)
+                .and_then(|c| c.execute(&param("stmt"), &args).map(|r| (c, r)))
+            {
                 Ok((c, r)) => {
                     let mut body = sql_rows(&r.columns, r.rows.into_iter().map(|r| r.values));
-                    body.push_str(&format!("rowid: {} changes: {}\n", c.last_insert_rowid(), c.changes()));
+                    body.push_str(&format!(
+                        "rowid: {} changes: {}\n",
+                        c.last_insert_rowid(),
+                        c.changes()
+                    ));
                     text(200, body)
                 }
                 Err(e) => text(403, format!("sqlite error: {e:?}")),
@@ -237,10 +246,12 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 command => {
                     let args: Vec<RedisParameter> = query_params(&req, "arg")
                         .into_iter()
-                        .map(|a| match a.strip_prefix("i:").and_then(|i| i.parse().ok()) {
-                            Some(i) => RedisParameter::Int64(i),
-                            None => RedisParameter::Binary(a.into_bytes()),
-                        })
+                        .map(
+                            |a| match a.strip_prefix("i:").and_then(|i| i.parse().ok()) {
+                                Some(i) => RedisParameter::Int64(i),
+                                None => RedisParameter::Binary(a.into_bytes()),
+                            },
+                        )
                         .collect();
                     conn.execute(command, &args).map(|r| format!("{r:?}"))
                 }
@@ -276,7 +287,14 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             Ok(()) => text(200, "deleted"),
             Err(e) => text(403, format!("kv error: {e:?}")),
         },
-        "body" => text(200, format!("{} bytes: {}", req.body().len(), String::from_utf8_lossy(req.body()))),
+        "body" => text(
+            200,
+            format!(
+                "{} bytes: {}",
+                req.body().len(),
+                String::from_utf8_lossy(req.body())
+            ),
+        ),
         "status" => Response::builder()
             .status(param("code").parse::<u16>().unwrap_or(200))
             .header("x-test", "yes")
@@ -302,11 +320,7 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             match spin_sdk::http::send::<_, Response>(outbound).await {
                 Ok(resp) => text(
                     200,
-                    format!(
-                        "{} {}",
-                        resp.status(),
-                        String::from_utf8_lossy(resp.body())
-                    ),
+                    format!("{} {}", resp.status(), String::from_utf8_lossy(resp.body())),
                 ),
                 Err(e) => text(502, format!("fetch error: {e}")),
             }

@@ -19,39 +19,8 @@ use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::{mysql, pg, pg3, pg4};
 
-/// Every value of `name`, percent-decoded, in order.
 fn query_params(req: &Request, name: &str) -> Vec<String> {
-    req.query()
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    app_support::query_params(req.query(), name)
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -198,7 +167,12 @@ fn reply<T, E: std::fmt::Debug>(r: Result<T, E>, ok: impl FnOnce(T) -> String) -
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
-    let one = |name: &str| query_params(&req, name).into_iter().next().unwrap_or_default();
+    let one = |name: &str| {
+        query_params(&req, name)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
     let (db, addr, sql, mode) = (one("db"), one("addr"), one("sql"), one("mode"));
     let query = mode == "query";
     let raw = query_params(&req, "arg");
@@ -214,7 +188,10 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             };
             if query {
                 reply(conn.query(&sql, &params), |r| {
-                    let cols = r.columns.iter().map(|c| (c.name.clone(), c.data_type.clone()));
+                    let cols = r
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.data_type.clone()));
                     rows(cols, &r.rows)
                 })
             } else {
@@ -232,7 +209,10 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             };
             if query {
                 reply(conn.query(&sql, &params), |r| {
-                    rows(r.columns.iter().map(|c| (c.name.clone(), c.data_type)), &r.rows)
+                    rows(
+                        r.columns.iter().map(|c| (c.name.clone(), c.data_type)),
+                        &r.rows,
+                    )
                 })
             } else {
                 reply(conn.execute(&sql, &params), |n| format!("affected: {n}"))
@@ -249,7 +229,10 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             };
             if query {
                 reply(conn.query(&sql, &params), |r| {
-                    rows(r.columns.iter().map(|c| (c.name.clone(), c.data_type)), &r.rows)
+                    rows(
+                        r.columns.iter().map(|c| (c.name.clone(), c.data_type)),
+                        &r.rows,
+                    )
                 })
             } else {
                 reply(conn.execute(&sql, &params), |n| format!("affected: {n}"))
@@ -266,7 +249,10 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             };
             if query {
                 reply(conn.query(&sql, &params), |r| {
-                    rows(r.columns.iter().map(|c| (c.name.clone(), c.data_type)), &r.rows)
+                    rows(
+                        r.columns.iter().map(|c| (c.name.clone(), c.data_type)),
+                        &r.rows,
+                    )
                 })
             } else {
                 reply(conn.execute(&sql, &params), |()| "ok".to_string())

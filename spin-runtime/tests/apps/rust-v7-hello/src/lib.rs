@@ -3,19 +3,20 @@
 //! component-model-async `spin:*@3.x` interfaces.
 //!
 //! The `op` query parameter picks what the handler does (the protocol shared by every
-//! SDK's hello app, see `tests/common/sdk_apps.rs`), plus `sqlite` (create, insert,
-//! select in the default database), `count` (a per-instance request counter: instances are reused), and `trap`, `loop`
-//! and `bomb` for the failure modes.
+//! SDK's hello app, see `tests/common/sdk_apps.rs`), plus `kv-keys` / `kv-exists` /
+//! `kv-del` (the rest of the key-value store), `sqlite&value=V[&db=L]` (create table `t`,
+//! insert V, select every value in database L, `default` unless given: answers the values
+//! comma-separated, with the insert's `last-insert-rowid` and `changes` in the
+//! `sqlite-rowid` and `sqlite-changes` headers), `count` (a
+//! per-instance request counter: instances are reused), and `trap`, `loop` and `bomb`
+//! for the failure modes.
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.uri().query().unwrap_or("").split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| v.to_string())
-    })
+    app_support::query_param(req.uri().query().unwrap_or(""), name)
 }
 
 fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
@@ -66,6 +67,30 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             },
             Err(e) => text(403, format!("kv error: {e:?}")),
         },
+        "kv-keys" => match Store::open(&label).await {
+            Ok(store) => match store.get_keys().await.collect().await {
+                Ok(mut keys) => {
+                    keys.sort();
+                    text(200, keys.join(","))
+                }
+                Err(e) => text(500, format!("kv error: {e:?}")),
+            },
+            Err(e) => text(403, format!("kv error: {e:?}")),
+        },
+        "kv-exists" => match Store::open(&label).await {
+            Ok(store) => match store.exists(param("key")).await {
+                Ok(found) => text(200, found.to_string()),
+                Err(e) => text(500, format!("kv error: {e:?}")),
+            },
+            Err(e) => text(403, format!("kv error: {e:?}")),
+        },
+        "kv-del" => match Store::open(&label).await {
+            Ok(store) => match store.delete(param("key")).await {
+                Ok(()) => text(200, "deleted"),
+                Err(e) => text(500, format!("kv error: {e:?}")),
+            },
+            Err(e) => text(403, format!("kv error: {e:?}")),
+        },
         "fetch" => match spin_sdk::http::get(param("url")).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -82,10 +107,19 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             let n = SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             text(200, n.to_string())
         }
-        "sqlite" => match sqlite_roundtrip(&param("value")).await {
-            Ok(body) => text(200, body),
-            Err(e) => text(500, format!("sqlite error: {e:?}")),
-        },
+        "sqlite" => {
+            let db = query_param(&req, "db").unwrap_or_else(|| "default".into());
+            match sqlite_roundtrip(&db, &param("value")).await {
+                Ok((values, rowid, changes)) => {
+                    let mut response = text(200, values);
+                    let headers = response.headers_mut();
+                    headers.insert("sqlite-rowid", rowid.into());
+                    headers.insert("sqlite-changes", changes.into());
+                    response
+                }
+                Err(e) => text(500, format!("sqlite error: {e:?}")),
+            }
+        }
         "trap" => panic!("trap requested"),
         "loop" => {
             let mut i: u64 = 0;
@@ -104,22 +138,33 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     })
 }
 
-async fn sqlite_roundtrip(value: &str) -> Result<String, spin_sdk::sqlite::Error> {
+async fn sqlite_roundtrip(
+    db: &str,
+    value: &str,
+) -> Result<(String, i64, u64), spin_sdk::sqlite::Error> {
     use spin_sdk::sqlite::{Connection, Value};
-    let db = Connection::open_default().await?;
+    let db = Connection::open(db).await?;
     db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)", [])
         .await?
         .collect()
         .await?;
-    db.execute("INSERT INTO t (v) VALUES (?)", [Value::Text(value.to_string())])
-        .await?
-        .collect()
-        .await?;
+    db.execute(
+        "INSERT INTO t (v) VALUES (?)",
+        [Value::Text(value.to_string())],
+    )
+    .await?
+    .collect()
+    .await?;
+    let rowid = db.last_insert_rowid().await;
+    let changes = db.changes().await;
     let rows = db
         .execute("SELECT v FROM t ORDER BY rowid", [])
         .await?
         .collect()
         .await?;
-    let values: Vec<String> = rows.iter().filter_map(|r| r.get::<&str>(0).map(String::from)).collect();
-    Ok(values.join(","))
+    let values: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.get::<&str>(0).map(String::from))
+        .collect();
+    Ok((values.join(","), rowid, changes))
 }

@@ -15,39 +15,8 @@
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
-/// Every value of `name`, percent-decoded, in order.
 fn query_params(req: &Request, name: &str) -> Vec<String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    app_support::query_params(req.uri().query().unwrap_or(""), name)
 }
 
 fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
@@ -146,20 +115,12 @@ fn sql_arg<P>(arg: &str, str_: fn(String) -> P, int: fn(i64) -> P, null: P) -> O
     }
 }
 
-/// The reply to a query: its columns, then the rows as the stream delivers them.
-fn rows_reply(columns: Vec<String>, rows: Vec<Vec<String>>) -> String {
-    let mut body = format!("columns: {}\n", columns.join(","));
-    for row in rows {
-        body.push_str(&format!("row: {}\n", row.join("|")));
-    }
-    body
-}
-
 /// One statement through the SQL interface `$db` (`spin_sdk::pg` or `spin_sdk::mysql`):
 /// the two have the same shape but their own types, hence a macro.
 macro_rules! sql_statement {
     ($req:expr, $db:ident, $executed:expr) => {{
         use spin_sdk::$db::{Connection, DbValue, ParameterValue as P};
+        let mut rows: Vec<Vec<DbValue>> = Vec::new();
         let what = stringify!($db);
         let param = |name: &str| {
             query_params($req, name)
@@ -188,13 +149,12 @@ macro_rules! sql_statement {
             Ok(r) => r,
             Err(e) => return text(500, format!("{what} error: {e:?}")),
         };
-        let columns = result.columns().iter().map(|c| c.name.clone()).collect();
-        let mut rows = Vec::new();
+        let columns: Vec<String> = result.columns().iter().map(|c| c.name.clone()).collect();
         while let Some(row) = result.rows().next().await {
-            rows.push(row.iter().map(|v: &DbValue| format!("{v:?}")).collect());
+            rows.push(row);
         }
         match result.result().await {
-            Ok(()) => text(200, rows_reply(columns, rows)),
+            Ok(()) => text(200, app_support::sql_rows(&columns, rows)),
             Err(e) => text(500, format!("{what} error: {e:?}")),
         }
     }};
