@@ -17,15 +17,26 @@
 //!
 //! Pulls read that layout and the pre-2.0 one (locked app in the config blob), verify
 //! every digest, and keep a content-addressed cache: `manifests/<registry>/<repo>/<tag>/`
-//! (`manifest.json`, `config.json` = the locked app), `wasm/<digest>` and `data/<digest>`;
+//! (`manifest.json`, `config.json` = the locked app), `wasm/<digest>` and `data/<digest>`
+//! for the layers, `blobs/<digest>` for the image config and the locked-app blob;
 //! component files are written out under `assets/<manifest digest>/<component>/`.
-//! Cached digests are not fetched again; files are written atomically (temp + rename),
-//! so concurrent pulls are safe.
+//!
+//! Cached blobs are verified against their digest before use and are not fetched again.
+//! Concurrent pulls (processes or threads) sharing a cache are deduplicated: a blob is
+//! fetched under an exclusive advisory lock on `<digest>.lock` next to its cache entry
+//! (`flock`, released when the file is closed, so also when a puller dies), and the
+//! cache entry is re-checked once the lock is held, so each blob is downloaded once.
+//! Files are written atomically (unique temp file + rename); lock files are left in
+//! place (removing them would race with waiting pullers).
 //!
 //! Registries on loopback (`localhost`, `127.0.0.1`, `[::1]`) are spoken to over plain
-//! HTTP, others over HTTPS unless `insecure` is set. Credentials come from the Docker
-//! config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`); basic and
-//! bearer-token challenges are both answered.
+//! HTTP, others over HTTPS unless `insecure` is set. HTTPS trusts the platform's root
+//! certificates as `rustls-native-certs` finds them (so `SSL_CERT_FILE` / `SSL_CERT_DIR`
+//! are honoured), or Mozilla's roots when the platform has none. Credentials come from
+//! the Docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`);
+//! basic and bearer-token challenges are both answered (the token endpoint is asked
+//! with the credentials as basic auth). A 401 the credentials cannot answer is an error
+//! naming the registry.
 //!
 //! Not handled yet: archive layers, and registry sources inside manifests.
 
@@ -210,13 +221,16 @@ pub fn digest(bytes: &[u8]) -> String {
     )
 }
 
+/// The Docker config file credentials are read from.
+fn docker_config_path() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(|d| PathBuf::from(d).join("config.json"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")))
+}
+
 /// Credentials for a registry from the Docker config file, if any.
 fn docker_credentials(registry: &str) -> Option<(String, String)> {
-    let path = std::env::var_os("DOCKER_CONFIG")
-        .map(|d| PathBuf::from(d).join("config.json"))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-        })?;
+    let path = docker_config_path()?;
     let config: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let auths = config.get("auths")?.as_object()?;
     let candidates = [
@@ -274,6 +288,7 @@ impl RegistryClient {
         };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls_config())
             .timeout_global(Some(std::time::Duration::from_secs(300)))
             .build()
             .into();
@@ -288,6 +303,28 @@ impl RegistryClient {
                 reference.repository,
                 if push { "pull,push" } else { "pull" }
             ),
+        }
+    }
+
+    /// Why a 401 could not be answered, naming the registry and where credentials come from.
+    fn unauthorized_message(&self, detail: &str) -> String {
+        let config = docker_config_path().map_or_else(
+            || {
+                "the Docker config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json)"
+                    .to_string()
+            },
+            |p| p.display().to_string(),
+        );
+        if self.credentials.is_some() {
+            format!(
+                "registry {} answered 401 Unauthorized: the credentials for it in {config} were rejected{detail}",
+                self.reference.registry
+            )
+        } else {
+            format!(
+                "registry {} answered 401 Unauthorized: it requires credentials and {config} has none for it{detail}",
+                self.reference.registry
+            )
         }
     }
 
@@ -323,9 +360,15 @@ impl RegistryClient {
             }
             let body = body.unwrap_or_default().to_vec();
             let req = req.body(body).map_err(|e| http_err(e.to_string()))?;
-            let mut resp = self.agent.run(req).map_err(|e| http_err(e.to_string()))?;
+            let mut resp = self
+                .agent
+                .run(req)
+                .map_err(|e| http_err(transport_message(&e, &self.reference.registry)))?;
             let status = resp.status().as_u16();
-            if status == 401 && !retried {
+            if status == 401 && retried {
+                return Err(http_err(self.unauthorized_message("")));
+            }
+            if status == 401 {
                 retried = true;
                 let challenge = resp
                     .headers()
@@ -367,9 +410,7 @@ impl RegistryClient {
             message: message.to_string(),
         };
         if challenge.to_ascii_lowercase().starts_with("basic") {
-            return basic.ok_or_else(|| {
-                unauthorized("registry requires credentials; add them to the Docker config file")
-            });
+            return basic.ok_or_else(|| unauthorized(&self.unauthorized_message("")));
         }
         let Some(params) = challenge
             .strip_prefix("Bearer ")
@@ -379,25 +420,35 @@ impl RegistryClient {
                 "unsupported authentication challenge `{challenge}`"
             )));
         };
-        let mut fields = BTreeMap::new();
-        for part in params.split(',') {
-            if let Some((k, v)) = part.trim().split_once('=') {
-                fields.insert(k.to_string(), v.trim_matches('"').to_string());
-            }
-        }
+        let fields = challenge_params(params);
         let realm = fields
             .get("realm")
             .ok_or_else(|| unauthorized("bearer challenge without realm"))?;
-        let mut url = format!("{realm}?scope={}", self.scope);
+        let mut url = format!(
+            "{realm}{}scope={}",
+            if realm.contains('?') { '&' } else { '?' },
+            query_escape(&self.scope)
+        );
         if let Some(service) = fields.get("service") {
-            url.push_str(&format!("&service={service}"));
+            url.push_str(&format!("&service={}", query_escape(service)));
         }
         let mut req = self.agent.get(&url);
         if let Some(b) = &basic {
             req = req.header("Authorization", b.as_str());
         }
-        let mut resp = req.call().map_err(|e| unauthorized(&e.to_string()))?;
-        if resp.status().as_u16() != 200 {
+        let mut resp = req.call().map_err(|e| Error::Http {
+            method: "GET".into(),
+            url: url.clone(),
+            message: transport_message(&e, realm),
+        })?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(unauthorized(&self.unauthorized_message(&format!(
+                " (token endpoint {realm} answered {})",
+                resp.status()
+            ))));
+        }
+        if status != 200 {
             return Err(unauthorized(&format!(
                 "token endpoint {realm} answered {}",
                 resp.status()
@@ -527,6 +578,100 @@ impl RegistryClient {
     }
 }
 
+/// The `key=value` / `key="value"` parameters of an authentication challenge (quoted
+/// values may contain commas, as `scope` does).
+fn challenge_params(params: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            match after.split_once(',') {
+                Some((v, next)) => (v.trim().to_string(), next),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        fields.insert(key, value);
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    fields
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The TLS configuration of registry clients: the platform's roots (honouring
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR`), or Mozilla's when there are none.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "could not load some platform root certificates");
+    }
+    let roots = if native.certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        native
+            .certs
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect::<Vec<_>>()
+            .into()
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
+}
+
+/// A transport error as a message, pointing at the trust store for TLS failures.
+fn transport_message(error: &ureq::Error, host: &str) -> String {
+    let text = error.to_string();
+    let tls = matches!(error, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
+        || text.contains("certificate")
+        || text.contains("rustls");
+    if tls {
+        format!(
+            "TLS handshake with {host} failed: {text} (the registry's certificate must be \
+             signed by a trusted CA; add it to the system store or point SSL_CERT_FILE at it)"
+        )
+    } else {
+        text
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
@@ -539,9 +684,58 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}-{n}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path)(e)
+    })
+}
+
+/// The content of `path` if it exists and matches `expected`.
+fn read_verified(path: &Path, expected: &str) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) if digest(&bytes) == expected => Ok(Some(bytes)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The blob `expected` from the cache file `path`, fetching it (once, across concurrent
+/// pullers: see the module doc) when it is missing or does not match its digest.
+fn cached_blob(client: &RegistryClient, path: &Path, expected: &str) -> Result<Vec<u8>> {
+    if let Some(bytes) = read_verified(path, expected)? {
+        return Ok(bytes);
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    lock.lock().map_err(io_err(&lock_path))?;
+    // Another puller may have fetched it while this one waited for the lock.
+    if let Some(bytes) = read_verified(path, expected)? {
+        return Ok(bytes);
+    }
+    let bytes = client.pull_blob(expected)?;
+    write_atomic(path, &bytes)?;
+    drop(lock);
+    Ok(bytes)
 }
 
 /// Pushes the app at `manifest_path` to `reference`; returns the manifest digest.
@@ -644,6 +838,16 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
     client.push_manifest(&manifest_bytes)
 }
 
+/// Whether `d` is `sha256:<64 lowercase hex>` (digests name cache files, so nothing
+/// else is accepted).
+fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A pulled app: its manifest (sources pointing into the cache) and where it lives.
 pub struct PulledApp {
     /// The converted manifest.
@@ -667,7 +871,13 @@ pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<
     let config_digest = oci["config"]["digest"]
         .as_str()
         .ok_or_else(|| not_spin("manifest has no config"))?;
-    let config_bytes = client.pull_blob(config_digest)?;
+    if !is_sha256_digest(config_digest) {
+        return Err(not_spin(&format!(
+            "config digest `{config_digest}` is not a sha256 digest"
+        )));
+    }
+    let blobs_dir = cache_root.join("blobs");
+    let config_bytes = cached_blob(&client, &blobs_dir.join(config_digest), config_digest)?;
     let layers = oci["layers"].as_array().cloned().unwrap_or_default();
 
     let wasm_dir = cache_root.join("wasm");
@@ -677,9 +887,14 @@ pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<
         let d = layer["digest"]
             .as_str()
             .ok_or_else(|| not_spin("layer without digest"))?;
+        if !is_sha256_digest(d) {
+            return Err(not_spin(&format!(
+                "layer digest `{d}` is not a sha256 digest"
+            )));
+        }
         let media = layer["mediaType"].as_str().unwrap_or_default();
         if media == LOCKED_APP_MEDIA_TYPE {
-            locked_bytes = Some(client.pull_blob(d)?);
+            locked_bytes = Some(cached_blob(&client, &blobs_dir.join(d), d)?);
             continue;
         }
         let dir = if media == WASM_LAYER_MEDIA_TYPE || media == "application/wasm" {
@@ -687,15 +902,7 @@ pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<
         } else {
             &data_dir
         };
-        let path = dir.join(d);
-        if path.is_file() {
-            let cached = std::fs::read(&path).map_err(io_err(&path))?;
-            if digest(&cached) == d {
-                continue;
-            }
-        }
-        let bytes = client.pull_blob(d)?;
-        write_atomic(&path, &bytes)?;
+        cached_blob(&client, &dir.join(d), d)?;
     }
     // Pre-2.0 layout: the locked app is the config blob.
     let locked_bytes = match locked_bytes {
@@ -761,6 +968,19 @@ mod tests {
         assert_eq!(r.manifest_ref(), d);
         assert_eq!(Reference::parse("hello").unwrap().registry, "docker.io");
         assert!(Reference::parse("Bad/Repo").is_err());
+    }
+
+    #[test]
+    fn challenges() {
+        let f = challenge_params(
+            r#"realm="https://auth.example/token?x=1",service="reg, one",scope="repository:a/b:pull,push",error=insufficient_scope"#,
+        );
+        assert_eq!(f["realm"], "https://auth.example/token?x=1");
+        assert_eq!(f["service"], "reg, one");
+        assert_eq!(f["scope"], "repository:a/b:pull,push");
+        assert_eq!(f["error"], "insufficient_scope");
+        assert!(is_sha256_digest(&digest(b"x")));
+        assert!(!is_sha256_digest("sha256:../../etc/passwd"));
     }
 
     #[test]
