@@ -17,8 +17,13 @@
 //!
 //! 3.0.0 has the same types and behaviour, its functions `async` ([`v3_async`]).
 //!
-//! Not implemented yet: TLS (an address asking for `ssl-mode` other than `DISABLED`
-//! fails with `connection-failed`).
+//! TLS follows the address's `ssl-mode` (MySQL's names, any case; also `sslmode`):
+//! `DISABLED` (the default) is plain text; `REQUIRED`, `VERIFY_CA` and `VERIFY_IDENTITY`
+//! use TLS and always verify the server's certificate and name, against the Mozilla roots
+//! plus the platform's (or `SSL_CERT_FILE`'s, see [`crate::tls`]), as outbound
+//! PostgreSQL does; `PREFERRED` uses TLS when the server offers it and plain text when it
+//! does not. mysql_async's own `require_ssl=true` works as `REQUIRED` does. Client
+//! certificates are not supported.
 
 use std::sync::Arc;
 
@@ -26,7 +31,7 @@ use tokio::sync::Mutex;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::{FromValue, Queryable};
-use mysql_async::{Conn, Opts, Params, Value};
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Value};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::outbound::AllowedHosts;
@@ -119,17 +124,32 @@ impl MysqlCtxView<'_> {
     }
 }
 
+/// What an address's `ssl-mode` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SslMode {
+    Disabled,
+    Preferred,
+    Required,
+}
+
 /// Connection options from a `mysql://` URL. mysql_async rejects `ssl-mode` query
-/// parameters, so they are taken out here (as Spin does); TLS is not supported yet.
-fn opts(address: &str) -> Result<Opts, Error> {
+/// parameters, so they are taken out here and turned into its TLS options.
+fn opts(address: &str) -> Result<(Opts, SslMode), Error> {
     let failed = |e: &dyn std::fmt::Display| Error::ConnectionFailed(e.to_string());
     let mut url = url::Url::parse(address).map_err(|e| failed(&e))?;
     let is_ssl = |k: &str| matches!(k.to_ascii_lowercase().as_str(), "ssl-mode" | "sslmode");
-    let wants_tls = url
-        .query_pairs()
-        .any(|(k, v)| is_ssl(&k) && !v.eq_ignore_ascii_case("disabled"));
-    if wants_tls {
-        return Err(failed(&"TLS (ssl-mode) is not supported by this host yet"));
+    let mut mode = SslMode::Disabled;
+    for (k, v) in url.query_pairs().filter(|(k, _)| is_ssl(k)) {
+        mode = match v.to_ascii_uppercase().as_str() {
+            "DISABLED" => SslMode::Disabled,
+            "PREFERRED" => SslMode::Preferred,
+            "REQUIRED" | "VERIFY_CA" | "VERIFY_IDENTITY" => SslMode::Required,
+            _ => {
+                return Err(failed(&format!(
+                    "invalid {k} `{v}`: expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
+                )))
+            }
+        };
     }
     let rest: Vec<(String, String)> = url
         .query_pairs()
@@ -140,7 +160,22 @@ fn opts(address: &str) -> Result<Opts, Error> {
     if !rest.is_empty() {
         url.query_pairs_mut().extend_pairs(rest);
     }
-    Opts::from_url(url.as_str()).map_err(|e| failed(&e))
+    let opts = Opts::from_url(url.as_str()).map_err(|e| failed(&e))?;
+    Ok((opts, mode))
+}
+
+/// `opts` with TLS on, trusting the platform's roots besides mysql_async's built-in ones.
+fn with_tls(opts: Opts) -> Opts {
+    let roots = crate::tls::platform_roots()
+        .iter()
+        .map(|c| c.as_ref().to_vec().into())
+        .collect();
+    let ssl = opts
+        .ssl_opts()
+        .cloned()
+        .unwrap_or_default()
+        .with_root_certs(roots);
+    OptsBuilder::from_opts(opts).ssl_opts(ssl).into()
 }
 
 /// `mysql://host:port` of an address, for messages (never its password); the address as
@@ -256,9 +291,18 @@ async fn connect(allowed: &AllowedHosts, address: &str) -> Result<Connection, Er
             "address {shown} is not permitted by the component's allowed_outbound_hosts"
         )));
     }
-    let conn = Conn::new(opts(address)?)
-        .await
-        .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+    let failed = |e: mysql_async::Error| Error::ConnectionFailed(e.to_string());
+    let (opts, mode) = opts(address)?;
+    let conn = match mode {
+        SslMode::Disabled if opts.ssl_opts().is_none() => Conn::new(opts).await.map_err(failed)?,
+        SslMode::Disabled | SslMode::Required => Conn::new(with_tls(opts)).await.map_err(failed)?,
+        SslMode::Preferred => match Conn::new(with_tls(opts.clone())).await {
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) => Conn::new(opts).await.map_err(failed)?,
+            other => other.map_err(failed)?,
+        },
+    };
     Ok(Connection {
         conn: Arc::new(Mutex::new(conn)),
     })
@@ -362,15 +406,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssl_mode_is_taken_out_or_refused() {
-        let o = opts("mysql://u:p@127.0.0.1:3307/db?ssl-mode=DISABLED&pool_max=10").unwrap();
+    fn ssl_mode_is_taken_out_and_read() {
+        let (o, mode) =
+            opts("mysql://u:p@127.0.0.1:3307/db?ssl-mode=DISABLED&pool_max=10").unwrap();
         assert_eq!(o.tcp_port(), 3307);
         assert_eq!(o.db_name(), Some("db"));
+        assert_eq!(mode, SslMode::Disabled);
+        assert!(o.ssl_opts().is_none());
+        let mode = |a| opts(a).map(|(_, m)| m);
+        assert_eq!(mode("mysql://h/db").ok(), Some(SslMode::Disabled));
+        assert_eq!(
+            mode("mysql://h/db?sslmode=verify_ca").ok(),
+            Some(SslMode::Required)
+        );
+        assert_eq!(
+            mode("mysql://h/db?ssl-mode=Preferred").ok(),
+            Some(SslMode::Preferred)
+        );
         assert!(matches!(
-            opts("mysql://127.0.0.1/db?sslMode=VERIFY_CA"),
-            Err(Error::ConnectionFailed(m)) if m.contains("TLS")
+            opts("mysql://127.0.0.1/db?ssl-mode=sometimes"),
+            Err(Error::ConnectionFailed(m)) if m.contains("ssl-mode `sometimes`")
         ));
         assert!(matches!(opts("not a url"), Err(Error::ConnectionFailed(_))));
+        let (o, _) = opts("mysql://h/db?require_ssl=true").unwrap();
+        assert!(with_tls(o).ssl_opts().is_some());
     }
 
     #[test]

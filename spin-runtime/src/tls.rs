@@ -1,7 +1,10 @@
-//! TLS for outbound connections that are not HTTP: Redis (`rediss://`) and MQTT (`mqtts://`).
+//! TLS for outbound connections that are not HTTP: Redis (`rediss://`) and MQTT
+//! (`mqtts://`), and the trusted roots of PostgreSQL and MySQL.
 //!
 //! This module owns the one rustls client configuration those connections share, and how
-//! a TLS stream is opened with it. It does not decide whether an address is allowed (that
+//! a TLS stream is opened with it; MySQL's client (`mysql_async`) builds its own rustls
+//! configuration from root certificates, so it takes [`platform_roots`] (the compiled-in
+//! Mozilla roots it adds itself). It does not decide whether an address is allowed (that
 //! is [`crate::outbound`]) nor speak any protocol over the stream.
 //!
 //! The trusted roots are the Mozilla roots compiled in (`webpki-roots`, so a host without
@@ -16,7 +19,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -70,19 +73,27 @@ pub fn client_config() -> Result<Arc<ClientConfig>, TlsError> {
         .map_err(TlsError::Config)
 }
 
-/// The trusted roots: the compiled-in Mozilla set plus the platform's (or
-/// `SSL_CERT_FILE`'s) certificates. Unreadable or unparsable entries are logged and skipped.
+/// The trusted roots: the compiled-in Mozilla set plus [`platform_roots`].
 fn roots() -> RootCertStore {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "could not load some platform root certificates");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    let (added, ignored) = roots.add_parsable_certificates(platform_roots().iter().cloned());
     tracing::debug!(added, ignored, "platform root certificates loaded");
     roots
+}
+
+/// The platform's root certificates (or `SSL_CERT_FILE`'s / `SSL_CERT_DIR`'s), read once
+/// per process. Unreadable or unparsable entries are logged and skipped.
+pub fn platform_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "could not load some platform root certificates");
+        }
+        native.certs
+    })
 }
 
 /// Opens a TCP connection to `host:port` and completes a TLS handshake with the shared

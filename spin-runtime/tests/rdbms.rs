@@ -434,3 +434,67 @@ fn postgres_over_tls_with_the_hosts_trusted_roots() {
     );
     plain.stop();
 }
+
+#[test]
+fn mysql_over_tls_with_the_hosts_trusted_roots() {
+    let pki = common::servers::Pki::new(&common::scratch_dir("mysql-tls"), "mariadb");
+    let db = servers::Mariadb::start_tls(&pki.cert, &pki.key);
+    let port = db.port;
+    let allowed = format!("mysql://127.0.0.1:{port}");
+    let addr = |mode: &str| format!("mysql://spin:spin@127.0.0.1:{port}/spin?ssl-mode={mode}");
+    let tls_version = "SHOW SESSION STATUS LIKE 'Ssl_version'";
+    let trusting = serve_with(
+        &allowed,
+        Start {
+            env: vec![(
+                "SSL_CERT_FILE".into(),
+                pki.ca.to_string_lossy().into_owned(),
+            )],
+            ..Default::default()
+        },
+    );
+    // REQUIRED, VERIFY_* and PREFERRED (the server offers TLS) use TLS, verified
+    // against SSL_CERT_FILE's CA; DISABLED is plain text.
+    for (mode, tls) in [
+        ("REQUIRED", true),
+        ("verify_identity", true),
+        ("PREFERRED", true),
+        ("DISABLED", false),
+    ] {
+        let (status, body) = call(&trusting, "mysql", &addr(mode), "query", tls_version, &[]);
+        assert_eq!(status, 200, "ssl-mode={mode}: {body}");
+        assert_eq!(
+            body.contains("DbValue::Str(\"TLSv1."),
+            tls,
+            "ssl-mode={mode}: {body}"
+        );
+    }
+    let (status, body) = call(
+        &trusting,
+        "mysql",
+        &addr("sometimes"),
+        "query",
+        "SELECT 1",
+        &[],
+    );
+    assert_eq!(status, 500);
+    assert!(body.contains("invalid ssl-mode `sometimes`"), "{body}");
+    trusting.stop();
+
+    // Without the CA the server's certificate is not trusted: a connection error.
+    let plain = serve(&allowed);
+    let (status, body) = call(
+        &plain,
+        "mysql",
+        &addr("REQUIRED"),
+        "query",
+        tls_version,
+        &[],
+    );
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.starts_with("error: Error::ConnectionFailed(") && body.contains("certificate"),
+        "{body}"
+    );
+    plain.stop();
+}

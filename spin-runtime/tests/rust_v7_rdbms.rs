@@ -124,7 +124,7 @@ fn spin_sdk_7_mysql_3_0_against_a_real_mariadb() {
         create: "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50), n BIGINT)",
         insert: "INSERT INTO t (name, n) VALUES (?, ?), (?, ?)",
         executed: ["ok", "ok"],
-        // spinlet's outbound MySQL has no TLS yet.
+        // MySQL TLS is covered by rdbms.rs (the connection code is shared).
         tls: None,
     };
     round_trip(&dialect, db.port);

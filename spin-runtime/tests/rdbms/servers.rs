@@ -218,8 +218,18 @@ impl Mariadb {
             })
     }
 
-    /// Creates a data directory and starts a server on it.
+    /// Creates a data directory and starts a server on it (plain TCP only).
     pub fn start() -> Mariadb {
+        Self::launch(None)
+    }
+
+    /// Creates a data directory and starts a server accepting TLS with the certificate
+    /// and key files `tls` (PEM), as well as plain TCP.
+    pub fn start_tls(cert: &Path, key: &Path) -> Mariadb {
+        Self::launch(Some((cert, key)))
+    }
+
+    fn launch(tls: Option<(&Path, &Path)>) -> Mariadb {
         let dir = temp_dir("mariadb");
         let data = dir.join("data");
         let user = if is_root() {
@@ -247,6 +257,12 @@ impl Mariadb {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .args(tls.iter().flat_map(|(cert, key)| {
+                [
+                    format!("--ssl-cert={}", cert.display()),
+                    format!("--ssl-key={}", key.display()),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
