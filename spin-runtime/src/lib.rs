@@ -6,7 +6,8 @@
 //! - [`manifest`] and [`manifest_v1`]: `spin.toml` (v2, and v1 converted) schema and
 //!   validation;
 //! - [`runtime_config`]: the runtime config file;
-//! - [`locked_app`] and [`oci`]: the locked-app JSON and registry push/pull;
+//! - [`locked_app`] and [`oci`]: the locked-app JSON and registry push/pull (the HTTP
+//!   client and auth in `oci::client`, the deduplicating pull cache in `oci::cache`);
 //! - [`files`]: component files as data layers and inline content, and back;
 //! - [`variables`]: providers, templates and the variables interfaces;
 //! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
