@@ -9,6 +9,7 @@
 //! - [`locked_app`] and [`oci`]: the locked-app JSON and registry push/pull (the HTTP
 //!   client and auth in `oci::client`, the deduplicating pull cache in `oci::cache`);
 //! - [`files`]: component files as data layers and inline content, and back;
+//! - [`filled_stream`]: the already-filled streams the async query functions answer with;
 //! - [`variables`]: providers, templates and the variables interfaces;
 //! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
 //!   `wasi:keyvalue` (draft2);
@@ -60,6 +61,7 @@ pub mod chaining;
 pub mod componentize;
 pub mod engine;
 pub mod files;
+pub mod filled_stream;
 pub mod headers;
 pub mod http_p3;
 pub mod http_trigger;

@@ -118,10 +118,6 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
             Ok(keys) => (keys, Ok(())),
             Err(e) => (Vec::new(), Err(e)),
         };
-        accessor.with(|mut a| {
-            let keys = StreamReader::new(&mut a, keys)?;
-            let done = FutureReader::new(&mut a, async move { Ok::<_, wasmtime::Error>(done) })?;
-            Ok((keys, done))
-        })
+        crate::filled_stream::filled(accessor, keys, done)
     }
 }

@@ -416,16 +416,9 @@ pub(super) fn challenge_params(params: &str) -> BTreeMap<String, String> {
     fields
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
+/// Percent-encodes a query value (form encoding, as registries' token endpoints read it).
 pub(super) fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The TLS configuration of registry clients: the platform's roots (honouring

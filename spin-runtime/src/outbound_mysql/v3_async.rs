@@ -136,15 +136,9 @@ impl<T> v3::HostConnectionWithStore<T> for Mysql {
             .into_iter()
             .map(|row| row.into_iter().map(Into::into).collect())
             .collect();
-        accessor
-            .with(|mut a| {
-                let rows = StreamReader::new(&mut a, rows)?;
-                let done = FutureReader::new(&mut a, async {
-                    Ok::<_, wasmtime::Error>(Ok::<(), v3::Error>(()))
-                })?;
-                Ok::<_, wasmtime::Error>((columns, rows, done))
-            })
-            .map_err(|e| v3::Error::Other(e.to_string()))
+        let (rows, done) = crate::filled_stream::filled(accessor, rows, Ok(()))
+            .map_err(|e| v3::Error::Other(e.to_string()))?;
+        Ok((columns, rows, done))
     }
 
     async fn execute(

@@ -123,15 +123,8 @@ impl<T> v4::HostConnectionWithStore<T> for Pg {
     > {
         let client = accessor.with(|mut a| a.get().client(&c))?;
         let v4::RowSet { columns, rows } = query(&client, &statement, &params).await?;
-        accessor
-            .with(|mut a| {
-                let rows = StreamReader::new(&mut a, rows)?;
-                let done = FutureReader::new(&mut a, async {
-                    Ok::<_, wasmtime::Error>(Ok::<(), v4::Error>(()))
-                })?;
-                Ok::<_, wasmtime::Error>((columns, rows, done))
-            })
-            .map_err(other)
+        let (rows, done) = crate::filled_stream::filled(accessor, rows, Ok(())).map_err(other)?;
+        Ok((columns, rows, done))
     }
 }
 

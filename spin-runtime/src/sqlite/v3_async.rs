@@ -37,15 +37,9 @@ impl<T> v3::HostConnectionWithStore<T> for Sqlite {
         let conn = accessor.with(|mut a| a.get().conn(&c))?;
         let params = parameters.into_iter().map(Into::into).collect();
         let v3::QueryResult { columns, rows } = run(conn, statement, params).await?.into();
-        accessor
-            .with(|mut a| {
-                let rows = StreamReader::new(&mut a, rows)?;
-                let done = FutureReader::new(&mut a, async {
-                    Ok::<_, wasmtime::Error>(Ok::<(), v3::Error>(()))
-                })?;
-                Ok::<_, wasmtime::Error>((columns, rows, done))
-            })
-            .map_err(|e| v3::Error::Io(e.to_string()))
+        let (rows, done) = crate::filled_stream::filled(accessor, rows, Ok(()))
+            .map_err(|e| v3::Error::Io(e.to_string()))?;
+        Ok((columns, rows, done))
     }
 
     async fn last_insert_rowid_async(accessor: &Accessor<T, Self>, c: Resource<Connection>) -> i64 {
