@@ -382,12 +382,11 @@ async fn p3_instance(
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
     laps.lap("store");
-    let service = pre
+    let _service = pre
         .instantiate_async(&mut store)
         .await
         .map_err(err("instantiate"))?;
     laps.lap("instantiate");
-    drop(service);
     drop(store);
     laps.lap("drop");
     laps.finish(samples);
