@@ -1,5 +1,5 @@
 //! Spin runtime benchmark: `spinlet run` against the bare engine, `wasmtime serve`, serving
-//! the same hello component, measured in the same run.
+//! the same hello component, measured in the same run, for a WASI 0.2 and a WASI 0.3 app.
 //!
 //! Run it with
 //!
@@ -7,14 +7,21 @@
 //! cargo build --release && cargo bench -p spin-runtime --bench serve
 //! ```
 //!
-//! The app is `benches/apps/hello-bare` (spin-sdk 5, `wasi:http` only, so `wasmtime serve`
-//! can link it), built for wasm32-wasip2 by the test harness's builder. The peer is
-//! `wasmtime serve -O pooling-allocator=y -S cli=y` from wasmtime-cli 48: `$WASMTIME_BIN`, else
-//! `/work/wasmtime-cli/bin/wasmtime`, else `wasmtime` on `PATH`. spinlet is `$SPINLET_BIN`
-//! or `target/release/spinlet` next to this bench executable. The load generator is `wrk`.
+//! The apps (`SPINLET_BENCH_APPS`, default `p2,p3`), each built by the test harness's
+//! builder for wasm32-wasip2 and importing only `wasi:*` interfaces so that `wasmtime serve`
+//! can link it:
 //!
-//! Each repeat starts each server once (order A B, then B A, … so that drift cancels) and
-//! measures, for each:
+//! - `p2`: `benches/apps/hello-bare` (spin-sdk 5, `wasi:http/incoming-handler@0.2`), against
+//!   `wasmtime serve -O pooling-allocator=y -S cli=y`;
+//! - `p3`: `benches/apps/hello-p3` (spin-sdk 7, `wasi:http/handler@0.3`), against
+//!   `wasmtime serve -O pooling-allocator=y -S cli=y -S p3=y -W component-model-async=y`.
+//!
+//! The peer is wasmtime-cli 48: `$WASMTIME_BIN`, else `/work/wasmtime-cli/bin/wasmtime`, else
+//! `wasmtime` on `PATH`. spinlet is `$SPINLET_BIN` or `target/release/spinlet` next to this
+//! bench executable. The load generator is `wrk`.
+//!
+//! For each app, each repeat starts each server once (order A B, then B A, … so that drift
+//! cancels) and measures, for each:
 //!
 //! 1. spawn → first 200 on `GET /` (polled with raw HTTP/1.1 requests every 0.5 ms), with
 //!    the compile cache warm (one untimed start of each server precedes the repeats); a
@@ -27,9 +34,9 @@
 //! 4. `wrk -t1 -c1 --latency`: mean, p50 and p99 latency;
 //! 5. VmRSS after the load and another idle window.
 //!
-//! `SPINLET_BENCH_REPEATS` (default 5) sets the repeats; the table shows the median and the
-//! min–max across repeats, and the same-run comparisons (req/s ratio, added mean latency)
-//! are computed per repeat before taking the median.
+//! `SPINLET_BENCH_REPEATS` (default 5) sets the repeats; each app's table shows the median
+//! and the min–max across repeats, and the same-run comparisons (req/s ratio, added mean
+//! latency) are computed per repeat before taking the median.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -235,9 +242,68 @@ impl Peer {
     }
 }
 
+/// One benchmarked app and how the peer serves it.
+struct BenchApp {
+    /// `SPINLET_BENCH_APPS` key.
+    key: &'static str,
+    /// Crate directory under `benches/apps`.
+    dir: &'static str,
+    /// What it is, for the report.
+    what: &'static str,
+    /// `wasmtime serve` options before `--addr`.
+    wasmtime_args: &'static [&'static str],
+}
+
+const APPS: &[BenchApp] = &[
+    BenchApp {
+        key: "p2",
+        dir: "hello-bare",
+        what: "spin-sdk 5, WASI 0.2 (wasi:http/incoming-handler@0.2)",
+        // hello-bare imports wasi:cli (std's environment and stdio), as Spin links it.
+        wasmtime_args: &["-O", "pooling-allocator=y", "-S", "cli=y"],
+    },
+    BenchApp {
+        key: "p3",
+        dir: "hello-p3",
+        what: "spin-sdk 7, WASI 0.3 (wasi:http/handler@0.3)",
+        // The WASI 0.3 interfaces and the component model's async ABI, plus wasi:cli 0.2
+        // for std, as for hello-bare.
+        wasmtime_args: &[
+            "-O",
+            "pooling-allocator=y",
+            "-S",
+            "cli=y",
+            "-S",
+            "p3=y",
+            "-W",
+            "component-model-async=y",
+        ],
+    },
+];
+
+/// The apps `SPINLET_BENCH_APPS` (comma-separated keys, default all) selects.
+fn selected_apps() -> Vec<&'static BenchApp> {
+    let Ok(list) = std::env::var("SPINLET_BENCH_APPS") else {
+        return APPS.iter().collect();
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            APPS.iter().find(|a| a.key == k).unwrap_or_else(|| {
+                fail(&format!(
+                    "SPINLET_BENCH_APPS: unknown app {k:?} (known: {})",
+                    APPS.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
 struct Setup {
     spinlet: PathBuf,
     wasmtime: PathBuf,
+    wasmtime_args: &'static [&'static str],
     wasm: PathBuf,
     app_dir: PathBuf,
     cache_dir: PathBuf,
@@ -262,17 +328,11 @@ impl Setup {
             }
             Peer::Wasmtime => {
                 let mut cmd = Command::new(&self.wasmtime);
-                // hello-bare imports wasi:cli (std's environment and stdio), as Spin links it.
-                cmd.args([
-                    "serve",
-                    "-O",
-                    "pooling-allocator=y",
-                    "-S",
-                    "cli=y",
-                    "--addr",
-                ])
-                .arg(addr.to_string())
-                .arg(&self.wasm);
+                cmd.arg("serve")
+                    .args(self.wasmtime_args)
+                    .arg("--addr")
+                    .arg(addr.to_string())
+                    .arg(&self.wasm);
                 cmd
             }
         }
@@ -615,7 +675,7 @@ fn print_table(r: &Results) {
 const MANIFEST: &str = r#"spin_manifest_version = 2
 
 [application]
-name = "hello-bare"
+name = "{name}"
 
 [[trigger.http]]
 route = "/..."
@@ -625,6 +685,53 @@ component = "hello"
 source = "{wasm}"
 "#;
 
+/// The whole comparison for one app: build, warm-up starts, the repeats, the table.
+fn bench_app(app: &BenchApp, spinlet: &Path, wasmtime: &Path, cfg: &Config, tck: f64) {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/apps")
+        .join(app.dir);
+    let wasm = common::build_app_in(&crate_dir, "wasm32-wasip2");
+    let manifest = MANIFEST.replace("{name}", app.dir);
+    let app_dir = common::app_with_manifest(&format!("serve-bench-{}", app.key), &wasm, &manifest);
+    let setup = Setup {
+        spinlet: spinlet.to_owned(),
+        wasmtime: wasmtime.to_owned(),
+        wasmtime_args: app.wasmtime_args,
+        wasm,
+        cache_dir: app_dir.join("compile-cache"),
+        scratch: app_dir.clone(),
+        app_dir,
+    };
+    std::fs::write(setup.scratch.join("report.lua"), WRK_SCRIPT).expect("write wrk script");
+    println!();
+    println!("## {} — {} ({})", app.key, app.dir, app.what);
+    println!("app:      {}", setup.wasm.display());
+    println!(
+        "peer:     {} serve {} --addr <addr> <app>",
+        setup.wasmtime.display(),
+        app.wasmtime_args.join(" ")
+    );
+    println!("loadavg at start: {}", loadavg());
+    // Untimed starts fill both compile caches and the page cache.
+    for peer in [Peer::Spinlet, Peer::Wasmtime] {
+        drop(Server::start(&setup, peer, Duration::from_secs(300)));
+    }
+    let mut results = Results::new();
+    for rep in 1..=cfg.repeats {
+        eprintln!("[{} repeat {rep}]", app.key);
+        let order = if rep % 2 == 1 {
+            [Peer::Spinlet, Peer::Wasmtime]
+        } else {
+            [Peer::Wasmtime, Peer::Spinlet]
+        };
+        for peer in order {
+            measure(&setup, peer, cfg, tck, &mut results);
+        }
+    }
+    println!("loadavg at end:   {}", loadavg());
+    print_table(&results);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -632,52 +739,28 @@ fn main() {
         return;
     }
     let cfg = Config::from_env();
+    let apps = selected_apps();
     let spinlet = spinlet_bin();
     let wasmtime = wasmtime_bin();
-    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/apps/hello-bare");
-    let wasm = common::build_app_in(&app, "wasm32-wasip2");
-    let app_dir = common::app_with_manifest("serve-bench", &wasm, MANIFEST);
-    let setup = Setup {
-        spinlet,
-        wasmtime,
-        wasm,
-        cache_dir: app_dir.join("compile-cache"),
-        scratch: app_dir.clone(),
-        app_dir,
-    };
-    std::fs::write(setup.scratch.join("report.lua"), WRK_SCRIPT).expect("write wrk script");
-    println!("Spin runtime benchmark: spinlet run vs wasmtime serve, hello-bare (spin-sdk 5)");
-    println!("spinlet:  {}", setup.spinlet.display());
+    println!("Spin runtime benchmark: spinlet run vs wasmtime serve, same component, same run");
+    println!("spinlet:  {}", spinlet.display());
     println!(
         "wasmtime: {} ({})",
-        setup.wasmtime.display(),
-        tool_version(&setup.wasmtime)
+        wasmtime.display(),
+        tool_version(&wasmtime)
     );
-    println!("app:      {}", setup.wasm.display());
+    println!(
+        "apps:     {}",
+        apps.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
+    );
     println!("machine:  {}", machine());
     println!(
         "config:   {} repeats, alternating order; wrk -t2 -c8 and -t1 -c1 for {:.1} s each \
          (warm-up {:.1} s), idle windows {:.1} s",
         cfg.repeats, cfg.secs, cfg.warmup, cfg.idle
     );
-    println!("loadavg at start: {}", loadavg());
     let tck = clk_tck();
-    // Untimed starts fill both compile caches and the page cache.
-    for peer in [Peer::Spinlet, Peer::Wasmtime] {
-        drop(Server::start(&setup, peer, Duration::from_secs(300)));
+    for app in apps {
+        bench_app(app, &spinlet, &wasmtime, &cfg, tck);
     }
-    let mut results = Results::new();
-    for rep in 1..=cfg.repeats {
-        eprintln!("[repeat {rep}]");
-        let order = if rep % 2 == 1 {
-            [Peer::Spinlet, Peer::Wasmtime]
-        } else {
-            [Peer::Wasmtime, Peer::Spinlet]
-        };
-        for peer in order {
-            measure(&setup, peer, &cfg, tck, &mut results);
-        }
-    }
-    println!("loadavg at end:   {}", loadavg());
-    print_table(&results);
 }
