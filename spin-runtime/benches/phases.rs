@@ -299,7 +299,8 @@ async fn p2_request(app: &App, samples: Option<&mut Samples>) -> Result<(), Stri
         .uri()
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
-    let extra = spin_runtime::headers::spin_headers("http", &host, &path_and_query, &route, CLIENT);
+    let extra = spin_runtime::headers::spin_headers("http", &host, &path_and_query, &route, CLIENT)
+        .map_err(|e| format!("spin_headers: {e}"))?;
     let (mut parts, body) = req.into_parts();
     parts.uri =
         spin_runtime::headers::prepare_request("http", &parts.uri, &mut parts.headers, extra)

@@ -8,8 +8,9 @@
 //!    ([`crate::runtime_config`]);
 //! 2. resolve application variables (a missing required one stops here) and render each
 //!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]);
-//! 3. open the key-value stores and sqlite databases under the state directory
-//!    ([`crate::key_value`], [`crate::sqlite`]);
+//! 3. open the key-value stores and sqlite databases under the state directory that
+//!    some served component is granted, and no other ([`crate::key_value`],
+//!    [`crate::sqlite`]): an app that uses neither starts without sled or SQLite;
 //! 4. build the engine with the compile cache ([`crate::engine`], [`crate::cache`]);
 //! 5. componentize core modules ([`crate::componentize`]), compile each distinct Wasm
 //!    file once, link it (real host interfaces, then
@@ -413,39 +414,6 @@ pub fn load_manifest(
     providers.runtime = runtime_config.variables_providers.clone();
     let app_values = variables::resolve_app_variables(&manifest.variables, &providers)?;
 
-    let key_value = match &state_dir {
-        Some(state_dir) => {
-            std::fs::create_dir_all(state_dir).map_err(|source| Error::StateDir {
-                path: state_dir.clone(),
-                source,
-            })?;
-            Arc::new(KeyValueStores::open(state_dir)?)
-        }
-        None => Arc::new(KeyValueStores::in_memory()?),
-    };
-    let key_value = if runtime_config.key_value_stores.is_empty() {
-        key_value
-    } else {
-        let mut stores = (*key_value).clone();
-        for (label, path) in &runtime_config.key_value_stores {
-            match path {
-                Some(path) => stores.add_store(label, path)?,
-                None => stores.add_store_in_main_db(label)?,
-            }
-        }
-        Arc::new(stores)
-    };
-    let mut sqlite = SqliteDatabases::new(state_dir.as_deref())?;
-    for (label, path) in &runtime_config.sqlite_databases {
-        sqlite.add(label, path.clone())?;
-    }
-    let sqlite = Arc::new(sqlite);
-    let cache_fallback = state_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("cache");
-    let app_dir = app_dir.to_owned();
-
     let components = manifest.all_components();
     let routes = manifest.http_routes();
     let used: HashSet<&str> = routes
@@ -455,6 +423,42 @@ pub fn load_manifest(
             TriggerTarget::Static(_) => None,
         })
         .collect();
+
+    // Only the stores and databases some served component is granted are opened.
+    let granted_kv: HashSet<&str> = components
+        .iter()
+        .filter(|(id, _)| used.contains(id.as_str()))
+        .flat_map(|(_, c)| c.key_value_stores.iter().map(String::as_str))
+        .collect();
+    if !granted_kv.is_empty() {
+        if let Some(state_dir) = &state_dir {
+            std::fs::create_dir_all(state_dir).map_err(|source| Error::StateDir {
+                path: state_dir.clone(),
+                source,
+            })?;
+        }
+    }
+    let key_value = Arc::new(KeyValueStores::open_granted(
+        state_dir.as_deref(),
+        &runtime_config.key_value_stores,
+        &granted_kv,
+    )?);
+    let granted_sqlite: HashSet<&str> = components
+        .iter()
+        .filter(|(id, _)| used.contains(id.as_str()))
+        .flat_map(|(_, c)| c.sqlite_databases.iter().map(String::as_str))
+        .collect();
+    let mut sqlite = SqliteDatabases::new(state_dir.as_deref());
+    for (label, path) in &runtime_config.sqlite_databases {
+        sqlite.add(label, path.clone());
+    }
+    sqlite.open_granted(&granted_sqlite)?;
+    let sqlite = Arc::new(sqlite);
+    let cache_fallback = state_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cache");
+    let app_dir = app_dir.to_owned();
 
     let cache_dir = options
         .cache_dir

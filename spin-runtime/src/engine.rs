@@ -128,6 +128,11 @@ fn pooling_config(n: u32) -> PoolingAllocationConfig {
         // connections (docs/PERFORMANCE.md, "Spin runtime benchmark"). 256 KiB keeps the
         // hot first pages resident and returns the rest, at ~20 % of peak req/s.
         .linear_memory_keep_resident(256 * 1024)
-        .table_keep_resident(512 * 1024);
+        .table_keep_resident(512 * 1024)
+        // Reuse a slot this component ran in before (least recently used first) rather
+        // than a cold one. wasmtime's default (100) prefers cold slots until 100 warm
+        // ones sit unused, so the set of slots that keep memory resident grows to ~100
+        // after a burst; with 0 it stays the peak number of concurrent instances.
+        .max_unused_warm_slots(0);
     pool
 }

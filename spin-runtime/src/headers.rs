@@ -14,44 +14,70 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::routing::RouteMatch;
 
-/// The header values for one request, in the order Spin adds them.
+/// The `spin-*` headers for a request that matched `route`, in Spin's order; `host` is
+/// the request's `Host`, `path_and_query` its path and query as received. The names are
+/// static and each value is built once, since this runs on every request.
 pub fn spin_headers<T>(
     scheme: &str,
     host: &str,
     path_and_query: &str,
     route: &RouteMatch<'_, T>,
     client_addr: SocketAddr,
-) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("spin-path-info".to_string(), route.path_info.clone()),
-        (
-            "spin-full-url".to_string(),
-            format!("{scheme}://{host}{path_and_query}"),
-        ),
-        (
-            "spin-matched-route".to_string(),
-            route.pattern.based().to_string(),
-        ),
-        ("spin-base-path".to_string(), "/".to_string()),
-        (
-            "spin-raw-component-route".to_string(),
-            route.pattern.raw().to_string(),
-        ),
-        (
-            "spin-component-route".to_string(),
-            route.pattern.raw_or_prefix().to_string(),
-        ),
-        ("spin-client-addr".to_string(), client_addr.to_string()),
-    ];
-    for (name, value) in &route.captures {
+) -> Result<Vec<(HeaderName, HeaderValue)>, PrepareError> {
+    let value = |name: &'static str, v: String| {
+        HeaderValue::try_from(v).map_err(|_| PrepareError::InvalidHeader(name.to_string()))
+    };
+    let based = |name: &'static str, v: &str| {
+        HeaderValue::from_str(v).map_err(|_| PrepareError::InvalidHeader(name.to_string()))
+    };
+    let mut headers = Vec::with_capacity(7 + route.captures.len());
+    headers.push((
+        HeaderName::from_static(PATH_INFO),
+        based(PATH_INFO, &route.path_info)?,
+    ));
+    headers.push((
+        HeaderName::from_static(FULL_URL),
+        value(FULL_URL, format!("{scheme}://{host}{path_and_query}"))?,
+    ));
+    headers.push((
+        HeaderName::from_static(MATCHED_ROUTE),
+        based(MATCHED_ROUTE, route.pattern.based())?,
+    ));
+    headers.push((
+        HeaderName::from_static(BASE_PATH),
+        HeaderValue::from_static("/"),
+    ));
+    headers.push((
+        HeaderName::from_static(RAW_COMPONENT_ROUTE),
+        based(RAW_COMPONENT_ROUTE, route.pattern.raw())?,
+    ));
+    headers.push((
+        HeaderName::from_static(COMPONENT_ROUTE),
+        based(COMPONENT_ROUTE, route.pattern.raw_or_prefix())?,
+    ));
+    headers.push((
+        HeaderName::from_static(CLIENT_ADDR),
+        value(CLIENT_ADDR, client_addr.to_string())?,
+    ));
+    for (name, v) in &route.captures {
         let header = format!(
             "spin-path-match-{}",
             name.to_ascii_lowercase().replace('_', "-")
         );
-        headers.push((header, value.clone()));
+        let name = HeaderName::try_from(header.as_str())
+            .map_err(|_| PrepareError::InvalidHeader(header.clone()))?;
+        headers.push((name, based("spin-path-match-*", v)?));
     }
-    headers
+    Ok(headers)
 }
+
+const PATH_INFO: &str = "spin-path-info";
+const FULL_URL: &str = "spin-full-url";
+const MATCHED_ROUTE: &str = "spin-matched-route";
+const BASE_PATH: &str = "spin-base-path";
+const RAW_COMPONENT_ROUTE: &str = "spin-raw-component-route";
+const COMPONENT_ROUTE: &str = "spin-component-route";
+const CLIENT_ADDR: &str = "spin-client-addr";
 
 /// Whether `host` (a `Host` header value, maybe with a port) is a service-chaining host.
 pub fn is_service_chaining_host(host: &str) -> bool {
@@ -66,7 +92,7 @@ pub fn prepare_request(
     scheme: &str,
     uri: &Uri,
     headers: &mut HeaderMap,
-    extra: Vec<(String, String)>,
+    extra: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<Uri, PrepareError> {
     headers.remove(http::header::CONNECTION);
     if let Some(host) = headers.get(http::header::HOST) {
@@ -74,11 +100,8 @@ pub fn prepare_request(
             headers.remove(http::header::HOST);
         }
     }
+    headers.reserve(extra.len());
     for (name, value) in extra {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| PrepareError::InvalidHeader(name.clone()))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| PrepareError::InvalidHeader(name.to_string()))?;
         headers.insert(name, value);
     }
     let host = headers
@@ -159,8 +182,13 @@ mod tests {
             "/foo/bar?key1=value1&key2=value2",
             &m,
             client,
-        );
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        )
+        .unwrap();
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_str().unwrap())
+        };
         assert_eq!(
             get("spin-full-url"),
             Some("https://fermyon.dev/foo/bar?key1=value1&key2=value2")
@@ -177,8 +205,10 @@ mod tests {
     fn path_match_headers() {
         let (router, _) = Router::build(vec![("/users/:user_id".to_string(), "c")]).unwrap();
         let m = router.route("/users/9").unwrap();
-        let h = spin_headers("http", "h", "/users/9", &m, "127.0.0.1:1".parse().unwrap());
-        assert!(h.contains(&("spin-path-match-user-id".to_string(), "9".to_string())));
+        let h = spin_headers("http", "h", "/users/9", &m, "127.0.0.1:1".parse().unwrap()).unwrap();
+        assert!(h
+            .iter()
+            .any(|(k, v)| k == "spin-path-match-user-id" && v == "9"));
     }
 
     #[test]

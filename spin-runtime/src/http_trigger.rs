@@ -174,9 +174,17 @@ impl HttpServer {
             .uri()
             .path_and_query()
             .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-        let extra =
-            crate::headers::spin_headers(self.scheme, &host, &path_and_query, route, client);
-        match self.execute(component, req, extra).await {
+        let result = match crate::headers::spin_headers(
+            self.scheme,
+            &host,
+            &path_and_query,
+            route,
+            client,
+        ) {
+            Ok(extra) => self.execute(component, req, extra).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!(component = %component.id, error = %format!("{e:#}"), "request failed");
@@ -189,7 +197,7 @@ impl HttpServer {
         &self,
         component: &Arc<AppComponent>,
         req: Request<B>,
-        extra: Vec<(String, String)>,
+        extra: Vec<(http::HeaderName, http::HeaderValue)>,
     ) -> wasmtime::Result<Response<HyperOutgoingBody>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,

@@ -5,14 +5,15 @@
 //! store label).
 //!
 //! This module owns the store backends and access control. [`KeyValueStores`] is opened
-//! once per app (one sled database at `<state_dir>/key_value.sled`, one tree per label);
+//! once per app, only for the labels its components are granted (one sled database at
+//! `<state_dir>/key_value.sled`, one tree per label);
 //! each instance gets a [`KeyValueCtx`] holding the labels its component was granted in
 //! `key_value_stores`. Opening a label that is not granted fails with `access-denied`;
 //! a granted label with no configured store stops the app at start (as Spin does).
 //! Writes are flushed to disk before returning, so values survive a restart or a crash;
 //! sled's periodic background flush is off (it would fsync twice a second while idle).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,44 +87,63 @@ pub struct KeyValueStores {
 }
 
 impl KeyValueStores {
-    /// Opens the sled database under `state_dir` and the `default` store in it.
-    pub fn open(state_dir: &Path) -> Result<KeyValueStores, Error> {
-        let path = state_dir.join(DB_DIR_NAME);
-        let open_err = |source| Error::Open {
-            path: path.clone(),
-            source,
+    /// Opens the stores that some component of the app is `granted`, and no other:
+    ///
+    /// - `default` and every runtime-config label without a path are trees of the main
+    ///   database, `<state_dir>/key_value.sled` (in memory without a state directory,
+    ///   as Spin does for apps from a registry);
+    /// - a runtime-config label with a path (`configured`, from
+    ///   `[key_value_store.<label>]`, which may also move `default`) is its own database.
+    ///
+    /// An app whose components use no key-value store opens no database at all: sled's
+    /// start-up (its thread pool, recovery and an fsync) would otherwise be most of the
+    /// app's start time. A granted label that is not configured is left out here and
+    /// reported by [`Self::check_grants`].
+    pub fn open_granted(
+        state_dir: Option<&Path>,
+        configured: &BTreeMap<String, Option<PathBuf>>,
+        granted: &HashSet<&str>,
+    ) -> Result<KeyValueStores, Error> {
+        let mut stores = KeyValueStores {
+            dbs: Vec::new(),
+            trees: HashMap::new(),
         };
-        let db = sled::Config::new()
-            .path(&path)
-            .flush_every_ms(None)
-            .open()
-            .map_err(open_err)?;
-        let tree = db.open_tree(DEFAULT_STORE).map_err(open_err)?;
-        let mut trees = HashMap::new();
-        trees.insert(DEFAULT_STORE.to_string(), tree);
-        Ok(KeyValueStores {
-            dbs: vec![db],
-            trees,
-        })
+        let mut main: Option<sled::Db> = None;
+        let mut labels: Vec<&str> = granted.iter().copied().collect();
+        labels.sort_unstable();
+        for label in labels {
+            let path = match configured.get(label) {
+                Some(path) => path.as_deref(),
+                None if label == DEFAULT_STORE => None,
+                None => continue,
+            };
+            match path {
+                Some(path) => stores.add_store(label, path)?,
+                None => {
+                    let db = match &main {
+                        Some(db) => db.clone(),
+                        None => {
+                            let db = open_main(state_dir)?;
+                            stores.dbs.push(db.clone());
+                            main = Some(db.clone());
+                            db
+                        }
+                    };
+                    let tree = db.open_tree(label).map_err(|source| Error::Open {
+                        path: PathBuf::from(format!("(tree {label})")),
+                        source,
+                    })?;
+                    stores.trees.insert(label.to_string(), tree);
+                }
+            }
+        }
+        Ok(stores)
     }
 
-    /// An in-memory database (nothing persists), for apps without a state directory.
-    pub fn in_memory() -> Result<KeyValueStores, Error> {
-        let open_err = |source| Error::Open {
-            path: PathBuf::from("(memory)"),
-            source,
-        };
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .map_err(open_err)?;
-        let tree = db.open_tree(DEFAULT_STORE).map_err(open_err)?;
-        let mut trees = HashMap::new();
-        trees.insert(DEFAULT_STORE.to_string(), tree);
-        Ok(KeyValueStores {
-            dbs: vec![db],
-            trees,
-        })
+    /// Opens the sled database under `state_dir` and the `default` store in it.
+    pub fn open(state_dir: &Path) -> Result<KeyValueStores, Error> {
+        let granted = HashSet::from([DEFAULT_STORE]);
+        Self::open_granted(Some(state_dir), &BTreeMap::new(), &granted)
     }
 
     /// Adds (or replaces) the store `label`, kept in its own sled database at `path`
@@ -141,20 +161,6 @@ impl KeyValueStores {
         let tree = db.open_tree(label).map_err(open_err)?;
         self.trees.insert(label.to_string(), tree);
         self.dbs.push(db);
-        Ok(())
-    }
-
-    /// Adds the store `label` as its own tree in the main database (a runtime config
-    /// `[key_value_store.<label>]` of type `spin` without a path).
-    pub fn add_store_in_main_db(&mut self, label: &str) -> Result<(), Error> {
-        let Some(db) = self.dbs.first() else {
-            return Ok(());
-        };
-        let tree = db.open_tree(label).map_err(|source| Error::Open {
-            path: PathBuf::from(format!("(tree {label})")),
-            source,
-        })?;
-        self.trees.insert(label.to_string(), tree);
         Ok(())
     }
 
@@ -182,6 +188,25 @@ impl KeyValueStores {
         }
         Ok(())
     }
+}
+
+/// The main database: `<state_dir>/key_value.sled`, or a temporary one.
+fn open_main(state_dir: Option<&Path>) -> Result<sled::Db, Error> {
+    let Some(state_dir) = state_dir else {
+        return sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|source| Error::Open {
+                path: PathBuf::from("(memory)"),
+                source,
+            });
+    };
+    let path = state_dir.join(DB_DIR_NAME);
+    sled::Config::new()
+        .path(&path)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|source| Error::Open { path, source })
 }
 
 /// An open store, the host side of a guest `store` resource.
@@ -561,6 +586,41 @@ mod tests {
         assert!(stores.check_grants("c", &["nope".to_string()]).is_err());
         drop(ctx);
         drop(stores);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_granted_stores_are_opened() {
+        let dir = std::env::temp_dir().join(format!("spinlet-kv-lazy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let own = dir.join("own.sled");
+        let configured = BTreeMap::from([
+            ("shared".to_string(), None),
+            ("own".to_string(), Some(own.clone())),
+        ]);
+
+        let none = KeyValueStores::open_granted(Some(&dir), &configured, &HashSet::new()).unwrap();
+        assert!(none.dbs.is_empty() && none.trees.is_empty());
+        assert!(!dir.join(DB_DIR_NAME).exists() && !own.exists());
+        drop(none);
+
+        let granted = HashSet::from([DEFAULT_STORE, "shared", "own", "unconfigured"]);
+        let some = KeyValueStores::open_granted(Some(&dir), &configured, &granted).unwrap();
+        assert!(dir.join(DB_DIR_NAME).exists() && own.exists());
+        // `default` and `shared` share the main database; `own` has its own.
+        assert_eq!(some.dbs.len(), 2);
+        let mut labels: Vec<&str> = some.trees.keys().map(String::as_str).collect();
+        labels.sort_unstable();
+        assert_eq!(labels, [DEFAULT_STORE, "own", "shared"]);
+        let err = some
+            .check_grants("c", &["unconfigured".to_string()])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("[key_value_store.unconfigured]"),
+            "{err}"
+        );
+        drop(some);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

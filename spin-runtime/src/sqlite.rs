@@ -6,8 +6,8 @@
 //! [`v3_async`]).
 //!
 //! This module owns the database locations, access control and statement execution.
-//! [`SqliteDatabases`] is set up once per app (each file is opened once at start so a
-//! bad path stops the app); each instance gets a [`SqliteCtx`] holding the labels its
+//! [`SqliteDatabases`] is set up once per app (each granted file is opened once at start
+//! so a bad path stops the app; databases no component is granted are never opened); each instance gets a [`SqliteCtx`] holding the labels its
 //! component was granted in `sqlite_databases`. Opening a label that is not granted
 //! fails with `access-denied`, an unknown one with `no-such-database`; a granted label
 //! with no configured database stops the app at start (as Spin does).
@@ -79,40 +79,57 @@ enum Location {
 /// The databases of one app, by label.
 #[derive(Debug, Default)]
 pub struct SqliteDatabases {
+    /// Every configured label and its file (`None`: in memory).
+    configured: HashMap<String, Option<PathBuf>>,
+    /// The opened databases: the configured labels some component is granted.
     dbs: HashMap<String, Location>,
 }
 
 impl SqliteDatabases {
-    /// The `default` database under `state_dir`, or in memory without one.
-    pub fn new(state_dir: Option<&Path>) -> Result<SqliteDatabases, Error> {
+    /// The `default` database under `state_dir`, or in memory without one. Nothing is
+    /// opened until [`Self::open_granted`].
+    pub fn new(state_dir: Option<&Path>) -> SqliteDatabases {
         let mut dbs = SqliteDatabases::default();
-        dbs.add(DEFAULT_DATABASE, state_dir.map(|d| d.join(DEFAULT_DB_FILE)))?;
-        Ok(dbs)
+        dbs.add(DEFAULT_DATABASE, state_dir.map(|d| d.join(DEFAULT_DB_FILE)));
+        dbs
     }
 
-    /// Adds (or replaces) the database `label`: a file at `path` (created if missing),
-    /// or an in-memory database.
-    pub fn add(&mut self, label: &str, path: Option<PathBuf>) -> Result<(), Error> {
-        let open_err = |path: &Path, source| Error::Open {
-            label: label.to_string(),
-            path: path.to_owned(),
-            source,
-        };
-        let location = match path {
-            Some(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    let _ = std::fs::create_dir_all(parent);
+    /// Configures (or replaces) the database `label`: a file at `path` (created if
+    /// missing when opened), or an in-memory database.
+    pub fn add(&mut self, label: &str, path: Option<PathBuf>) {
+        self.configured.insert(label.to_string(), path);
+    }
+
+    /// Opens the configured databases some component is `granted`, and no other (an app
+    /// that uses no database creates no file): each file once, so a bad path stops the
+    /// app at start. A granted label that is not configured is reported by
+    /// [`Self::check_grants`].
+    pub fn open_granted(&mut self, granted: &HashSet<&str>) -> Result<(), Error> {
+        for (label, path) in &self.configured {
+            if !granted.contains(label.as_str()) || self.dbs.contains_key(label) {
+                continue;
+            }
+            let open_err = |path: &Path, source| Error::Open {
+                label: label.clone(),
+                path: path.to_owned(),
+                source,
+            };
+            let location = match path {
+                Some(path) => {
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    rusqlite::Connection::open(path).map_err(|e| open_err(path, e))?;
+                    Location::File(path.clone())
                 }
-                rusqlite::Connection::open(&path).map_err(|e| open_err(&path, e))?;
-                Location::File(path)
-            }
-            None => {
-                let conn = rusqlite::Connection::open_in_memory()
-                    .map_err(|e| open_err(Path::new(":memory:"), e))?;
-                Location::Memory(Arc::new(Mutex::new(conn)))
-            }
-        };
-        self.dbs.insert(label.to_string(), location);
+                None => {
+                    let conn = rusqlite::Connection::open_in_memory()
+                        .map_err(|e| open_err(Path::new(":memory:"), e))?;
+                    Location::Memory(Arc::new(Mutex::new(conn)))
+                }
+            };
+            self.dbs.insert(label.clone(), location);
+        }
         Ok(())
     }
 
@@ -439,7 +456,18 @@ mod tests {
 
     #[test]
     fn grants_must_be_configured() {
-        let dbs = SqliteDatabases::new(None).unwrap();
+        let dir = std::env::temp_dir().join(format!("spinlet-sqlite-lazy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut dbs = SqliteDatabases::new(Some(&dir));
+        dbs.open_granted(&HashSet::new()).unwrap();
+        assert!(
+            !dir.join(DEFAULT_DB_FILE).exists(),
+            "opened without a grant"
+        );
+        dbs.open_granted(&HashSet::from(["default", "other"]))
+            .unwrap();
+        assert!(dir.join(DEFAULT_DB_FILE).exists());
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(dbs.check_grants("c", &["default".to_string()]).is_ok());
         let err = dbs.check_grants("c", &["other".to_string()]).unwrap_err();
         assert!(err.to_string().contains("[sqlite_database.other]"), "{err}");
