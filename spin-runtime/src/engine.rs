@@ -122,12 +122,14 @@ fn pooling_config(n: u32) -> PoolingAllocationConfig {
         .max_tables_per_module(2)
         .max_memories_per_module(2)
         .max_memory_size(4 << 30)
-        // Spin keeps 2 MiB of each slot's memory resident (reset by memset, not madvise).
-        // A Rust guest touches ~1 MiB (its stack), so every slot a burst of concurrent
-        // requests has used stays ~1 MiB resident forever: +4 MB idle RSS after 8
-        // connections (docs/PERFORMANCE.md, "Spin runtime benchmark"). 256 KiB keeps the
-        // hot first pages resident and returns the rest, at ~20 % of peak req/s.
-        .linear_memory_keep_resident(256 * 1024)
+        // Spin keeps 2 MiB of each slot's memory resident (reset by memset); spinlet kept
+        // 256 KiB until session 9. Every slot a burst has used then stays resident: with
+        // WASI 0.3 the worker pool starts ~12 instances under 8 connections (+3 MB idle
+        // RSS after the load). With 0 (wasmtime's default) freed slots are returned with
+        // madvise; measured on hello-bare at 8 connections: same CPU per request
+        // (198–211 vs 201–204 µs), RSS growth after the load 0.5 vs 1.25 MB (p2) and 0.9
+        // vs 2.9 MB (p3). docs/PERFORMANCE.md, "Session 9".
+        .linear_memory_keep_resident(0)
         .table_keep_resident(512 * 1024)
         // Reuse a slot this component ran in before (least recently used first) rather
         // than a cold one. wasmtime's default (100) prefers cold slots until 100 warm
