@@ -21,40 +21,19 @@ world rdbms-async {
 }
 "#;
 
-fn dummy_component() -> Vec<u8> {
-    common::wit_components::dummy_component("rdbms-async.wit", WORLD, "rdbms-async")
-}
-
 #[test]
 fn async_postgres_and_mysql_link_against_the_base_linker() {
-    let bytes = dummy_component();
-    let engine = wasmtime::Engine::new(
-        wasmtime::Config::new()
-            .wasm_component_model(true)
-            .wasm_component_model_async(true),
-    )
-    .expect("engine");
-    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(&engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    for expected in ["spin:postgres/postgres@4.2.0", "spin:mysql/mysql@3.0.0"] {
-        assert!(
-            imports.iter().any(|i| i == expected),
-            "{expected} not in {imports:?}"
-        );
-        assert!(spin_runtime::unavailable::is_implemented(expected));
-    }
-    for older in [
+    let c = common::wit_components::compile_dummy("rdbms-async.wit", WORLD, "rdbms-async");
+    let expected = ["spin:postgres/postgres@4.2.0", "spin:mysql/mysql@3.0.0"];
+    c.assert_imports(&expected);
+    for name in expected.into_iter().chain([
         "spin:postgres/postgres@4.0.0",
         "spin:postgres/postgres@4.1.0",
-    ] {
-        assert!(spin_runtime::unavailable::is_implemented(older));
+    ]) {
+        assert!(spin_runtime::unavailable::is_implemented(name), "{name}");
     }
-    let base = spin_runtime::app::base_linker(&engine).expect("base linker");
     // No stubs: every import, the async functions included, is defined by the base linker.
-    base.instantiate_pre(&component)
+    c.base_linker()
+        .instantiate_pre(&c.component)
         .expect("spin:postgres@4.2.0 and spin:mysql@3.0.0 link without stubs");
 }

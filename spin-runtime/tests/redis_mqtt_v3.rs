@@ -19,36 +19,18 @@ world v3-outbound {
 }
 "#;
 
-fn dummy_component() -> Vec<u8> {
-    common::wit_components::dummy_component("v3-outbound.wit", WORLD, "v3-outbound")
-}
-
 #[test]
 fn async_redis_and_mqtt_link_against_the_base_linker() {
-    let bytes = dummy_component();
-    let engine = wasmtime::Engine::new(
-        wasmtime::Config::new()
-            .wasm_component_model(true)
-            .wasm_component_model_async(true),
-    )
-    .expect("engine");
-    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(&engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    for expected in ["spin:redis/redis@3.0.0", "spin:mqtt/mqtt@3.0.0"] {
-        assert!(
-            imports.iter().any(|i| i == expected),
-            "{expected} not in {imports:?}"
-        );
-        assert!(spin_runtime::unavailable::is_implemented(expected));
+    let c = common::wit_components::compile_dummy("v3-outbound.wit", WORLD, "v3-outbound");
+    let expected = ["spin:redis/redis@3.0.0", "spin:mqtt/mqtt@3.0.0"];
+    c.assert_imports(&expected);
+    for name in expected {
+        assert!(spin_runtime::unavailable::is_implemented(name), "{name}");
     }
-    let base = spin_runtime::app::base_linker(&engine).expect("base linker");
+    let base = c.base_linker();
     // No stubs: every import, the async functions included, is defined by the base linker.
-    base.instantiate_pre(&component)
+    base.instantiate_pre(&c.component)
         .expect("spin:redis@3.0.0 and spin:mqtt@3.0.0 link without stubs");
-    spin_runtime::app::link_http_component(&engine, &base, &component)
+    spin_runtime::app::link_http_component(&c.engine, &base, &c.component)
         .expect("the component is an HTTP proxy");
 }

@@ -17,26 +17,10 @@ world everything {
 }
 "#;
 
-fn dummy_component() -> Vec<u8> {
-    common::wit_components::dummy_component("whole-world.wit", WORLD, "everything")
-}
-
 #[test]
 fn every_spin_platform_import_links() {
-    let bytes = dummy_component();
-    let engine = wasmtime::Engine::new(
-        wasmtime::Config::new()
-            .wasm_component_model(true)
-            .epoch_interruption(true),
-    )
-    .expect("engine");
-    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(&engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    for expected in [
+    let c = common::wit_components::compile_dummy("whole-world.wit", WORLD, "everything");
+    c.assert_imports(&[
         "fermyon:spin/llm@2.0.0",
         "fermyon:spin/sqlite@2.0.0",
         "fermyon:spin/redis@2.0.0",
@@ -51,13 +35,7 @@ fn every_spin_platform_import_links() {
         "wasi:config/store@0.2.0-draft-2024-09-27",
         "wasi:http/outgoing-handler@0.2.0",
         "wasi:sockets/tcp@0.2.0",
-    ] {
-        assert!(
-            imports.iter().any(|i| i == expected),
-            "{expected} not in {imports:?}"
-        );
-    }
-    let base = spin_runtime::app::base_linker(&engine).expect("base linker");
-    spin_runtime::app::link_http_component(&engine, &base, &component)
+    ]);
+    spin_runtime::app::link_http_component(&c.engine, &c.base_linker(), &c.component)
         .expect("every import links and the component is an HTTP proxy");
 }

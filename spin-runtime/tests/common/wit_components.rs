@@ -31,3 +31,52 @@ pub fn dummy_component(file: &str, source: &str, world: &str) -> Vec<u8> {
         .encode()
         .expect("encode component")
 }
+
+/// A dummy component compiled by an engine configured as spinlet's (component model,
+/// its `async` ABI, epoch interruption), with the names of its imports.
+pub struct Compiled {
+    pub engine: wasmtime::Engine,
+    pub component: wasmtime::component::Component,
+    pub imports: Vec<String>,
+}
+
+/// Generates ([`dummy_component`]) and compiles the component for `world`.
+pub fn compile_dummy(file: &str, source: &str, world: &str) -> Compiled {
+    let bytes = dummy_component(file, source, world);
+    let engine = wasmtime::Engine::new(
+        wasmtime::Config::new()
+            .wasm_component_model(true)
+            .wasm_component_model_async(true)
+            .epoch_interruption(true),
+    )
+    .expect("engine");
+    let component = wasmtime::component::Component::new(&engine, &bytes).expect("compile");
+    let imports = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Compiled {
+        engine,
+        component,
+        imports,
+    }
+}
+
+impl Compiled {
+    /// Asserts that the component imports each of `expected`.
+    pub fn assert_imports(&self, expected: &[&str]) {
+        for name in expected {
+            assert!(
+                self.imports.iter().any(|i| i == name),
+                "{name} not in {:?}",
+                self.imports
+            );
+        }
+    }
+
+    /// spinlet's base linker (real host interfaces, no "unavailable" stubs).
+    pub fn base_linker(&self) -> wasmtime::component::Linker<spin_runtime::state::InstanceState> {
+        spin_runtime::app::base_linker(&self.engine).expect("base linker")
+    }
+}
