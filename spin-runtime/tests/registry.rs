@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use common::servers::Pki;
 use common::{app_with_manifest, build_app, free_port, http_request, scratch_dir, spinlet_bin};
 use common::{Spinlet, Start};
 
@@ -54,6 +55,27 @@ fn app(name: &str) -> PathBuf {
 fn check_app(get: &dyn Fn(&str) -> (u16, String)) {
     assert_eq!(get("/?op=env&name=FROM"), (200, "registry".to_string()));
     assert_eq!(get("/?op=read&path=/assets/big.txt"), (200, big_file()));
+}
+
+/// `spinlet run <reference>` with a fresh cache and the registry login in the docker
+/// config directory `docker_config`: the app it pulls answers [`check_app`].
+fn run_and_check_pulled(reference: &str, cache_name: &str, docker_config: &Path) {
+    let s = Spinlet::start(
+        Path::new(reference),
+        Start {
+            cache_dir: Some(scratch_dir(cache_name)),
+            env: vec![(
+                "DOCKER_CONFIG".into(),
+                docker_config.to_string_lossy().into_owned(),
+            )],
+            ..Default::default()
+        },
+    );
+    check_app(&|p| {
+        let r = s.get(p);
+        (r.status, r.text())
+    });
+    s.stop();
 }
 
 /// A `docker-registry` with a test-specific config, killed on drop.
@@ -442,57 +464,7 @@ fn basic_auth_uses_docker_config_credentials() {
         assert!(written.is_empty(), "nothing is cached: {written:?}");
     }
 
-    let cache = scratch_dir("oci-cache-authorized");
-    let s = Spinlet::start(
-        Path::new(&reference),
-        Start {
-            cache_dir: Some(cache),
-            env: vec![("DOCKER_CONFIG".into(), good.to_string_lossy().into_owned())],
-            ..Default::default()
-        },
-    );
-    check_app(&|p| {
-        let r = s.get(p);
-        (r.status, r.text())
-    });
-    s.stop();
-}
-
-/// A CA and a server certificate it signed for `ip`, as PEM files in `dir`.
-struct TestPki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path, name: &str, ip: &str) -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("spinlet registry test CA {name}"),
-    );
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let mut params = rcgen::CertificateParams::new(vec![ip.to_string()]).expect("server params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, ip);
-    let cert = params.signed_by(&key, &ca).expect("server cert");
-    let p = TestPki {
-        ca: dir.join(format!("{name}-ca.pem")),
-        cert: dir.join(format!("{name}-cert.pem")),
-        key: dir.join(format!("{name}-key.pem")),
-    };
-    std::fs::write(&p.ca, ca.pem()).expect("write CA");
-    std::fs::write(&p.cert, cert.pem()).expect("write cert");
-    std::fs::write(&p.key, key.serialize_pem()).expect("write key");
-    p
+    run_and_check_pulled(&reference, "oci-cache-authorized", &good);
 }
 
 /// A network namespace, deleted on drop.
@@ -601,8 +573,8 @@ fn tls_registry_in_a_network_namespace() {
         return;
     };
     let dir = scratch_dir("registry-tls");
-    let trusted = pki(&dir, "trusted", IP);
-    let untrusted = pki(&dir, "untrusted", IP);
+    let trusted = Pki::for_hosts(&dir, "trusted", &[IP]);
+    let untrusted = Pki::for_hosts(&dir, "untrusted", &[IP]);
     let addr = format!("{IP}:5000");
     let ca = trusted.ca.clone();
     let url = format!("https://{addr}/v2/");
@@ -903,18 +875,5 @@ fn bearer_token_auth_through_a_token_server() {
         "{requests:?}"
     );
 
-    let cache = scratch_dir("oci-cache-bearer");
-    let s = Spinlet::start(
-        Path::new(&reference),
-        Start {
-            cache_dir: Some(cache),
-            env: vec![("DOCKER_CONFIG".into(), good.to_string_lossy().into_owned())],
-            ..Default::default()
-        },
-    );
-    check_app(&|p| {
-        let r = s.get(p);
-        (r.status, r.text())
-    });
-    s.stop();
+    run_and_check_pulled(&reference, "oci-cache-bearer", &good);
 }

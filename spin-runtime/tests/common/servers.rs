@@ -32,8 +32,15 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Writes `<name>-ca.pem`, `<name>-cert.pem` and `<name>-key.pem` into `dir`.
+    /// Writes `<name>-ca.pem`, `<name>-cert.pem` and `<name>-key.pem` into `dir`, for a
+    /// server on loopback (`127.0.0.1`, `localhost`).
     pub fn new(dir: &Path, name: &str) -> Pki {
+        Pki::for_hosts(dir, name, &["127.0.0.1", "localhost"])
+    }
+
+    /// As [`Pki::new`], for a server certificate naming `hosts` (the first is its
+    /// common name).
+    pub fn for_hosts(dir: &Path, name: &str, hosts: &[&str]) -> Pki {
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params
@@ -46,12 +53,12 @@ impl Pki {
         ];
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
         let key = rcgen::KeyPair::generate().expect("server key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let sans: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("server params");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            hosts.first().copied().unwrap_or("localhost"),
+        );
         let cert = params.signed_by(&key, &ca).expect("server cert");
         let pki = Pki {
             ca: dir.join(format!("{name}-ca.pem")),
