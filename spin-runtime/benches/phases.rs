@@ -53,6 +53,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "shared/apps.rs"]
+mod bench_apps;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -473,25 +476,8 @@ fn selected_apps() -> Vec<&'static PhasesApp> {
         .collect()
 }
 
-const MANIFEST: &str = r#"spin_manifest_version = 2
-
-[application]
-name = "phases"
-
-[[trigger.http]]
-route = "/..."
-component = "hello"
-
-[component.hello]
-source = "{wasm}"
-"#;
-
 fn load(app: &PhasesApp) -> (App, PathBuf) {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("benches/apps")
-        .join(app.dir);
-    let wasm = common::build_app_in(&crate_dir, app.target);
-    let dir = common::app_with_manifest(&format!("phases-{}", app.key), &wasm, MANIFEST);
+    let (wasm, dir) = bench_apps::hello_app(app.dir, app.target, &format!("phases-{}", app.key));
     let options = AppOptions {
         app: dir.clone(),
         cache_dir: Some(dir.join("compile-cache")),

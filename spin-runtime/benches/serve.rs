@@ -41,6 +41,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "shared/apps.rs"]
+mod bench_apps;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -672,27 +675,13 @@ fn print_table(r: &Results) {
 // main
 // ---------------------------------------------------------------------------------------
 
-const MANIFEST: &str = r#"spin_manifest_version = 2
-
-[application]
-name = "{name}"
-
-[[trigger.http]]
-route = "/..."
-component = "hello"
-
-[component.hello]
-source = "{wasm}"
-"#;
-
 /// The whole comparison for one app: build, warm-up starts, the repeats, the table.
 fn bench_app(app: &BenchApp, spinlet: &Path, wasmtime: &Path, cfg: &Config, tck: f64) {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("benches/apps")
-        .join(app.dir);
-    let wasm = common::build_app_in(&crate_dir, "wasm32-wasip2");
-    let manifest = MANIFEST.replace("{name}", app.dir);
-    let app_dir = common::app_with_manifest(&format!("serve-bench-{}", app.key), &wasm, &manifest);
+    let (wasm, app_dir) = bench_apps::hello_app(
+        app.dir,
+        "wasm32-wasip2",
+        &format!("serve-bench-{}", app.key),
+    );
     let setup = Setup {
         spinlet: spinlet.to_owned(),
         wasmtime: wasmtime.to_owned(),
