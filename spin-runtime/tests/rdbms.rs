@@ -382,10 +382,7 @@ fn postgres_over_tls_with_the_hosts_trusted_roots() {
     let trusting = serve_with(
         &allowed,
         Start {
-            env: vec![(
-                "SSL_CERT_FILE".into(),
-                pki.ca.to_string_lossy().into_owned(),
-            )],
+            env: vec![pki.trust_env()],
             ..Default::default()
         },
     );
@@ -446,10 +443,7 @@ fn mysql_over_tls_with_the_hosts_trusted_roots() {
     let trusting = serve_with(
         &allowed,
         Start {
-            env: vec![(
-                "SSL_CERT_FILE".into(),
-                pki.ca.to_string_lossy().into_owned(),
-            )],
+            env: vec![pki.trust_env()],
             ..Default::default()
         },
     );

@@ -38,6 +38,14 @@ impl Pki {
         Pki::for_hosts(dir, name, &["127.0.0.1", "localhost"])
     }
 
+    /// The environment entry that makes `spinlet run` trust this CA (`SSL_CERT_FILE`).
+    pub fn trust_env(&self) -> (String, String) {
+        (
+            "SSL_CERT_FILE".into(),
+            self.ca.to_string_lossy().into_owned(),
+        )
+    }
+
     /// As [`Pki::new`], for a server certificate naming `hosts` (the first is its
     /// common name).
     pub fn for_hosts(dir: &Path, name: &str, hosts: &[&str]) -> Pki {
