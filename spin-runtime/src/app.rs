@@ -425,11 +425,14 @@ pub fn load_manifest(
         .collect();
 
     // Only the stores and databases some served component is granted are opened.
-    let granted_kv: HashSet<&str> = components
-        .iter()
-        .filter(|(id, _)| used.contains(id.as_str()))
-        .flat_map(|(_, c)| c.key_value_stores.iter().map(String::as_str))
-        .collect();
+    let granted = |labels: fn(&crate::manifest::Component) -> &Vec<String>| -> HashSet<&str> {
+        components
+            .iter()
+            .filter(|(id, _)| used.contains(id.as_str()))
+            .flat_map(|(_, c)| labels(c).iter().map(String::as_str))
+            .collect()
+    };
+    let granted_kv = granted(|c| &c.key_value_stores);
     if !granted_kv.is_empty() {
         if let Some(state_dir) = &state_dir {
             std::fs::create_dir_all(state_dir).map_err(|source| Error::StateDir {
@@ -443,11 +446,7 @@ pub fn load_manifest(
         &runtime_config.key_value_stores,
         &granted_kv,
     )?);
-    let granted_sqlite: HashSet<&str> = components
-        .iter()
-        .filter(|(id, _)| used.contains(id.as_str()))
-        .flat_map(|(_, c)| c.sqlite_databases.iter().map(String::as_str))
-        .collect();
+    let granted_sqlite = granted(|c| &c.sqlite_databases);
     let mut sqlite = SqliteDatabases::new(state_dir.as_deref());
     for (label, path) in &runtime_config.sqlite_databases {
         sqlite.add(label, path.clone());

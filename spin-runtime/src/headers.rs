@@ -24,24 +24,24 @@ pub fn spin_headers<T>(
     route: &RouteMatch<'_, T>,
     client_addr: SocketAddr,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, PrepareError> {
-    let value = |name: &'static str, v: String| {
+    let owned = |name: &'static str, v: String| {
         HeaderValue::try_from(v).map_err(|_| PrepareError::InvalidHeader(name.to_string()))
     };
-    let based = |name: &'static str, v: &str| {
+    let copied = |name: &'static str, v: &str| {
         HeaderValue::from_str(v).map_err(|_| PrepareError::InvalidHeader(name.to_string()))
     };
     let mut headers = Vec::with_capacity(7 + route.captures.len());
     headers.push((
         HeaderName::from_static(PATH_INFO),
-        based(PATH_INFO, &route.path_info)?,
+        copied(PATH_INFO, &route.path_info)?,
     ));
     headers.push((
         HeaderName::from_static(FULL_URL),
-        value(FULL_URL, format!("{scheme}://{host}{path_and_query}"))?,
+        owned(FULL_URL, format!("{scheme}://{host}{path_and_query}"))?,
     ));
     headers.push((
         HeaderName::from_static(MATCHED_ROUTE),
-        based(MATCHED_ROUTE, route.pattern.based())?,
+        copied(MATCHED_ROUTE, route.pattern.based())?,
     ));
     headers.push((
         HeaderName::from_static(BASE_PATH),
@@ -49,15 +49,15 @@ pub fn spin_headers<T>(
     ));
     headers.push((
         HeaderName::from_static(RAW_COMPONENT_ROUTE),
-        based(RAW_COMPONENT_ROUTE, route.pattern.raw())?,
+        copied(RAW_COMPONENT_ROUTE, route.pattern.raw())?,
     ));
     headers.push((
         HeaderName::from_static(COMPONENT_ROUTE),
-        based(COMPONENT_ROUTE, route.pattern.raw_or_prefix())?,
+        copied(COMPONENT_ROUTE, route.pattern.raw_or_prefix())?,
     ));
     headers.push((
         HeaderName::from_static(CLIENT_ADDR),
-        value(CLIENT_ADDR, client_addr.to_string())?,
+        owned(CLIENT_ADDR, client_addr.to_string())?,
     ));
     for (name, v) in &route.captures {
         let header = format!(
@@ -66,7 +66,7 @@ pub fn spin_headers<T>(
         );
         let name = HeaderName::try_from(header.as_str())
             .map_err(|_| PrepareError::InvalidHeader(header.clone()))?;
-        headers.push((name, based("spin-path-match-*", v)?));
+        headers.push((name, copied("spin-path-match-*", v)?));
     }
     Ok(headers)
 }

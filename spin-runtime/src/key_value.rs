@@ -140,12 +140,6 @@ impl KeyValueStores {
         Ok(stores)
     }
 
-    /// Opens the sled database under `state_dir` and the `default` store in it.
-    pub fn open(state_dir: &Path) -> Result<KeyValueStores, Error> {
-        let granted = HashSet::from([DEFAULT_STORE]);
-        Self::open_granted(Some(state_dir), &BTreeMap::new(), &granted)
-    }
-
     /// Adds (or replaces) the store `label`, kept in its own sled database at `path`
     /// (from a runtime config `[key_value_store.<label>]` of type `spin`).
     pub fn add_store(&mut self, label: &str, path: &Path) -> Result<(), Error> {
@@ -566,7 +560,14 @@ mod tests {
     fn access_control_and_persistence() {
         let dir = std::env::temp_dir().join(format!("spinlet-kv-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let stores = Arc::new(KeyValueStores::open(&dir).unwrap());
+        let stores = Arc::new(
+            KeyValueStores::open_granted(
+                Some(&dir),
+                &BTreeMap::new(),
+                &HashSet::from([DEFAULT_STORE]),
+            )
+            .unwrap(),
+        );
         let granted: HashSet<String> = [DEFAULT_STORE.to_string()].into();
         let ctx = KeyValueCtx::new(stores.clone(), Arc::new(granted));
         let mut table = ResourceTable::new();
