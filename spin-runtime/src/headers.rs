@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::routing::RouteMatch;
@@ -37,7 +38,7 @@ pub fn spin_headers<T>(
     ));
     headers.push((
         HeaderName::from_static(FULL_URL),
-        owned(FULL_URL, format!("{scheme}://{host}{path_and_query}"))?,
+        owned(FULL_URL, concat(&[scheme, "://", host, path_and_query]))?,
     ));
     headers.push((
         HeaderName::from_static(MATCHED_ROUTE),
@@ -55,10 +56,16 @@ pub fn spin_headers<T>(
         HeaderName::from_static(COMPONENT_ROUTE),
         copied(COMPONENT_ROUTE, route.pattern.raw_or_prefix())?,
     ));
-    headers.push((
-        HeaderName::from_static(CLIENT_ADDR),
-        owned(CLIENT_ADDR, client_addr.to_string())?,
-    ));
+    headers.push((HeaderName::from_static(CLIENT_ADDR), {
+        // Formatted on the stack (the longest `[v6%scope]:port` fits), copied once.
+        use std::io::Write;
+        let mut buf = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{client_addr}");
+        let len = cursor.position() as usize;
+        HeaderValue::from_bytes(&buf[..len])
+            .map_err(|_| PrepareError::InvalidHeader(CLIENT_ADDR.to_string()))?
+    }));
     for (name, v) in &route.captures {
         let header = format!(
             "spin-path-match-{}",
@@ -69,6 +76,15 @@ pub fn spin_headers<T>(
         headers.push((name, copied("spin-path-match-*", v)?));
     }
     Ok(headers)
+}
+
+/// `parts` joined into a String allocated once at its final size.
+fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 const PATH_INFO: &str = "spin-path-info";
@@ -104,23 +120,29 @@ pub fn prepare_request(
     for (name, value) in extra {
         headers.insert(name, value);
     }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    let authority = match (uri.authority(), host) {
-        (Some(a), Some(h)) if a.as_str() != h => return Err(PrepareError::HostMismatch),
-        (Some(a), _) => a.to_string(),
-        (None, Some(h)) => h,
+    // The URI keeps its path and query (shared, not copied); scheme and authority are
+    // the listener's and the `Host` header's.
+    let authority = match (uri.authority(), headers.get(http::header::HOST)) {
+        (Some(a), Some(h)) if a.as_str().as_bytes() != h.as_bytes() => {
+            return Err(PrepareError::HostMismatch)
+        }
+        (Some(a), _) => a.clone(),
+        (None, Some(h)) => {
+            Authority::try_from(h.as_bytes()).map_err(|_| PrepareError::InvalidUri)?
+        }
         (None, None) => return Err(PrepareError::NoHost),
     };
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| PrepareError::InvalidUri)
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = Some(match scheme {
+        "https" => Scheme::HTTPS,
+        "http" => Scheme::HTTP,
+        other => Scheme::try_from(other).map_err(|_| PrepareError::InvalidUri)?,
+    });
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).map_err(|_| PrepareError::InvalidUri)
 }
 
 /// The header filter of a request entering a guest.

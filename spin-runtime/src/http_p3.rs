@@ -20,10 +20,14 @@
 //!   than the deadline is dropped, which stops a guest stuck in a loop.
 //!
 //! A trap drops the instance; requests it was serving fail, later ones get a new one.
+//!
+//! Each serving thread ([`crate::workers`]) has a pool of its own, so a request, its
+//! instance and the instance's worker task stay on the thread its connection is served
+//! on; callers outside the serving threads share one more pool.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -68,7 +72,13 @@ impl Default for Reuse {
 
 /// Serves requests with reused instances of one WASI 0.3 component.
 pub struct P3Handler {
-    handler: ProxyHandler<Pool>,
+    /// How a pool instantiates; each pool gets a copy.
+    pool: Pool,
+    /// One pool per serving thread, created on its first request
+    /// ([`crate::workers::current`] modulo the length).
+    per_thread: Box<[OnceLock<ProxyHandler<Pool>>]>,
+    /// The pool of callers outside the serving threads.
+    shared: OnceLock<ProxyHandler<Pool>>,
 }
 
 impl P3Handler {
@@ -82,13 +92,17 @@ impl P3Handler {
         reuse: Reuse,
     ) -> Self {
         Self {
-            handler: ProxyHandler::new(Pool {
+            pool: Pool {
                 pre,
                 engine,
                 config,
                 request_timeout: request_timeout.unwrap_or(Duration::MAX),
                 reuse,
-            }),
+            },
+            per_thread: (0..crate::workers::per_core_count())
+                .map(|_| OnceLock::new())
+                .collect(),
+            shared: OnceLock::new(),
         }
     }
 
@@ -97,11 +111,17 @@ impl P3Handler {
         &self,
         request: http::Request<WasiBody>,
     ) -> wasmtime::Result<http::Response<WasiBody>> {
-        self.handler.handle((), request).await
+        let slot = match crate::workers::current() {
+            Some(i) => &self.per_thread[i % self.per_thread.len()],
+            None => &self.shared,
+        };
+        let handler = slot.get_or_init(|| ProxyHandler::new(self.pool.clone()));
+        handler.handle((), request).await
     }
 }
 
 /// The embedder's side of the worker pool.
+#[derive(Clone)]
 struct Pool {
     pre: ServicePre<InstanceState>,
     engine: Engine,

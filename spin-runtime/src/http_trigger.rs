@@ -11,6 +11,10 @@
 //!   `wasi:http/incoming-handler.handle` runs in its own task so the guest can keep
 //!   streaming the body after sending headers; a WASI 0.3 handler gets the request
 //!   through its instance pool ([`crate::http_p3`]).
+//! - The response goes to hyper with what the guest has already produced read ahead
+//!   ([`crate::response_body`]), so that a small response leaves in one write.
+//! - Connections are served on the caller's runtime ([`HttpServer::serve`]) or handed
+//!   round-robin to serving threads ([`HttpServer::serve_on`], [`crate::workers`]).
 //! - Service-chaining requests from guests come in through [`HttpServer::handle`] and
 //!   `serve_component` too, without a socket ([`crate::chaining`]).
 //! - A trap, an exceeded deadline, an instantiation failure, a guest that never sets the
@@ -39,6 +43,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use crate::app::{App, AppComponent, ComponentHandler, Target};
 use crate::outbound::LocalHandler;
 use crate::routing::{RouteMatch, WELL_KNOWN_PREFIX};
+use crate::workers::Workers;
 
 /// Default listen address of `spinlet run` (as `spin up`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -81,11 +86,57 @@ impl HttpServer {
         server
     }
 
-    /// Accepts connections on `listener` until `shutdown` completes.
+    /// Accepts connections on `listener` until `shutdown` completes and serves them on
+    /// the caller's runtime.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        self.accept_loop(listener, shutdown, |server, stream, client| {
+            tokio::spawn(server.serve_connection(stream, client));
+        })
+        .await
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes and hands each to
+    /// the next of `workers`' serving threads, where its requests and the instances
+    /// serving them run ([`crate::workers`]).
+    pub async fn serve_on(
+        self: Arc<Self>,
+        workers: &Workers,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        self.accept_loop(listener, shutdown, |server, stream, client| {
+            // The socket moves to the serving thread's own reactor.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, %client, "cannot hand the connection over");
+                    return;
+                }
+            };
+            let dispatched = workers.dispatch(move || async move {
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => server.serve_connection(stream, client).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %client, "cannot register the connection")
+                    }
+                }
+            });
+            if !dispatched {
+                tracing::warn!(%client, "serving thread stopped; connection dropped");
+            }
+        })
+        .await
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        mut start: impl FnMut(Arc<Self>, tokio::net::TcpStream, SocketAddr),
     ) -> Result<(), Error> {
         let addr = listener
             .local_addr()
@@ -108,20 +159,22 @@ impl HttpServer {
                 () = &mut shutdown => return Ok(()),
             };
             let _ = stream.set_nodelay(true);
+            start(self.clone(), stream, client);
+        }
+    }
+
+    /// Serves one connection, HTTP/1 or HTTP/2, until the client closes it.
+    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr) {
+        let service = hyper::service::service_fn(move |req| {
             let server = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.handle(req, client).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, %client, "connection ended with an error");
-                }
-            });
+            async move { Ok::<_, Infallible>(server.handle(req, client).await) }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if let Err(e) = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!(error = %e, %client, "connection ended with an error");
         }
     }
 
@@ -135,11 +188,13 @@ impl HttpServer {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let path = req.uri().path().to_string();
+        // A clone of the URI shares its bytes, so routing borrows no copy of the path.
+        let uri = req.uri().clone();
+        let path = uri.path();
         if path.starts_with(WELL_KNOWN_PREFIX) {
-            return self.well_known(&path);
+            return self.well_known(path);
         }
-        let Some(route) = self.app.router.route(&path) else {
+        let Some(route) = self.app.router.route(path) else {
             return empty(StatusCode::NOT_FOUND);
         };
         match route.target {
@@ -164,20 +219,16 @@ impl HttpServer {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        // Clones share the request's bytes; the request itself moves on below.
+        let host = req.headers().get(http::header::HOST).cloned();
+        let uri = req.uri().clone();
+        let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         let result = match crate::headers::spin_headers(
             self.scheme,
-            &host,
-            &path_and_query,
+            host.as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost"),
+            path_and_query,
             route,
             client,
         ) {
@@ -185,7 +236,11 @@ impl HttpServer {
             Err(e) => Err(e.into()),
         };
         match result {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let body = crate::response_body::Prefetched::new(body).await;
+                Response::from_parts(parts, body.boxed_unsync())
+            }
             Err(e) => {
                 tracing::error!(component = %component.id, error = %format!("{e:#}"), "request failed");
                 empty(StatusCode::INTERNAL_SERVER_ERROR)

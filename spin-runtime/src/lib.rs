@@ -27,15 +27,20 @@
 //! - [`app`]: the load sequence, from manifest to pre-instantiated components;
 //! - [`routing`] and [`headers`]: Spin's route matching and `spin-*` headers;
 //! - [`http_trigger`]: the HTTP server and per-request execution;
+//! - [`response_body`]: response bodies read ahead so a response leaves in one write;
 //! - [`http_p3`]: WASI 0.3 handlers, instances reused across concurrent requests;
+//! - [`workers`]: the serving threads, one single-threaded runtime per core;
 //! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process.
 //!
 //! # Lifecycle
 //!
 //! 1. [`app::load`] once per app: parse, resolve variables, open stores, build the
 //!    engine, compile (or load from cache), link and pre-instantiate each component.
-//! 2. [`http_trigger::HttpServer::serve`] accepts connections; each request gets a
-//!    fresh instance from the component's `ProxyPre`.
+//! 2. [`http_trigger::HttpServer::serve_on`] accepts connections and hands each to a
+//!    serving thread ([`workers::Workers`]); [`http_trigger::HttpServer::serve`] serves
+//!    them on the caller's runtime instead. A WASI 0.2 request gets a fresh instance from
+//!    the component's `ProxyPre`; a WASI 0.3 request goes to its serving thread's pool of
+//!    reused instances.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,6 +80,7 @@ pub mod outbound_mqtt;
 pub mod outbound_mysql;
 pub mod outbound_pg;
 pub mod outbound_redis;
+pub mod response_body;
 pub mod routing;
 pub mod runtime_config;
 pub mod sqlite;
@@ -82,3 +88,4 @@ pub mod state;
 pub mod tls;
 pub mod unavailable;
 pub mod variables;
+pub mod workers;

@@ -52,9 +52,11 @@ fn check_v7(s: &Spinlet, run: Run) {
     failed_with(s, "/app?op=kv-keys&label=other", 403, "AccessDenied");
     failed_with(s, "/hello?op=kv-keys", 403, "AccessDenied");
 
-    // Instances are reused across requests, as Spin 3.6+ does for WASI 0.3.
-    let first: u64 = ok(s, "/app?op=count").parse().expect("count");
-    let second: u64 = ok(s, "/app?op=count").parse().expect("count");
+    // Instances are reused across requests, as Spin 3.6+ does for WASI 0.3 (one
+    // connection: its requests stay on one serving thread, whose instances serve them).
+    let served = counts(s, "/app", 2);
+    let first: u64 = served[0].parse().expect("count");
+    let second: u64 = served[1].parse().expect("count");
     assert!(
         second > first,
         "the same instance served both: {first} then {second}"
@@ -119,8 +121,18 @@ fn start_with(dir: &std::path::Path, args: &[&str]) -> Spinlet {
     )
 }
 
-fn counts(s: &Spinlet, n: usize) -> Vec<String> {
-    (0..n).map(|_| ok(s, "/?op=count")).collect()
+/// `n` requests for the instance's request count, on one kept-alive connection.
+fn counts(s: &Spinlet, path: &str, n: usize) -> Vec<String> {
+    let mut connection = common::Connection::open(s.addr).expect("connect");
+    (0..n)
+        .map(|_| {
+            let r = connection
+                .get(&format!("{path}?op=count"))
+                .unwrap_or_else(|e| panic!("GET {path}?op=count: {e}\n{}", s.stderr()));
+            assert_eq!(r.status, 200, "{}\n{}", r.text(), s.stderr());
+            r.text()
+        })
+        .collect()
 }
 
 #[test]
@@ -130,7 +142,7 @@ fn instance_reuse_follows_spins_reuse_flags() {
 
     let s = start_with(&dir, &["--max-instance-reuse-count", "1"]);
     assert_eq!(
-        counts(&s, 3),
+        counts(&s, "/", 3),
         ["1", "1", "1"],
         "a fresh instance per request"
     );
@@ -138,16 +150,18 @@ fn instance_reuse_follows_spins_reuse_flags() {
 
     let s = start_with(&dir, &["--max-instance-reuse-count", "3"]);
     assert_eq!(
-        counts(&s, 4),
+        counts(&s, "/", 4),
         ["1", "2", "3", "1"],
         "three requests per instance"
     );
     s.stop();
 
     let s = start_with(&dir, &["--idle-instance-timeout", "100ms"]);
-    assert_eq!(counts(&s, 2), ["1", "2"]);
+    let mut connection = common::Connection::open(s.addr).expect("connect");
+    let mut count = || connection.get("/?op=count").expect("GET /?op=count").text();
+    assert_eq!([count(), count()], ["1", "2"]);
     std::thread::sleep(std::time::Duration::from_millis(600));
-    assert_eq!(counts(&s, 1), ["1"], "the idle instance was dropped");
+    assert_eq!(count(), "1", "the idle instance was dropped");
     s.stop();
 
     for (flag, value) in [

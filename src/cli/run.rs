@@ -12,6 +12,7 @@ use spin_runtime::app::AppOptions;
 use spin_runtime::engine::EngineOptions;
 use spin_runtime::http_p3::Reuse;
 use spin_runtime::http_trigger::HttpServer;
+use spin_runtime::workers::Workers;
 
 /// Flags of `spinlet run`.
 #[derive(clap::Args)]
@@ -48,7 +49,9 @@ pub struct RunArgs {
     /// Per-request deadline, e.g. `30s` or `500ms` [default: none, as `spin up`].
     #[arg(long, env = "SPINLET_REQUEST_TIMEOUT", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
-    /// WASI 0.3 handlers: requests one instance serves before it is dropped.
+    /// WASI 0.3 handlers: requests one instance serves before it is dropped. Each
+    /// serving thread (one per core) keeps instances of its own, and a connection's
+    /// requests are all served on one thread.
     #[arg(long, value_name = "N", default_value_t = Reuse::default().max_requests as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_instance_reuse_count: u32,
     /// WASI 0.3 handlers: requests one instance serves at the same time. More than 1
@@ -153,7 +156,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let app = Arc::new(app);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on one single-threaded runtime per core (spin_runtime::workers);
+    // this thread only accepts connections and waits for the shutdown signal.
+    let workers = Workers::per_core().context("cannot start the serving threads")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
@@ -179,11 +185,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             println!("  {name}: http://{local}{shown}{wildcard}");
         }
         HttpServer::new(app.clone())
-            .serve(listener, shutdown_signal())
+            .serve_on(&workers, listener, shutdown_signal())
             .await
             .context("server failed")?;
         anyhow::Ok(())
     })?;
+    drop(workers);
     app.key_value
         .flush()
         .context("cannot flush the key-value store")?;

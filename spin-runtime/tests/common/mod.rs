@@ -448,38 +448,15 @@ pub fn http_request(
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let local_addr = stream.local_addr()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(req.as_bytes())?;
-    stream.write_all(body)?;
+    write_request(&mut stream, addr, method, path, headers, body, false)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no header terminator"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let (status, headers) = parse_head(&raw[..split])?;
     let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line}")))?;
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
     if headers
         .get("transfer-encoding")
         .is_some_and(|v| v.contains("chunked"))
@@ -492,6 +469,122 @@ pub fn http_request(
         body: rest,
         local_addr,
     })
+}
+
+/// One kept-alive HTTP/1.1 connection: its requests are served in order by the same
+/// serving thread of spinlet (and so by the same WASI 0.3 instance pool).
+pub struct Connection {
+    addr: SocketAddr,
+    reader: std::io::BufReader<TcpStream>,
+    local_addr: SocketAddr,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> std::io::Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let local_addr = stream.local_addr()?;
+        Ok(Connection {
+            addr,
+            reader: std::io::BufReader::new(stream),
+            local_addr,
+        })
+    }
+
+    /// GET `path` on this connection (the response framed by `Content-Length` or chunked).
+    pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
+        use std::io::BufRead;
+        write_request(
+            self.reader.get_mut(),
+            self.addr,
+            "GET",
+            path,
+            &[],
+            b"",
+            true,
+        )?;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if self.reader.read_until(b'\n', &mut head)? == 0 {
+                return Err(std::io::Error::other(
+                    "connection closed before the response",
+                ));
+            }
+        }
+        let (status, headers) = parse_head(&head[..head.len() - 4])?;
+        let mut body = Vec::new();
+        if let Some(length) = headers.get("content-length") {
+            let length: usize = length
+                .parse()
+                .map_err(|_| std::io::Error::other(format!("bad Content-Length {length}")))?;
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body)?;
+        } else {
+            // Chunked: size line, data, CRLF; a zero size ends it (no trailers expected).
+            loop {
+                let mut line = String::new();
+                self.reader.read_line(&mut line)?;
+                let size =
+                    usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            local_addr: self.local_addr,
+        })
+    }
+}
+
+fn write_request(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)
+}
+
+/// The status and the (lower-cased) headers of a response head.
+fn parse_head(head: &[u8]) -> std::io::Result<(u16, HashMap<String, String>)> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers))
 }
 
 fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
