@@ -4,6 +4,16 @@
 //!
 //! The test harness hashes this crate with each app, so a change here rebuilds them.
 
+/// A `text/plain` reply with `status` (for the apps built on `http` types, spin-sdk 7).
+#[cfg(feature = "http")]
+pub fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(body.into())
+        .expect("static response parts are valid")
+}
+
 /// Every value of `name` in the query string `query`, percent-decoded, in order.
 pub fn query_params(query: &str, name: &str) -> Vec<String> {
     query

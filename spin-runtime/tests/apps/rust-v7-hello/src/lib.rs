@@ -11,20 +11,13 @@
 //! per-instance request counter: instances are reused), and `trap`, `loop` and `bomb`
 //! for the failure modes.
 
+use app_support::text;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
     app_support::query_param(req.uri().query().unwrap_or(""), name)
-}
-
-fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(body.into())
-        .expect("static response parts are valid")
 }
 
 #[http_service]

@@ -12,19 +12,12 @@
 //! `affected: <n>` (PostgreSQL) or `ok` (MySQL) for an execute.
 //! Query values are percent-decoded. Errors come back as `<what> error: <debug>`.
 
+use app_support::text;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
 fn query_params(req: &Request, name: &str) -> Vec<String> {
     app_support::query_params(req.uri().query().unwrap_or(""), name)
-}
-
-fn text(status: u16, body: impl Into<String>) -> http::Response<String> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(body.into())
-        .expect("static response parts are valid")
 }
 
 async fn redis(req: &Request) -> http::Response<String> {
