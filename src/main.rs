@@ -29,12 +29,71 @@ enum Command {
     Push(cli::push::PushArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Server(args) => cli::server::run(args),
         Command::Kubectl(args) => cli::kubectl::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Push(args) => cli::push::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", report(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, one per line. A cause whose text the line above already
+/// contains is skipped: the library errors name their source in their own message (so
+/// that `to_string()` alone says what went wrong), and printing the chain as it is would
+/// show each such cause twice.
+fn report(error: &anyhow::Error) -> String {
+    let mut out = format!("Error: {error}");
+    let mut above = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if above.contains(&text) {
+            continue;
+        }
+        out.push_str("\n  caused by: ");
+        out.push_str(&text);
+        above = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("invalid manifest spin.toml: {source}")]
+    struct Parse {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_shown_once() {
+        let parse = Parse {
+            source: std::io::Error::other("unknown field `bogus` at line 9"),
+        };
+        let error = anyhow::Error::new(parse).context("cannot start app");
+        assert_eq!(
+            report(&error),
+            "Error: cannot start app\n  caused by: invalid manifest spin.toml: unknown field `bogus` at line 9"
+        );
+    }
+
+    #[test]
+    fn distinct_causes_are_all_shown() {
+        let error = anyhow::anyhow!("connection refused").context("cannot pull app:1");
+        assert_eq!(
+            report(&error),
+            "Error: cannot pull app:1\n  caused by: connection refused"
+        );
     }
 }

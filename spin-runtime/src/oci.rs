@@ -166,11 +166,19 @@ impl Reference {
             Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
             _ => (path, None),
         };
-        if repository.is_empty()
-            || !repository
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
-        {
+        // The distribution spec's path components: lowercase alphanumerics, separators
+        // (`.`, `_`, `-`) only between them; so no empty component (`/app`, `a//b`).
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let component_ok = |c: &str| {
+            c.bytes().next().is_some_and(alnum)
+                && c.bytes().last().is_some_and(alnum)
+                && c.bytes().all(|b| alnum(b) || b"._-".contains(&b))
+        };
+        let host_ok = registry
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        if !host_ok || !repository.split('/').all(component_ok) {
             return Err(bad());
         }
         let tag = if tag.is_none() && digest.is_none() {
@@ -456,6 +464,19 @@ mod tests {
         assert_eq!(r.manifest_ref(), d);
         assert_eq!(Reference::parse("hello").unwrap().registry, "docker.io");
         assert!(Reference::parse("Bad/Repo").is_err());
+        // A path is not a reference: no empty or separator-edged path components.
+        for path in [
+            "/nonexistent/app",
+            "a//b",
+            "./app",
+            "app/",
+            "-a/b",
+            "localhost:5000//x",
+        ] {
+            assert!(Reference::parse(path).is_err(), "{path}");
+        }
+        let r = Reference::parse("localhost:5000/my_org/app-name.v2:1.0").unwrap();
+        assert_eq!(r.repository, "my_org/app-name.v2");
     }
 
     #[test]
