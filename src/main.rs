@@ -20,6 +20,11 @@ struct Cli {
 enum Command {
     /// Run the server: API server, controllers and node agent in one process.
     Server(cli::server::ServerArgs),
+    /// Run the node agent alone against an API server (spinlet's or a cluster's).
+    Agent(cli::agent::AgentArgs),
+    /// One pod's sandbox process, started by the node agent.
+    #[command(hide = true)]
+    Sandbox(cli::sandbox::SandboxArgs),
     /// Run the system kubectl against this server's kubeconfig (like `k3s kubectl`).
     #[command(disable_help_flag = true)]
     Kubectl(cli::kubectl::KubectlArgs),
@@ -33,6 +38,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => cli::server::run(args),
+        Command::Agent(args) => cli::agent::run(args),
+        Command::Sandbox(args) => cli::sandbox::run(args),
         Command::Kubectl(args) => cli::kubectl::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Push(args) => cli::push::run(args),

@@ -30,7 +30,9 @@
 //! - [`response_body`]: response bodies read ahead so a response leaves in one write;
 //! - [`http_p3`]: WASI 0.3 handlers, instances reused across concurrent requests;
 //! - [`workers`]: the serving threads, one single-threaded runtime per core;
-//! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process.
+//! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process;
+//! - [`serve`]: the one serve path (path or OCI reference → pull → load → serve) that
+//!   `spinlet run` and the node agent's pod sandboxes share.
 //!
 //! # Lifecycle
 //!
@@ -82,6 +84,7 @@ pub mod outbound_pg;
 pub mod outbound_redis;
 pub mod response_body;
 pub mod routing;
+pub mod serve;
 pub mod runtime_config;
 pub mod sqlite;
 pub mod state;

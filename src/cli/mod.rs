@@ -1,8 +1,10 @@
 //! One module per subcommand: its clap flags and the glue from flags to library calls.
 
+pub mod agent;
 pub mod kubectl;
 pub mod push;
 pub mod run;
+pub mod sandbox;
 pub mod server;
 
 /// Logs to stderr; `RUST_LOG` (default `info`) filters.

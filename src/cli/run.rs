@@ -1,6 +1,7 @@
 //! `spinlet run`: serve a Spin app locally, the equivalent of `spin up`.
 //!
-//! Flags map onto `spin_runtime::app::AppOptions`; the work is in the `spin-runtime` crate.
+//! Flags map onto `spin_runtime::app::AppOptions`; the work is `spin_runtime::serve`, the
+//! serve path pod sandboxes share.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +12,7 @@ use anyhow::Context;
 use spin_runtime::app::AppOptions;
 use spin_runtime::engine::EngineOptions;
 use spin_runtime::http_p3::Reuse;
-use spin_runtime::http_trigger::HttpServer;
-use spin_runtime::workers::Workers;
+use spin_runtime::serve::AppSource;
 
 /// Flags of `spinlet run`.
 #[derive(clap::Args)]
@@ -120,32 +120,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         engine: EngineOptions::from_env(),
     };
-    let app = if std::path::Path::new(&args.app).exists() {
-        spin_runtime::app::load(&options).with_context(|| format!("cannot start {}", args.app))?
-    } else {
-        let reference = spin_runtime::oci::Reference::parse(&args.app).with_context(|| {
-            format!(
-                "{} is neither a file, a directory nor an OCI reference",
-                args.app
-            )
-        })?;
-        let started = std::time::Instant::now();
-        let cache_root = options.cache_dir.clone().unwrap_or_else(|| {
-            spin_runtime::cache::default_root(&std::env::temp_dir().join("spinlet"))
-        });
-        let pulled = spin_runtime::oci::pull(
-            &reference,
-            &cache_root.join(spin_runtime::cache::REGISTRY_SUBDIR),
-            args.insecure,
-        )
-        .with_context(|| format!("cannot pull {reference}"))?;
-        tracing::info!(%reference, digest = %pulled.digest, "pulled");
-        let mut app =
-            spin_runtime::app::load_manifest(pulled.manifest, &pulled.dir, None, &options, started)
-                .with_context(|| format!("cannot start {reference}"))?;
-        app.oci_image_digest = Some(pulled.digest);
-        app
-    };
+    let source = AppSource::parse(&args.app)?;
+    let app = spin_runtime::serve::load(&source, &options, args.insecure)?;
     let stats = app.stats;
     tracing::info!(
         wasm_files = stats.wasm_files,
@@ -154,47 +130,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         elapsed_ms = stats.elapsed.as_millis() as u64,
         "app loaded"
     );
-    let app = Arc::new(app);
-
     // Requests are served on one single-threaded runtime per core (spin_runtime::workers);
     // this thread only accepts connections and waits for the shutdown signal.
-    let workers = Workers::per_core().context("cannot start the serving threads")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr().context("listener address")?;
-        println!("Serving http://{local}");
-        println!("Available Routes:");
-        for (pattern, target) in app.router.routes() {
-            let name = match target {
-                spin_runtime::app::Target::Component(c) => c.id.clone(),
-                spin_runtime::app::Target::Static(_) => "(static response)".to_string(),
-            };
-            let route = pattern.raw_or_prefix();
-            let wildcard = if pattern.raw() != route || pattern.raw().ends_with("/*") {
-                " (wildcard)"
-            } else {
-                ""
-            };
-            let shown = if route.is_empty() { "/" } else { route };
-            println!("  {name}: http://{local}{shown}{wildcard}");
-        }
-        HttpServer::new(app.clone())
-            .serve_on(&workers, listener, shutdown_signal())
-            .await
-            .context("server failed")?;
-        anyhow::Ok(())
-    })?;
-    drop(workers);
-    app.key_value
-        .flush()
-        .context("cannot flush the key-value store")?;
+    spin_runtime::serve::serve(Arc::new(app), args.listen, shutdown_signal(), print_routes)?;
     Ok(())
+}
+
+/// What `spin up` prints once it listens.
+fn print_routes(local: SocketAddr, app: &spin_runtime::app::App) {
+    println!("Serving http://{local}");
+    println!("Available Routes:");
+    for (pattern, target) in app.router.routes() {
+        let name = match target {
+            spin_runtime::app::Target::Component(c) => c.id.clone(),
+            spin_runtime::app::Target::Static(_) => "(static response)".to_string(),
+        };
+        let route = pattern.raw_or_prefix();
+        let wildcard = if pattern.raw() != route || pattern.raw().ends_with("/*") {
+            " (wildcard)"
+        } else {
+            ""
+        };
+        let shown = if route.is_empty() { "/" } else { route };
+        println!("  {name}: http://{local}{shown}{wildcard}");
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

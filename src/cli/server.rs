@@ -3,7 +3,7 @@
 //! `~/.kube/spinlet.yaml`), and the start-up sequence: PKI, store, API bootstrap, listener,
 //! kubeconfig, then serve until SIGINT/SIGTERM.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 use apiserver_shim::api::{Api, ApiOptions};
 use apiserver_shim::store::{Store, StoreConfig, DEFAULT_HISTORY_EVENTS};
 use apiserver_shim::{pki, server, tls};
+
+use crate::cli::agent::{parse_cidr, AgentFlags};
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `spinlet server`.
@@ -35,12 +37,11 @@ pub struct ServerArgs {
     /// (client) Mode of the kubeconfig file, in octal (default 600).
     #[arg(long, env = "SPINLET_KUBECONFIG_MODE", default_value = "600")]
     pub write_kubeconfig_mode: String,
-    /// (agent) Node name (default: the hostname).
-    #[arg(long, env = "SPINLET_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// (networking) IPv4 CIDR for pod IPs.
-    #[arg(long, env = "SPINLET_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
-    pub cluster_cidr: String,
+    /// (agent) Do not run the node agent in this process.
+    #[arg(long, env = "SPINLET_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    #[command(flatten)]
+    pub agent: AgentFlags,
     /// (networking) IPv4 CIDR for service cluster IPs.
     #[arg(long, env = "SPINLET_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,
@@ -62,6 +63,15 @@ fn home() -> anyhow::Result<PathBuf> {
         .context("HOME is not set; pass --data-dir and --write-kubeconfig")
 }
 
+/// The default data dir for this user.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    Ok(if is_root() {
+        PathBuf::from("/var/lib/spinlet")
+    } else {
+        home()?.join(".spinlet")
+    })
+}
+
 /// The default kubeconfig path for this user.
 pub fn default_kubeconfig() -> anyhow::Result<PathBuf> {
     Ok(if is_root() {
@@ -69,21 +79,6 @@ pub fn default_kubeconfig() -> anyhow::Result<PathBuf> {
     } else {
         home()?.join(".kube").join("spinlet.yaml")
     })
-}
-
-fn parse_cidr(flag: &str, s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
-    let (ip, bits) = s
-        .split_once('/')
-        .with_context(|| format!("--{flag}: {s:?} is not a CIDR such as 10.43.0.0/16"))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .with_context(|| format!("--{flag}: {ip:?} is not an IPv4 address"))?;
-    let bits: u8 = bits
-        .parse()
-        .ok()
-        .filter(|b| (8..=30).contains(b))
-        .with_context(|| format!("--{flag}: prefix length {bits:?} must be between 8 and 30"))?;
-    Ok((ip, bits))
 }
 
 fn local_addresses() -> Vec<String> {
@@ -121,21 +116,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         bail!("--write-kubeconfig-mode: {:o} is not a file mode", mode);
     }
     let service_cidr = parse_cidr("service-cidr", &args.service_cidr)?;
-    parse_cidr("cluster-cidr", &args.cluster_cidr)?;
     let data_dir = match args.data_dir {
         Some(d) => d,
-        None if is_root() => PathBuf::from("/var/lib/spinlet"),
-        None => home()?.join(".spinlet"),
+        None => default_data_dir()?,
     };
+    let agent_config = args.agent.config(&data_dir)?;
     let kubeconfig = match args.write_kubeconfig {
         Some(k) => k,
         None => default_kubeconfig()?,
     };
-    let hostname = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    let node_name = args.node_name.unwrap_or_else(|| hostname.clone());
+    let hostname = crate::cli::agent::hostname();
+    let node_name = agent_config.node_name.clone();
 
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -189,6 +180,23 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         pki.token.clone(),
         shutdown.clone(),
     ));
+    // The API is ready (bootstrapped and listening): the agent starts, talking to it
+    // only through the kube client, as it would to any API server.
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+            .await
+            .context("creating the node agent's API client")?;
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let result = node_agent::run(client, agent_config, stop).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the node agent stopped");
+            }
+            result
+        }))
+    };
     tracing::info!(
         listen = %addr,
         port,
@@ -202,12 +210,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
+    if let Some(agent) = agent {
+        match agent.await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {} // logged when it happened
+            Err(e) => tracing::error!(error = %e, "the node agent task failed"),
+        }
+    }
     let _ = server.await;
     store.flush().await.context("flushing the store")?;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Completes on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -44,6 +44,8 @@ pub struct Server {
     /// The HTTPS port.
     pub port: u16,
     extra: Vec<String>,
+    /// The network namespace the server and kubectl run in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 impl Server {
@@ -52,8 +54,21 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// Starts a server with extra flags.
+    /// Starts a server with extra flags and without the node agent (the API tests'
+    /// servers: no Node, Lease or pod sandboxes of their own in what they check).
     pub fn start_with(extra: &[&str]) -> Server {
+        let mut flags = vec!["--disable-agent"];
+        flags.extend_from_slice(extra);
+        Server::launch(&flags, None)
+    }
+
+    /// Starts a server with its node agent inside the network namespace `netns`; kubectl
+    /// runs there too.
+    pub fn start_in_netns(netns: &str, extra: &[&str]) -> Server {
+        Server::launch(extra, Some(netns.to_string()))
+    }
+
+    fn launch(extra: &[&str], netns: Option<String>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -64,6 +79,7 @@ impl Server {
             kubeconfig,
             port: 0,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            netns,
         };
         s.boot();
         s
@@ -77,7 +93,8 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let child = Command::new(spinlet_bin())
+        let child = self
+            .in_netns(&spinlet_bin())
             .arg("server")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -99,7 +116,11 @@ impl Server {
                     .and_then(|p| p.trim().parse().ok())
                 {
                     self.port = port;
-                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // The kubeconfig is written once the server listens; from outside
+                    // its namespace that is all there is to see.
+                    if self.netns.is_some()
+                        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    {
                         return;
                     }
                 }
@@ -143,9 +164,21 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
+    /// `program`, run inside the server's network namespace when it has one.
+    pub fn in_netns(&self, program: &Path) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        }
+    }
+
     /// A kubectl command against this server, with its own discovery cache.
     pub fn kubectl_cmd(&self) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = self.in_netns(Path::new("kubectl"));
         c.env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .current_dir(self.dir.path());

@@ -19,10 +19,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 
 pub mod sdk_apps;
 pub mod servers;
@@ -73,31 +72,7 @@ pub fn shared_cache_dir() -> PathBuf {
     target_dir().join("spin-test-apps").join("compile-cache")
 }
 
-/// Removes the per-crate variables cargo sets for a test process (`CARGO_PKG_*`,
-/// `CARGO_MANIFEST_DIR`, ...) so a nested `cargo build` sees the same environment as a
-/// top-level one; otherwise build scripts that track them rebuild on every test run.
-fn clean_cargo_env(cmd: &mut Command) {
-    const KEEP: &[&str] = &[
-        "CARGO_HOME",
-        "CARGO_TARGET_DIR",
-        "CARGO_INCREMENTAL",
-        "CARGO_BUILD_",
-        "CARGO_NET_",
-        "CARGO_HTTP_",
-        "CARGO_REGISTRIES_",
-        "CARGO_REGISTRY_",
-        "CARGO_TERM_",
-        "CARGO_PROFILE_",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if (key.starts_with("CARGO_") && !KEEP.iter().any(|k| key.starts_with(k)))
-            || key == "OUT_DIR"
-        {
-            cmd.env_remove(key);
-        }
-    }
-}
+use test_apps::clean_cargo_env;
 
 /// The `spinlet` binary.
 pub fn spinlet_bin() -> PathBuf {
@@ -138,30 +113,6 @@ pub fn spinlet_bin() -> PathBuf {
     .clone()
 }
 
-fn hash_dir(hasher: &mut Sha256, root: &Path, dir: &Path) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read app dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == "target" || name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            hash_dir(hasher, root, &path);
-        } else {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            hasher.update(rel.to_string_lossy().as_bytes());
-            hasher.update([0]);
-            hasher.update(std::fs::read(&path).expect("read app source"));
-            hasher.update([0]);
-        }
-    }
-}
-
 /// Builds the test app `tests/apps/<name>` for wasm32-wasip2 (see [`build_app_for`]).
 pub fn build_app(name: &str) -> PathBuf {
     build_app_for(name, "wasm32-wasip2")
@@ -181,50 +132,12 @@ pub fn build_app_for(name: &str, target: &str) -> PathBuf {
 /// once per content hash (of the app and of `tests/apps/app-support`), and returns its
 /// `.wasm`.
 pub fn build_app_in(app_dir: &Path, target: &str) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let name = app_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("app dir has a UTF-8 name");
-    let mut hasher = Sha256::new();
-    hash_dir(&mut hasher, app_dir, app_dir);
     // The Rust apps' shared path dependency is part of what they are built from.
     let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/app-support");
-    hash_dir(&mut hasher, &support, &support);
-    let hash = hex(&hasher.finalize()[..8]);
-    let out_dir = target_dir().join("spin-test-apps");
-    let out = out_dir.join(format!("{name}-{target}-{hash}.wasm"));
-    if out.is_file() {
-        return out;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build_target = out_dir.join("target");
-    let mut cmd = Command::new(cargo);
-    clean_cargo_env(&mut cmd);
-    let status = cmd
-        .current_dir(app_dir)
-        .env("CARGO_TARGET_DIR", &build_target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .args(["build", "--release", "--target", target])
-        .status()
-        .expect("run cargo build for the test app");
-    assert!(status.success(), "building test app {name} failed");
-    let built = build_target
-        .join(target)
-        .join("release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::create_dir_all(&out_dir).expect("create app output dir");
-    let tmp = out.with_extension("wasm.tmp");
-    std::fs::copy(&built, &tmp).expect("copy built app");
-    std::fs::rename(&tmp, &out).expect("publish built app");
-    out
+    test_apps::build(app_dir, &[&support], target)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use test_apps::hex;
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {

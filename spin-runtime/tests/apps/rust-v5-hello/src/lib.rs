@@ -2,7 +2,8 @@
 //!
 //! One handler serves every component of the test manifest; the `op` query parameter
 //! picks what it does, so a single wasm file exercises routing, headers, variables,
-//! key-value, sqlite, files, outbound HTTP and service chaining, and the failure modes
+//! key-value, sqlite, files, outbound HTTP, service chaining, stdout/stderr output
+//! (`op=print`, for container logs) and the failure modes
 //! (trap, infinite loop, memory bomb). Query values are percent-decoded.
 
 use spin_sdk::http::{IntoResponse, Request, Response};
@@ -71,6 +72,11 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             Ok(v) => text(200, v),
             Err(e) => text(404, format!("variable error: {e}")),
         },
+        "print" => {
+            println!("{}", param("text"));
+            eprintln!("to stderr: {}", param("text"));
+            text(200, "printed")
+        }
         "env" => match std::env::var(param("name")) {
             Ok(v) => text(200, v),
             Err(_) => text(404, "unset"),

@@ -1,0 +1,152 @@
+//! The sandbox's own side: what runs inside the re-executed `spinlet sandbox` process of
+//! one pod's container. It points its stdout and stderr at the container's CRI log, loads
+//! the pulled app from the shared cache through spin-runtime's serve path (the one
+//! `spinlet run` uses), says it is ready by writing its ready file once it listens, and
+//! serves until SIGTERM. A failure to start is written to the termination-log file, which
+//! the agent turns into the container's `terminated.message`.
+//!
+//! Knows nothing of the API: everything it needs arrives as [`Options`].
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use spin_runtime::serve::AppSource;
+
+/// What a sandbox is started with (written by the agent as the sandbox's `spec.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    /// The app: an OCI reference (pinned by digest) or a path.
+    pub app: String,
+    /// Where to serve (the pod's address and the container's port).
+    pub listen: SocketAddr,
+    /// The shared image and compile cache.
+    pub cache_dir: PathBuf,
+    /// The container's CRI log file.
+    pub log_file: PathBuf,
+    /// Written once the app listens.
+    pub ready_file: PathBuf,
+    /// Written with the reason when the app cannot start.
+    pub termination_log: PathBuf,
+    /// Environment for every component.
+    pub env: Vec<(String, String)>,
+    /// Spin variables (`NAME=VALUE`).
+    pub variables: Vec<String>,
+    /// The app's state directory (its default key-value store).
+    pub state_dir: PathBuf,
+}
+
+/// Errors that end a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log file or a pipe could not be set up.
+    #[error("cannot set up the container log {path}: {source}")]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec file is missing or not a spec.
+    #[error("cannot read the sandbox spec {path}: {message}")]
+    Spec {
+        /// The spec file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The app could not be loaded or served.
+    #[error(transparent)]
+    Serve(#[from] spin_runtime::serve::Error),
+}
+
+/// Sends this process's stdout and stderr to `path` as CRI records.
+fn redirect_output(path: &PathBuf) -> Result<(), Error> {
+    let err = |source| Error::Log {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(err)?;
+    let out = Arc::new(Mutex::new(file));
+    for (fd, stream) in [
+        (std::io::stdout().as_raw_fd(), "stdout"),
+        (std::io::stderr().as_raw_fd(), "stderr"),
+    ] {
+        let (read, write) = nix::unistd::pipe().map_err(|e| err(e.into()))?;
+        nix::unistd::dup2(write.as_raw_fd(), fd).map_err(|e| err(e.into()))?;
+        drop(write);
+        let out = out.clone();
+        std::thread::Builder::new()
+            .name(format!("log-{stream}"))
+            .spawn(move || crate::cri_log::copy(File::from(read), stream, &out))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+/// Reads the spec the agent wrote.
+pub fn read_spec(path: &Path) -> Result<Options, Error> {
+    let err = |message: String| Error::Spec {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_slice(&text).map_err(|e| err(e.to_string()))
+}
+
+/// Runs the sandbox until SIGTERM. Blocks.
+pub fn main(options: Options) -> Result<(), Error> {
+    redirect_output(&options.log_file)?;
+    let result = serve(&options);
+    if let Err(e) = &result {
+        let _ = std::fs::write(&options.termination_log, e.to_string());
+        eprintln!("{e}");
+    }
+    result
+}
+
+fn serve(options: &Options) -> Result<(), Error> {
+    let source = AppSource::parse(&options.app)?;
+    let app_options = spin_runtime::app::AppOptions {
+        variables: options.variables.clone(),
+        env: options.env.clone(),
+        state_dir: Some(options.state_dir.clone()),
+        cache_dir: Some(options.cache_dir.clone()),
+        engine: spin_runtime::engine::EngineOptions::from_env(),
+        ..Default::default()
+    };
+    let app = spin_runtime::serve::load(&source, &app_options, false)?;
+    let ready = options.ready_file.clone();
+    spin_runtime::serve::serve(
+        Arc::new(app),
+        options.listen,
+        terminated(),
+        move |local, _| {
+            let tmp = ready.with_extension("tmp");
+            if std::fs::write(&tmp, local.to_string()).is_ok() {
+                let _ = std::fs::rename(&tmp, &ready);
+            }
+        },
+    )?;
+    Ok(())
+}

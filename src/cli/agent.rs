@@ -1,0 +1,175 @@
+//! `spinlet agent`: the node agent alone, against spinlet's API server or a real cluster's
+//! (the scale-out path), and the agent flags `spinlet server` shares. Flags map onto
+//! `node_agent::AgentConfig`; the work is in the `node-agent` crate.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+/// Agent flags shared by `spinlet server` and `spinlet agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentFlags {
+    /// (agent) Node name (default: the hostname).
+    #[arg(long, env = "SPINLET_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// (agent) The node's address, advertised as its InternalIP (default: the address of
+    /// the default route's interface).
+    #[arg(long, env = "SPINLET_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// (agent) Container logs (default: /var/log/pods as root, <data-dir>/agent/pod-logs
+    /// otherwise).
+    #[arg(long, env = "SPINLET_POD_LOG_DIR")]
+    pub pod_log_dir: Option<PathBuf>,
+    /// (networking) IPv4 CIDR for pod IPs; each node takes one /24 of it.
+    #[arg(long, env = "SPINLET_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// (networking) The local interface that carries pod addresses.
+    #[arg(long, env = "SPINLET_POD_INTERFACE", default_value = "spinlet0")]
+    pub pod_interface: String,
+}
+
+/// Parses an IPv4 CIDR flag, naming the flag in errors.
+pub fn parse_cidr(flag: &str, s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (ip, bits) = s
+        .split_once('/')
+        .with_context(|| format!("--{flag}: {s:?} is not a CIDR such as 10.43.0.0/16"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("--{flag}: {ip:?} is not an IPv4 address"))?;
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| (8..=30).contains(b))
+        .with_context(|| format!("--{flag}: prefix length {bits:?} must be between 8 and 30"))?;
+    Ok((ip, bits))
+}
+
+/// The host name, or `localhost`.
+pub fn hostname() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl AgentFlags {
+    /// The node name these flags give.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(hostname)
+    }
+
+    /// The agent's configuration with its state under `<data_dir>/agent`.
+    pub fn config(&self, data_dir: &Path) -> anyhow::Result<node_agent::AgentConfig> {
+        let agent_dir = data_dir.join("agent");
+        let pod_log_dir = match &self.pod_log_dir {
+            Some(d) => d.clone(),
+            None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/log/pods"),
+            None => agent_dir.join("pod-logs"),
+        };
+        Ok(node_agent::AgentConfig {
+            node_name: self.node_name(),
+            data_dir: agent_dir,
+            pod_log_dir,
+            cluster_cidr: parse_cidr("cluster-cidr", &self.cluster_cidr)?,
+            sandbox_program: std::env::current_exe()
+                .context("finding the spinlet binary to run sandboxes with")?,
+            sandbox_args: vec!["sandbox".into()],
+            node_ip: self.node_ip,
+            kubelet_port: node_agent::DEFAULT_KUBELET_PORT,
+            pod_interface: self.pod_interface.clone(),
+        })
+    }
+}
+
+/// Flags of `spinlet agent`.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The API server's URL, e.g. https://192.0.2.10:6443.
+    #[arg(long, short = 's', env = "SPINLET_URL")]
+    pub server: Option<String>,
+    /// File holding the bearer token (spinlet's is <server data dir>/server/token).
+    #[arg(long, env = "SPINLET_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) to trust the API server with.
+    #[arg(long, env = "SPINLET_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A kubeconfig to use instead of --server/--token-file/--ca-file.
+    #[arg(long, env = "SPINLET_AGENT_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Folder to hold state (default: /var/lib/spinlet as root, ~/.spinlet otherwise).
+    #[arg(long, short = 'd', env = "SPINLET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentFlags,
+}
+
+/// A kube client from kubeconfig text.
+pub async fn client_from_kubeconfig(text: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(text).context("reading the kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("using the kubeconfig")?;
+    kube::Client::try_from(config).context("creating the API client")
+}
+
+fn kubeconfig_text(args: &AgentArgs) -> anyhow::Result<String> {
+    use base64::Engine;
+    if let Some(path) = &args.kubeconfig {
+        if args.server.is_some() || args.token_file.is_some() {
+            bail!("--kubeconfig cannot be combined with --server or --token-file");
+        }
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("--kubeconfig: reading {}", path.display()));
+    }
+    let (Some(server), Some(token_file), Some(ca_file)) =
+        (&args.server, &args.token_file, &args.ca_file)
+    else {
+        bail!("spinlet agent needs --server, --token-file and --ca-file (or --kubeconfig)");
+    };
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--token-file: reading {}", token_file.display()))?;
+    let ca = std::fs::read(ca_file)
+        .with_context(|| format!("--ca-file: reading {}", ca_file.display()))?;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: default\n  context: {{cluster: default, user: default}}\ncurrent-context: default\nusers:\n- name: default\n  user:\n    token: {}\n",
+        token.trim()
+    ))
+}
+
+/// Runs `spinlet agent` until SIGINT/SIGTERM.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    crate::cli::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let data_dir = match &args.data_dir {
+            Some(d) => d.clone(),
+            None => crate::cli::server::default_data_dir()?,
+        };
+        let config = args.agent.config(&data_dir)?;
+        let client = client_from_kubeconfig(&kubeconfig_text(&args)?).await?;
+        let shutdown = CancellationToken::new();
+        let mut agent = tokio::spawn(node_agent::run(client, config, shutdown.clone()));
+        tokio::select! {
+            () = crate::cli::server::wait_for_signal() => {}
+            done = &mut agent => {
+                return done.context("the agent task failed")?.context("the node agent stopped");
+            }
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+        agent
+            .await
+            .context("the agent task failed")?
+            .context("the node agent stopped")
+    })
+}
