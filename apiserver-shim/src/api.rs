@@ -48,6 +48,8 @@ pub struct Api {
     pub registry: Registry,
     /// Tunables.
     pub options: ApiOptions,
+    /// Cluster IPs handed out but maybe not stored yet, so concurrent creates differ.
+    pub(crate) recent_cluster_ips: std::sync::Mutex<Vec<std::net::Ipv4Addr>>,
 }
 
 /// One request, transport-independent.
@@ -146,6 +148,7 @@ impl Api {
             store,
             registry: Registry::new(),
             options,
+            recent_cluster_ips: std::sync::Mutex::new(Vec::new()),
         })
     }
 

@@ -3,16 +3,13 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::api::Api;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object;
-
-/// Addresses handed out but maybe not stored yet, so concurrent creates differ.
-static RECENT: Mutex<Vec<Ipv4Addr>> = Mutex::new(Vec::new());
 
 fn in_cidr(ip: Ipv4Addr, (base, bits): (Ipv4Addr, u8)) -> bool {
     let mask = if bits == 0 {
@@ -45,7 +42,8 @@ pub(super) fn allocate(api: &Arc<Api>, svc: &mut Value) -> ApiResult<()> {
         .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
         .filter_map(|s| s.parse().ok())
         .collect();
-    let mut recent = RECENT
+    let mut recent = api
+        .recent_cluster_ips
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     used.extend(recent.iter().copied());
