@@ -1,10 +1,15 @@
-//! Per-kind defaults set at create, as kube-apiserver's defaulting functions set them
-//! (namespace phase and finalizer, service type and ports, pod phase, deployment strategy).
+//! Per-kind defaults, as kube-apiserver's defaulting functions and create-time strategy
+//! set them: namespace phase and finalizer, service type and ports, pod spec and container
+//! defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`, the service account admission's
+//! `default`), pod phase and QoS class, deployment strategy.
 //!
-//! Only fields a client reads back are defaulted here; allocation of cluster IPs, which
-//! needs the store, is the service handler's job.
+//! [`apply`] runs at create; [`apply_spec`] (the part that does not depend on the object
+//! being new) also runs on every update, as kube-apiserver defaults every decoded body, so
+//! an update that leaves out a defaulted field does not change it. Only fields a client
+//! reads back are defaulted here; allocation of cluster IPs, which needs the store, is the
+//! service handler's job.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::registry::Resource;
 
@@ -16,16 +21,28 @@ fn set_default(obj: &mut Value, pointer: &str, value: Value) {
             return;
         };
         if parts.peek().is_none() {
-            map.entry(p).or_insert(value);
+            let slot = map.entry(p).or_insert(Value::Null);
+            if slot.is_null() {
+                *slot = value;
+            }
             return;
         }
-        cur = map.entry(p).or_insert_with(|| json!({}));
+        let slot = map.entry(p).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = json!({});
+        }
+        cur = slot;
     }
 }
 
-/// Applies the kind's create-time defaults.
+fn builtin(r: &Resource) -> bool {
+    !r.custom && (r.group.is_empty() || r.group == "apps")
+}
+
+/// Applies the kind's create-time defaults: [`apply_spec`] plus what only a new object
+/// gets (namespace and pod status).
 pub fn apply(r: &Resource, obj: &mut Value) {
-    if !r.group.is_empty() && r.group != "apps" {
+    if !builtin(r) {
         return;
     }
     match r.kind.as_str() {
@@ -35,14 +52,22 @@ pub fn apply(r: &Resource, obj: &mut Value) {
                 o.insert("status".into(), json!({"phase": "Active"}));
             }
         }
-        "Service" => service(obj),
         "Pod" => {
-            set_default(obj, "/spec/restartPolicy", json!("Always"));
-            set_default(obj, "/spec/dnsPolicy", json!("ClusterFirst"));
-            set_default(obj, "/spec/schedulerName", json!("default-scheduler"));
-            set_default(obj, "/spec/terminationGracePeriodSeconds", json!(30));
-            set_default(obj, "/status/phase", json!("Pending"));
+            pod_spec(obj);
+            pod_status(obj);
         }
+        _ => apply_spec(r, obj),
+    }
+}
+
+/// Applies the defaults every write gets (create and update).
+pub fn apply_spec(r: &Resource, obj: &mut Value) {
+    if !builtin(r) {
+        return;
+    }
+    match r.kind.as_str() {
+        "Service" => service(obj),
+        "Pod" => pod_spec(obj),
         "Deployment" => {
             set_default(obj, "/spec/replicas", json!(1));
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
@@ -61,6 +86,243 @@ pub fn apply(r: &Resource, obj: &mut Value) {
         "Secret" => set_default(obj, "/type", json!("Opaque")),
         _ => {}
     }
+}
+
+/// `SetDefaults_Pod` / `SetDefaults_PodSpec`, and the service account admission's
+/// `default` (kept in the deprecated `serviceAccount` too, as the v1 conversion does).
+fn pod_spec(obj: &mut Value) {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    set_default(obj, "/spec/restartPolicy", json!("Always"));
+    set_default(obj, "/spec/dnsPolicy", json!("ClusterFirst"));
+    set_default(obj, "/spec/schedulerName", json!("default-scheduler"));
+    set_default(obj, "/spec/terminationGracePeriodSeconds", json!(30));
+    set_default(obj, "/spec/securityContext", json!({}));
+    set_default(obj, "/spec/enableServiceLinks", json!(true));
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let name_of = |spec: &Map<String, Value>, k: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let account = name_of(spec, "serviceAccountName")
+        .or_else(|| name_of(spec, "serviceAccount"))
+        .unwrap_or_else(|| "default".into());
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    for key in ["containers", "initContainers"] {
+        if let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) {
+            list.iter_mut().for_each(container);
+        }
+    }
+}
+
+/// `SetDefaults_Container` and the pod's "requests default to limits".
+fn container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "/terminationMessagePolicy", json!("File"));
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let policy = if pulls_always(image) {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    set_default(c, "/imagePullPolicy", json!(policy));
+    set_default(c, "/resources", json!({}));
+    if let Some(limits) = c
+        .pointer("/resources/limits")
+        .and_then(Value::as_object)
+        .cloned()
+    {
+        for (k, v) in limits {
+            set_default(c, &format!("/resources/requests/{k}"), v);
+        }
+    }
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "/protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            set_default(p, "/timeoutSeconds", json!(1));
+            set_default(p, "/periodSeconds", json!(10));
+            set_default(p, "/successThreshold", json!(1));
+            set_default(p, "/failureThreshold", json!(3));
+            if p.get("httpGet").is_some_and(Value::is_object) {
+                set_default(p, "/httpGet/path", json!("/"));
+                set_default(p, "/httpGet/scheme", json!("HTTP"));
+            }
+        }
+    }
+    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+        for e in env {
+            if e.pointer("/valueFrom/fieldRef")
+                .is_some_and(Value::is_object)
+            {
+                set_default(e, "/valueFrom/fieldRef/apiVersion", json!("v1"));
+            }
+        }
+    }
+}
+
+/// `imagePullPolicy`'s default: `Always` when the tag is `latest`, or when there is
+/// neither a tag nor a digest (the tag is then `latest`), else `IfNotPresent`.
+pub fn pulls_always(image: &str) -> bool {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => digest.is_none(),
+    }
+}
+
+/// The create-time pod status (`PrepareForCreate`): phase `Pending`, the QoS class, and
+/// `PodScheduled=False` (reason `SchedulingGated`) while scheduling gates remain.
+fn pod_status(obj: &mut Value) {
+    let qos = qos_class(obj);
+    let gated = obj
+        .pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty());
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    let mut status = json!({"phase": "Pending", "qosClass": qos});
+    if gated {
+        status["conditions"] = json!([{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+            "lastProbeTime": null,
+            "lastTransitionTime": crate::object::now(),
+        }]);
+    }
+    o.insert("status".into(), status);
+}
+
+/// A resource quantity (`100m`, `1.5`, `128Mi`, `1e3`) in billionths, exactly; `None`
+/// when it does not parse.
+pub fn quantity_nanos(q: &str) -> Option<i128> {
+    let q = q.trim();
+    let (negative, body) = match q.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, q.strip_prefix('+').unwrap_or(q)),
+    };
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, suffix) = body.split_at(split);
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() && frac.is_empty() || int.len() + frac.len() > 30 {
+        return None;
+    }
+    let mut mantissa: i128 = 0;
+    for d in int.bytes().chain(frac.bytes()) {
+        mantissa = mantissa * 10 + i128::from(d - b'0');
+    }
+    let mut exp10 = 9 - frac.len() as i32;
+    let mut factor: i128 = 1;
+    match suffix {
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            let power = match suffix {
+                "Ki" => 10,
+                "Mi" => 20,
+                "Gi" => 30,
+                "Ti" => 40,
+                "Pi" => 50,
+                _ => 60,
+            };
+            factor = 1i128 << power;
+        }
+        "n" => exp10 -= 9,
+        "u" => exp10 -= 6,
+        "m" => exp10 -= 3,
+        "" => {}
+        "k" => exp10 += 3,
+        "M" => exp10 += 6,
+        "G" => exp10 += 9,
+        "T" => exp10 += 12,
+        "P" => exp10 += 15,
+        "E" => exp10 += 18,
+        s if s.starts_with(['e', 'E']) => exp10 += s[1..].parse::<i32>().ok()?,
+        _ => return None,
+    }
+    if !(-40..=40).contains(&exp10) {
+        return None;
+    }
+    let mut v = mantissa.checked_mul(factor)?;
+    if exp10 >= 0 {
+        v = v.checked_mul(10i128.checked_pow(exp10.unsigned_abs())?)?;
+    } else {
+        v /= 10i128.checked_pow(exp10.unsigned_abs())?;
+    }
+    Some(if negative { -v } else { v })
+}
+
+/// `ComputePodQOS`: `Guaranteed` when every container limits CPU and memory and the
+/// summed requests equal the summed limits, `BestEffort` when nothing is requested or
+/// limited, else `Burstable`. Only CPU and memory count.
+pub fn qos_class(pod: &Value) -> &'static str {
+    use std::collections::BTreeMap;
+    let mut requests: BTreeMap<String, i128> = BTreeMap::new();
+    let mut limits: BTreeMap<String, i128> = BTreeMap::new();
+    let mut guaranteed = true;
+    let containers = ["containers", "initContainers"].into_iter().flat_map(|k| {
+        pod.pointer(&format!("/spec/{k}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    });
+    for c in containers {
+        let positive = |kind: &str| -> Vec<(String, i128)> {
+            c.pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| matches!(name.as_str(), "cpu" | "memory"))
+                .filter_map(|(name, q)| {
+                    let n = match q {
+                        Value::String(s) => quantity_nanos(s),
+                        Value::Number(n) => n.as_i64().map(|n| i128::from(n) * 1_000_000_000),
+                        _ => None,
+                    }?;
+                    (n > 0).then(|| (name.clone(), n))
+                })
+                .collect()
+        };
+        for (name, n) in positive("requests") {
+            *requests.entry(name).or_default() += n;
+        }
+        let found = positive("limits");
+        if !(found.iter().any(|(n, _)| n == "cpu") && found.iter().any(|(n, _)| n == "memory")) {
+            guaranteed = false;
+        }
+        for (name, n) in found {
+            *limits.entry(name).or_default() += n;
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if guaranteed
+        && requests.len() == limits.len()
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    {
+        return "Guaranteed";
+    }
+    "Burstable"
 }
 
 fn service(obj: &mut Value) {
@@ -103,5 +365,56 @@ pub fn normalize(r: &Resource, obj: &mut Value) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_pull_policy_follows_the_tag() {
+        assert!(pulls_always("nginx"));
+        assert!(pulls_always("nginx:latest"));
+        assert!(pulls_always("localhost:5000/app"));
+        assert!(pulls_always("ghcr.io/a/b:latest@sha256:abc"));
+        assert!(!pulls_always("localhost:5000/app:1"));
+        assert!(!pulls_always("ghcr.io/a/b@sha256:abc"));
+        assert!(!pulls_always("ghcr.io/a/b:v0.14.1"));
+    }
+
+    #[test]
+    fn quantities_are_exact() {
+        assert_eq!(quantity_nanos("100m"), Some(100_000_000));
+        assert_eq!(quantity_nanos("0.1"), Some(100_000_000));
+        assert_eq!(quantity_nanos("1"), Some(1_000_000_000));
+        assert_eq!(
+            quantity_nanos("128Mi"),
+            Some(128 * (1 << 20) * 1_000_000_000)
+        );
+        assert_eq!(quantity_nanos("1e3"), quantity_nanos("1k"));
+        assert_eq!(quantity_nanos("1E"), Some(10i128.pow(27)));
+        assert_eq!(quantity_nanos("-2"), Some(-2_000_000_000));
+        assert_eq!(quantity_nanos("abc"), None);
+        assert_eq!(quantity_nanos(""), None);
+        assert_eq!(quantity_nanos("1Xi"), None);
+    }
+
+    #[test]
+    fn qos_classes() {
+        let pod = |containers: Value| json!({"spec": {"containers": containers}});
+        assert_eq!(qos_class(&pod(json!([{"name": "a"}]))), "BestEffort");
+        let guaranteed = json!([{"resources": {
+            "limits": {"cpu": "1", "memory": "1Gi"},
+            "requests": {"cpu": "1000m", "memory": "1024Mi"}}}]);
+        assert_eq!(qos_class(&pod(guaranteed)), "Guaranteed");
+        let cpu_only = json!([{"resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}}]);
+        assert_eq!(qos_class(&pod(cpu_only)), "Burstable");
+        let lower = json!([{"resources": {
+            "limits": {"cpu": "1", "memory": "1Gi"},
+            "requests": {"cpu": "500m", "memory": "1Gi"}}}]);
+        assert_eq!(qos_class(&pod(lower)), "Burstable");
+        let zero = json!([{"resources": {"requests": {"cpu": "0"}, "limits": {"ephemeral-storage": "1Gi"}}}]);
+        assert_eq!(qos_class(&pod(zero)), "BestEffort");
     }
 }

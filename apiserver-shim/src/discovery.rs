@@ -47,6 +47,13 @@ fn aggregated_resource(r: &Resource, version: &str) -> Value {
             "verbs": ["get", "patch", "update"],
         }));
     }
+    for extra in crate::strategy::subresources(r) {
+        subs.push(json!({
+            "subresource": extra.name,
+            "responseKind": {"group": "", "version": "v1", "kind": extra.kind},
+            "verbs": extra.verbs,
+        }));
+    }
     let mut v = json!({
         "resource": r.plural,
         "responseKind": response_kind(r, version),
@@ -66,6 +73,16 @@ fn aggregated_resource(r: &Resource, version: &str) -> Value {
     v
 }
 
+/// The create-only resources of a group version (the legacy `bindings`).
+fn create_only<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static crate::strategy::CreateOnly> + 'a {
+    crate::strategy::CREATE_ONLY
+        .iter()
+        .filter(move |c| c.group == group && c.version == version)
+}
+
 /// The aggregated list for `/api` (core only) or `/apis` (every other group).
 pub fn aggregated(table: &Table, core: bool, version: &str) -> Value {
     let items: Vec<Value> = table
@@ -81,6 +98,15 @@ pub fn aggregated(table: &Table, core: bool, version: &str) -> Value {
                         .filter(|r| r.group == g && r.serves(v))
                         .map(|r| aggregated_resource(r, v))
                         .collect();
+                    resources.extend(
+                        create_only(&g, v).map(|c| json!({
+                            "resource": c.plural,
+                            "responseKind": {"group": c.group, "version": c.version, "kind": c.kind},
+                            "scope": if c.namespaced { "Namespaced" } else { "Cluster" },
+                            "singularResource": c.plural.trim_end_matches('s'),
+                            "verbs": ["create"],
+                        })),
+                    );
                     resources.sort_by(|a, b| a["resource"].as_str().cmp(&b["resource"].as_str()));
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
@@ -175,6 +201,18 @@ pub fn resource_list(table: &Table, group: &str, version: &str) -> Option<Value>
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
             }));
         }
+        for extra in crate::strategy::subresources(r) {
+            resources.push(json!({
+                "name": format!("{}/{}", r.plural, extra.name), "singularName": "", "namespaced": r.namespaced,
+                "kind": extra.kind, "verbs": extra.verbs,
+            }));
+        }
+    }
+    for c in create_only(group, version) {
+        resources.push(json!({
+            "name": c.plural, "singularName": c.plural.trim_end_matches('s'), "namespaced": c.namespaced,
+            "kind": c.kind, "verbs": ["create"],
+        }));
     }
     if resources.is_empty() {
         return None;

@@ -35,6 +35,7 @@ pub mod server;
 pub mod ssa;
 pub mod store;
 pub mod strategic;
+pub mod strategy;
 pub mod table;
 pub mod tls;
 pub mod typed;

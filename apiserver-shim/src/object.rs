@@ -303,6 +303,7 @@ pub fn prepare_update(
             };
         }
     }
+    crate::defaults::apply_spec(r, &mut new);
     crate::defaults::normalize(r, &mut new);
     if tracks_generation(r) {
         let old_gen = old_meta
@@ -341,16 +342,46 @@ pub fn mark_deleting(obj: &mut Value, grace: i64) -> ApiResult<()> {
     Ok(())
 }
 
-/// Marks an object as being deleted with this grace period, shortening an earlier one.
-pub fn set_deleting(obj: &mut Value, grace: i64) -> ApiResult<()> {
+/// `metadata.deletionGracePeriodSeconds`, if set.
+pub fn deletion_grace(obj: &Value) -> Option<i64> {
+    meta(obj)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+}
+
+fn rfc3339_after(seconds: i64) -> String {
+    let at = jiff::Timestamp::now().as_second().saturating_add(seconds);
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now())
+}
+
+/// Starts a graceful deletion: `deletionTimestamp` is when the grace period ends (now +
+/// `grace` seconds), as kube-apiserver records it.
+pub fn start_graceful_deletion(obj: &mut Value, grace: i64) -> ApiResult<()> {
     let m = meta_mut(obj)?;
-    let start = m
-        .get("deletionTimestamp")
-        .cloned()
-        .filter(|v| !v.is_null())
-        .unwrap_or_else(|| json!(now()));
-    m.insert("deletionTimestamp".into(), start);
+    m.insert("deletionTimestamp".into(), json!(rfc3339_after(grace)));
     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    Ok(())
+}
+
+/// Shortens a pending graceful deletion from `current` to `shorter` seconds: the
+/// `deletionTimestamp` moves earlier by the difference.
+pub fn shorten_deletion(obj: &mut Value, current: i64, shorter: i64) -> ApiResult<()> {
+    let m = meta_mut(obj)?;
+    let at = m
+        .get("deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| {
+            t.as_second()
+                .saturating_sub(current.saturating_sub(shorter))
+        })
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(now);
+    m.insert("deletionTimestamp".into(), json!(at));
+    m.insert("deletionGracePeriodSeconds".into(), json!(shorter));
     Ok(())
 }
 

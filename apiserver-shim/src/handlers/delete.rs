@@ -1,5 +1,7 @@
-//! DELETE of one object and of a collection: preconditions, dry-run, finalizers
-//! (`deletionTimestamp` set, object kept until the last finalizer goes), namespaces
+//! DELETE of one object and of a collection: preconditions, dry-run, graceful deletion
+//! (pods: `deletionTimestamp` and `deletionGracePeriodSeconds` recorded, the object kept
+//! until a DELETE shortens the period to 0), finalizers (`deletionTimestamp` set, object
+//! kept until the last finalizer goes), namespaces
 //! (phase Terminating, contents removed by `namespaces.rs`) and CRDs (their custom
 //! resources removed with them).
 
@@ -14,6 +16,7 @@ use crate::error::{success_status, ApiError, ApiResult};
 use crate::gc;
 use crate::object;
 use crate::store::{Mutation, Written};
+use crate::strategy;
 
 /// The parts of `DeleteOptions` that matter here.
 struct Options {
@@ -112,50 +115,54 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
             Mutation::Put(next)
         });
     }
-    // A pod bound to a node is deleted gracefully: the kubelet stops it, then deletes it
-    // with grace period 0. An unbound pod, or grace 0, goes at once.
-    if ctx.r.group.is_empty() && ctx.r.kind == "Pod" {
-        let bound = cur
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let grace = opts.grace.unwrap_or_else(|| {
-            cur.pointer("/spec/terminationGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(30)
-        });
-        let already = cur
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64);
-        if bound && grace > 0 && !object::has_finalizers(cur) {
-            if already.is_some_and(|g| g <= grace) {
-                return Ok(Mutation::Keep);
+    // kube-apiserver's BeforeDelete: a kind deleted gracefully (pods) first records the
+    // deletion and its grace period; a later DELETE may only shorten it, and the object
+    // goes once the period is 0 and no finalizer remains.
+    let requested = opts.grace.map(|g| if g < 0 { 1 } else { g });
+    let mut next = cur.clone();
+    let graceful = if strategy::deletes_gracefully(&ctx.r) {
+        match (object::is_deleting(cur), object::deletion_grace(cur)) {
+            (true, None | Some(0)) => None,
+            (true, Some(current)) => match requested {
+                Some(shorter) if shorter < current => {
+                    object::shorten_deletion(&mut next, current, shorter)?;
+                    Some(shorter)
+                }
+                // Graceful deletion is pending: nothing changes.
+                _ => return Ok(Mutation::Keep),
+            },
+            (false, _) => {
+                let period = strategy::grace_period(cur, requested);
+                object::start_graceful_deletion(&mut next, period)?;
+                Some(period)
             }
-            let mut next = cur.clone();
-            object::set_deleting(&mut next, grace)?;
-            return Ok(Mutation::Put(next));
         }
-    }
+    } else {
+        None
+    };
     let policy_finalizer = match opts.policy.as_deref() {
         Some("Foreground") => Some(gc::FOREGROUND),
         Some("Orphan") => Some(gc::ORPHAN),
         _ => None,
     };
-    if object::has_finalizers(cur) || policy_finalizer.is_some() {
-        let mut next = cur.clone();
-        if let Some(f) = policy_finalizer {
-            if !object::is_deleting(cur) {
-                object::add_finalizer(&mut next, f)?;
-            }
+    if let Some(f) = policy_finalizer {
+        if !object::is_deleting(cur) {
+            object::add_finalizer(&mut next, f)?;
         }
-        object::mark_deleting(&mut next, opts.grace.unwrap_or(0))?;
-        return Ok(if object::same_content(cur, &next) {
-            Mutation::Keep
-        } else {
-            Mutation::Put(next)
-        });
     }
-    Ok(Mutation::Delete)
+    let pending_finalizers = object::has_finalizers(&next);
+    match graceful {
+        Some(period) if period > 0 || pending_finalizers => Ok(Mutation::Put(next)),
+        None if pending_finalizers => {
+            object::mark_deleting(&mut next, 0)?;
+            Ok(if object::same_content(cur, &next) {
+                Mutation::Keep
+            } else {
+                Mutation::Put(next)
+            })
+        }
+        _ => Ok(Mutation::Delete),
+    }
 }
 
 /// DELETE one object.

@@ -3,9 +3,12 @@
 
 mod delete;
 mod namespaces;
+mod pods;
 mod read;
 mod scale;
 mod services;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::sync::Arc;
@@ -73,6 +76,12 @@ pub(crate) fn dry_run(call: &Call) -> ApiResult<bool> {
 
 /// Handles a request for a resource path.
 pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResult<Reply> {
+    if let Some(what) = crate::strategy::create_only(&path.group, &path.version, &path.resource) {
+        if path.name.is_some() || path.namespace.is_some() != what.namespaced {
+            return Err(ApiError::no_route());
+        }
+        return pods::create_only(api, call, path.namespace, what).await;
+    }
     let table = api.registry.snapshot();
     let Some(r) = table
         .get(&path.group, &path.version, &path.resource)
@@ -100,6 +109,13 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
                 .to_string(),
         },
     };
+    let extra = ctx
+        .subresource
+        .as_deref()
+        .and_then(|s| crate::strategy::subresource(&ctx.r, s));
+    if let (Some(extra), Some(_)) = (extra, &ctx.name) {
+        return pods::subresource(api, call, &ctx, extra).await;
+    }
     match ctx.subresource.as_deref() {
         None => {}
         Some("status") if ctx.r.status => {}

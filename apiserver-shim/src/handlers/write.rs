@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::ssa;
 use crate::store::{Mutation, Written};
+use crate::strategy;
 
 /// Why a guarded write did not happen.
 pub(super) enum Guard {
@@ -48,7 +49,7 @@ fn decode_body(
 }
 
 /// Parses the body of a create or update.
-fn body_of(call: &Call) -> ApiResult<Value> {
+pub(super) fn body_of(call: &Call) -> ApiResult<Value> {
     let ct = call.header("content-type");
     if ct.starts_with(crate::protobuf::CONTENT_TYPE) {
         if call.body.len() > decode::MAX_BODY_BYTES {
@@ -147,7 +148,11 @@ pub(super) fn after_write(api: &Arc<Api>, ctx: &Ctx, w: &Written) {
 
 /// 422 with every semantic problem of a built-in object.
 fn check_valid(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
-    let causes = crate::validation::validate(&ctx.r, obj);
+    check_causes(ctx, obj, crate::validation::validate(&ctx.r, obj))
+}
+
+/// 422 listing `causes`, if any.
+fn check_causes(ctx: &Ctx, obj: &Value, causes: Vec<crate::error::Cause>) -> ApiResult<()> {
     if causes.is_empty() {
         return Ok(());
     }
@@ -221,15 +226,28 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         crd::establish(&mut new);
     }
     if ctx.subresource.is_none() {
-        check_valid(ctx, &new)?;
+        // The kind's update rules (what may not change) and its validation, in one 422.
+        let mut causes = strategy::validate_update(&ctx.r, cur, &new);
+        causes.extend(crate::validation::validate(&ctx.r, &new));
+        check_causes(ctx, &new, causes)?;
     }
-    if object::is_deleting(&new) && !object::has_finalizers(&new) {
+    if should_delete_during_update(cur, &new) {
         return Ok(Mutation::Delete);
     }
     if object::same_content(cur, &new) {
         return Ok(Mutation::Keep);
     }
     Ok(Mutation::Put(new))
+}
+
+/// kube-apiserver's `ShouldDeleteDuringUpdate`: an update deletes the object when it was
+/// being deleted, its grace period is over (none, or 0) and the update leaves no
+/// finalizer. A pod in its grace period stays whatever is written to it (the kubelet
+/// deletes it with grace period 0 once it stopped).
+fn should_delete_during_update(cur: &Value, new: &Value) -> bool {
+    object::is_deleting(cur)
+        && !object::has_finalizers(new)
+        && object::deletion_grace(cur).is_none_or(|g| g == 0)
 }
 
 fn reply_for(ctx: &Ctx, w: Written) -> Reply {
