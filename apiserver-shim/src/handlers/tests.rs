@@ -365,6 +365,33 @@ async fn pod_spec_is_immutable_but_images() {
 }
 
 #[tokio::test]
+async fn pods_stored_before_todays_defaults_stay_updatable() {
+    let f = fixture().await;
+    let key = crate::store::ObjectKey {
+        group: String::new(),
+        resource: "pods".into(),
+        namespace: "default".into(),
+        name: "old".into(),
+    };
+    let stored = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "old", "namespace": "default", "uid": "u-1",
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}], "restartPolicy": "Always"}});
+    f.api
+        .store
+        .mutate::<crate::error::ApiError>(&key, move |_| Ok(crate::store::Mutation::Put(stored)))
+        .await
+        .expect("store")
+        .expect("write");
+    let patch = json!({"metadata": {"labels": {"a": "b"}}});
+    let p = f
+        .ok(Method::PATCH, &format!("{PODS}/old"), Some(patch), MERGE)
+        .await;
+    assert_eq!(p["metadata"]["labels"]["a"], json!("b"));
+    assert_eq!(p["spec"]["enableServiceLinks"], json!(true));
+}
+
+#[tokio::test]
 async fn workload_selector_is_immutable() {
     let f = fixture().await;
     let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},

@@ -227,7 +227,12 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
     }
     if ctx.subresource.is_none() {
         // The kind's update rules (what may not change) and its validation, in one 422.
-        let mut causes = strategy::validate_update(&ctx.r, cur, &new);
+        // The stored object is compared with today's defaults applied, as kube-apiserver
+        // defaults what it reads from storage: objects stored before a default existed
+        // stay updatable.
+        let mut old = cur.clone();
+        crate::defaults::apply_spec(&ctx.r, &mut old);
+        let mut causes = strategy::validate_update(&ctx.r, &old, &new);
         causes.extend(crate::validation::validate(&ctx.r, &new));
         check_causes(ctx, &new, causes)?;
     }
