@@ -1,7 +1,8 @@
 //! Per-kind defaults, as kube-apiserver's defaulting functions and create-time strategy
 //! set them: namespace phase and finalizer, service type and ports, pod spec and container
-//! defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`, the service account admission's
-//! `default`), pod phase and QoS class, deployment strategy.
+//! defaults in pods and workload templates (`SetDefaults_PodSpec`, `SetDefaults_Container`;
+//! for pods also `SetDefaults_Pod` and the service account admission's `default`), pod
+//! phase and QoS class, deployment strategy.
 //!
 //! [`apply`] runs at create; [`apply_spec`] (the part that does not depend on the object
 //! being new) also runs on every update, as kube-apiserver defaults every decoded body, so
@@ -81,26 +82,61 @@ pub fn apply_spec(r: &Resource, obj: &mut Value) {
                     json!("25%"),
                 );
             }
+            template(obj);
         }
-        "ReplicaSet" => set_default(obj, "/spec/replicas", json!(1)),
+        "ReplicaSet" => {
+            set_default(obj, "/spec/replicas", json!(1));
+            template(obj);
+        }
         "Secret" => set_default(obj, "/type", json!("Opaque")),
         _ => {}
     }
 }
 
-/// `SetDefaults_Pod` / `SetDefaults_PodSpec`, and the service account admission's
-/// `default` (kept in the deprecated `serviceAccount` too, as the v1 conversion does).
+/// A pod's defaults: those of every pod spec, plus `SetDefaults_Pod` (service links,
+/// requests defaulting to limits) and the service account admission's `default`.
 fn pod_spec(obj: &mut Value) {
-    if !obj.get("spec").is_some_and(Value::is_object) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
         return;
+    };
+    any_pod_spec(spec);
+    set_default(spec, "/enableServiceLinks", json!(true));
+    let unnamed = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if let (true, Some(m)) = (unnamed, spec.as_object_mut()) {
+        m.insert("serviceAccountName".into(), json!("default"));
+        m.insert("serviceAccount".into(), json!("default"));
     }
-    set_default(obj, "/spec/restartPolicy", json!("Always"));
-    set_default(obj, "/spec/dnsPolicy", json!("ClusterFirst"));
-    set_default(obj, "/spec/schedulerName", json!("default-scheduler"));
-    set_default(obj, "/spec/terminationGracePeriodSeconds", json!(30));
-    set_default(obj, "/spec/securityContext", json!({}));
-    set_default(obj, "/spec/enableServiceLinks", json!(true));
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+    for key in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let limits = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned();
+            for (k, v) in limits.into_iter().flatten() {
+                set_default(c, &format!("/resources/requests/{k}"), v);
+            }
+        }
+    }
+}
+
+/// `SetDefaults_PodSpec` and `SetDefaults_Container`, which every pod spec gets, in a
+/// pod or in a workload's template; `serviceAccount` (deprecated) mirrors
+/// `serviceAccountName`, as the v1 conversion keeps them.
+fn any_pod_spec(spec: &mut Value) {
+    set_default(spec, "/restartPolicy", json!("Always"));
+    set_default(spec, "/dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "/schedulerName", json!("default-scheduler"));
+    set_default(spec, "/terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "/securityContext", json!({}));
+    let Some(spec) = spec.as_object_mut() else {
         return;
     };
     let name_of = |spec: &Map<String, Value>, k: &str| {
@@ -109,11 +145,12 @@ fn pod_spec(obj: &mut Value) {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let account = name_of(spec, "serviceAccountName")
-        .or_else(|| name_of(spec, "serviceAccount"))
-        .unwrap_or_else(|| "default".into());
-    spec.insert("serviceAccountName".into(), json!(account));
-    spec.insert("serviceAccount".into(), json!(account));
+    if let Some(account) =
+        name_of(spec, "serviceAccountName").or_else(|| name_of(spec, "serviceAccount"))
+    {
+        spec.insert("serviceAccountName".into(), json!(account));
+        spec.insert("serviceAccount".into(), json!(account));
+    }
     for key in ["containers", "initContainers"] {
         if let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) {
             list.iter_mut().for_each(container);
@@ -121,7 +158,17 @@ fn pod_spec(obj: &mut Value) {
     }
 }
 
-/// `SetDefaults_Container` and the pod's "requests default to limits".
+/// The pod template defaults of a workload (`spec.template.spec`).
+fn template(obj: &mut Value) {
+    if let Some(spec) = obj
+        .pointer_mut("/spec/template/spec")
+        .filter(|s| s.is_object())
+    {
+        any_pod_spec(spec);
+    }
+}
+
+/// `SetDefaults_Container`.
 fn container(c: &mut Value) {
     if !c.is_object() {
         return;
@@ -136,15 +183,6 @@ fn container(c: &mut Value) {
     };
     set_default(c, "/imagePullPolicy", json!(policy));
     set_default(c, "/resources", json!({}));
-    if let Some(limits) = c
-        .pointer("/resources/limits")
-        .and_then(Value::as_object)
-        .cloned()
-    {
-        for (k, v) in limits {
-            set_default(c, &format!("/resources/requests/{k}"), v);
-        }
-    }
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "/protocol", json!("TCP"));

@@ -399,7 +399,17 @@ async fn workload_selector_is_immutable() {
             "template": {"metadata": {"labels": {"app": "a", "tier": "b"}},
                 "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
     let base = "/apis/apps/v1/namespaces/default/deployments";
-    f.ok(Method::POST, base, Some(deploy), JSON).await;
+    let created = f.ok(Method::POST, base, Some(deploy), JSON).await;
+    // The template gets the pod spec defaults of every pod spec, not the pod-only ones.
+    let template = &created["spec"]["template"]["spec"];
+    assert_eq!(template["dnsPolicy"], json!("ClusterFirst"));
+    assert_eq!(template["terminationGracePeriodSeconds"], json!(30));
+    assert_eq!(
+        template["containers"][0]["imagePullPolicy"],
+        json!("IfNotPresent")
+    );
+    assert!(template["serviceAccountName"].is_null(), "{template}");
+    assert!(template["enableServiceLinks"].is_null(), "{template}");
     let patch = json!({"spec": {"selector": {"matchLabels": {"app": "a", "tier": "b"}}}});
     let (code, status) = f
         .call(Method::PATCH, &format!("{base}/d"), Some(patch), MERGE)
@@ -428,6 +438,11 @@ async fn pods_get_upstream_defaults() {
     let p = f.ok(Method::POST, PODS, Some(pod), JSON).await;
     let spec = &p["spec"];
     assert_eq!(spec["serviceAccountName"], json!("default"));
+    assert_eq!(
+        spec["containers"][0]["resources"],
+        json!({}),
+        "no limits, no requests"
+    );
     assert_eq!(spec["serviceAccount"], json!("default"));
     assert_eq!(spec["enableServiceLinks"], json!(true));
     assert_eq!(spec["terminationGracePeriodSeconds"], json!(30));
