@@ -16,7 +16,9 @@ use std::time::Duration;
 use common::Server;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent, WatchParams,
+};
 use kube::core::{ObjectMeta, Status};
 use kube::ResourceExt;
 use serde_json::{json, Value};
@@ -106,16 +108,26 @@ async fn bound_pod_survives_status_writes_until_deleted_with_grace_zero() {
         Some("stopped")
     );
 
-    // The kubelet's final DELETE (grace period 0) removes it.
-    pods.delete(
-        "p",
-        &DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        },
-    )
-    .await
-    .expect("delete with grace 0");
+    // The kubelet's final DELETE (grace period 0, the pod's uid as precondition) removes
+    // it; a stale uid is refused first.
+    let final_delete = |uid: &str| DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let stale = api_status(pods.delete("p", &final_delete("not-the-uid")).await);
+    assert_eq!(stale.code, 409);
+    assert!(
+        pods.get("p").await.is_ok(),
+        "a refused delete keeps the pod"
+    );
+    let uid = created.uid().expect("uid");
+    pods.delete("p", &final_delete(&uid))
+        .await
+        .expect("delete with grace 0");
     let gone = api_status(pods.get("p").await);
     assert_eq!(gone.code, 404);
 
@@ -343,7 +355,7 @@ fn kubectl_exec_says_why_it_cannot() {
 }
 
 #[tokio::test]
-async fn kube_rs_watch_of_pods_starts_from_binding() {
+async fn unbound_pods_watch_sees_the_pod_leave_once_bound() {
     // A scheduler-like flow: a watcher on unbound pods sees the pod leave the selection
     // once bound (spec.nodeName is a pod field selector).
     let server = Server::start();
