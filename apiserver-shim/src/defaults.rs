@@ -263,7 +263,12 @@ pub fn quantity_nanos(q: &str) -> Option<i128> {
         .unwrap_or(body.len());
     let (number, suffix) = body.split_at(split);
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() && frac.is_empty() || int.len() + frac.len() > 30 {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty())
+        || int.len() + frac.len() > 30
+        || !digits(int)
+        || !digits(frac)
+    {
         return None;
     }
     let mut mantissa: i128 = 0;
@@ -436,6 +441,9 @@ mod tests {
         assert_eq!(quantity_nanos("abc"), None);
         assert_eq!(quantity_nanos(""), None);
         assert_eq!(quantity_nanos("1Xi"), None);
+        assert_eq!(quantity_nanos("1.2.3"), None);
+        assert_eq!(quantity_nanos("."), None);
+        assert_eq!(quantity_nanos("1e99"), None);
     }
 
     #[test]
