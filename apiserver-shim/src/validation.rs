@@ -1,7 +1,7 @@
 //! Semantic validation of built-in kinds at create and update, with kube-apiserver's
 //! field paths and messages (a 422 `Invalid` listing every cause): label syntax, config
-//! keys, Deployment/ReplicaSet replicas, selectors and containers, Service ports and type,
-//! Pod containers. Custom resources are validated by their CRD schema in `decode.rs`.
+//! keys, Deployment/ReplicaSet replicas, selectors and pod templates, Service ports and
+//! type, pod specs (containers; restart, DNS, pull and termination message policies). Custom resources are validated by their CRD schema in `decode.rs`.
 
 use serde_json::{Map, Value};
 
@@ -148,6 +148,74 @@ fn containers(spec: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
     }
 }
 
+fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
+    let list = supported
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Cause {
+        reason: "FieldValueNotSupported",
+        message: format!("Unsupported value: {value:?}: supported values: {list}"),
+        field,
+    }
+}
+
+/// `value` at `key` of `obj`, if set, must be one of `supported`.
+fn one_of(obj: &Value, key: &str, path: &str, supported: &[&str], out: &mut Vec<Cause>) {
+    if let Some(v) = obj.get(key).and_then(Value::as_str) {
+        if !supported.contains(&v) {
+            out.push(not_supported(format!("{path}.{key}"), v, supported));
+        }
+    }
+}
+
+/// A pod spec (in a pod or a template): its containers and the enumerations kube-apiserver
+/// checks (restart, DNS, image pull and termination message policies).
+fn pod_spec(spec: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
+    containers(spec, path, out);
+    let Some(spec) = spec else { return };
+    one_of(
+        spec,
+        "restartPolicy",
+        path,
+        &["Always", "OnFailure", "Never"],
+        out,
+    );
+    one_of(
+        spec,
+        "dnsPolicy",
+        path,
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        out,
+    );
+    for key in ["initContainers", "containers"] {
+        for (i, c) in spec
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let p = format!("{path}.{key}[{i}]");
+            one_of(
+                c,
+                "imagePullPolicy",
+                &p,
+                &["Always", "IfNotPresent", "Never"],
+                out,
+            );
+            one_of(
+                c,
+                "terminationMessagePolicy",
+                &p,
+                &["File", "FallbackToLogsOnError"],
+                out,
+            );
+        }
+    }
+}
+
 fn port_range(v: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
     match v.and_then(Value::as_i64) {
         Some(n) if (1..=65535).contains(&n) => {}
@@ -192,11 +260,21 @@ fn workload(obj: &Value, out: &mut Vec<Cause>) {
     if let Some(t) = template_labels {
         labels(t, "spec.template.metadata.labels", out);
     }
-    containers(
-        obj.pointer("/spec/template/spec"),
-        "spec.template.spec",
-        out,
-    );
+    let template = obj.pointer("/spec/template/spec");
+    pod_spec(template, "spec.template.spec", out);
+    // ValidatePodTemplateSpecForReplicaSet: the pods are restarted, never finished.
+    if let Some(policy) = template
+        .and_then(|t| t.get("restartPolicy"))
+        .and_then(Value::as_str)
+    {
+        if policy != "Always" {
+            out.push(not_supported(
+                "spec.template.spec.restartPolicy".into(),
+                policy,
+                &["Always"],
+            ));
+        }
+    }
 }
 
 fn service(obj: &Value, out: &mut Vec<Cause>) {
@@ -247,7 +325,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Vec<Cause> {
     match (r.group.as_str(), r.kind.as_str()) {
         ("apps", "Deployment" | "ReplicaSet") => workload(obj, &mut out),
         ("", "Service") => service(obj, &mut out),
-        ("", "Pod") => containers(obj.get("spec"), "spec", &mut out),
+        ("", "Pod") => pod_spec(obj.get("spec"), "spec", &mut out),
         ("", "ConfigMap") => {
             config_keys(obj, "data", &mut out);
             config_keys(obj, "binaryData", &mut out);
@@ -294,6 +372,30 @@ mod tests {
                 "spec.template.spec.containers[0].image"
             ]
         );
+    }
+
+    #[test]
+    fn pod_spec_enumerations() {
+        let table = Registry::new().snapshot();
+        let pods = table.get("", "v1", "pods").cloned().expect("pods");
+        let pod = json!({"spec": {"restartPolicy": "Sometimes", "dnsPolicy": "ClusterFirst",
+            "containers": [{"name": "a", "image": "i", "imagePullPolicy": "Maybe"}]}});
+        let causes = validate(&pods, &pod);
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.restartPolicy", "spec.containers[0].imagePullPolicy"]
+        );
+        assert_eq!(
+            causes[0].message,
+            "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
+        );
+        let rs = table.get("apps", "v1", "replicasets").cloned().expect("rs");
+        let never = json!({"spec": {"selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+        let fields: Vec<String> = validate(&rs, &never).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["spec.template.spec.restartPolicy"]);
     }
 
     #[test]
