@@ -248,6 +248,7 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
     if alive.len() == refs.len() {
         return Ok(());
     }
+    let graceful = deletes_gracefully(api, &key);
     mutate_same(
         api,
         &key,
@@ -257,7 +258,7 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
                 cur["metadata"]["ownerReferences"] = Value::Array(alive);
                 return Ok(Mutation::Put(cur));
             }
-            object::deletion(cur)
+            object::deletion(cur, graceful)
         },
     )
     .await
@@ -304,6 +305,16 @@ async fn remove_finalizer(api: &Arc<Api>, owner: &Value, finalizer: &'static str
     .await
 }
 
+/// Whether the object at `key` is of a kind deleted gracefully (a bound pod gets its
+/// grace period when its owner goes, as a DELETE would give it).
+fn deletes_gracefully(api: &Arc<Api>, key: &ObjectKey) -> bool {
+    api.registry
+        .snapshot()
+        .all()
+        .find(|r| r.storage_group == key.group && r.plural == key.resource)
+        .is_some_and(|r| crate::strategy::deletes_gracefully(r))
+}
+
 fn owner_key(api: &Arc<Api>, obj: &Value) -> Option<ObjectKey> {
     let api_version = obj.get("apiVersion").and_then(Value::as_str)?;
     let kind = obj.get("kind").and_then(Value::as_str)?;
@@ -338,9 +349,10 @@ async fn foreground(api: &Arc<Api>, index: &Index, owner: &Value) -> ApiResult<(
             blocking += 1;
         }
         if !object::is_deleting(&obj) {
+            let graceful = deletes_gracefully(api, &key);
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
-                    Some(cur) => object::deletion(cur),
+                    Some(cur) => object::deletion(cur, graceful),
                     None => Ok(Mutation::Keep),
                 })
                 .await??;

@@ -385,10 +385,26 @@ pub fn shorten_deletion(obj: &mut Value, current: i64, shorter: i64) -> ApiResul
     Ok(())
 }
 
-/// What deleting an object means when nothing else is asked: mark it if finalizers hold
-/// it (once), else remove it.
-pub fn deletion(mut cur: Value) -> ApiResult<crate::store::Mutation> {
+/// What deleting an object means when nothing else is asked (the garbage collector and
+/// namespace cleanup): a kind deleted gracefully (`graceful`, pods) starts its grace
+/// period once, and is left alone during it; otherwise mark it if finalizers hold it
+/// (once), else remove it.
+pub fn deletion(mut cur: Value, graceful: bool) -> ApiResult<crate::store::Mutation> {
     use crate::store::Mutation;
+    if graceful {
+        match (is_deleting(&cur), deletion_grace(&cur)) {
+            (true, Some(g)) if g > 0 => return Ok(Mutation::Keep),
+            (false, _) => {
+                let period = crate::strategy::grace_period(&cur, None);
+                if period > 0 || has_finalizers(&cur) {
+                    start_graceful_deletion(&mut cur, period)?;
+                    return Ok(Mutation::Put(cur));
+                }
+                return Ok(Mutation::Delete);
+            }
+            _ => {}
+        }
+    }
     if has_finalizers(&cur) {
         if is_deleting(&cur) {
             return Ok(Mutation::Keep);

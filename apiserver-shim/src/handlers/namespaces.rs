@@ -85,9 +85,10 @@ async fn finalize(api: &Arc<Api>, ns: &str) -> ApiResult<bool> {
                 namespace: ns.into(),
                 name: object::name_of(&item).into(),
             };
+            let graceful = crate::strategy::deletes_gracefully(r);
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
-                    Some(cur) => object::deletion(cur),
+                    Some(cur) => object::deletion(cur, graceful),
                     None => Ok(Mutation::Keep),
                 })
                 .await??;

@@ -534,3 +534,84 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .expect("bindings");
     assert_eq!(bindings["verbs"], json!(["create"]));
 }
+
+/// Polls `check` until it holds; panics after a generous deadline.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn owner_and_namespace_deletion_give_bound_pods_their_grace_period() {
+    let f = fixture().await;
+    let owner = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}});
+    let owner = f
+        .ok(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(owner),
+            JSON,
+        )
+        .await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "dep", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": "owner", "uid": owner["metadata"]["uid"]}]},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "a:1"}]}});
+    f.ok(Method::POST, PODS, Some(pod), JSON).await;
+    f.ok(
+        Method::DELETE,
+        "/api/v1/namespaces/default/configmaps/owner",
+        None,
+        JSON,
+    )
+    .await;
+    let uri = format!("{PODS}/dep");
+    eventually("the collector marks the pod", || async {
+        let (_, p) = f.call(Method::GET, &uri, None, JSON).await;
+        p["metadata"]["deletionGracePeriodSeconds"] == json!(30)
+    })
+    .await;
+    let zero = json!({"gracePeriodSeconds": 0});
+    f.ok(Method::DELETE, &uri, Some(zero.clone()), JSON).await;
+    let (code, _) = f.call(Method::GET, &uri, None, JSON).await;
+    assert_eq!(code, 404);
+
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scratch"}});
+    f.ok(Method::POST, "/api/v1/namespaces", Some(ns), JSON)
+        .await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "a:1"}]}});
+    let scratch_pods = "/api/v1/namespaces/scratch/pods";
+    f.ok(Method::POST, scratch_pods, Some(pod), JSON).await;
+    f.ok(Method::DELETE, "/api/v1/namespaces/scratch", None, JSON)
+        .await;
+    let uri = format!("{scratch_pods}/p");
+    eventually("namespace cleanup marks the pod", || async {
+        let (_, p) = f.call(Method::GET, &uri, None, JSON).await;
+        p["metadata"]["deletionGracePeriodSeconds"] == json!(30)
+    })
+    .await;
+    let (code, ns) = f
+        .call(Method::GET, "/api/v1/namespaces/scratch", None, JSON)
+        .await;
+    assert_eq!(code, 200, "the namespace waits for its pod");
+    assert_eq!(ns["status"]["phase"], json!("Terminating"));
+    f.ok(Method::DELETE, &uri, Some(zero), JSON).await;
+    eventually("the namespace goes once its pod is gone", || async {
+        let (code, _) = f
+            .call(Method::GET, "/api/v1/namespaces/scratch", None, JSON)
+            .await;
+        code == 404
+    })
+    .await;
+}
