@@ -176,6 +176,32 @@ async fn deletion_without_grace_strategy_ends_with_the_last_finalizer() {
 }
 
 #[tokio::test]
+async fn a_grace_period_recorded_on_a_kind_without_one_does_not_hold_it() {
+    let f = fixture().await;
+    let key = crate::store::ObjectKey {
+        group: String::new(),
+        resource: "configmaps".into(),
+        namespace: "default".into(),
+        name: "legacy".into(),
+    };
+    let stored = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "legacy", "namespace": "default", "uid": "u-2",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["example.com/hold"],
+            "deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 30}});
+    f.api
+        .store
+        .mutate::<crate::error::ApiError>(&key, move |_| Ok(crate::store::Mutation::Put(stored)))
+        .await
+        .expect("store")
+        .expect("write");
+    let uri = "/api/v1/namespaces/default/configmaps/legacy";
+    let patch = json!({"metadata": {"finalizers": null}});
+    f.ok(Method::PATCH, uri, Some(patch), MERGE).await;
+    let (code, _) = f.call(Method::GET, uri, None, JSON).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
 async fn unbound_pod_with_finalizer_waits_then_goes() {
     let f = fixture().await;
     let pod = json!({"apiVersion": "v1", "kind": "Pod",

@@ -236,7 +236,7 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         causes.extend(crate::validation::validate(&ctx.r, &new));
         check_causes(ctx, &new, causes)?;
     }
-    if should_delete_during_update(cur, &new) {
+    if should_delete_during_update(ctx, cur, &new) {
         return Ok(Mutation::Delete);
     }
     if object::same_content(cur, &new) {
@@ -248,11 +248,13 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
 /// kube-apiserver's `ShouldDeleteDuringUpdate`: an update deletes the object when it was
 /// being deleted, its grace period is over (none, or 0) and the update leaves no
 /// finalizer. A pod in its grace period stays whatever is written to it (the kubelet
-/// deletes it with grace period 0 once it stopped).
-fn should_delete_during_update(cur: &Value, new: &Value) -> bool {
+/// deletes it with grace period 0 once it stopped). Kinds without graceful deletion have
+/// no grace period (one recorded by an older spinlet is ignored).
+fn should_delete_during_update(ctx: &Ctx, cur: &Value, new: &Value) -> bool {
     object::is_deleting(cur)
         && !object::has_finalizers(new)
-        && object::deletion_grace(cur).is_none_or(|g| g == 0)
+        && (!strategy::deletes_gracefully(&ctx.r)
+            || object::deletion_grace(cur).is_none_or(|g| g == 0))
 }
 
 fn reply_for(ctx: &Ctx, w: Written) -> Reply {
