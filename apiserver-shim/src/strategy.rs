@@ -1,9 +1,9 @@
 //! Per-kind write strategies, as kube-apiserver's registry strategies define them, in one
 //! place: what an update may change (`ValidateUpdate`: the pod spec's few mutable fields,
 //! the immutable selector of Deployments and ReplicaSets), whether and how long a DELETE
-//! waits (`CheckGracefulDelete`: bound pods get their grace period), and the extra
-//! subresources and create-only resources a kind brings (pods' `binding`, `exec`,
-//! `attach`; the legacy `bindings`).
+//! waits (`CheckGracefulDelete`: bound pods get their grace period), what a status write
+//! keeps (a pod's QoS class), and the extra subresources and create-only resources a
+//! kind brings (pods' `binding`, `exec`, `attach`; the legacy `bindings`).
 //!
 //! Pure functions over JSON values. Handlers ask this module; no other module matches on
 //! kind names for these rules.
@@ -338,6 +338,28 @@ fn spec_diff(old: &Value, new: &Value) -> String {
     lines.join("\n")
 }
 
+/// What a status write keeps from the stored object beyond its spec (kube-apiserver's
+/// `podStatusStrategy.PrepareForUpdate`): a pod's `status.qosClass`, set at create, is
+/// backfilled when the write leaves it out.
+pub fn prepare_status_update(r: &Resource, old: &Value, new: &mut Value) {
+    if !is(r, "", "Pod") {
+        return;
+    }
+    let Some(qos) = old.pointer("/status/qosClass").filter(|q| q.is_string()) else {
+        return;
+    };
+    let missing = new
+        .pointer("/status/qosClass")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if let (true, Some(status)) = (
+        missing,
+        new.get_mut("status").and_then(Value::as_object_mut),
+    ) {
+        status.insert("qosClass".into(), qos.clone());
+    }
+}
+
 /// Whether the kind is deleted gracefully (kube-apiserver's `RESTGracefulDeleteStrategy`):
 /// a DELETE first records `deletionTimestamp` and `deletionGracePeriodSeconds`, and the
 /// object goes once the grace period is shortened to 0.
@@ -573,6 +595,18 @@ mod tests {
                 "Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"b\", \"tier\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
             );
         }
+    }
+
+    #[test]
+    fn pod_status_writes_keep_the_qos_class() {
+        let r = resource("", "pods");
+        let old = json!({"status": {"phase": "Pending", "qosClass": "Burstable"}});
+        let mut new = json!({"status": {"phase": "Running"}});
+        prepare_status_update(&r, &old, &mut new);
+        assert_eq!(new["status"]["qosClass"], json!("Burstable"));
+        let mut given = json!({"status": {"phase": "Running", "qosClass": "BestEffort"}});
+        prepare_status_update(&r, &old, &mut given);
+        assert_eq!(given["status"]["qosClass"], json!("BestEffort"));
     }
 
     #[test]

@@ -218,6 +218,7 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         ) {
             m.insert("managedFields".into(), mf.clone());
         }
+        strategy::prepare_status_update(&ctx.r, cur, &mut new);
     } else if track {
         ssa::track_update(&ctx.r, &ctx.version, Some(cur), &mut new, &ctx.manager);
     }
