@@ -105,15 +105,41 @@ fn registry(ns: &Netns, dir: &Path) -> Killed {
 }
 
 /// Polls `check` every 100 ms until it gives a value; panics after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_or_show(what, limit, check, String::new)
+}
+
+/// As [`wait_for`], printing `show()` when it times out.
+fn wait_or_show<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    show: impl Fn() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}\n{}",
+            show()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The pods, the events and the server's log, for a failure message.
+fn state(s: &Server) -> String {
+    let pods = s.kubectl_output(&["get", "pods", "-o", "yaml"], None);
+    let events = s.kubectl_output(&["get", "events"], None);
+    format!(
+        "pods:\n{}\nevents:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&pods.stdout),
+        String::from_utf8_lossy(&events.stdout),
+        s.log()
+    )
 }
 
 /// The hello app (spin-sdk 5) with a variable, as a manifest directory.
@@ -185,7 +211,9 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         eprintln!("skipping: pod addresses need root (CAP_NET_ADMIN) in a network namespace");
         return;
     }
-    let Some(ns) = Netns::create("agent") else { return };
+    let Some(ns) = Netns::create("agent") else {
+        return;
+    };
     let scratch = tempfile::tempdir().expect("scratch");
     let _registry = registry(&ns, scratch.path());
     let app = hello_app(scratch.path());
@@ -209,25 +237,42 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     );
 
     // The node registers and is Ready, with its lease.
-    wait_for("the node to be Ready", Duration::from_secs(60), || {
-        let out = s.kubectl_output(
-            &[
-                "get",
-                "node",
-                "spinlet-test",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-            None,
-        );
-        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-    });
+    wait_or_show(
+        "the node to be Ready",
+        Duration::from_secs(60),
+        || {
+            let out = s.kubectl_output(
+                &[
+                    "get",
+                    "node",
+                    "spinlet-test",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            );
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        },
+        || state(&s),
+    );
     let labels = s.jsonpath(&["node", "spinlet-test"], "{.metadata.labels}");
-    assert!(labels.contains("\"node.kubernetes.io/instance-type\":\"spinlet\""), "{labels}");
-    assert!(labels.contains("\"kubernetes.io/hostname\":\"spinlet-test\""), "{labels}");
-    assert_eq!(s.jsonpath(&["node", "spinlet-test"], "{.spec.podCIDR}"), "10.42.0.0/24");
+    assert!(
+        labels.contains("\"node.kubernetes.io/instance-type\":\"spinlet\""),
+        "{labels}"
+    );
+    assert!(
+        labels.contains("\"kubernetes.io/hostname\":\"spinlet-test\""),
+        "{labels}"
+    );
+    assert_eq!(
+        s.jsonpath(&["node", "spinlet-test"], "{.spec.podCIDR}"),
+        "10.42.0.0/24"
+    );
     assert!(s
-        .jsonpath(&["node", "spinlet-test"], "{.status.nodeInfo.containerRuntimeVersion}")
+        .jsonpath(
+            &["node", "spinlet-test"],
+            "{.status.nodeInfo.containerRuntimeVersion}"
+        )
         .starts_with("spinlet-wasmtime://"));
     assert_eq!(
         s.jsonpath(
@@ -239,32 +284,57 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
 
     // A pod bound to the node runs and serves on its address.
     s.kubectl_stdin(&["apply", "-f", "-"], POD);
-    wait_for("the pod to run", Duration::from_secs(180), || {
-        (pod_field(&s, "hello", "{.status.phase}") == "Running"
-            && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-            .then_some(())
-    });
+    wait_or_show(
+        "the pod to run",
+        Duration::from_secs(180),
+        || {
+            (pod_field(&s, "hello", "{.status.phase}") == "Running"
+                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+                .then_some(())
+        },
+        || state(&s),
+    );
     let ip = pod_field(&s, "hello", "{.status.podIP}");
     assert!(ip.starts_with("10.42.0."), "pod IP {ip}");
-    assert_eq!(pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}"), "0");
+    assert_eq!(
+        pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
     let image_id = pod_field(&s, "hello", "{.status.containerStatuses[0].imageID}");
-    assert!(image_id.starts_with("127.0.0.1:5000/pod-hello@sha256:"), "{image_id}");
-    let ready = pod_field(&s, "hello", "{.status.conditions[?(@.type==\"Ready\")].status}");
+    assert!(
+        image_id.starts_with("127.0.0.1:5000/pod-hello@sha256:"),
+        "{image_id}"
+    );
+    let ready = pod_field(
+        &s,
+        "hello",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+    );
     assert_eq!(ready, "True");
     let (code, body) = ns.curl(&format!("http://{ip}:8080/?op=var&name=greeting"));
     assert_eq!((code, body.as_str()), (200, "hi-from-env"));
-    let (code, body) = ns.curl(&format!("http://{ip}:8080/?op=print&text=hello-from-the-pod"));
+    let (code, body) = ns.curl(&format!(
+        "http://{ip}:8080/?op=print&text=hello-from-the-pod"
+    ));
     assert_eq!((code, body.as_str()), (200, "printed"));
 
     // Its output is in the CRI log.
     let uid = pod_field(&s, "hello", "{.metadata.uid}");
     let log = logs.join(format!("default_hello_{uid}/app/0.log"));
-    let text = wait_for("the log line", Duration::from_secs(30), || {
-        std::fs::read_to_string(&log)
-            .ok()
-            .filter(|t| t.contains("stdout F hello-from-the-pod"))
-    });
-    assert!(text.contains("stderr F to stderr: hello-from-the-pod"), "{text}");
+    let text = wait_or_show(
+        "the log line",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("stdout F hello-from-the-pod"))
+        },
+        || state(&s),
+    );
+    assert!(
+        text.contains("stderr F to stderr: hello-from-the-pod"),
+        "{text}"
+    );
 
     // Killing the sandbox restarts it, and the restart is counted.
     let pid_file = s.data_dir.join(format!("agent/sandboxes/{uid}/pid"));
@@ -273,19 +343,34 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         .trim()
         .parse()
         .expect("pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill the sandbox");
-    wait_for("the restart", Duration::from_secs(120), || {
-        (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
-            && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-            .then_some(())
-    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the sandbox");
+    wait_or_show(
+        "the restart",
+        Duration::from_secs(120),
+        || {
+            (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
+                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+                .then_some(())
+        },
+        || state(&s),
+    );
     assert_eq!(
-        pod_field(&s, "hello", "{.status.containerStatuses[0].lastState.terminated.exitCode}"),
+        pod_field(
+            &s,
+            "hello",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
         "137"
     );
     let (code, _) = ns.curl(&format!("http://{ip}:8080/"));
-    assert_eq!(code, 200, "the restarted sandbox serves on the same address");
+    assert_eq!(
+        code, 200,
+        "the restarted sandbox serves on the same address"
+    );
 
     // A second crash backs off: CrashLoopBackOff, with a BackOff event.
     let pid2: i32 = std::fs::read_to_string(&pid_file)
@@ -294,28 +379,56 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         .parse()
         .expect("pid");
     assert_ne!(pid, pid2);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid2), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill the sandbox");
-    wait_for("CrashLoopBackOff", Duration::from_secs(60), || {
-        (pod_field(&s, "hello", "{.status.containerStatuses[0].state.waiting.reason}")
-            == "CrashLoopBackOff")
-            .then_some(())
-    });
-    wait_for("the restart after the back-off", Duration::from_secs(120), || {
-        (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "2"
-            && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-            .then_some(())
-    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid2),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the sandbox");
+    wait_or_show(
+        "CrashLoopBackOff",
+        Duration::from_secs(60),
+        || {
+            (pod_field(
+                &s,
+                "hello",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            ) == "CrashLoopBackOff")
+                .then_some(())
+        },
+        || state(&s),
+    );
+    wait_or_show(
+        "the restart after the back-off",
+        Duration::from_secs(120),
+        || {
+            (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "2"
+                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+                .then_some(())
+        },
+        || state(&s),
+    );
 
     // A missing image: ErrImagePull, then ImagePullBackOff, with the registry's error.
     s.kubectl_stdin(&["apply", "-f", "-"], MISSING);
-    let message = wait_for("ImagePullBackOff", Duration::from_secs(60), || {
-        let reason =
-            pod_field(&s, "missing", "{.status.containerStatuses[0].state.waiting.reason}");
-        (reason == "ImagePullBackOff").then(|| {
-            pod_field(&s, "missing", "{.status.containerStatuses[0].state.waiting.message}")
-        })
-    });
+    let message = wait_or_show(
+        "ImagePullBackOff",
+        Duration::from_secs(60),
+        || {
+            let reason = pod_field(
+                &s,
+                "missing",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            (reason == "ImagePullBackOff").then(|| {
+                pod_field(
+                    &s,
+                    "missing",
+                    "{.status.containerStatuses[0].state.waiting.message}",
+                )
+            })
+        },
+        || state(&s),
+    );
     assert!(message.contains("no-such-app"), "{message}");
 
     // Events as the kubelet records them.
@@ -328,7 +441,10 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
     ]);
     for reason in ["Pulling", "Pulled", "Created", "Started", "BackOff"] {
-        assert!(events.lines().any(|l| l == reason), "no {reason} event in:\n{events}");
+        assert!(
+            events.lines().any(|l| l == reason),
+            "no {reason} event in:\n{events}"
+        );
     }
     let events = s.kubectl(&[
         "get",
@@ -345,11 +461,20 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     let out = s.kubectl_output(&["get", "pod", "hello"], None);
     assert!(!out.status.success(), "the pod is gone");
     let sandbox_dir = s.data_dir.join(format!("agent/sandboxes/{uid}"));
-    assert!(!sandbox_dir.exists(), "sandbox dir left: {}", sandbox_dir.display());
-    assert!(!log.parent().map(Path::exists).unwrap_or(false), "log dir left");
-    let addrs = String::from_utf8_lossy(&ns.run("ip", &["addr", "show", "dev", "spinlet0"]).stdout)
-        .into_owned();
-    assert!(!addrs.contains(&format!("{ip}/32")), "address left:\n{addrs}");
+    assert!(
+        !sandbox_dir.exists(),
+        "sandbox dir left: {}",
+        sandbox_dir.display()
+    );
+    assert!(
+        !log.parent().map(Path::exists).unwrap_or(false),
+        "log dir left"
+    );
+    let addrs = String::from_utf8_lossy(&ns.run("ip", &["addr", "show"]).stdout).into_owned();
+    assert!(
+        !addrs.contains(&format!("{ip}/32")),
+        "address left:\n{addrs}"
+    );
     let procs = Command::new("pgrep")
         .args(["-f", &format!("agent/sandboxes/{uid}/spec.json")])
         .output()

@@ -30,7 +30,11 @@ pub fn pod_dir(dir: &Path, ns: &str, name: &str, uid: &str) -> PathBuf {
 /// One record: time, stream, tag and text, newline-terminated.
 pub fn record(time: &jiff::Timestamp, stream: &str, partial: bool, text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 48);
-    out.extend_from_slice(time.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").to_string().as_bytes());
+    out.extend_from_slice(
+        time.strftime("%Y-%m-%dT%H:%M:%S.%9fZ")
+            .to_string()
+            .as_bytes(),
+    );
     out.push(b' ');
     out.extend_from_slice(stream.as_bytes());
     out.extend_from_slice(if partial { b" P " } else { b" F " });
@@ -45,7 +49,10 @@ pub fn copy(input: impl Read, stream: &str, out: &Arc<Mutex<File>>) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) {
+        let n = match (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
@@ -86,7 +93,11 @@ mod tests {
             .map(|l| {
                 let mut parts = l.splitn(4, ' ');
                 let _time = parts.next();
-                (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or("").len())
+                (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap_or("").len(),
+                )
             })
             .collect();
         assert_eq!(

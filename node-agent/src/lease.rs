@@ -31,7 +31,11 @@ async fn renew(api: &Api<Lease>, node: &str, node_uid: &str) -> Result<(), kube:
         "renewTime": micro_now(),
     });
     match api
-        .patch(node, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec })))
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -54,7 +58,12 @@ async fn renew(api: &Api<Lease>, node: &str, node_uid: &str) -> Result<(), kube:
 }
 
 /// Renews the Lease now and every [`RENEW_INTERVAL`] until cancelled.
-pub async fn keep(client: kube::Client, node: String, node_uid: String, shutdown: CancellationToken) {
+pub async fn keep(
+    client: kube::Client,
+    node: String,
+    node_uid: String,
+    shutdown: CancellationToken,
+) {
     let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
     loop {
         if let Err(e) = renew(&api, &node, &node_uid).await {

@@ -145,14 +145,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let host_ip = machine.internal_ip;
-    pods::run(
-        client,
-        Arc::new(config),
-        network,
-        host_ip,
-        shutdown.clone(),
-    )
-    .await;
+    pods::run(client, Arc::new(config), network, host_ip, shutdown.clone()).await;
     let _ = heartbeat.await;
     let _ = node_status.await;
     Ok(())

@@ -86,7 +86,14 @@ fn outbound_ip() -> IpAddr {
 
 fn disk_size(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| {
+            #[allow(
+                clippy::useless_conversion,
+                reason = "u32 on 32-bit targets, u64 on 64-bit ones"
+            )]
+            let (blocks, size) = (u64::from(s.blocks()), u64::from(s.fragment_size()));
+            blocks.saturating_mul(size)
+        })
         .unwrap_or(0)
 }
 
@@ -128,7 +135,10 @@ mod tests {
         assert_eq!(mem_total(meminfo), Some(24621892 * 1024));
         assert_eq!(mem_total("MemFree: 1 kB"), None);
         let os = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
-        assert_eq!(pretty_name(os).as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            pretty_name(os).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
     }
 
     #[test]

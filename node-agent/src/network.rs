@@ -1,5 +1,6 @@
 //! Pod addresses: each pod gets one address from the node's pod range, put as a /32 on a
-//! dummy interface the agent manages (`spinlet0`); its sandbox serves on that address.
+//! dummy interface the agent manages (`spinlet0`; `lo` on kernels built without dummy
+//! interfaces); its sandbox serves on that address.
 //! No bridge, no veth, no iptables, no CNI: a sandbox is a process on the host's network,
 //! and a local address is all it needs to be reached as `<podIP>:<port>` from the node.
 //!
@@ -35,8 +36,13 @@ pub struct PodNetwork {
     interface: String,
     range: (Ipv4Addr, u8),
     used: Mutex<BTreeSet<Ipv4Addr>>,
-    ready: tokio::sync::OnceCell<()>,
+    /// The interface the addresses go on: the dummy one, or `lo` where the kernel has no
+    /// dummy device type.
+    device: tokio::sync::OnceCell<String>,
 }
+
+/// Where the addresses go when the kernel cannot create dummy interfaces.
+const FALLBACK_DEVICE: &str = "lo";
 
 async fn ip(args: &[&str]) -> Result<(), Error> {
     let out = tokio::process::Command::new("ip")
@@ -63,7 +69,7 @@ impl PodNetwork {
             interface: interface.to_string(),
             range,
             used: Mutex::new(BTreeSet::new()),
-            ready: tokio::sync::OnceCell::new(),
+            device: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -71,18 +77,30 @@ impl PodNetwork {
         self.used.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn ensure_interface(&self) -> Result<(), Error> {
-        self.ready
+    /// The device carrying the addresses, created (and up) on first use.
+    async fn device(&self) -> Result<&str, Error> {
+        self.device
             .get_or_try_init(|| async {
                 match ip(&["link", "add", &self.interface, "type", "dummy"]).await {
                     Ok(()) => {}
                     Err(Error::Command { message, .. }) if message.contains("File exists") => {}
+                    Err(Error::Command { message, .. })
+                        if message.contains("Unknown device type") =>
+                    {
+                        tracing::warn!(
+                            interface = %self.interface,
+                            "this kernel has no dummy interfaces; pod addresses go on {FALLBACK_DEVICE}"
+                        );
+                        ip(&["link", "set", FALLBACK_DEVICE, "up"]).await?;
+                        return Ok(FALLBACK_DEVICE.to_string());
+                    }
                     Err(e) => return Err(e),
                 }
-                ip(&["link", "set", &self.interface, "up"]).await
+                ip(&["link", "set", &self.interface, "up"]).await?;
+                Ok(self.interface.clone())
             })
             .await
-            .map(|_| ())
+            .map(String::as_str)
     }
 
     /// The usable addresses of the range, in order.
@@ -102,13 +120,16 @@ impl PodNetwork {
     /// on the interface.
     pub async fn claim(&self, ip: Ipv4Addr) -> Result<Ipv4Addr, Error> {
         self.lock().insert(ip);
-        self.ensure_interface().await?;
         self.put(ip).await
     }
 
     async fn put(&self, addr: Ipv4Addr) -> Result<Ipv4Addr, Error> {
         let cidr = format!("{addr}/32");
-        if let Err(e) = ip(&["addr", "replace", &cidr, "dev", &self.interface]).await {
+        let added = match self.device().await {
+            Ok(dev) => ip(&["addr", "replace", &cidr, "dev", dev]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = added {
             self.lock().remove(&addr);
             return Err(e);
         }
@@ -117,13 +138,11 @@ impl PodNetwork {
 
     /// A free address of the range, now on the interface.
     pub async fn allocate(&self) -> Result<Ipv4Addr, Error> {
-        self.ensure_interface().await?;
         let addr = {
             let mut used = self.lock();
             let free = self.candidates().find(|a| !used.contains(a));
-            let addr = free.ok_or_else(|| {
-                Error::Exhausted(format!("{}/{}", self.range.0, self.range.1))
-            })?;
+            let addr =
+                free.ok_or_else(|| Error::Exhausted(format!("{}/{}", self.range.0, self.range.1)))?;
             used.insert(addr);
             addr
         };
@@ -133,7 +152,11 @@ impl PodNetwork {
     /// Removes `addr` from the interface and frees it.
     pub async fn release(&self, addr: Ipv4Addr) {
         let cidr = format!("{addr}/32");
-        if let Err(e) = ip(&["addr", "del", &cidr, "dev", &self.interface]).await {
+        let device = self
+            .device
+            .get()
+            .map_or(self.interface.as_str(), String::as_str);
+        if let Err(e) = ip(&["addr", "del", &cidr, "dev", device]).await {
             tracing::debug!(error = %e, "pod address was not on the interface");
         }
         self.lock().remove(&addr);

@@ -122,7 +122,8 @@ pub fn status(config: &AgentConfig, machine: &Machine, old_conditions: &[Value])
         "ephemeral-storage": quantity_ki(machine.ephemeral_bytes),
         "pods": MAX_PODS.to_string(),
     });
-    let c = |kind, status, reason, message| condition(kind, status, reason, message, old_conditions);
+    let c =
+        |kind, status, reason, message| condition(kind, status, reason, message, old_conditions);
     json!({
         "capacity": resources,
         "allocatable": resources,
@@ -222,7 +223,11 @@ pub async fn register(
                 patch["spec"] = json!({"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]});
             }
             nodes
-                .patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
                 .map_err(err)?
         }
@@ -320,8 +325,10 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = config(dir.path());
         let machine = Machine::read(&config);
-        let old = vec![json!({"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}),
-                       json!({"type": "MemoryPressure", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"})];
+        let old = vec![
+            json!({"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}),
+            json!({"type": "MemoryPressure", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}),
+        ];
         let s = status(&config, &machine, &old);
         let find = |t: &str| {
             s["conditions"]
@@ -334,7 +341,10 @@ pub(crate) mod tests {
         };
         assert_eq!(find("Ready")["lastTransitionTime"], "2020-01-01T00:00:00Z");
         assert_eq!(find("Ready")["reason"], "KubeletReady");
-        assert_ne!(find("MemoryPressure")["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        assert_ne!(
+            find("MemoryPressure")["lastTransitionTime"],
+            "2020-01-01T00:00:00Z"
+        );
         assert_eq!(s["capacity"]["pods"], "110");
         assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
         assert!(s["nodeInfo"]["containerRuntimeVersion"]

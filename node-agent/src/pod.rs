@@ -103,14 +103,20 @@ fn grace_of(pod: &Pod) -> Duration {
     let secs = pod
         .metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(DEFAULT_GRACE.as_secs() as i64);
     Duration::from_secs(secs.max(0) as u64)
 }
 
 /// The container's environment: plain values, and `SPIN_VARIABLE_*` also as Spin
 /// variables, as containerd-shim-spin does.
-fn environment(container: &k8s_openapi::api::core::v1::Container) -> (Vec<(String, String)>, Vec<String>) {
+fn environment(
+    container: &k8s_openapi::api::core::v1::Container,
+) -> (Vec<(String, String)>, Vec<String>) {
     let mut env = Vec::new();
     let mut variables = Vec::new();
     for e in container.env.iter().flatten() {
@@ -180,7 +186,11 @@ impl Worker {
                     return;
                 }
             };
-            match self.pods.replace_status(&self.name, &PostParams::default(), &next).await {
+            match self
+                .pods
+                .replace_status(&self.name, &PostParams::default(), &next)
+                .await
+            {
                 Ok(_) => return,
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(kube::Error::Api(s)) if s.code == 404 => return,
@@ -239,7 +249,9 @@ impl Worker {
                 ));
             }
         }
-        if spec.containers.len() != 1 || spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+        if spec.containers.len() != 1
+            || spec.init_containers.as_ref().is_some_and(|c| !c.is_empty())
+        {
             return Some((
                 "UnsupportedPodSpec".into(),
                 format!(
@@ -256,7 +268,8 @@ impl Worker {
     async fn run(mut self) {
         let Some(pod) = self.pod() else { return };
         if pod.metadata.deletion_timestamp.is_some() {
-            self.finish(Interrupt::Deleted(Some(Duration::ZERO)), None).await;
+            self.finish(Interrupt::Deleted(Some(Duration::ZERO)), None)
+                .await;
             return;
         }
         let phase_done = pod
@@ -299,7 +312,8 @@ impl Worker {
                 }
                 Err(e) => {
                     let msg = format!("Failed to create pod sandbox: {e}");
-                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &msg).await;
+                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &msg)
+                        .await;
                     let delay = net_backoff.next_delay().max(Duration::from_secs(1));
                     if let Some(i) = self.pause(delay).await {
                         return (i, None);
@@ -316,14 +330,25 @@ impl Worker {
             let Some(pod) = self.pod() else {
                 return (Interrupt::Deleted(None), None);
             };
-            let Some(spec) = pod.spec.as_ref().and_then(|s| s.containers.first()).cloned() else {
+            let Some(spec) = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .cloned()
+            else {
                 return (self.wait_for_deletion().await, None);
             };
             let image = spec.image.clone().unwrap_or_default();
             let cname = spec.name.clone();
 
             // Pull.
-            self.event(Some(&cname), Kind::Normal, "Pulling", &format!("Pulling image {image:?}")).await;
+            self.event(
+                Some(&cname),
+                Kind::Normal,
+                "Pulling",
+                &format!("Pulling image {image:?}"),
+            )
+            .await;
             let pulled = match crate::image::pull(&image, &self.shared.config.cache_dir()).await {
                 Ok(p) => {
                     pull_backoff.reset();
@@ -337,15 +362,28 @@ impl Worker {
                     };
                     self.container().ready = false;
                     self.write_status().await;
-                    self.event(Some(&cname), Kind::Warning, "Failed", &e.to_string()).await;
-                    self.event(Some(&cname), Kind::Warning, "Failed", &format!("Error: {reason}")).await;
+                    self.event(Some(&cname), Kind::Warning, "Failed", &e.to_string())
+                        .await;
+                    self.event(
+                        Some(&cname),
+                        Kind::Warning,
+                        "Failed",
+                        &format!("Error: {reason}"),
+                    )
+                    .await;
                     let delay = pull_backoff.next_delay().max(BACKOFF_INITIAL);
                     self.container().state = State::Waiting {
                         reason: "ImagePullBackOff".into(),
                         message: Some(format!("Back-off pulling image {image:?}: {e}")),
                     };
                     self.write_status().await;
-                    self.event(Some(&cname), Kind::Normal, "BackOff", &format!("Back-off pulling image {image:?}")).await;
+                    self.event(
+                        Some(&cname),
+                        Kind::Normal,
+                        "BackOff",
+                        &format!("Back-off pulling image {image:?}"),
+                    )
+                    .await;
                     if let Some(i) = self.pause(delay).await {
                         return (i, None);
                     }
@@ -374,19 +412,27 @@ impl Worker {
             let Some(ip) = self.ip else {
                 return (Interrupt::Deleted(None), None);
             };
-            let mut sandbox = match self.start(&pod, &spec, &pulled.pinned, SocketAddr::from((ip, port))) {
-                Ok(s) => s,
-                Err(e) => {
-                    let msg = format!("Error: cannot start the sandbox: {e}");
-                    self.event(Some(&cname), Kind::Warning, "Failed", &msg).await;
-                    let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
-                    if let Some(i) = self.pause(delay).await {
-                        return (i, None);
+            let mut sandbox =
+                match self.start(&pod, &spec, &pulled.pinned, SocketAddr::from((ip, port))) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let msg = format!("Error: cannot start the sandbox: {e}");
+                        self.event(Some(&cname), Kind::Warning, "Failed", &msg)
+                            .await;
+                        let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
+                        if let Some(i) = self.pause(delay).await {
+                            return (i, None);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-            };
-            self.event(Some(&cname), Kind::Normal, "Created", &format!("Created container {cname}")).await;
+                };
+            self.event(
+                Some(&cname),
+                Kind::Normal,
+                "Created",
+                &format!("Created container {cname}"),
+            )
+            .await;
             let started = Instant::now();
             let outcome = tokio::select! {
                 ready = sandbox.ready() => Ok(ready.err()),
@@ -396,7 +442,13 @@ impl Worker {
                 Err(i) => return (i, Some(sandbox)),
                 Ok(Some(exit)) => exit,
                 Ok(None) => {
-                    self.event(Some(&cname), Kind::Normal, "Started", &format!("Started container {cname}")).await;
+                    self.event(
+                        Some(&cname),
+                        Kind::Normal,
+                        "Started",
+                        &format!("Started container {cname}"),
+                    )
+                    .await;
                     let started_at = sandbox.started_at.clone();
                     self.view.phase = "Running";
                     *self.container() = Container {
@@ -418,7 +470,10 @@ impl Worker {
             if started.elapsed() >= BACKOFF_RESET {
                 crash_backoff.reset();
             }
-            if let Some(i) = self.exited(&pod, &cname, &sandbox, exit, &mut crash_backoff).await {
+            if let Some(i) = self
+                .exited(&pod, &cname, &sandbox, exit, &mut crash_backoff)
+                .await
+            {
                 return (i, None);
             }
         }
@@ -490,7 +545,13 @@ impl Worker {
         self.wait_for_deletion().await
     }
 
-    fn start(&self, pod: &Pod, spec: &k8s_openapi::api::core::v1::Container, app: &str, listen: SocketAddr) -> std::io::Result<Sandbox> {
+    fn start(
+        &self,
+        pod: &Pod,
+        spec: &k8s_openapi::api::core::v1::Container,
+        app: &str,
+        listen: SocketAddr,
+    ) -> std::io::Result<Sandbox> {
         let config = &self.shared.config;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let dir = sandbox::dir(&config.data_dir, &self.uid);
@@ -514,7 +575,12 @@ impl Worker {
             variables,
             state_dir,
         };
-        Sandbox::spawn(&config.sandbox_program, &config.sandbox_args, &dir, &options)
+        Sandbox::spawn(
+            &config.sandbox_program,
+            &config.sandbox_args,
+            &dir,
+            &options,
+        )
     }
 
     /// Stops what runs, frees the address and the pod's files, and deletes the pod with
@@ -527,8 +593,19 @@ impl Worker {
         };
         if let Some(mut sandbox) = sandbox {
             if let Interrupt::Deleted(Some(_)) = why {
-                let cname = self.view.containers.first().map(|c| c.name.clone()).unwrap_or_default();
-                self.event(Some(&cname), Kind::Normal, "Killing", &format!("Stopping container {cname}")).await;
+                let cname = self
+                    .view
+                    .containers
+                    .first()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                self.event(
+                    Some(&cname),
+                    Kind::Normal,
+                    "Killing",
+                    &format!("Stopping container {cname}"),
+                )
+                .await;
             }
             let exit = sandbox.stop(grace).await;
             tracing::info!(pod = %self.name, code = exit.code, "sandbox stopped");
@@ -539,7 +616,10 @@ impl Worker {
         let _ = std::fs::remove_dir_all(sandbox::dir(&self.shared.config.data_dir, &self.uid));
         match why {
             Interrupt::Deleted(Some(_)) => {
-                let ns = self.pod().and_then(|p| p.metadata.namespace.clone()).unwrap_or_default();
+                let ns = self
+                    .pod()
+                    .and_then(|p| p.metadata.namespace.clone())
+                    .unwrap_or_default();
                 let _ = std::fs::remove_dir_all(crate::cri_log::pod_dir(
                     &self.shared.config.pod_log_dir,
                     &ns,
@@ -561,7 +641,10 @@ impl Worker {
                 }
             }
             Interrupt::Deleted(None) => {
-                let ns = self.pod().and_then(|p| p.metadata.namespace.clone()).unwrap_or_default();
+                let ns = self
+                    .pod()
+                    .and_then(|p| p.metadata.namespace.clone())
+                    .unwrap_or_default();
                 let _ = std::fs::remove_dir_all(crate::cri_log::pod_dir(
                     &self.shared.config.pod_log_dir,
                     &ns,
@@ -575,10 +658,20 @@ impl Worker {
 }
 
 /// Runs the worker of the pod `rx` carries until the pod is gone or `shutdown`.
-pub async fn run(shared: Arc<Shared>, rx: watch::Receiver<Option<Arc<Pod>>>, shutdown: CancellationToken) {
-    let Some(pod) = rx.borrow().clone() else { return };
+pub async fn run(
+    shared: Arc<Shared>,
+    rx: watch::Receiver<Option<Arc<Pod>>>,
+    shutdown: CancellationToken,
+) {
+    let Some(pod) = rx.borrow().clone() else {
+        return;
+    };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let containers = pod
         .spec

@@ -120,7 +120,9 @@ fn apply(
     pod: Pod,
     shutdown: &CancellationToken,
 ) {
-    let Some(uid) = pod.metadata.uid.clone() else { return };
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
     let pod = Arc::new(pod);
     if let Some(entry) = workers.get(&uid) {
         entry.tx.send_replace(Some(pod));

@@ -112,7 +112,11 @@ pub struct View {
 
 /// The pod's QoS class, as the API server computes it from requests and limits.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[]);
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[]);
     let mut any = false;
     let mut guaranteed = !containers.is_empty();
     for c in containers {
@@ -160,7 +164,11 @@ pub fn build(pod: &Pod, view: &View) -> Value {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .map(|cs| cs.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let all_ready = !view.containers.is_empty() && view.containers.iter().all(|c| c.ready);
     let not_ready = (!all_ready).then_some("ContainersNotReady");
@@ -241,7 +249,10 @@ mod tests {
             qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
     }
 
     #[test]
@@ -277,9 +288,15 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(cond("Ready")["status"], "True");
-        assert_eq!(cond("PodScheduled")["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        assert_eq!(
+            cond("PodScheduled")["lastTransitionTime"],
+            "2020-01-01T00:00:00Z"
+        );
         assert_eq!(s["podIPs"][0]["ip"], "10.42.0.2");
-        assert_eq!(s["containerStatuses"][0]["state"]["running"]["startedAt"], "2021-01-01T00:00:01Z");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["running"]["startedAt"],
+            "2021-01-01T00:00:01Z"
+        );
         assert_eq!(s["containerStatuses"][0]["started"], true);
 
         let mut crashed = view.clone();
@@ -299,11 +316,25 @@ mod tests {
         });
         crashed.containers[0].restart_count = 1;
         let s = build(&p, &crashed);
-        assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
-        assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["reason"], "Error");
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(
-            s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["reason"],
+            s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+            137
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["lastState"]["terminated"]["reason"],
+            "Error"
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "CrashLoopBackOff"
+        );
+        assert_eq!(
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()["reason"],
             "ContainersNotReady"
         );
     }

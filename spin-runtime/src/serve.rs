@@ -30,7 +30,7 @@ pub enum Error {
         reference: String,
         /// What the registry or the cache said.
         #[source]
-        source: crate::oci::Error,
+        source: Box<crate::oci::Error>,
     },
     /// Loading the app failed (manifest, variables, compilation, linking).
     #[error("cannot start {app}: {source}")]
@@ -39,7 +39,7 @@ pub enum Error {
         app: String,
         /// Why.
         #[source]
-        source: crate::app::Error,
+        source: Box<crate::app::Error>,
     },
     /// The serving threads or their runtime could not start.
     #[error("cannot start the serving threads: {0}")]
@@ -96,11 +96,9 @@ pub fn registry_cache(options: &AppOptions) -> PathBuf {
 
 /// Pulls `reference` into the registry cache of `options`.
 pub fn pull(reference: &Reference, options: &AppOptions, insecure: bool) -> Result<PulledApp> {
-    crate::oci::pull(reference, &registry_cache(options), insecure).map_err(|source| {
-        Error::Pull {
-            reference: reference.to_string(),
-            source,
-        }
+    crate::oci::pull(reference, &registry_cache(options), insecure).map_err(|source| Error::Pull {
+        reference: reference.to_string(),
+        source: Box::new(source),
     })
 }
 
@@ -114,7 +112,7 @@ pub fn load(source: &AppSource, options: &AppOptions, insecure: bool) -> Result<
             };
             crate::app::load(&options).map_err(|source| Error::Load {
                 app: path.display().to_string(),
-                source,
+                source: Box::new(source),
             })
         }
         AppSource::Registry(reference) => {
@@ -125,7 +123,7 @@ pub fn load(source: &AppSource, options: &AppOptions, insecure: bool) -> Result<
                 crate::app::load_manifest(pulled.manifest, &pulled.dir, None, options, started)
                     .map_err(|source| Error::Load {
                         app: reference.to_string(),
-                        source,
+                        source: Box::new(source),
                     })?;
             app.oci_image_digest = Some(pulled.digest);
             Ok(app)

@@ -107,8 +107,7 @@ pub struct AgentArgs {
 
 /// A kube client from kubeconfig text.
 pub async fn client_from_kubeconfig(text: &str) -> anyhow::Result<kube::Client> {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(text).context("reading the kubeconfig")?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(text).context("reading the kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),

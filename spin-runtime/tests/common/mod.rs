@@ -22,7 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-
 pub mod sdk_apps;
 pub mod servers;
 pub mod toolchains;
