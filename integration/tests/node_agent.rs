@@ -8,169 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use common::{spinlet_bin, Server};
-
-/// A network namespace with `lo` up, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn create(tag: &str) -> Option<Netns> {
-        let name = format!("spinlet-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let out = Command::new("ip").args(["netns", "add", &name]).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                eprintln!(
-                    "skipping: `ip netns add` is not permitted here: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                return None;
-            }
-            Err(e) => {
-                eprintln!("skipping: cannot run `ip` (iproute2): {e}");
-                return None;
-            }
-        }
-        let ns = Netns(name);
-        assert!(ns.run("ip", &["link", "set", "lo", "up"]).status.success());
-        Some(ns)
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        self.cmd(program).args(args).output().expect("run in netns")
-    }
-
-    /// `curl` inside the namespace: (HTTP status, body).
-    fn curl(&self, url: &str) -> (u16, String) {
-        let out = self.run("curl", &["-s", "-m", "20", "-w", "\n%{http_code}", url]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `docker-registry` on 127.0.0.1:5000 inside `ns`.
-fn registry(ns: &Netns, dir: &Path) -> Killed {
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
-            dir.join("registry").display()
-        ),
-    )
-    .expect("registry config");
-    let log = std::fs::File::create(dir.join("registry.log")).expect("registry log");
-    let child = ns
-        .cmd("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start docker-registry (Debian's docker-registry package)");
-    let registry = Killed(child);
-    wait_for("the registry", Duration::from_secs(30), || {
-        (ns.curl("http://127.0.0.1:5000/v2/").0 == 200).then_some(())
-    });
-    registry
-}
-
-/// Polls `check` every 100 ms until it gives a value; panics after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
-    wait_or_show(what, limit, check, String::new)
-}
-
-/// As [`wait_for`], printing `show()` when it times out.
-fn wait_or_show<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    show: impl Fn() -> String,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out waiting for {what}\n{}",
-            show()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The pods, the events and the server's log, for a failure message.
-fn state(s: &Server) -> String {
-    let pods = s.kubectl_output(&["get", "pods", "-o", "yaml"], None);
-    let events = s.kubectl_output(&["get", "events"], None);
-    format!(
-        "pods:\n{}\nevents:\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&pods.stdout),
-        String::from_utf8_lossy(&events.stdout),
-        s.log()
-    )
-}
-
-/// The hello app (spin-sdk 5) with a variable, as a manifest directory.
-fn hello_app(dir: &Path) -> PathBuf {
-    let (app, support) = test_apps::spin_runtime_app("rust-v5-hello");
-    let wasm = test_apps::build(&app, &[&support], "wasm32-wasip2");
-    let app_dir = dir.join("app");
-    std::fs::create_dir_all(&app_dir).expect("app dir");
-    std::fs::write(
-        app_dir.join("spin.toml"),
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "pod-hello"
-version = "1.0.0"
-[variables]
-greeting = {{ default = "unset" }}
-[[trigger.http]]
-route = "/..."
-component = "hello"
-[component.hello]
-source = "{}"
-[component.hello.variables]
-greeting = "{{{{ greeting }}}}"
-"#,
-            wasm.display()
-        ),
-    )
-    .expect("spin.toml");
-    app_dir
-}
+use common::pods::{pod_field, state, wait_or_show, PodEnv};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -201,40 +43,12 @@ spec:
     image: 127.0.0.1:5000/no-such-app:v1
 "#;
 
-fn pod_field(s: &Server, pod: &str, path: &str) -> String {
-    s.jsonpath(&["pod", pod], path)
-}
-
 #[test]
 fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: pod addresses need root (CAP_NET_ADMIN) in a network namespace");
-        return;
-    }
-    let Some(ns) = Netns::create("agent") else {
+    let Some(env) = PodEnv::start("agent", &[]) else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("scratch");
-    let _registry = registry(&ns, scratch.path());
-    let app = hello_app(scratch.path());
-    let push = ns
-        .cmd(&spinlet_bin().to_string_lossy())
-        .args(["push"])
-        .arg(&app)
-        .arg("127.0.0.1:5000/pod-hello:v1")
-        .output()
-        .expect("spinlet push");
-    assert!(
-        push.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-    let logs = scratch.path().join("pod-logs");
-    let logs_flag = logs.to_string_lossy().into_owned();
-    let s = Server::start_in_netns(
-        &ns.0,
-        &["--node-name", "spinlet-test", "--pod-log-dir", &logs_flag],
-    );
+    let (s, ns, logs) = (&env.server, &env.ns, &env.pod_logs);
 
     // The node registers and is Ready, with its lease.
     wait_or_show(
@@ -253,7 +67,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
             );
             (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
         },
-        || state(&s),
+        || state(s),
     );
     let labels = s.jsonpath(&["node", "spinlet-test"], "{.metadata.labels}");
     assert!(
@@ -288,19 +102,19 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         "the pod to run",
         Duration::from_secs(180),
         || {
-            (pod_field(&s, "hello", "{.status.phase}") == "Running"
-                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+            (pod_field(s, "hello", "{.status.phase}") == "Running"
+                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
                 .then_some(())
         },
-        || state(&s),
+        || state(s),
     );
-    let ip = pod_field(&s, "hello", "{.status.podIP}");
+    let ip = pod_field(s, "hello", "{.status.podIP}");
     assert!(ip.starts_with("10.42.0."), "pod IP {ip}");
     assert_eq!(
-        pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}"),
+        pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}"),
         "0"
     );
-    let image_id = pod_field(&s, "hello", "{.status.containerStatuses[0].imageID}");
+    let image_id = pod_field(s, "hello", "{.status.containerStatuses[0].imageID}");
     assert!(
         image_id.starts_with("127.0.0.1:5000/pod-hello@sha256:"),
         "{image_id}"
@@ -319,7 +133,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     assert_eq!((code, body.as_str()), (200, "printed"));
 
     // Its output is in the CRI log.
-    let uid = pod_field(&s, "hello", "{.metadata.uid}");
+    let uid = pod_field(s, "hello", "{.metadata.uid}");
     let log = logs.join(format!("default_hello_{uid}/app/0.log"));
     let text = wait_or_show(
         "the log line",
@@ -329,7 +143,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
                 .ok()
                 .filter(|t| t.contains("stdout F hello-from-the-pod"))
         },
-        || state(&s),
+        || state(s),
     );
     assert!(
         text.contains("stderr F to stderr: hello-from-the-pod"),
@@ -352,11 +166,11 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         "the restart",
         Duration::from_secs(120),
         || {
-            (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
-                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
+                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
                 .then_some(())
         },
-        || state(&s),
+        || state(s),
     );
     assert_eq!(
         pod_field(
@@ -395,17 +209,17 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
             ) == "CrashLoopBackOff")
                 .then_some(())
         },
-        || state(&s),
+        || state(s),
     );
     wait_or_show(
         "the restart after the back-off",
         Duration::from_secs(120),
         || {
-            (pod_field(&s, "hello", "{.status.containerStatuses[0].restartCount}") == "2"
-                && pod_field(&s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "2"
+                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
                 .then_some(())
         },
-        || state(&s),
+        || state(s),
     );
 
     // A missing image: ErrImagePull, then ImagePullBackOff, with the registry's error.
@@ -427,7 +241,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
                 )
             })
         },
-        || state(&s),
+        || state(s),
     );
     assert!(message.contains("no-such-app"), "{message}");
 

@@ -1,0 +1,245 @@
+//! Pods end to end: a network namespace (pod addresses live in 10.42.0.0/24, so server,
+//! kubectl, registry and curl all run inside one the test creates), Debian's
+//! `docker-registry` on 127.0.0.1:5000 in it, the spin-sdk 5 hello app built from source
+//! and pushed with `spinlet push`, and a `spinlet server` with its node agent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{spinlet_bin, Server};
+
+/// The node name the pod tests' server registers.
+pub const NODE: &str = "spinlet-test";
+
+/// The hello app's reference in the namespace's registry.
+pub const HELLO_IMAGE: &str = "127.0.0.1:5000/pod-hello:v1";
+
+/// A network namespace with `lo` up, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn create(tag: &str) -> Option<Netns> {
+        let name = format!("spinlet-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let out = Command::new("ip").args(["netns", "add", &name]).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "skipping: `ip netns add` is not permitted here: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipping: cannot run `ip` (iproute2): {e}");
+                return None;
+            }
+        }
+        let ns = Netns(name);
+        assert!(ns.run("ip", &["link", "set", "lo", "up"]).status.success());
+        Some(ns)
+    }
+
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        self.cmd(program).args(args).output().expect("run in netns")
+    }
+
+    /// `curl` inside the namespace: (HTTP status, body).
+    pub fn curl(&self, url: &str) -> (u16, String) {
+        let out = self.run("curl", &["-s", "-m", "20", "-w", "\n%{http_code}", url]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A child process killed on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `docker-registry` on 127.0.0.1:5000 inside `ns`.
+pub fn registry(ns: &Netns, dir: &Path) -> Killed {
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            dir.join("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let log = std::fs::File::create(dir.join("registry.log")).expect("registry log");
+    let child = ns
+        .cmd("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start docker-registry (Debian's docker-registry package)");
+    let registry = Killed(child);
+    wait_for("the registry", Duration::from_secs(30), || {
+        (ns.curl("http://127.0.0.1:5000/v2/").0 == 200).then_some(())
+    });
+    registry
+}
+
+/// Polls `check` every 100 ms until it gives a value; panics after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_or_show(what, limit, check, String::new)
+}
+
+/// As [`wait_for`], printing `show()` when it times out.
+pub fn wait_or_show<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    show: impl Fn() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The pods, the events and the server's log, for a failure message.
+pub fn state(s: &Server) -> String {
+    let pods = s.kubectl_output(&["get", "pods", "-o", "yaml"], None);
+    let events = s.kubectl_output(&["get", "events"], None);
+    format!(
+        "pods:\n{}\nevents:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&pods.stdout),
+        String::from_utf8_lossy(&events.stdout),
+        s.log()
+    )
+}
+
+/// The hello app (spin-sdk 5) with a variable, as a manifest directory.
+pub fn hello_app(dir: &Path) -> PathBuf {
+    let (app, support) = test_apps::spin_runtime_app("rust-v5-hello");
+    let wasm = test_apps::build(&app, &[&support], "wasm32-wasip2");
+    let app_dir = dir.join("app");
+    std::fs::create_dir_all(&app_dir).expect("app dir");
+    std::fs::write(
+        app_dir.join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "pod-hello"
+version = "1.0.0"
+[variables]
+greeting = {{ default = "unset" }}
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "{}"
+[component.hello.variables]
+greeting = "{{{{ greeting }}}}"
+"#,
+            wasm.display()
+        ),
+    )
+    .expect("spin.toml");
+    app_dir
+}
+
+/// `kubectl get pod <pod> -o jsonpath=<path>`.
+pub fn pod_field(s: &Server, pod: &str, path: &str) -> String {
+    s.jsonpath(&["pod", pod], path)
+}
+
+/// A namespace with a registry holding the hello app and a server with its agent.
+pub struct PodEnv {
+    /// The server (kubectl runs in the namespace).
+    pub server: Server,
+    /// Where container logs go.
+    pub pod_logs: PathBuf,
+    _registry: Killed,
+    /// Scratch space (registry storage, the app).
+    pub scratch: tempfile::TempDir,
+    /// The namespace (dropped last).
+    pub ns: Netns,
+}
+
+impl PodEnv {
+    /// Sets everything up; `None` (after saying why) where namespaces cannot be made.
+    pub fn start(tag: &str, extra_flags: &[&str]) -> Option<PodEnv> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: pod addresses need root (CAP_NET_ADMIN) in a network namespace");
+            return None;
+        }
+        let ns = Netns::create(tag)?;
+        let scratch = tempfile::tempdir().expect("scratch");
+        let registry = registry(&ns, scratch.path());
+        let app = hello_app(scratch.path());
+        let push = ns
+            .cmd(&spinlet_bin().to_string_lossy())
+            .args(["push"])
+            .arg(&app)
+            .arg(HELLO_IMAGE)
+            .output()
+            .expect("spinlet push");
+        assert!(
+            push.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&push.stderr)
+        );
+        let pod_logs = scratch.path().join("pod-logs");
+        let logs_flag = pod_logs.to_string_lossy().into_owned();
+        let mut flags = vec!["--node-name", NODE, "--pod-log-dir", &logs_flag];
+        flags.extend_from_slice(extra_flags);
+        let server = Server::start_in_netns(&ns.0, &flags);
+        Some(PodEnv {
+            server,
+            pod_logs,
+            _registry: registry,
+            scratch,
+            ns,
+        })
+    }
+
+    /// Waits until the pod runs with its container ready; returns its IP.
+    pub fn wait_running(&self, pod: &str) -> String {
+        let s = &self.server;
+        wait_or_show(
+            &format!("pod {pod} to run"),
+            Duration::from_secs(180),
+            || {
+                (pod_field(s, pod, "{.status.phase}") == "Running"
+                    && pod_field(s, pod, "{.status.containerStatuses[0].ready}") == "true")
+                    .then(|| pod_field(s, pod, "{.status.podIP}"))
+            },
+            || state(s),
+        )
+    }
+}
