@@ -17,7 +17,8 @@
 //! - [`network`]: pod addresses from the node's pod range on a local interface;
 //! - [`sandbox`]: the agent's side of a sandbox process (spawn, readiness, signals);
 //! - [`sandbox_process`]: the sandbox's own side (logs, serve the app, stop on SIGTERM);
-//! - [`cri_log`]: container logs in the CRI file format.
+//! - [`cri_log`]: container logs in the CRI file format;
+//! - [`kubelet_api`]: the kubelet's HTTPS API (`/containerLogs`, `/pods`, `/stats/summary`).
 //!
 //! # Lifecycle
 //! 1. [`run`] registers the Node (creating it or taking it over), picks its pod range.
@@ -30,6 +31,7 @@
 pub mod cri_log;
 pub mod events;
 pub mod image;
+pub mod kubelet_api;
 pub mod lease;
 pub mod machine;
 pub mod network;
@@ -71,8 +73,12 @@ pub struct AgentConfig {
     pub sandbox_args: Vec<String>,
     /// The node's address, advertised as its InternalIP and used as pods' hostIP.
     pub node_ip: Option<IpAddr>,
-    /// The kubelet port advertised in the Node's daemon endpoints.
+    /// The kubelet API's port, advertised in the Node's daemon endpoints (0: any free
+    /// port; the one bound is advertised).
     pub kubelet_port: u16,
+    /// The cluster CA (PEM) whose client certificates the kubelet API accepts; `None`
+    /// refuses every request.
+    pub client_ca: Option<String>,
     /// Name of the local interface that carries the pod addresses.
     pub pod_interface: String,
 }
@@ -99,6 +105,9 @@ pub enum Error {
     /// Every /24 of the cluster range is taken by other nodes.
     #[error("no free /24 left in the cluster CIDR {0} for node {1}")]
     NoPodRange(String, String),
+    /// The kubelet API could not start.
+    #[error("kubelet API: {0}")]
+    KubeletApi(#[from] kubelet_api::Error),
     /// The agent's state directory is not usable.
     #[error("{path}: {source}")]
     Io {
@@ -116,7 +125,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(
     client: kube::Client,
-    config: AgentConfig,
+    mut config: AgentConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
     for dir in [&config.data_dir, &config.pod_log_dir] {
@@ -125,6 +134,8 @@ pub async fn run(
             source,
         })?;
     }
+    let kubelet = kubelet_api::Listener::bind(&config).await?;
+    config.kubelet_port = kubelet.port();
     let machine = machine::Machine::read(&config);
     let registered = node::register(&client, &config, &machine).await?;
     tracing::info!(node = %config.node_name, pod_cidr = %registered.pod_cidr, "node registered");
@@ -144,9 +155,12 @@ pub async fn run(
         machine.clone(),
         shutdown.clone(),
     ));
+    let kubelet =
+        tokio::spawn(kubelet.serve(client.clone(), Arc::new(config.clone()), shutdown.clone()));
     let host_ip = machine.internal_ip;
     pods::run(client, Arc::new(config), network, host_ip, shutdown.clone()).await;
     let _ = heartbeat.await;
     let _ = node_status.await;
+    let _ = kubelet.await;
     Ok(())
 }

@@ -296,6 +296,7 @@ pub(crate) mod tests {
             sandbox_args: vec!["sandbox".into()],
             node_ip: None,
             kubelet_port: crate::DEFAULT_KUBELET_PORT,
+            client_ca: None,
             pod_interface: "spinlet0".into(),
         }
     }

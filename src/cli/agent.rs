@@ -28,6 +28,10 @@ pub struct AgentFlags {
     /// (networking) The local interface that carries pod addresses.
     #[arg(long, env = "SPINLET_POD_INTERFACE", default_value = "spinlet0")]
     pub pod_interface: String,
+    /// (agent) The kubelet API's port (0: any free port; the Node advertises the one
+    /// bound).
+    #[arg(long, env = "SPINLET_KUBELET_PORT", default_value_t = node_agent::DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// Parses an IPv4 CIDR flag, naming the flag in errors.
@@ -77,7 +81,8 @@ impl AgentFlags {
                 .context("finding the spinlet binary to run sandboxes with")?,
             sandbox_args: vec!["sandbox".into()],
             node_ip: self.node_ip,
-            kubelet_port: node_agent::DEFAULT_KUBELET_PORT,
+            kubelet_port: self.kubelet_port,
+            client_ca: None,
             pod_interface: self.pod_interface.clone(),
         })
     }
@@ -103,6 +108,39 @@ pub struct AgentArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentFlags,
+}
+
+/// The cluster CA (PEM) of kubeconfig text's current cluster: what the kubelet API
+/// verifies client certificates with.
+pub fn kubeconfig_ca(text: &str) -> anyhow::Result<Option<String>> {
+    use base64::Engine;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(text).context("reading the kubeconfig")?;
+    let current = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == kubeconfig.current_context.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| current.is_none() || Some(&c.name) == current.as_ref())
+        .and_then(|c| c.cluster.as_ref());
+    let Some(cluster) = cluster else {
+        return Ok(None);
+    };
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("the kubeconfig's certificate-authority-data is not base64")?;
+        return Ok(Some(String::from_utf8_lossy(&pem).into_owned()));
+    }
+    if let Some(file) = &cluster.certificate_authority {
+        return std::fs::read_to_string(file)
+            .map(Some)
+            .with_context(|| format!("reading the kubeconfig's certificate-authority {file}"));
+    }
+    Ok(None)
 }
 
 /// A kube client from kubeconfig text.
@@ -154,8 +192,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             Some(d) => d.clone(),
             None => crate::cli::server::default_data_dir()?,
         };
-        let config = args.agent.config(&data_dir)?;
-        let client = client_from_kubeconfig(&kubeconfig_text(&args)?).await?;
+        let mut config = args.agent.config(&data_dir)?;
+        let kubeconfig = kubeconfig_text(&args)?;
+        config.client_ca = kubeconfig_ca(&kubeconfig)?;
+        let client = client_from_kubeconfig(&kubeconfig).await?;
         let shutdown = CancellationToken::new();
         let mut agent = tokio::spawn(node_agent::run(client, config, shutdown.clone()));
         tokio::select! {

@@ -120,7 +120,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    let agent_config = args.agent.config(&data_dir)?;
+    let mut agent_config = args.agent.config(&data_dir)?;
     let kubeconfig = match args.write_kubeconfig {
         Some(k) => k,
         None => default_kubeconfig()?,
@@ -138,6 +138,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         sans.push(args.bind_address.to_string());
     }
     let pki = pki::ensure(&data_dir, &sans).context("preparing certificates")?;
+    agent_config.client_ca = Some(pki.ca_cert.clone());
     let tls = tls::server_config(&pki).context("configuring TLS")?;
 
     let store = Store::open(
