@@ -1,5 +1,44 @@
 //! The embedded SpinApp controller and the core controllers it needs
 //! (what spin-operator, kube-controller-manager and the scheduler do for Spin apps).
 //!
-//! Every controller talks to the API only through the `kube` client, never through the store.
-//! Nothing is implemented yet: the controllers arrive with their issue.
+//! Every controller talks to the API only through the `kube` client, never through the
+//! store, so each runs unchanged against a real kube-apiserver. One module per controller:
+//! - [`scheduler`]: binds pending pods to nodes as kube-scheduler does.
+//!
+//! The SpinApp controller and the workload controllers arrive with their issue.
+
+pub mod scheduler;
+
+use tokio_util::sync::CancellationToken;
+
+/// Which controllers run, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The scheduler's configuration; `None` leaves it out (`--disable-scheduler`).
+    pub scheduler: Option<scheduler::Config>,
+}
+
+/// Errors that stop a controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scheduler stopped.
+    #[error("the scheduler stopped: {0}")]
+    Scheduler(#[from] scheduler::Error),
+    /// A controller's task panicked or was cancelled.
+    #[error("a controller task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the configured controllers until `shutdown` is cancelled.
+pub async fn run(client: kube::Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let scheduler = config
+        .scheduler
+        .map(|c| tokio::spawn(scheduler::run(client.clone(), c, shutdown.clone())));
+    if let Some(task) = scheduler {
+        task.await??;
+    }
+    Ok(())
+}
