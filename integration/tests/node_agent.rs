@@ -298,3 +298,96 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         "sandbox processes left"
     );
 }
+
+const LIMITED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: limited
+spec:
+  nodeName: spinlet-test
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    resources:
+      requests:
+        cpu: 100m
+        memory: 32Mi
+      limits:
+        cpu: 200m
+        memory: 192Mi
+"#;
+
+/// Total cpu time of a cgroup in nanoseconds, from cgroup v1's cpuacct or v2's cpu.stat.
+fn cgroup_cpu_ns(path: &str) -> Option<u64> {
+    let v1 = format!("/sys/fs/cgroup/cpuacct/{path}/cpuacct.usage");
+    if let Ok(text) = std::fs::read_to_string(v1) {
+        return text.trim().parse().ok();
+    }
+    let v2 = std::fs::read_to_string(format!("/sys/fs/cgroup/{path}/cpu.stat")).ok()?;
+    v2.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|u| u.trim().parse::<u64>().ok())
+        .map(|us| us * 1000)
+}
+
+#[test]
+fn limits_hold_a_busy_pod_to_its_cpu_quota_and_a_memory_bomb_ends_oom_killed() {
+    let Some(env) = PodEnv::start("limits", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    s.kubectl_stdin(&["apply", "-f", "-"], LIMITED);
+    let ip = env.wait_running("limited");
+    let uid = pod_field(s, "limited", "{.metadata.uid}");
+    assert_eq!(pod_field(s, "limited", "{.status.qosClass}"), "Burstable");
+    let cgroup = format!("kubepods/burstable/pod{uid}");
+    let before = cgroup_cpu_ns(&cgroup)
+        .unwrap_or_else(|| panic!("no cpu accounting for cgroup {cgroup}\n{}", state(s)));
+
+    // A handler that never returns, for 4 s of wall time: at most 200m of a core.
+    let started = std::time::Instant::now();
+    let (code, _) = ns.curl_with(&["-m", "4"], &format!("http://{ip}/?op=loop"));
+    assert_eq!(code, 0, "the looping request times out on the client side");
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = cgroup_cpu_ns(&cgroup).expect("cpu accounting") - before;
+    let cores = used as f64 / 1e9 / elapsed;
+    assert!(
+        cores > 0.02 && cores < 0.35,
+        "a busy guest under limits.cpu 200m used {cores:.3} cores over {elapsed:.1} s"
+    );
+
+    // A memory bomb is killed by the kernel at limits.memory: OOMKilled, then restarted.
+    let _ = ns.curl_with(&["-m", "30"], &format!("http://{ip}/?op=bomb"));
+    wait_or_show(
+        "OOMKilled",
+        Duration::from_secs(120),
+        || {
+            (pod_field(
+                s,
+                "limited",
+                "{.status.containerStatuses[0].lastState.terminated.reason}",
+            ) == "OOMKilled")
+                .then_some(())
+        },
+        || state(s),
+    );
+    assert_eq!(
+        pod_field(
+            s,
+            "limited",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "137"
+    );
+    env.wait_running("limited");
+    let (code, _) = ns.curl(&format!("http://{ip}/"));
+    assert_eq!(code, 200, "the restarted sandbox serves again");
+
+    // Deleting the pod removes its cgroup.
+    s.kubectl(&["delete", "pod", "limited", "--timeout=120s"]);
+    assert!(
+        cgroup_cpu_ns(&cgroup).is_none(),
+        "cgroup {cgroup} is left after the pod was deleted"
+    );
+}

@@ -15,6 +15,8 @@
 //! - [`events`]: Events as the kubelet records them;
 //! - [`image`]: image pulls into the shared content-addressed cache;
 //! - [`network`]: pod addresses from the node's pod range on a local interface;
+//! - [`resources`]: quantities, and the cpu and memory settings requests and limits give;
+//! - [`cgroup`]: each pod's cgroup (kubepods hierarchy, v1 or v2) with those settings;
 //! - [`sandbox`]: the agent's side of a sandbox process (spawn, readiness, signals);
 //! - [`sandbox_process`]: the sandbox's own side (logs, serve the app, stop on SIGTERM);
 //! - [`cri_log`]: container logs in the CRI file format;
@@ -28,6 +30,7 @@
 //!    within its grace period and deletes it with grace 0, as the kubelet does.
 //! 4. On cancellation the workers stop their sandboxes and the agent returns.
 
+pub mod cgroup;
 pub mod cri_log;
 pub mod events;
 pub mod image;
@@ -38,6 +41,7 @@ pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pods;
+pub mod resources;
 pub mod sandbox;
 pub mod sandbox_process;
 pub mod status;

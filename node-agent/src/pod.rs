@@ -21,6 +21,7 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::cgroup::PodCgroup;
 use crate::events::{Kind, Recorder};
 use crate::network::PodNetwork;
 use crate::sandbox::{self, Exit, Sandbox};
@@ -97,6 +98,7 @@ struct Worker {
     shutdown: CancellationToken,
     view: View,
     ip: Option<Ipv4Addr>,
+    cgroup: Option<PodCgroup>,
 }
 
 fn grace_of(pod: &Pod) -> Duration {
@@ -321,6 +323,9 @@ impl Worker {
                 }
             }
         }
+        if let Some(i) = self.prepare_cgroup().await {
+            return (i, None);
+        }
         let mut pull_backoff = Backoff::default();
         let mut crash_backoff = Backoff::default();
         loop {
@@ -434,6 +439,7 @@ impl Worker {
             )
             .await;
             let started = Instant::now();
+            let oom_before = self.cgroup.as_ref().map_or(0, PodCgroup::oom_kills);
             let outcome = tokio::select! {
                 ready = sandbox.ready() => Ok(ready.err()),
                 i = self.until_deleted() => Err(i),
@@ -467,6 +473,8 @@ impl Worker {
                     }
                 }
             };
+            let mut exit = exit;
+            exit.oom_killed = self.cgroup.as_ref().map_or(0, PodCgroup::oom_kills) > oom_before;
             if started.elapsed() >= BACKOFF_RESET {
                 crash_backoff.reset();
             }
@@ -541,6 +549,40 @@ impl Worker {
         self.pause(delay).await
     }
 
+    /// Creates the pod's cgroup with the container's limits. A limit that does not parse
+    /// fails the pod; a machine without usable cgroups runs it unconfined, with a Warning.
+    async fn prepare_cgroup(&mut self) -> Option<Interrupt> {
+        let pod = self.pod()?;
+        let container = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())?
+            .clone();
+        let limits = match crate::resources::of(&container) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail(
+                    "InvalidResources",
+                    format!("container {}: {e}", container.name),
+                )
+                .await;
+                return Some(self.wait_for_deletion().await);
+            }
+        };
+        let path = crate::cgroup::path_for(status::qos_class(&pod), &self.uid);
+        match PodCgroup::create(&path, &limits) {
+            Ok(c) => self.cgroup = Some(c),
+            Err(e) => {
+                let msg = format!(
+                    "cgroups are not usable here, so resource limits are not enforced: {e}"
+                );
+                tracing::warn!(pod = %self.name, "{msg}");
+                self.event(None, Kind::Warning, "FailedCgroup", &msg).await;
+            }
+        }
+        None
+    }
+
     async fn until_deleted(&mut self) -> Interrupt {
         self.wait_for_deletion().await
     }
@@ -574,6 +616,7 @@ impl Worker {
             env,
             variables,
             state_dir,
+            cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
         };
         Sandbox::spawn(
             &config.sandbox_program,
@@ -609,6 +652,9 @@ impl Worker {
             }
             let exit = sandbox.stop(grace).await;
             tracing::info!(pod = %self.name, code = exit.code, "sandbox stopped");
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.delete();
         }
         if let Some(ip) = self.ip.take() {
             self.shared.network.release(ip).await;
@@ -717,6 +763,7 @@ pub async fn run(
         rx,
         shutdown,
         ip: None,
+        cgroup: None,
     };
     worker.run().await;
 }

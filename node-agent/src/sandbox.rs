@@ -30,6 +30,8 @@ pub struct Exit {
     pub signal: Option<i32>,
     /// What the sandbox wrote to its termination log.
     pub message: Option<String>,
+    /// Whether the kernel's OOM killer ended it (its cgroup's count went up).
+    pub oom_killed: bool,
     /// When it ended (RFC 3339).
     pub finished_at: String,
 }
@@ -109,6 +111,7 @@ impl Sandbox {
             code,
             signal,
             message,
+            oom_killed: false,
             finished_at: crate::node::now(),
         };
         self.exit = Some(exit.clone());

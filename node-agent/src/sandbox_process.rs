@@ -1,7 +1,7 @@
 //! The sandbox's own side: what runs inside the re-executed `spinlet sandbox` process of
 //! one pod's container. It points its stdout and stderr at the container's CRI log, loads
 //! the pulled app from the shared cache through spin-runtime's serve path (the one
-//! `spinlet run` uses), says it is ready by writing its ready file once it listens, and
+//! `spinlet run` uses) after moving itself into the pod's cgroup, says it is ready by writing its ready file once it listens, and
 //! serves until SIGTERM. A failure to start is written to the termination-log file, which
 //! the agent turns into the container's `terminated.message`.
 //!
@@ -36,6 +36,8 @@ pub struct Options {
     pub variables: Vec<String>,
     /// The app's state directory (its default key-value store).
     pub state_dir: PathBuf,
+    /// The pod's cgroup (a path in the hierarchy) the sandbox moves itself into first.
+    pub cgroup: Option<String>,
 }
 
 /// Errors that end a sandbox.
@@ -58,6 +60,9 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The sandbox could not move into its cgroup.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::Error),
     /// The app could not be loaded or served.
     #[error(transparent)]
     Serve(#[from] spin_runtime::serve::Error),
@@ -117,7 +122,11 @@ pub fn read_spec(path: &Path) -> Result<Options, Error> {
 /// Runs the sandbox until SIGTERM. Blocks.
 pub fn main(options: Options) -> Result<(), Error> {
     redirect_output(&options.log_file)?;
-    let result = serve(&options);
+    let result = match &options.cgroup {
+        Some(path) => crate::cgroup::join(path).map_err(Error::from),
+        None => Ok(()),
+    }
+    .and_then(|()| serve(&options));
     if let Err(e) = &result {
         let _ = std::fs::write(&options.termination_log, e.to_string());
         eprintln!("{e}");

@@ -37,7 +37,9 @@ pub enum State {
 
 /// The kubelet's reason for a terminated container.
 pub fn terminated_reason(exit: &Exit) -> &'static str {
-    if exit.code == 0 {
+    if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.code == 0 {
         "Completed"
     } else {
         "Error"
@@ -310,6 +312,7 @@ mod tests {
                 code: 137,
                 signal: Some(9),
                 message: None,
+                oom_killed: false,
                 finished_at: "2021-01-01T00:00:05Z".into(),
             },
             started_at: "2021-01-01T00:00:01Z".into(),

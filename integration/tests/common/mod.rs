@@ -46,7 +46,9 @@ pub struct Server {
     /// The HTTPS port.
     pub port: u16,
     extra: Vec<String>,
-    /// The network namespace the server and kubectl run in (`ip netns exec`), if any.
+    /// The network namespace the server and kubectl run in, if any (entered with
+    /// `nsenter --net`, which keeps the host's mounts: `ip netns exec` remounts /sys and
+    /// so hides the cgroup hierarchies).
     netns: Option<String>,
 }
 
@@ -171,8 +173,10 @@ impl Server {
         match &self.netns {
             None => Command::new(program),
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(program);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(program);
                 c
             }
         }

@@ -43,8 +43,10 @@ impl Netns {
     }
 
     pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.0))
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -54,7 +56,15 @@ impl Netns {
 
     /// `curl` inside the namespace: (HTTP status, body).
     pub fn curl(&self, url: &str) -> (u16, String) {
-        let out = self.run("curl", &["-s", "-m", "20", "-w", "\n%{http_code}", url]);
+        self.curl_with(&["-m", "20"], url)
+    }
+
+    /// `curl` with extra options (e.g. `-m 4`): (HTTP status, 0 when none came; body).
+    pub fn curl_with(&self, options: &[&str], url: &str) -> (u16, String) {
+        let mut args = vec!["-s", "-w", "\n%{http_code}"];
+        args.extend_from_slice(options);
+        args.push(url);
+        let out = self.run("curl", &args);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         (code.trim().parse().unwrap_or(0), body.to_string())
