@@ -22,6 +22,8 @@
 //! 4. When none fits, the pod gets `PodScheduled=False`/`Unschedulable` with
 //!    kube-scheduler's message and a `FailedScheduling` Event, and is retried after a
 //!    back-off (1 s doubling to 10 s) once the cluster changes, and every 30 s anyway.
+//!    With no Node at all (a server starting, before its agent registers) pods just wait
+//!    and nothing is written about them.
 
 pub mod events;
 pub mod filters;
@@ -376,6 +378,11 @@ impl Scheduler {
         let now = Instant::now();
         let pods = self.pods.state();
         let mut nodes = self.nodes.state();
+        if nodes.is_empty() {
+            // No Node yet (the agent registers its node moments after the API starts):
+            // pods wait, and nothing is written about them until a node appears.
+            return;
+        }
         nodes.sort_by_key(|n| n.name_any());
 
         let by_uid: HashMap<String, &Arc<Pod>> = pods

@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// (agent) Do not run the node agent in this process.
     #[arg(long, env = "SPINLET_DISABLE_AGENT")]
     pub disable_agent: bool,
+    /// (components) Do not run the scheduler in this process (pods then wait for
+    /// another scheduler to set their node).
+    #[arg(long, env = "SPINLET_DISABLE_SCHEDULER")]
+    pub disable_scheduler: bool,
     #[command(flatten)]
     pub agent: AgentFlags,
     /// (networking) IPv4 CIDR for service cluster IPs.
@@ -181,6 +185,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         pki.token.clone(),
         shutdown.clone(),
     ));
+    // The controllers (the scheduler today) start before the agent, as k3s starts them,
+    // with a kube client of their own; `--disable-scheduler` leaves the scheduler out.
+    let controllers = {
+        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+            .await
+            .context("creating the controllers' API client")?;
+        let config = controllers::Config {
+            scheduler: (!args.disable_scheduler)
+                .then(|| controllers::scheduler::Config::new(&hostname)),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let result = controllers::run(client, config, stop).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the controllers stopped");
+            }
+            result
+        })
+    };
     // The API is ready (bootstrapped and listening): the agent starts, talking to it
     // only through the kube client, as it would to any API server.
     let agent = if args.disable_agent {
@@ -217,6 +240,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Ok(Err(_)) => {} // logged when it happened
             Err(e) => tracing::error!(error = %e, "the node agent task failed"),
         }
+    }
+    match controllers.await {
+        Ok(Ok(())) | Ok(Err(_)) => {} // an error was logged when it happened
+        Err(e) => tracing::error!(error = %e, "the controllers task failed"),
     }
     let _ = server.await;
     store.flush().await.context("flushing the store")?;
