@@ -28,6 +28,9 @@ pub struct ApiOptions {
     pub max_watch: Duration,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The TLS client for kubelets (`pods/log`, `nodes/proxy`; [`crate::kubelet`]);
+    /// without it those answer 503.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiOptions {
@@ -36,6 +39,7 @@ impl Default for ApiOptions {
             service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
             max_watch: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
+            kubelet_client: None,
         }
     }
 }
@@ -95,6 +99,15 @@ pub enum Reply {
     Text(u16, String),
     /// A JSON document already encoded.
     RawJson(Bytes),
+    /// A body relayed from a kubelet as it arrives (`pods/log`, `nodes/proxy`).
+    Proxied {
+        /// HTTP status.
+        code: u16,
+        /// Content type.
+        content_type: String,
+        /// The body's chunks.
+        body: mpsc::Receiver<Bytes>,
+    },
 }
 
 impl Reply {
@@ -175,6 +188,12 @@ impl Api {
                 match openapi::document(&self.registry.snapshot(), &g, &v) {
                     Some(d) => Reply::ok(d),
                     None => ApiError::no_route().into(),
+                }
+            }
+            Target::NodeProxy { node, path } => {
+                match handlers::node_proxy(self, &call, &node, &path).await {
+                    Ok(r) => r,
+                    Err(e) => e.into(),
                 }
             }
             Target::Resource(path) => match handlers::handle(self, &call, path).await {

@@ -305,6 +305,26 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// An error status a backend (a kubelet) answered, as kube-apiserver's
+    /// `NewGenericServerResponse` names it, carrying the backend's message.
+    pub fn server_response(code: u16, message: String) -> ApiError {
+        let reason = match code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            409 => "Conflict",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            500 => "InternalError",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "",
+        };
+        ApiError::new(code, reason, message)
+    }
+
     /// 422 without object details (as kube-apiserver's generic server responses).
     pub fn unprocessable(message: String) -> ApiError {
         ApiError::new(422, "Invalid", message)

@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod kubelet;
 pub mod object;
 pub mod openapi;
 pub mod pki;

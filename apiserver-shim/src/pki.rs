@@ -1,10 +1,13 @@
 //! The cluster's PKI and client credentials, created on first start like k3s does:
 //! a cluster CA, a serving certificate (re-issued at every start, so new hostnames and
-//! addresses are covered), an admin client certificate (`O=system:masters`), a bearer
-//! token, and the kubeconfig that carries them. Keys and the kubeconfig are written 0600.
+//! addresses are covered), an admin client certificate (`O=system:masters`), the client
+//! certificate the API server shows kubelets (`CN=kube-apiserver-kubelet-client`,
+//! `O=system:masters`, as kubeadm's `apiserver-kubelet-client`), a bearer token, and the
+//! kubeconfig that carries them. Keys and the kubeconfig are written 0600.
 //!
-//! Layout under the data dir: `server/tls/{server-ca,serving,client-admin}.{crt,key}` and
-//! `server/token`. It only writes files; the TLS server setup is `tls.rs`.
+//! Layout under the data dir:
+//! `server/tls/{server-ca,serving,client-admin,client-kube-apiserver-kubelet}.{crt,key}`
+//! and `server/token`. It only writes files; the TLS server setup is `tls.rs`.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -55,6 +58,10 @@ pub struct Pki {
     pub admin_cert: String,
     /// The admin client key.
     pub admin_key: String,
+    /// The client certificate the API server shows kubelets (pods/log, nodes/proxy).
+    pub kubelet_client_cert: String,
+    /// Its key.
+    pub kubelet_client_key: String,
     /// The bearer token accepted for the admin.
     pub token: String,
 }
@@ -173,23 +180,21 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<Pki> {
     write_private(&tls.join("serving.crt"), serving_cert.as_bytes(), 0o644)?;
     write_private(&tls.join("serving.key"), serving_key.as_bytes(), 0o600)?;
 
-    // Admin client certificate: created once.
-    let adm_crt = tls.join("client-admin.crt");
-    let adm_key = tls.join("client-admin.key");
-    let (admin_cert, admin_key) = match (read(&adm_crt)?, read(&adm_key)?) {
-        (Some(c), Some(k)) => (c, k),
-        _ => {
-            let mut p = CertificateParams::default();
-            p.distinguished_name = dn("system:admin", Some("system:masters"));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            let key = KeyPair::generate().map_err(cert("admin key"))?;
-            let c = p.signed_by(&key, &issuer).map_err(cert("admin"))?;
-            write_private(&adm_key, key.serialize_pem().as_bytes(), 0o600)?;
-            write_private(&adm_crt, c.pem().as_bytes(), 0o644)?;
-            (c.pem(), key.serialize_pem())
-        }
-    };
+    // Client certificates: created once.
+    let (admin_cert, admin_key) = client_cert(
+        &tls.join("client-admin.crt"),
+        &tls.join("client-admin.key"),
+        dn("system:admin", Some("system:masters")),
+        &issuer,
+        "admin",
+    )?;
+    let (kubelet_client_cert, kubelet_client_key) = client_cert(
+        &tls.join("client-kube-apiserver-kubelet.crt"),
+        &tls.join("client-kube-apiserver-kubelet.key"),
+        dn("kube-apiserver-kubelet-client", Some("system:masters")),
+        &issuer,
+        "kubelet client",
+    )?;
 
     let token_path = data_dir.join("server").join("token");
     let token = match read(&token_path)? {
@@ -208,8 +213,32 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<Pki> {
         serving_key,
         admin_cert,
         admin_key,
+        kubelet_client_cert,
+        kubelet_client_key,
         token,
     })
+}
+
+/// A client certificate signed by the CA, read from `crt`/`key` or created there.
+fn client_cert(
+    crt: &Path,
+    key_path: &Path,
+    subject: DistinguishedName,
+    issuer: &Issuer<'_, KeyPair>,
+    what: &'static str,
+) -> Result<(String, String)> {
+    if let (Some(c), Some(k)) = (read(crt)?, read(key_path)?) {
+        return Ok((c, k));
+    }
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate().map_err(cert(what))?;
+    let c = p.signed_by(&key, issuer).map_err(cert(what))?;
+    write_private(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_private(crt, c.pem().as_bytes(), 0o644)?;
+    Ok((c.pem(), key.serialize_pem()))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -28,6 +28,13 @@ pub enum Target {
     OpenApiV2,
     /// A resource path.
     Resource(ResourcePath),
+    /// `/api/v1/nodes/{node}/proxy/{path}`: a request relayed to the node's kubelet.
+    NodeProxy {
+        /// The node.
+        node: String,
+        /// The path on the kubelet, with its leading `/`.
+        path: String,
+    },
     /// Anything else.
     Unknown,
 }
@@ -64,6 +71,12 @@ pub fn parse_path(path: &str) -> Target {
         ["openapi", "v3", "api", v] => Target::OpenApiDoc(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => Target::OpenApiDoc(g.to_string(), v.to_string()),
         ["openapi", "v2"] => Target::OpenApiV2,
+        ["api", "v1", "nodes", node, "proxy", rest @ ..] if !node.is_empty() => Target::NodeProxy {
+            node: percent_encoding::percent_decode_str(node)
+                .decode_utf8_lossy()
+                .into_owned(),
+            path: format!("/{}", rest.join("/")),
+        },
         ["api", v, rest @ ..] => resource(String::new(), v, rest),
         ["apis", g, v, rest @ ..] => resource(g.to_string(), v, rest),
         _ => Target::Unknown,
@@ -109,6 +122,17 @@ fn resource(group: String, version: &str, rest: &[&str]) -> Target {
 pub struct Query(HashMap<String, String>);
 
 impl Query {
+    /// The parameters encoded again as a query string (sorted, so stable).
+    pub fn encode(&self) -> String {
+        let mut pairs: Vec<(&String, &String)> = self.0.iter().collect();
+        pairs.sort();
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Query {
         Query(

@@ -52,6 +52,22 @@ fn render(reply: Reply) -> Response<Body> {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes).boxed())
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())),
+        Reply::Proxied {
+            code,
+            content_type,
+            body,
+        } => {
+            let stream = futures::stream::unfold(body, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            });
+            Response::builder()
+                .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY))
+                .header(header::CONTENT_TYPE, content_type)
+                .body(StreamBody::new(stream).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+        }
         Reply::Stream(rx) => {
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv()

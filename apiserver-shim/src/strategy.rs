@@ -399,6 +399,10 @@ pub enum Extra {
     Exec,
     /// `pods/attach`: attach to a container's process.
     Attach,
+    /// `pods/log`: the container's log, from its node's kubelet.
+    Log,
+    /// `nodes/proxy`: a request relayed to the node's kubelet.
+    NodeProxy,
 }
 
 /// A subresource as discovery lists it.
@@ -432,12 +436,27 @@ const POD_SUBRESOURCES: &[Subresource] = &[
         kind: "PodExecOptions",
         verbs: &["create", "get"],
     },
+    Subresource {
+        extra: Extra::Log,
+        name: "log",
+        kind: "Pod",
+        verbs: &["get"],
+    },
 ];
+
+const NODE_SUBRESOURCES: &[Subresource] = &[Subresource {
+    extra: Extra::NodeProxy,
+    name: "proxy",
+    kind: "NodeProxyOptions",
+    verbs: &["create", "delete", "get", "patch", "update"],
+}];
 
 /// The extra subresources of a kind.
 pub fn subresources(r: &Resource) -> &'static [Subresource] {
     if is(r, "", "Pod") {
         POD_SUBRESOURCES
+    } else if is(r, "", "Node") {
+        NODE_SUBRESOURCES
     } else {
         &[]
     }

@@ -158,6 +158,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ApiOptions {
             service_cidr,
             max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
+            kubelet_client: Some(
+                apiserver_shim::kubelet::client_config(&pki)
+                    .context("configuring the kubelet client")?,
+            ),
             ..ApiOptions::default()
         },
     );

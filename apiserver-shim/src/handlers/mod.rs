@@ -4,6 +4,7 @@
 mod delete;
 mod namespaces;
 mod pods;
+mod proxy;
 mod read;
 mod scale;
 mod services;
@@ -23,6 +24,7 @@ use crate::request::ResourcePath;
 use crate::store::ObjectKey;
 
 pub use namespaces::resume_terminating;
+pub use proxy::node_proxy;
 pub(crate) use read::{matching, selectors};
 
 /// What a resource request addresses, resolved.

@@ -44,7 +44,7 @@ impl Fixture {
             Reply::Json { code, body, .. } => (code, body),
             Reply::RawJson(b) => (200, serde_json::from_slice(&b).expect("json")),
             Reply::Text(code, t) => (code, json!(t)),
-            Reply::Stream(_) => panic!("unexpected stream"),
+            Reply::Stream(_) | Reply::Proxied { .. } => panic!("unexpected stream"),
         }
     }
 
@@ -534,7 +534,14 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    for n in ["pods/binding", "pods/exec", "pods/attach", "bindings"] {
+    for n in [
+        "pods/binding",
+        "pods/exec",
+        "pods/attach",
+        "pods/log",
+        "nodes/proxy",
+        "bindings",
+    ] {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
     let table = f.api.registry.snapshot();
@@ -553,7 +560,10 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .iter()
         .filter_map(|s| s["subresource"].as_str())
         .collect();
-    assert_eq!(subs, ["status", "attach", "binding", "exec"]);
+    assert_eq!(subs, ["status", "attach", "binding", "exec", "log"]);
+    let log = &pods["subresources"][4];
+    assert_eq!(log["verbs"], json!(["get"]));
+    assert_eq!(log["responseKind"]["kind"], "Pod");
     let bindings = resources
         .iter()
         .find(|r| r["resource"] == "bindings")
