@@ -594,3 +594,81 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: Value) -> Pod {
+        let mut p = json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"schedulerName": SCHEDULER_NAME, "containers": [{"name": "c", "image": "x"}]},
+        });
+        if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), v.get("spec")) {
+            spec.extend(extra.as_object().cloned().unwrap_or_default());
+        }
+        for key in ["status", "metadata"] {
+            if let Some(extra) = v.get(key) {
+                let entry = p.as_object_mut().unwrap().entry(key).or_insert(json!({}));
+                entry
+                    .as_object_mut()
+                    .unwrap()
+                    .extend(extra.as_object().cloned().unwrap_or_default());
+            }
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[test]
+    fn which_pods_are_pending() {
+        assert!(is_pending(&pod(json!({}))));
+        assert!(!is_pending(&pod(json!({"spec": {"nodeName": "n1"}}))));
+        assert!(!is_pending(&pod(
+            json!({"spec": {"schedulerName": "other"}})
+        )));
+        assert!(!is_pending(&pod(
+            json!({"spec": {"schedulingGates": [{"name": "wait"}]}})
+        )));
+        assert!(is_pending(&pod(json!({"spec": {"schedulingGates": []}}))));
+        assert!(!is_pending(&pod(
+            json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}})
+        )));
+        assert!(!is_pending(&pod(json!({"status": {"phase": "Failed"}}))));
+    }
+
+    #[test]
+    fn the_schedulers_own_status_writes_are_not_changes() {
+        let before = pod(json!({}));
+        let after = pod(json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available",
+        }]}}));
+        assert_eq!(pod_relevance(&before), pod_relevance(&after));
+        assert!(
+            pod_relevance(&before).1,
+            "a new pending pod only wakes the loop"
+        );
+        let bound = pod(json!({"spec": {"nodeName": "n1"}}));
+        assert_ne!(pod_relevance(&before).0, pod_relevance(&bound).0);
+        assert!(!pod_relevance(&bound).1);
+        let finished = pod(json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}}));
+        assert_ne!(pod_relevance(&bound).0, pod_relevance(&finished).0);
+    }
+
+    #[test]
+    fn node_heartbeats_are_not_changes() {
+        let node = |heartbeat: &str, ready: &str| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n1"},
+                "status": {"conditions": [{"type": "Ready", "status": ready,
+                    "lastHeartbeatTime": heartbeat}]},
+            }))
+            .unwrap()
+        };
+        let a = node("2026-01-01T00:00:00Z", "True");
+        let b = node("2026-01-01T00:01:00Z", "True");
+        let c = node("2026-01-01T00:01:00Z", "False");
+        assert_eq!(node_relevance(&a), node_relevance(&b));
+        assert_ne!(node_relevance(&b), node_relevance(&c));
+    }
+}
