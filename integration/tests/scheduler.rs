@@ -3,7 +3,7 @@
 //! node fits stays Pending with `PodScheduled=False`/`Unschedulable` and a
 //! `FailedScheduling` event in kube-scheduler's words (node selector, cordon, taint,
 //! cpu), and is bound without further action once the node changes (label, uncordon,
-//! untaint).
+//! untaint); a RuntimeClass's `scheduling` and required node affinity are honoured.
 //!
 //! The servers run without their node agent (`Server::start_with`): the tests create the
 //! Node objects themselves (status Ready and allocatable through the status
@@ -307,4 +307,70 @@ async fn disable_scheduler_leaves_pods_pending() {
     let pod = get_pod(&client, "waiting").await;
     assert_eq!(node_name(&pod), None);
     assert_eq!(scheduled_condition(&pod), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_class_scheduling_and_required_node_affinity_are_honoured() {
+    let server = Server::start_with(&[]);
+    let client = server.client().await;
+    create_node(&client, "node-a", "2", true).await;
+    create_node(&client, "node-b", "2", true).await;
+    server.kubectl(&["taint", "node", "node-a", "wasm-only=true:NoSchedule"]);
+    server.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: wasm-nodes
+handler: spin
+scheduling:
+  nodeSelector:
+    spinlet.dev/wasm: "yes"
+  tolerations:
+  - key: wasm-only
+    operator: Exists
+    effect: NoSchedule
+"#,
+    );
+
+    // The class's node selector matches no node yet.
+    create_pod(&client, "classy", json!({"runtimeClassName": "wasm-nodes"})).await;
+    let message = wait_unschedulable(&server, &client, "classy", "affinity").await;
+    assert!(
+        message.starts_with(
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+        ),
+        "{message}"
+    );
+    // Labelling the tainted node admits it: the class's toleration covers the taint.
+    server.kubectl(&["label", "node", "node-a", "spinlet.dev/wasm=yes"]);
+    assert_eq!(wait_bound(&server, &client, "classy").await, "node-a");
+
+    // A pod without the class stays off the tainted node.
+    create_pod(&client, "bare", json!({})).await;
+    assert_eq!(wait_bound(&server, &client, "bare").await, "node-b");
+
+    // Required node affinity: matchFields on the node's name, matchExpressions on labels.
+    let by_name = json!({"affinity": {"nodeAffinity": {
+    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-b"]}]},
+    ]}}}});
+    create_pod(&client, "by-name", by_name).await;
+    assert_eq!(wait_bound(&server, &client, "by-name").await, "node-b");
+    let nowhere = json!({"affinity": {"nodeAffinity": {
+    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["moon"]}]},
+    ]}}}});
+    create_pod(&client, "nowhere", nowhere).await;
+    let message = wait_unschedulable(&server, &client, "nowhere", "affinity").await;
+    assert!(
+        message.starts_with(
+            "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
+             1 node(s) had untolerated taint {wasm-only: true}."
+        ),
+        "{message}"
+    );
+    server.kubectl(&["label", "node", "node-b", "zone=moon"]);
+    assert_eq!(wait_bound(&server, &client, "nowhere").await, "node-b");
 }
