@@ -120,7 +120,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         "{image_id}"
     );
     let ready = pod_field(
-        &s,
+        s,
         "hello",
         "{.status.conditions[?(@.type==\"Ready\")].status}",
     );
@@ -174,7 +174,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     );
     assert_eq!(
         pod_field(
-            &s,
+            s,
             "hello",
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
@@ -203,7 +203,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         Duration::from_secs(60),
         || {
             (pod_field(
-                &s,
+                s,
                 "hello",
                 "{.status.containerStatuses[0].state.waiting.reason}",
             ) == "CrashLoopBackOff")
@@ -229,13 +229,13 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         Duration::from_secs(60),
         || {
             let reason = pod_field(
-                &s,
+                s,
                 "missing",
                 "{.status.containerStatuses[0].state.waiting.reason}",
             );
             (reason == "ImagePullBackOff").then(|| {
                 pod_field(
-                    &s,
+                    s,
                     "missing",
                     "{.status.containerStatuses[0].state.waiting.message}",
                 )
@@ -389,5 +389,109 @@ fn limits_hold_a_busy_pod_to_its_cpu_quota_and_a_memory_bomb_ends_oom_killed() {
     assert!(
         cgroup_cpu_ns(&cgroup).is_none(),
         "cgroup {cgroup} is left after the pod was deleted"
+    );
+}
+
+#[test]
+fn a_restarted_server_re_adopts_its_sandboxes_and_loses_no_request() {
+    let Some(mut env) = PodEnv::start("adopt", &[]) else {
+        return;
+    };
+    env.server.kubectl_stdin(&["apply", "-f", "-"], POD);
+    let ip = env.wait_running("hello");
+    let uid = pod_field(&env.server, "hello", "{.metadata.uid}");
+    let started_at = pod_field(
+        &env.server,
+        "hello",
+        "{.status.containerStatuses[0].state.running.startedAt}",
+    );
+    let pid_file = env
+        .server
+        .data_dir
+        .join(format!("agent/sandboxes/{uid}/pid"));
+    let pid = std::fs::read_to_string(&pid_file).expect("sandbox pid");
+
+    // Requests keep flowing while the server is SIGKILLed and started again.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let url = format!("http://{ip}:8080/");
+    let (served, failed) = std::thread::scope(|scope| {
+        let ns = &env.ns;
+        let (stop, url) = (&stop, &url);
+        let load = scope.spawn(move || {
+            let (mut served, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match ns.curl(url) {
+                    (200, _) => served += 1,
+                    other => failed.push(other),
+                }
+            }
+            (served, failed)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        env.server.kill();
+        std::thread::sleep(Duration::from_millis(500));
+        env.server.boot();
+        wait_or_show(
+            "the agent to re-adopt the sandbox",
+            Duration::from_secs(60),
+            || {
+                env.server
+                    .log()
+                    .contains("re-adopted the pod's sandbox")
+                    .then_some(())
+            },
+            || state(&env.server),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().expect("load thread")
+    });
+    assert!(
+        failed.is_empty(),
+        "requests failed across the restart: {failed:?}"
+    );
+    assert!(served >= 5, "only {served} requests were served");
+
+    // The same sandbox, as the same container run.
+    let s = &env.server;
+    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid"), pid);
+    assert_eq!(
+        pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(
+        pod_field(
+            s,
+            "hello",
+            "{.status.containerStatuses[0].state.running.startedAt}"
+        ),
+        started_at
+    );
+    assert_eq!(pod_field(s, "hello", "{.status.podIP}"), ip);
+
+    // The new agent watches it: a crash is seen and counted.
+    let pid: i32 = pid.trim().parse().expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the sandbox");
+    wait_or_show(
+        "the adopted sandbox's restart",
+        Duration::from_secs(120),
+        || {
+            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
+                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
+                .then_some(())
+        },
+        || state(s),
+    );
+    assert_eq!(
+        pod_field(
+            s,
+            "hello",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "137"
     );
 }

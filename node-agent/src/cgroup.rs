@@ -92,6 +92,16 @@ impl PodCgroup {
         })
     }
 
+    /// The existing cgroup at `path` (an earlier agent's), if it is there.
+    pub fn open(path: &str) -> Option<PodCgroup> {
+        let cgroup =
+            Cgroup::load_with_specified_controllers(hierarchies::auto(), path, controllers());
+        (!cgroup.subsystems().is_empty() && cgroup.exists()).then(|| PodCgroup {
+            path: path.to_string(),
+            cgroup,
+        })
+    }
+
     /// The cgroup's path in the hierarchy.
     pub fn path(&self) -> &str {
         &self.path

@@ -3,13 +3,14 @@
 //! per pod uid ([`crate::pod`]), fed the pod's latest version through a watch channel.
 //!
 //! Owns the set of workers; a pod that disappears from the API (or from a re-list) is
-//! sent `None`, which stops its worker. At start, sandboxes a previous run of the agent
-//! left behind are stopped (re-adopting them is not done yet), so their pods start fresh.
+//! sent `None`, which stops its worker. After the first list, the sandboxes an earlier
+//! run of the agent left for pods that are gone are stopped; the others are adopted by
+//! their pods' workers ([`crate::pod`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,9 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cgroup::PodCgroup;
 use crate::events::Recorder;
 use crate::network::PodNetwork;
 use crate::pod::Shared;
+use crate::sandbox::Sandbox;
 use crate::AgentConfig;
 
 struct Entry {
@@ -29,24 +32,26 @@ struct Entry {
     handle: JoinHandle<()>,
 }
 
-/// Stops sandboxes that an earlier run of the agent left running.
-fn stop_leftovers(agent_dir: &Path) {
-    let root = agent_dir.join("sandboxes");
+/// Stops the sandboxes an earlier run of the agent left for pods this node no longer has
+/// (the others are adopted by their pods' workers), and frees their address and cgroup.
+async fn stop_orphans(shared: &Shared, workers: &HashMap<String, Entry>) {
+    let root = shared.config.data_dir.join("sandboxes");
     for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if workers.contains_key(&uid) {
+            continue;
+        }
         let dir = entry.path();
-        let pid = std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if let Some(pid) = pid {
-            let spec = dir.join("spec.json");
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ours = String::from_utf8_lossy(&cmdline).contains(&*spec.to_string_lossy());
-            if ours {
-                tracing::info!(pid, dir = %dir.display(), "stopping a sandbox left by an earlier run");
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+        if let Some(mut sandbox) = Sandbox::adopt(&dir, String::new()) {
+            tracing::info!(pid = sandbox.pid, %uid, "stopping the sandbox of a pod this node no longer has");
+            sandbox.stop(Duration::ZERO).await;
+        }
+        if let Ok(spec) = crate::sandbox_process::read_spec(&dir.join("spec.json")) {
+            if let std::net::IpAddr::V4(ip) = spec.listen.ip() {
+                shared.network.release(ip).await;
+            }
+            if let Some(cgroup) = spec.cgroup.as_deref().and_then(PodCgroup::open) {
+                cgroup.delete();
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -61,7 +66,6 @@ pub async fn run(
     host_ip: IpAddr,
     shutdown: CancellationToken,
 ) {
-    stop_leftovers(&config.data_dir);
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), &config.node_name),
         client: client.clone(),
@@ -76,6 +80,7 @@ pub async fn run(
         .boxed();
     let mut workers: HashMap<String, Entry> = HashMap::new();
     let mut listed: Option<HashSet<String>> = None;
+    let mut orphans_stopped = false;
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -98,6 +103,10 @@ pub async fn run(
                             let _ = entry.tx.send(None);
                         }
                     }
+                }
+                if !orphans_stopped {
+                    stop_orphans(&shared, &workers).await;
+                    orphans_stopped = true;
                 }
             }
             Ok(watcher::Event::Apply(pod)) => apply(&shared, &mut workers, pod, &shutdown),

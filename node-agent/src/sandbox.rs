@@ -3,9 +3,14 @@
 //! (`<agent dir>/sandboxes/<pod uid>/spec.json`), in a process group of its own so a
 //! signal to the agent's terminal does not reach it.
 //!
-//! Owns the sandbox directory (spec, ready file, termination log, app state) and the
-//! process: spawn, wait for readiness or exit, stop with SIGTERM then SIGKILL after the
-//! grace period. What runs inside is [`crate::sandbox_process`].
+//! Owns the sandbox directory (spec, pid, ready file, termination log, exit code, app
+//! state) and the process: spawn, wait for readiness or exit, stop with SIGTERM then
+//! SIGKILL after the grace period. Sandboxes outlive the agent (as containers outlive a
+//! kubelet): a restarted agent [`Sandbox::adopt`]s the ones still running. An adopted
+//! sandbox is not the agent's child, so its end is seen by polling `/proc` and its exit
+//! status is the code it wrote on the way out, or SIGKILL's 137 when it wrote none (a
+//! sandbox only ends without writing one when a signal kills it). What runs inside is
+//! [`crate::sandbox_process`].
 
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -20,6 +25,10 @@ use crate::sandbox_process::Options;
 
 /// How often readiness is looked for while a sandbox starts.
 const READY_POLL: Duration = Duration::from_millis(5);
+/// How often an adopted sandbox is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(250);
+/// The file a sandbox writes its exit code to when it ends by itself.
+pub const EXIT_CODE_FILE: &str = "exit-code";
 
 /// How a sandbox process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +47,16 @@ pub struct Exit {
 
 /// A running sandbox.
 pub struct Sandbox {
-    child: tokio::process::Child,
+    /// The process, when this agent started it (`None` when adopted).
+    child: Option<tokio::process::Child>,
+    /// The sandbox directory.
+    dir: PathBuf,
     /// The process id.
     pub pid: u32,
     /// When it started (RFC 3339).
     pub started_at: String,
+    /// When this agent started or adopted it.
+    pub launched: std::time::Instant,
     ready_file: PathBuf,
     termination_log: PathBuf,
     exit: Option<Exit>,
@@ -73,6 +87,7 @@ impl Sandbox {
         std::fs::create_dir_all(sandbox_dir)?;
         let _ = std::fs::remove_file(&options.ready_file);
         let _ = std::fs::remove_file(&options.termination_log);
+        let _ = std::fs::remove_file(sandbox_dir.join(EXIT_CODE_FILE));
         let spec = sandbox_dir.join("spec.json");
         let text = serde_json::to_vec_pretty(options).map_err(std::io::Error::other)?;
         std::fs::write(&spec, text)?;
@@ -89,9 +104,11 @@ impl Sandbox {
         let pid = child.id().unwrap_or_default();
         let _ = std::fs::write(sandbox_dir.join("pid"), pid.to_string());
         Ok(Sandbox {
-            child,
+            child: Some(child),
+            dir: sandbox_dir.to_owned(),
             pid,
             started_at: crate::node::now(),
+            launched: std::time::Instant::now(),
             ready_file: options.ready_file.clone(),
             termination_log: options.termination_log.clone(),
             exit: None,
@@ -118,6 +135,58 @@ impl Sandbox {
         exit
     }
 
+    /// Takes over the sandbox an earlier run of the agent started in `sandbox_dir`, if it
+    /// still runs (its pid alive, not a zombie, and running that directory's spec).
+    pub fn adopt(sandbox_dir: &Path, started_at: String) -> Option<Sandbox> {
+        let pid: u32 = std::fs::read_to_string(sandbox_dir.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        if !runs_spec(pid, &sandbox_dir.join("spec.json")) {
+            return None;
+        }
+        let (ready_file, termination_log, _) = paths(sandbox_dir);
+        Some(Sandbox {
+            child: None,
+            dir: sandbox_dir.to_owned(),
+            pid,
+            started_at,
+            launched: std::time::Instant::now(),
+            ready_file,
+            termination_log,
+            exit: None,
+        })
+    }
+
+    /// The exit of a sandbox that was not this agent's child.
+    fn adopted_exit(&self) -> std::process::ExitStatus {
+        let code = std::fs::read_to_string(self.dir.join(EXIT_CODE_FILE))
+            .ok()
+            .and_then(|c| c.trim().parse::<i32>().ok());
+        match code {
+            Some(c) => std::process::ExitStatus::from_raw((c & 0xff) << 8),
+            None => std::process::ExitStatus::from_raw(Signal::SIGKILL as i32),
+        }
+    }
+
+    /// Waits for the process to end, however it was started.
+    async fn wait_process(&mut self) -> std::process::ExitStatus {
+        match &mut self.child {
+            Some(child) => child
+                .wait()
+                .await
+                .unwrap_or_else(|_| std::process::ExitStatus::from_raw(1 << 8)),
+            None => {
+                let spec = self.dir.join("spec.json");
+                while runs_spec(self.pid, &spec) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                self.adopted_exit()
+            }
+        }
+    }
+
     /// Waits until the sandbox listens (its address) or ends (its exit).
     pub async fn ready(&mut self) -> Result<SocketAddr, Exit> {
         loop {
@@ -130,13 +199,7 @@ impl Sandbox {
                 }
             }
             tokio::select! {
-                status = self.child.wait() => {
-                    let exit = match status {
-                        Ok(s) => self.record_exit(s),
-                        Err(_) => self.record_exit(std::process::ExitStatus::from_raw(1 << 8)),
-                    };
-                    return Err(exit);
-                }
+                status = self.wait_process() => return Err(self.record_exit(status)),
                 () = tokio::time::sleep(READY_POLL) => {}
             }
         }
@@ -147,10 +210,8 @@ impl Sandbox {
         if let Some(exit) = &self.exit {
             return exit.clone();
         }
-        match self.child.wait().await {
-            Ok(s) => self.record_exit(s),
-            Err(_) => self.record_exit(std::process::ExitStatus::from_raw(1 << 8)),
-        }
+        let status = self.wait_process().await;
+        self.record_exit(status)
     }
 
     /// Sends SIGTERM, waits up to `grace`, then SIGKILL; returns how it ended.
@@ -167,5 +228,54 @@ impl Sandbox {
         }
         let _ = kill(pid, Signal::SIGKILL);
         self.wait().await
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process whose command line names `spec`.
+fn runs_spec(pid: u32, spec: &Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    if zombie {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let spec = spec.to_string_lossy();
+    cmdline.split(|b| *b == 0).any(|arg| arg == spec.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_adopted_sandbox_is_watched_until_it_ends_and_its_exit_code_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("spec.json");
+        std::fs::write(&spec, "{}").unwrap();
+        // A stand-in process whose command line names the spec, as a sandbox's does.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "sleep 0.5; echo 3 > \"$0/exit-code\"",
+                &dir.path().to_string_lossy(),
+            ])
+            .arg(&spec)
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.path().join("pid"), child.id().to_string()).unwrap();
+        // sh's own command line holds the spec path as an argument.
+        let mut adopted = Sandbox::adopt(dir.path(), "t".into()).expect("adopted");
+        let reaper = std::thread::spawn(move || child.wait());
+        let exit = adopted.wait().await;
+        let _ = reaper.join();
+        assert_eq!(exit.code, 3);
+        assert_eq!(exit.signal, None);
+        // Nothing runs that spec any more: nothing to adopt.
+        assert!(Sandbox::adopt(dir.path(), "t".into()).is_none());
     }
 }

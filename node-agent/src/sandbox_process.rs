@@ -131,6 +131,11 @@ pub fn main(options: Options) -> Result<(), Error> {
         let _ = std::fs::write(&options.termination_log, e.to_string());
         eprintln!("{e}");
     }
+    // An agent that adopted this sandbox is not its parent: it reads the code here.
+    if let Some(dir) = options.ready_file.parent() {
+        let code = if result.is_ok() { 0 } else { 1 };
+        let _ = std::fs::write(dir.join(crate::sandbox::EXIT_CODE_FILE), code.to_string());
+    }
     result
 }
 

@@ -46,6 +46,26 @@ pub fn terminated_reason(exit: &Exit) -> &'static str {
     }
 }
 
+/// A terminated state as the API holds it, back into the agent's form (for a pod whose
+/// sandbox an earlier agent ran).
+pub fn from_terminated(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> State {
+    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.as_ref()
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    State::Terminated {
+        exit: Exit {
+            code: t.exit_code,
+            signal: t.signal,
+            message: t.message.clone(),
+            oom_killed: t.reason.as_deref() == Some("OOMKilled"),
+            finished_at: time(&t.finished_at),
+        },
+        started_at: time(&t.started_at),
+    }
+}
+
 fn state_json(state: &State) -> Value {
     match state {
         State::Waiting { reason, message } => {

@@ -238,6 +238,26 @@ impl PodEnv {
         })
     }
 
+    /// The sandboxes this environment's agent started (they outlive the server, as
+    /// containers outlive a kubelet): (pid, cgroup path) of each.
+    fn sandboxes(&self) -> Vec<(i32, Option<String>)> {
+        let root = self.server.data_dir.join("agent/sandboxes");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(entry.path().join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok());
+            let cgroup = std::fs::read(entry.path().join("spec.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["cgroup"].as_str().map(str::to_string));
+            if let Some(pid) = pid {
+                out.push((pid, cgroup));
+            }
+        }
+        out
+    }
+
     /// Waits until the pod runs with its container ready; returns its IP.
     pub fn wait_running(&self, pod: &str) -> String {
         let s = &self.server;
@@ -251,5 +271,33 @@ impl PodEnv {
             },
             || state(s),
         )
+    }
+}
+
+impl Drop for PodEnv {
+    fn drop(&mut self) {
+        self.server.kill();
+        for (pid, cgroup) in self.sandboxes() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let data_dir = self.server.data_dir.to_string_lossy().into_owned();
+            if String::from_utf8_lossy(&cmdline).contains(&data_dir) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                // Wait for it to go so its cgroup can be removed.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if let Some(cgroup) = cgroup {
+                for controller in ["cpu", "cpuacct", "memory", "pids", ""] {
+                    let _ = std::fs::remove_dir(
+                        Path::new("/sys/fs/cgroup").join(controller).join(&cgroup),
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,142 @@
+//! The run loop: start the container (or carry on with an adopted one), wait for it to
+//! end or for the pod's deletion, record the exit (`OOMKilled` from the cgroup) and act
+//! on `restartPolicy`: restart at once the first time, then after the kubelet's back-off
+//! (`CrashLoopBackOff` meanwhile), or end the pod Succeeded/Failed.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::start::Started;
+use super::{Backoff, Interrupt, Worker, BACKOFF_RESET};
+use crate::cgroup::PodCgroup;
+use crate::events::Kind;
+use crate::sandbox::{Exit, Sandbox};
+use crate::status::State;
+
+impl Worker {
+    /// Runs the container until the pod is deleted or the agent stops; returns why, and
+    /// the sandbox if one still runs. `adopted` is a sandbox an earlier agent started.
+    pub(super) async fn drive(
+        &mut self,
+        mut adopted: Option<Sandbox>,
+    ) -> (Interrupt, Option<Sandbox>) {
+        if adopted.is_none() {
+            if let Some(i) = self.prepare_address().await {
+                return (i, None);
+            }
+            if let Some(i) = self.prepare_cgroup().await {
+                return (i, None);
+            }
+        }
+        self.oom_seen = self.cgroup.as_ref().map_or(0, PodCgroup::oom_kills);
+        let mut pull_backoff = Backoff::default();
+        let mut crash_backoff = Backoff::default();
+        loop {
+            if let Some(i) = self.deleting() {
+                return (i, adopted);
+            }
+            let (mut sandbox, ended) = match adopted.take() {
+                Some(s) => (s, None),
+                None => match self
+                    .pull_and_start(&mut pull_backoff, &mut crash_backoff)
+                    .await
+                {
+                    Started::Running(s) => (s, None),
+                    Started::Exited(s, exit) => (s, Some(exit)),
+                    Started::Retry => continue,
+                    Started::Interrupted(i, s) => return (i, s),
+                },
+            };
+            let mut exit = match ended {
+                Some(exit) => exit,
+                None => {
+                    let outcome = tokio::select! {
+                        exit = sandbox.wait() => Ok(exit),
+                        i = self.until_deleted() => Err(i),
+                    };
+                    match outcome {
+                        Ok(exit) => exit,
+                        Err(i) => return (i, Some(sandbox)),
+                    }
+                }
+            };
+            let kills = self.cgroup.as_ref().map_or(0, PodCgroup::oom_kills);
+            exit.oom_killed = kills > self.oom_seen;
+            self.oom_seen = kills;
+            if sandbox.launched.elapsed() >= BACKOFF_RESET {
+                crash_backoff.reset();
+            }
+            let Some(pod) = self.pod() else {
+                return (Interrupt::Deleted(None), None);
+            };
+            let cname = self.view.containers[0].name.clone();
+            if let Some(i) = self
+                .exited(&pod, &cname, &sandbox, exit, &mut crash_backoff)
+                .await
+            {
+                return (i, None);
+            }
+        }
+    }
+
+    /// Records an exit; restarts after the back-off per `restartPolicy`, or waits for
+    /// deletion once the pod has ended. Returns an interrupt when waiting was cut short.
+    pub(super) async fn exited(
+        &mut self,
+        pod: &Pod,
+        cname: &str,
+        sandbox: &Sandbox,
+        exit: Exit,
+        backoff: &mut Backoff,
+    ) -> Option<Interrupt> {
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        let failed = exit.code != 0;
+        let terminated = State::Terminated {
+            exit: exit.clone(),
+            started_at: sandbox.started_at.clone(),
+        };
+        let restart = policy == "Always" || (policy == "OnFailure" && failed);
+        self.container().ready = false;
+        if !restart {
+            self.view.phase = if failed { "Failed" } else { "Succeeded" };
+            self.container().state = terminated;
+            self.write_status().await;
+            return Some(self.wait_for_deletion().await);
+        }
+        let delay = backoff.next_delay();
+        let uid = self.uid.clone();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = self.name.clone();
+        let c = self.container();
+        c.last = Some(terminated);
+        c.restart_count += 1;
+        c.state = if delay.is_zero() {
+            State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            }
+        } else {
+            State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={cname} pod={name}_{ns}({uid})",
+                    delay.as_secs()
+                )),
+            }
+        };
+        self.write_status().await;
+        if !delay.is_zero() {
+            self.event(
+                Some(cname),
+                Kind::Warning,
+                "BackOff",
+                &format!("Back-off restarting failed container {cname} in pod {name}_{ns}({uid})"),
+            )
+            .await;
+        }
+        self.pause(delay).await
+    }
+}

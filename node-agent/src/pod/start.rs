@@ -1,0 +1,297 @@
+//! Getting a container running: the pod's address, its cgroup, the image pull
+//! (`ErrImagePull`, then `ImagePullBackOff` with the kubelet's back-off) and the sandbox,
+//! until it listens (`Running`, ready) or ends first.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Backoff, Interrupt, Worker, BACKOFF_INITIAL, DEFAULT_PORT};
+use crate::cgroup::PodCgroup;
+use crate::events::Kind;
+use crate::sandbox::{self, Exit, Sandbox};
+use crate::sandbox_process::Options;
+use crate::status::{self, Container, State};
+
+/// How an attempt to start the container went.
+pub(super) enum Started {
+    /// It listens: running and ready.
+    Running(Sandbox),
+    /// It ended before it listened.
+    Exited(Sandbox, Exit),
+    /// It could not be started; the back-off has been waited, try again.
+    Retry,
+    /// The pod is being deleted or the agent stops (with the sandbox, if one started).
+    Interrupted(Interrupt, Option<Sandbox>),
+}
+
+/// The container's environment: plain values, and `SPIN_VARIABLE_*` also as Spin
+/// variables, as containerd-shim-spin does.
+fn environment(
+    container: &k8s_openapi::api::core::v1::Container,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut variables = Vec::new();
+    for e in container.env.iter().flatten() {
+        let value = e.value.clone().unwrap_or_default();
+        if let Some(var) = e.name.strip_prefix("SPIN_VARIABLE_") {
+            variables.push(format!("{}={value}", var.to_ascii_lowercase()));
+        }
+        env.push((e.name.clone(), value));
+    }
+    (env, variables)
+}
+
+impl Worker {
+    /// Gives the pod an address from the node's range, retrying with back-off.
+    pub(super) async fn prepare_address(&mut self) -> Option<Interrupt> {
+        let mut backoff = Backoff::default();
+        while self.ip.is_none() {
+            match self.shared.network.allocate().await {
+                Ok(ip) => {
+                    self.ip = Some(ip);
+                    self.view.pod_ip = Some(ip.to_string());
+                }
+                Err(e) => {
+                    let msg = format!("Failed to create pod sandbox: {e}");
+                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &msg)
+                        .await;
+                    let delay = backoff.next_delay().max(Duration::from_secs(1));
+                    if let Some(i) = self.pause(delay).await {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Creates the pod's cgroup with the container's limits. A limit that does not parse
+    /// fails the pod; a machine without usable cgroups runs it unconfined, with a Warning.
+    pub(super) async fn prepare_cgroup(&mut self) -> Option<Interrupt> {
+        let pod = self.pod()?;
+        let container = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())?
+            .clone();
+        let limits = match crate::resources::of(&container) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail(
+                    "InvalidResources",
+                    format!("container {}: {e}", container.name),
+                )
+                .await;
+                return Some(self.wait_for_deletion().await);
+            }
+        };
+        let path = crate::cgroup::path_for(status::qos_class(&pod), &self.uid);
+        match PodCgroup::create(&path, &limits) {
+            Ok(c) => self.cgroup = Some(c),
+            Err(e) => {
+                let msg = format!(
+                    "cgroups are not usable here, so resource limits are not enforced: {e}"
+                );
+                tracing::warn!(pod = %self.name, "{msg}");
+                self.event(None, Kind::Warning, "FailedCgroup", &msg).await;
+            }
+        }
+        None
+    }
+
+    /// Pulls the image and starts the sandbox, waiting until it listens or ends.
+    pub(super) async fn pull_and_start(
+        &mut self,
+        pull_backoff: &mut Backoff,
+        crash_backoff: &mut Backoff,
+    ) -> Started {
+        let Some(pod) = self.pod() else {
+            return Started::Interrupted(Interrupt::Deleted(None), None);
+        };
+        let Some(spec) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .cloned()
+        else {
+            return Started::Interrupted(self.wait_for_deletion().await, None);
+        };
+        let image = spec.image.clone().unwrap_or_default();
+        let cname = spec.name.clone();
+        self.event(
+            Some(&cname),
+            Kind::Normal,
+            "Pulling",
+            &format!("Pulling image {image:?}"),
+        )
+        .await;
+        let pulled = match crate::image::pull(&image, &self.shared.config.cache_dir()).await {
+            Ok(p) => {
+                pull_backoff.reset();
+                p
+            }
+            Err(e) => {
+                let reason = e.reason();
+                self.container().state = State::Waiting {
+                    reason: reason.to_string(),
+                    message: Some(e.to_string()),
+                };
+                self.container().ready = false;
+                self.write_status().await;
+                self.event(Some(&cname), Kind::Warning, "Failed", &e.to_string())
+                    .await;
+                self.event(
+                    Some(&cname),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {reason}"),
+                )
+                .await;
+                let delay = pull_backoff.next_delay().max(BACKOFF_INITIAL);
+                self.container().state = State::Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: Some(format!("Back-off pulling image {image:?}: {e}")),
+                };
+                self.write_status().await;
+                self.event(
+                    Some(&cname),
+                    Kind::Normal,
+                    "BackOff",
+                    &format!("Back-off pulling image {image:?}"),
+                )
+                .await;
+                return match self.pause(delay).await {
+                    Some(i) => Started::Interrupted(i, None),
+                    None => Started::Retry,
+                };
+            }
+        };
+        self.container().image_id = Some(pulled.pinned.clone());
+        self.event(
+            Some(&cname),
+            Kind::Normal,
+            "Pulled",
+            &format!(
+                "Successfully pulled image {image:?} in {}ms",
+                pulled.elapsed.as_millis()
+            ),
+        )
+        .await;
+
+        let port = spec
+            .ports
+            .as_ref()
+            .and_then(|p| p.first())
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .unwrap_or(DEFAULT_PORT);
+        let Some(ip) = self.ip else {
+            return Started::Interrupted(Interrupt::Deleted(None), None);
+        };
+        let mut sandbox =
+            match self.spawn(&pod, &spec, &pulled.pinned, SocketAddr::from((ip, port))) {
+                Ok(s) => s,
+                Err(e) => {
+                    let msg = format!("Error: cannot start the sandbox: {e}");
+                    self.event(Some(&cname), Kind::Warning, "Failed", &msg)
+                        .await;
+                    let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
+                    return match self.pause(delay).await {
+                        Some(i) => Started::Interrupted(i, None),
+                        None => Started::Retry,
+                    };
+                }
+            };
+        self.event(
+            Some(&cname),
+            Kind::Normal,
+            "Created",
+            &format!("Created container {cname}"),
+        )
+        .await;
+        let outcome = tokio::select! {
+            ready = sandbox.ready() => Ok(ready.err()),
+            i = self.until_deleted() => Err(i),
+        };
+        match outcome {
+            Err(i) => Started::Interrupted(i, Some(sandbox)),
+            Ok(Some(exit)) => Started::Exited(sandbox, exit),
+            Ok(None) => {
+                self.event(
+                    Some(&cname),
+                    Kind::Normal,
+                    "Started",
+                    &format!("Started container {cname}"),
+                )
+                .await;
+                let started_at = sandbox.started_at.clone();
+                self.view.phase = "Running";
+                *self.container() = Container {
+                    state: State::Running { started_at },
+                    ready: true,
+                    ..self.view.containers[0].clone()
+                };
+                self.write_status().await;
+                Started::Running(sandbox)
+            }
+        }
+    }
+
+    /// Spawns the sandbox of `spec` serving `app` on `listen`.
+    fn spawn(
+        &self,
+        pod: &Pod,
+        spec: &k8s_openapi::api::core::v1::Container,
+        app: &str,
+        listen: SocketAddr,
+    ) -> std::io::Result<Sandbox> {
+        let config = &self.shared.config;
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let dir = sandbox::dir(&config.data_dir, &self.uid);
+        let (ready_file, termination_log, state_dir) = sandbox::paths(&dir);
+        let (env, variables) = environment(spec);
+        let options = Options {
+            app: app.to_string(),
+            listen,
+            cache_dir: config.cache_dir(),
+            log_file: crate::cri_log::path(
+                &config.pod_log_dir,
+                ns,
+                &self.name,
+                &self.uid,
+                &spec.name,
+                self.view.containers[0].restart_count,
+            ),
+            ready_file,
+            termination_log,
+            env,
+            variables,
+            state_dir,
+            cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
+        };
+        Sandbox::spawn(
+            &config.sandbox_program,
+            &config.sandbox_args,
+            &dir,
+            &options,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_variables_come_from_the_environment() {
+        let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "env": [{"name": "SPIN_VARIABLE_GREETING", "value": "hi"}, {"name": "PLAIN", "value": "x"}],
+        }))
+        .unwrap();
+        let (env, vars) = environment(&c);
+        assert_eq!(vars, vec!["greeting=hi".to_string()]);
+        assert_eq!(env.len(), 2);
+    }
+}
