@@ -509,10 +509,15 @@ impl Scheduler {
             Ok(_) => {
                 tracing::info!(pod = %full_name(pod), node, "pod scheduled");
                 self.queue.remove(uid);
+                // Off the binding path: the next pod need not wait for this Event.
                 let message = format!("Successfully assigned {} to {node}", full_name(pod));
-                self.recorder
-                    .record(pod, "Normal", "Scheduled", "Binding", &message, None)
-                    .await;
+                let recorder = self.recorder.clone();
+                let pod = pod.clone();
+                tokio::spawn(async move {
+                    recorder
+                        .record(&pod, "Normal", "Scheduled", "Binding", &message, None)
+                        .await;
+                });
                 true
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
