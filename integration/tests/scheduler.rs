@@ -206,6 +206,30 @@ async fn a_bare_pod_is_bound_to_the_only_ready_node() {
         event.reporting_component.as_deref(),
         Some("default-scheduler")
     );
+    // A pod with scheduling gates waits until the last gate is removed.
+    create_pod(
+        &client,
+        "gated",
+        json!({"schedulingGates": [{"name": "example.com/wait"}]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gated = get_pod(&client, "gated").await;
+    assert_eq!(node_name(&gated), None);
+    assert_eq!(
+        scheduled_condition(&gated).map(|c| c.1),
+        Some("SchedulingGated".to_string())
+    );
+    server.kubectl(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/schedulingGates"}]"#,
+    ]);
+    assert_eq!(wait_bound(&server, &client, "gated").await, "node-a");
+
     // kubectl shows it as kube-scheduler's: From default-scheduler.
     let described = server.kubectl(&["describe", "pod", "bare"]);
     assert!(
