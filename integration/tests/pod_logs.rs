@@ -18,6 +18,8 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: hello
+  labels:
+    app: hello
 spec:
   nodeName: spinlet-test
   containers:
@@ -193,6 +195,18 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
         assert!(text.contains("line-two"), "{line}");
     }
 
+    // -l (a label selector), --since and --limit-bytes.
+    let selected = s.kubectl(&["logs", "-l", "app=hello"]);
+    assert!(selected.contains("line-two"), "{selected}");
+    let since = s.kubectl(&["logs", "hello", "--since=1h"]);
+    assert!(since.contains("line-one\n"), "{since}");
+    let limited = s.kubectl(&["logs", "hello", "--limit-bytes=5"]);
+    assert_eq!(limited.len(), 5, "{limited:?}");
+    assert!(
+        all.starts_with(&limited),
+        "{limited:?} is the start of {all:?}"
+    );
+
     // -c with a container the pod does not have: 400 naming it.
     let err = s.kubectl_fails(&["logs", "hello", "-c", "nope"], None);
     assert!(
@@ -272,7 +286,28 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
     let seen =
         seen.unwrap_or_else(|| panic!("kubectl logs -f never showed a new line\n{}", state(s)));
     assert!(seen.starts_with("followed-"), "{seen}");
+    // Once kubectl goes away, the relay and the kubelet's follow let go of the
+    // connection to the kubelet.
+    let kubelet_conns = || {
+        let out = env.ns.run(
+            "ss",
+            &[
+                "-tnH",
+                "state",
+                "established",
+                &format!("( sport = :{port} )"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert!(kubelet_conns() >= 1, "the follow's kubelet connection");
     drop(child);
+    wait_or_show(
+        "the follow's kubelet connection to close",
+        Duration::from_secs(60),
+        || (kubelet_conns() == 0).then_some(()),
+        || format!("{} connections", kubelet_conns()),
+    );
 
     // kube-rs: Api::<Pod>::logs with tail_lines.
     let got = in_netns(&env, |client| {
