@@ -495,3 +495,132 @@ fn a_restarted_server_re_adopts_its_sandboxes_and_loses_no_request() {
         "137"
     );
 }
+
+const CONFIGURED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+  labels:
+    app: configured
+spec:
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    resources:
+      limits:
+        memory: 256Mi
+    envFrom:
+    - prefix: CFG_
+      configMapRef:
+        name: settings
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef:
+          name: settings
+          key: greeting
+    - name: TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: creds
+          key: token
+    - name: MISSING_OK
+      valueFrom:
+        configMapKeyRef:
+          name: settings
+          key: nope
+          optional: true
+    - name: POD_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
+    - name: NODE
+      valueFrom:
+        fieldRef:
+          fieldPath: spec.nodeName
+    - name: APP_LABEL
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.labels['app']
+    - name: MEMORY_MI
+      valueFrom:
+        resourceFieldRef:
+          resource: limits.memory
+          divisor: 1Mi
+    - name: COMBINED
+      value: "$(GREETING) and $(NODE), not $$(GREETING)"
+"#;
+
+const SETTINGS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello from a configmap
+  colour: blue
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  token: s3cret
+"#;
+
+#[test]
+fn an_unbound_pod_is_scheduled_and_gets_its_config_maps_secrets_and_downward_api() {
+    let Some(env) = PodEnv::start("env", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    // No nodeName: the scheduler binds it to the node; its ConfigMap does not exist yet.
+    s.kubectl_stdin(&["apply", "-f", "-"], CONFIGURED);
+    let message = wait_or_show(
+        "CreateContainerConfigError",
+        Duration::from_secs(120),
+        || {
+            let reason = pod_field(
+                s,
+                "configured",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            (reason == "CreateContainerConfigError").then(|| {
+                pod_field(
+                    s,
+                    "configured",
+                    "{.status.containerStatuses[0].state.waiting.message}",
+                )
+            })
+        },
+        || state(s),
+    );
+    assert_eq!(message, "configmap \"settings\" not found");
+    assert_eq!(
+        pod_field(s, "configured", "{.spec.nodeName}"),
+        "spinlet-test"
+    );
+
+    // Once they exist, the pod starts with them.
+    s.kubectl_stdin(&["apply", "-f", "-"], SETTINGS);
+    let ip = env.wait_running("configured");
+    let get = |name: &str| {
+        let (code, body) = ns.curl(&format!("http://{ip}/?op=env&name={name}"));
+        assert_eq!(code, 200, "{name}: {body}");
+        body
+    };
+    assert_eq!(get("GREETING"), "hello from a configmap");
+    assert_eq!(get("CFG_colour"), "blue");
+    assert_eq!(get("TOKEN"), "s3cret");
+    assert_eq!(get("POD_IP"), ip);
+    assert_eq!(get("NODE"), "spinlet-test");
+    assert_eq!(get("APP_LABEL"), "configured");
+    assert_eq!(get("MEMORY_MI"), "256");
+    assert_eq!(
+        get("COMBINED"),
+        "hello from a configmap and spinlet-test, not $(GREETING)"
+    );
+    let (code, _) = ns.curl(&format!("http://{ip}/?op=env&name=MISSING_OK"));
+    assert_eq!(code, 404, "an optional missing key sets nothing");
+}

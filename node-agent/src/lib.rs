@@ -12,6 +12,7 @@
 //! - [`pods`]: the watch of the pods bound to this node, one worker per pod;
 //! - [`pod`]: one pod's lifecycle (pull, start, restart with back-off, terminate);
 //! - [`status`]: a pod's status as the kubelet writes it;
+//! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
 //! - [`events`]: Events as the kubelet records them;
 //! - [`image`]: image pulls into the shared content-addressed cache;
 //! - [`network`]: pod addresses from the node's pod range on a local interface;
@@ -32,6 +33,7 @@
 
 pub mod cgroup;
 pub mod cri_log;
+pub mod env;
 pub mod events;
 pub mod image;
 pub mod kubelet_api;
@@ -162,7 +164,16 @@ pub async fn run(
     let kubelet =
         tokio::spawn(kubelet.serve(client.clone(), Arc::new(config.clone()), shutdown.clone()));
     let host_ip = machine.internal_ip;
-    pods::run(client, Arc::new(config), network, host_ip, shutdown.clone()).await;
+    let allocatable = (machine.cpus as u64 * 1000, machine.memory_bytes);
+    pods::run(
+        client,
+        Arc::new(config),
+        network,
+        host_ip,
+        allocatable,
+        shutdown.clone(),
+    )
+    .await;
     let _ = heartbeat.await;
     let _ = node_status.await;
     let _ = kubelet.await;

@@ -64,6 +64,7 @@ pub async fn run(
     config: Arc<AgentConfig>,
     network: Arc<PodNetwork>,
     host_ip: IpAddr,
+    allocatable: (u64, u64),
     shutdown: CancellationToken,
 ) {
     let shared = Arc::new(Shared {
@@ -72,6 +73,7 @@ pub async fn run(
         config: config.clone(),
         network,
         host_ip: host_ip.to_string(),
+        allocatable,
     });
     let pods: Api<Pod> = Api::all(client);
     let selector = format!("spec.nodeName={}", config.node_name);

@@ -62,6 +62,8 @@ pub struct Shared {
     pub recorder: Recorder,
     /// The node's address.
     pub host_ip: String,
+    /// The node's allocatable cpu (millicores) and memory (bytes).
+    pub allocatable: (u64, u64),
 }
 
 /// The kubelet's exponential back-off: the first retry at once, then 10 s doubling up

@@ -1,6 +1,7 @@
 //! Getting a container running: the pod's address, its cgroup, the image pull
-//! (`ErrImagePull`, then `ImagePullBackOff` with the kubelet's back-off) and the sandbox,
-//! until it listens (`Running`, ready) or ends first.
+//! (`ErrImagePull`, then `ImagePullBackOff` with the kubelet's back-off), its environment
+//! (`CreateContainerConfigError` while a ConfigMap or Secret it needs is missing) and the
+//! sandbox, until it listens (`Running`, ready) or ends first.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,9 @@ use crate::sandbox::{self, Exit, Sandbox};
 use crate::sandbox_process::Options;
 use crate::status::{self, Container, State};
 
+/// How soon a container whose ConfigMap or Secret is missing is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(5);
+
 /// How an attempt to start the container went.
 pub(super) enum Started {
     /// It listens: running and ready.
@@ -24,23 +28,6 @@ pub(super) enum Started {
     Retry,
     /// The pod is being deleted or the agent stops (with the sandbox, if one started).
     Interrupted(Interrupt, Option<Sandbox>),
-}
-
-/// The container's environment: plain values, and `SPIN_VARIABLE_*` also as Spin
-/// variables, as containerd-shim-spin does.
-fn environment(
-    container: &k8s_openapi::api::core::v1::Container,
-) -> (Vec<(String, String)>, Vec<String>) {
-    let mut env = Vec::new();
-    let mut variables = Vec::new();
-    for e in container.env.iter().flatten() {
-        let value = e.value.clone().unwrap_or_default();
-        if let Some(var) = e.name.strip_prefix("SPIN_VARIABLE_") {
-            variables.push(format!("{}={value}", var.to_ascii_lowercase()));
-        }
-        env.push((e.name.clone(), value));
-    }
-    (env, variables)
 }
 
 impl Worker {
@@ -180,6 +167,32 @@ impl Worker {
         )
         .await;
 
+        let ctx = crate::env::Context {
+            pod_ip: self.view.pod_ip.as_deref().unwrap_or_default(),
+            host_ip: &self.shared.host_ip,
+            allocatable: self.shared.allocatable,
+        };
+        let environment = match crate::env::build(&self.shared.client, &pod, &spec, &ctx).await {
+            Ok(e) => e,
+            Err(e) => {
+                self.container().state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(e.to_string()),
+                };
+                self.write_status().await;
+                self.event(
+                    Some(&cname),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {e}"),
+                )
+                .await;
+                return match self.pause(CONFIG_RETRY).await {
+                    Some(i) => Started::Interrupted(i, None),
+                    None => Started::Retry,
+                };
+            }
+        };
         let port = spec
             .ports
             .as_ref()
@@ -189,20 +202,25 @@ impl Worker {
         let Some(ip) = self.ip else {
             return Started::Interrupted(Interrupt::Deleted(None), None);
         };
-        let mut sandbox =
-            match self.spawn(&pod, &spec, &pulled.pinned, SocketAddr::from((ip, port))) {
-                Ok(s) => s,
-                Err(e) => {
-                    let msg = format!("Error: cannot start the sandbox: {e}");
-                    self.event(Some(&cname), Kind::Warning, "Failed", &msg)
-                        .await;
-                    let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
-                    return match self.pause(delay).await {
-                        Some(i) => Started::Interrupted(i, None),
-                        None => Started::Retry,
-                    };
-                }
-            };
+        let mut sandbox = match self.spawn(
+            &pod,
+            &spec,
+            &pulled.pinned,
+            SocketAddr::from((ip, port)),
+            environment,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = format!("Error: cannot start the sandbox: {e}");
+                self.event(Some(&cname), Kind::Warning, "Failed", &msg)
+                    .await;
+                let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
+                return match self.pause(delay).await {
+                    Some(i) => Started::Interrupted(i, None),
+                    None => Started::Retry,
+                };
+            }
+        };
         self.event(
             Some(&cname),
             Kind::Normal,
@@ -245,12 +263,12 @@ impl Worker {
         spec: &k8s_openapi::api::core::v1::Container,
         app: &str,
         listen: SocketAddr,
+        (env, variables): (Vec<(String, String)>, Vec<String>),
     ) -> std::io::Result<Sandbox> {
         let config = &self.shared.config;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let dir = sandbox::dir(&config.data_dir, &self.uid);
         let (ready_file, termination_log, state_dir) = sandbox::paths(&dir);
-        let (env, variables) = environment(spec);
         let options = Options {
             app: app.to_string(),
             listen,
@@ -276,22 +294,5 @@ impl Worker {
             &dir,
             &options,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spin_variables_come_from_the_environment() {
-        let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(serde_json::json!({
-            "name": "c",
-            "env": [{"name": "SPIN_VARIABLE_GREETING", "value": "hi"}, {"name": "PLAIN", "value": "x"}],
-        }))
-        .unwrap();
-        let (env, vars) = environment(&c);
-        assert_eq!(vars, vec!["greeting=hi".to_string()]);
-        assert_eq!(env.len(), 2);
     }
 }

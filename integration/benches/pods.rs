@@ -1,0 +1,226 @@
+//! Pods on the node agent, end to end against the real release server in a network
+//! namespace: how long a pod bound to the node (image cached) takes to be Ready and to
+//! serve its first request, and what each running hello pod costs in memory (PSS of the
+//! agent's share plus its sandbox). The baseline, measured in the same run, is the bare
+//! runtime: `spinlet run <same image>` from spawn to its first 200, which is the floor a
+//! sandbox start cannot beat.
+//!
+//! Run (as root: pod addresses need a network namespace):
+//! `cargo build --release && cargo bench -p integration --bench pods`.
+//! `SPINLET_BENCH_PODS` sets how many pods start and stay running (default 50).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::pods::{PodEnv, HELLO_IMAGE, NODE};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+
+/// One HTTP/1.0 GET; whether it answered 200.
+fn get_ok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}
+
+/// Polls `addr` every millisecond until it answers 200.
+fn until_serving(addr: SocketAddr, limit: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if get_ok(addr) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "pods"}},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "app", "image": HELLO_IMAGE}],
+        },
+    }))
+    .expect("pod")
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Proportional set size of `pid` in KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{name:<40} n={:<4} p50={:>7.1} ms  p90={:>7.1} ms  p99={:>7.1} ms  min={:>7.1} ms  max={:>7.1} ms",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.9),
+        percentile(&ms, 0.99),
+        ms.first().copied().unwrap_or(f64::NAN),
+        ms.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+/// `spinlet run <image>` from spawn to its first 200, `n` times.
+fn baseline(env: &PodEnv, n: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let port = 18000 + i as u16;
+        let listen = format!("127.0.0.1:{port}");
+        let cache = env.scratch.path().join("baseline-cache");
+        let start = Instant::now();
+        let mut child = env
+            .ns
+            .cmd(&common::spinlet_bin().to_string_lossy())
+            .args(["run", HELLO_IMAGE, "--listen", &listen, "--cache-dir"])
+            .arg(&cache)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spinlet run");
+        let addr: SocketAddr = listen.parse().expect("addr");
+        let served = until_serving(addr, Duration::from_secs(120));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The first run compiles into the cache; it is the cold start, not the baseline.
+        if let (Some(t), true) = (served, i > 0) {
+            out.push((t - start).as_secs_f64() * 1e3);
+        }
+    }
+    out
+}
+
+fn main() {
+    let count: usize = std::env::var("SPINLET_BENCH_PODS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let Some(env) = PodEnv::start("bench", &[]) else {
+        eprintln!("skipping: needs root for a network namespace");
+        return;
+    };
+    // This thread (and the runtime's threads it starts) join the pods' namespace, where
+    // the server, the registry and the pod addresses are.
+    let netns = std::fs::File::open(format!("/run/netns/{}", env.ns.0)).expect("netns file");
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+
+    let base = baseline(&env, 11);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (to_ready, to_serving, pss) = runtime.block_on(async {
+        let client = env.server.client().await;
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        // Warm-up: the first pod pulls and compiles into the agent's cache.
+        let mut names = vec!["warmup".to_string()];
+        let mut to_ready = Vec::new();
+        let mut to_serving = Vec::new();
+        for i in 0..=count {
+            let name = if i == 0 {
+                "warmup".to_string()
+            } else {
+                format!("bench-{i}")
+            };
+            let fields = format!("metadata.name={name}");
+            let mut events = watcher(pods.clone(), watcher::Config::default().fields(&fields))
+                .applied_objects()
+                .boxed();
+            let start = Instant::now();
+            pods.create(&PostParams::default(), &pod(&name))
+                .await
+                .expect("create pod");
+            let mut ready_at = None;
+            let mut ip = None;
+            while let Some(Ok(p)) = events.next().await {
+                if ready(&p) {
+                    ready_at = Some(Instant::now());
+                    ip = p.status.and_then(|s| s.pod_ip);
+                    break;
+                }
+            }
+            let ip = ip.expect("a ready pod has an IP");
+            let addr: SocketAddr = format!("{ip}:80").parse().expect("pod addr");
+            let serving = until_serving(addr, Duration::from_secs(60)).expect("pod serves");
+            if i > 0 {
+                names.push(name);
+                to_ready.push((ready_at.expect("ready") - start).as_secs_f64() * 1e3);
+                to_serving.push((serving - start).as_secs_f64() * 1e3);
+            }
+        }
+        // Memory of the running pods: every sandbox's PSS, plus the whole server's
+        // (API server, controllers and agent) spread over the pods.
+        let sandboxes = env.server.data_dir.join("agent/sandboxes");
+        let mut sandbox_kib = Vec::new();
+        for entry in std::fs::read_dir(&sandboxes)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let pid = std::fs::read_to_string(entry.path().join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(kib) = pid.and_then(pss_kib) {
+                sandbox_kib.push(kib as f64);
+            }
+        }
+        let server_kib = env.server.pid().and_then(pss_kib).unwrap_or(0) as f64;
+        for name in &names {
+            let _ = pods.delete(name, &DeleteParams::default()).await;
+        }
+        (to_ready, to_serving, (sandbox_kib, server_kib))
+    });
+    let (sandbox_kib, server_kib) = pss;
+    println!(
+        "machine: {} cores; {count} pods started one after another, each left running",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    summary("baseline: spinlet run → first 200", base);
+    summary("pod create (bound) → Ready", to_ready);
+    summary("pod create (bound) → first 200", to_serving);
+    let n = sandbox_kib.len().max(1) as f64;
+    let mut sorted = sandbox_kib.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "memory: {} sandboxes, PSS per sandbox p50={:.1} MiB max={:.1} MiB; server PSS {:.1} MiB; per pod (sandbox + server share) {:.1} MiB",
+        sandbox_kib.len(),
+        percentile(&sorted, 0.5) / 1024.0,
+        sorted.last().copied().unwrap_or(0.0) / 1024.0,
+        server_kib / 1024.0,
+        (sandbox_kib.iter().sum::<f64>() + server_kib) / n / 1024.0,
+    );
+}
