@@ -624,3 +624,156 @@ fn an_unbound_pod_is_scheduled_and_gets_its_config_maps_secrets_and_downward_api
     let (code, _) = ns.curl(&format!("http://{ip}/?op=env&name=MISSING_OK"));
     assert_eq!(code, 404, "an optional missing key sets nothing");
 }
+
+const PROBED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    ports:
+    - name: web
+      containerPort: 80
+    readinessProbe:
+      httpGet:
+        path: /?op=kv-get&key=ready
+        port: web
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      tcpSocket:
+        port: 80
+      periodSeconds: 1
+"#;
+
+const UNHEALTHY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unhealthy
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    livenessProbe:
+      httpGet:
+        path: /?op=status&code=500
+        port: 80
+      periodSeconds: 1
+      failureThreshold: 2
+"#;
+
+fn events_of(s: &common::Server, pod: &str) -> String {
+    s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ])
+}
+
+#[test]
+fn readiness_probes_drive_ready_and_a_failing_liveness_probe_restarts_the_container() {
+    let Some(env) = PodEnv::start("probes", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    s.kubectl_stdin(&["apply", "-f", "-"], PROBED);
+    s.kubectl_stdin(&["apply", "-f", "-"], UNHEALTHY);
+
+    // Running but not ready while the readiness endpoint answers 404.
+    let ip = wait_or_show(
+        "the probed pod to run, not ready",
+        Duration::from_secs(120),
+        || {
+            (pod_field(s, "probed", "{.status.phase}") == "Running"
+                && events_of(s, "probed").contains(
+                    "Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404",
+                ))
+            .then(|| pod_field(s, "probed", "{.status.podIP}"))
+        },
+        || state(s),
+    );
+    assert_eq!(
+        pod_field(s, "probed", "{.status.containerStatuses[0].ready}"),
+        "false"
+    );
+    assert_eq!(
+        pod_field(
+            s,
+            "probed",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False"
+    );
+
+    // The app becomes ready: READY 1/1; and unready again: 0/1.
+    assert_eq!(
+        ns.curl(&format!("http://{ip}/?op=kv-set&key=ready&value=1"))
+            .0,
+        200
+    );
+    wait_or_show(
+        "ready",
+        Duration::from_secs(60),
+        || {
+            (pod_field(
+                s,
+                "probed",
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            ) == "True")
+                .then_some(())
+        },
+        || state(s),
+    );
+    assert_eq!(
+        ns.curl(&format!("http://{ip}/?op=kv-delete&key=ready")).0,
+        200
+    );
+    wait_or_show(
+        "unready",
+        Duration::from_secs(60),
+        || {
+            (pod_field(s, "probed", "{.status.containerStatuses[0].ready}") == "false")
+                .then_some(())
+        },
+        || state(s),
+    );
+    assert_eq!(
+        pod_field(s, "probed", "{.status.containerStatuses[0].restartCount}"),
+        "0",
+        "readiness never restarts"
+    );
+
+    // Liveness failing twice in a row: Unhealthy, Killing, restarted.
+    wait_or_show(
+        "the liveness restart",
+        Duration::from_secs(120),
+        || {
+            let restarts: u32 = pod_field(
+                s,
+                "unhealthy",
+                "{.status.containerStatuses[0].restartCount}",
+            )
+            .parse()
+            .unwrap_or(0);
+            (restarts >= 1).then_some(())
+        },
+        || state(s),
+    );
+    let events = events_of(s, "unhealthy");
+    assert!(
+        events.contains("Unhealthy: Liveness probe failed: HTTP probe failed with statuscode: 500"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container app failed liveness probe, will be restarted"),
+        "{events}"
+    );
+}

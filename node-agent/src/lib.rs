@@ -11,6 +11,7 @@
 //! - [`lease`]: the node's heartbeat Lease in `kube-node-lease`;
 //! - [`pods`]: the watch of the pods bound to this node, one worker per pod;
 //! - [`pod`]: one pod's lifecycle (pull, start, restart with back-off, terminate);
+//! - [`probe`]: startup, readiness and liveness probes (httpGet, tcpSocket);
 //! - [`status`]: a pod's status as the kubelet writes it;
 //! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
 //! - [`events`]: Events as the kubelet records them;
@@ -43,6 +44,7 @@ pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pods;
+pub mod probe;
 pub mod resources;
 pub mod sandbox;
 pub mod sandbox_process;

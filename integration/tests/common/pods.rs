@@ -173,6 +173,7 @@ route = "/..."
 component = "hello"
 [component.hello]
 source = "{}"
+key_value_stores = ["default"]
 [component.hello.variables]
 greeting = "{{{{ greeting }}}}"
 "#,

@@ -1,5 +1,7 @@
-//! The run loop: start the container (or carry on with an adopted one), wait for it to
-//! end or for the pod's deletion, record the exit (`OOMKilled` from the cgroup) and act
+//! The run loop: start the container (or carry on with an adopted one), probe it
+//! (readiness drives Ready; a failed liveness or startup probe restarts it, with
+//! `Unhealthy` and `Killing` events), wait for it to end or for the pod's deletion,
+//! record the exit (`OOMKilled` from the cgroup) and act
 //! on `restartPolicy`: restart at once the first time, then after the kubelet's back-off
 //! (`CrashLoopBackOff` meanwhile), or end the pod Succeeded/Failed.
 
@@ -9,6 +11,7 @@ use super::start::Started;
 use super::{Backoff, Interrupt, Worker, BACKOFF_RESET};
 use crate::cgroup::PodCgroup;
 use crate::events::Kind;
+use crate::probe::{Prober, Report};
 use crate::sandbox::{Exit, Sandbox};
 use crate::status::State;
 
@@ -48,16 +51,10 @@ impl Worker {
             };
             let mut exit = match ended {
                 Some(exit) => exit,
-                None => {
-                    let outcome = tokio::select! {
-                        exit = sandbox.wait() => Ok(exit),
-                        i = self.until_deleted() => Err(i),
-                    };
-                    match outcome {
-                        Ok(exit) => exit,
-                        Err(i) => return (i, Some(sandbox)),
-                    }
-                }
+                None => match self.watch_running(&mut sandbox).await {
+                    Ok(exit) => exit,
+                    Err(i) => return (i, Some(sandbox)),
+                },
             };
             let kills = self.cgroup.as_ref().map_or(0, PodCgroup::oom_kills);
             exit.oom_killed = kills > self.oom_seen;
@@ -80,6 +77,69 @@ impl Worker {
 
     /// Records an exit; restarts after the back-off per `restartPolicy`, or waits for
     /// deletion once the pod has ended. Returns an interrupt when waiting was cut short.
+    /// Waits for a running container to end (or be ended by a failed liveness or
+    /// startup probe), or for the pod's deletion; acts on its probes meanwhile.
+    async fn watch_running(&mut self, sandbox: &mut Sandbox) -> Result<Exit, Interrupt> {
+        let spec = self
+            .pod()
+            .and_then(|p| p.spec.as_ref().and_then(|s| s.containers.first()).cloned());
+        let (_prober, mut reports) = match (spec, self.ip) {
+            (Some(spec), Some(ip)) => {
+                let (prober, rx) = Prober::start(spec, ip.into());
+                (Some(prober), rx)
+            }
+            _ => (None, tokio::sync::mpsc::channel(1).1),
+        };
+        let cname = self.view.containers[0].name.clone();
+        loop {
+            enum Next {
+                Exit(Exit),
+                Deleted(Interrupt),
+                Report(Option<Report>),
+            }
+            let next = tokio::select! {
+                exit = sandbox.wait() => Next::Exit(exit),
+                i = self.until_deleted() => Next::Deleted(i),
+                r = reports.recv() => Next::Report(r),
+            };
+            match next {
+                Next::Exit(exit) => return Ok(exit),
+                Next::Deleted(i) => return Err(i),
+                // The prober has nothing more to say (no probes, or done).
+                Next::Report(None) => {
+                    let outcome = tokio::select! {
+                        exit = sandbox.wait() => Ok(exit),
+                        i = self.until_deleted() => Err(i),
+                    };
+                    return outcome;
+                }
+                Next::Report(Some(Report::Failed(kind, message))) => {
+                    let msg = format!("{} probe failed: {message}", kind.name());
+                    self.event(Some(&cname), Kind::Warning, "Unhealthy", &msg)
+                        .await;
+                }
+                Next::Report(Some(Report::Ready(ready))) => {
+                    if self.container().ready != ready {
+                        self.container().ready = ready;
+                        self.write_status().await;
+                    }
+                }
+                Next::Report(Some(Report::Kill(kind))) => {
+                    let msg = format!(
+                        "Container {cname} failed {} probe, will be restarted",
+                        kind.name().to_ascii_lowercase()
+                    );
+                    self.event(Some(&cname), Kind::Normal, "Killing", &msg)
+                        .await;
+                    let grace = self
+                        .pod()
+                        .map_or(super::DEFAULT_GRACE, |p| super::grace_of(&p));
+                    return Ok(sandbox.stop(grace).await);
+                }
+            }
+        }
+    }
+
     pub(super) async fn exited(
         &mut self,
         pod: &Pod,

@@ -247,7 +247,7 @@ impl Worker {
                 self.view.phase = "Running";
                 *self.container() = Container {
                     state: State::Running { started_at },
-                    ready: true,
+                    ready: !crate::probe::gates_readiness(&spec),
                     ..self.view.containers[0].clone()
                 };
                 self.write_status().await;
