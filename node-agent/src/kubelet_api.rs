@@ -1,7 +1,8 @@
 //! The kubelet API: an HTTPS server on the kubelet port (10250) that the API server
 //! proxies `pods/log` and `nodes/proxy` to. Routes: `GET /healthz`, `GET /pods` (the pods
 //! bound to this node), `GET /containerLogs/{ns}/{pod}/{container}` with the kubelet's
-//! query parameters ([`logs`]), and `GET /stats/summary` ([`stats`]).
+//! query parameters ([`logs`]), `GET /stats/summary` and `GET /metrics/resource`
+//! ([`stats`]).
 //!
 //! TLS as a kubelet given no serving certificate: a self-signed one made at start.
 //! Clients authenticate with a certificate chaining to the cluster CA
@@ -235,6 +236,22 @@ impl State {
                     Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
+            ["metrics", "resource"] => match stats::summary(&self.client, &self.config).await {
+                Ok(v) => {
+                    let mut r = text(
+                        StatusCode::OK,
+                        stats::render_metrics(&v, jiff::Timestamp::now().as_millisecond()),
+                    );
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static(
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
+                    );
+                    r
+                }
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
             _ => text(StatusCode::NOT_FOUND, "404 page not found"),
         }
     }

@@ -1,5 +1,6 @@
 //! `/stats/summary`: the node's and each running pod's cpu and memory, as the kubelet's
-//! Summary API shapes them (`stats/v1alpha1`), read from /proc: the node from
+//! Summary API shapes them (`stats/v1alpha1`), and `/metrics/resource`, the same figures
+//! in the Prometheus text format metrics-server scrapes. Read from /proc: the node from
 //! `/proc/stat` and `/proc/meminfo`, a pod from its sandbox process
 //! (`<agent dir>/sandboxes/<uid>/pid` → `/proc/<pid>/stat` and `status`). Only figures
 //! read from one sample are given: cumulative cpu time, not a rate (`usageNanoCores`
@@ -140,9 +141,140 @@ pub async fn summary(client: &kube::Client, config: &AgentConfig) -> Result<Valu
     }))
 }
 
+/// `/metrics/resource` from a summary: the kubelet's stable resource metrics
+/// (`node_*`, `pod_*`, `container_*` cpu seconds and working set), stamped `now_ms`.
+pub fn render_metrics(summary: &Value, now_ms: i64) -> String {
+    let mut out = String::new();
+    let secs = |v: &Value| v.as_u64().map(|n| n as f64 / 1e9);
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        out.push_str(&format!(
+            "# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}\n"
+        ));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value} {now_ms}\n"));
+        }
+    };
+    let node = &summary["node"];
+    let pods: Vec<&Value> = summary["pods"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let pod_labels = |p: &Value| {
+        format!(
+            "{{namespace={:?},pod={:?}}}",
+            p["podRef"]["namespace"].as_str().unwrap_or(""),
+            p["podRef"]["name"].as_str().unwrap_or("")
+        )
+    };
+    let container_samples = |field: &str, key: &str, scale: bool| -> Vec<(String, f64)> {
+        pods.iter()
+            .flat_map(|p| {
+                p["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(move |c| {
+                        let v = &c[field][key];
+                        let value = if scale { secs(v)? } else { v.as_u64()? as f64 };
+                        Some((
+                            format!(
+                                "{{container={:?},namespace={:?},pod={:?}}}",
+                                c["name"].as_str().unwrap_or(""),
+                                p["podRef"]["namespace"].as_str().unwrap_or(""),
+                                p["podRef"]["name"].as_str().unwrap_or("")
+                            ),
+                            value,
+                        ))
+                    })
+            })
+            .collect()
+    };
+    let pod_samples = |field: &str, key: &str, scale: bool| -> Vec<(String, f64)> {
+        pods.iter()
+            .filter_map(|p| {
+                let v = &p[field][key];
+                let value = if scale { secs(v)? } else { v.as_u64()? as f64 };
+                Some((pod_labels(p), value))
+            })
+            .collect()
+    };
+    family(
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+        container_samples("cpu", "usageCoreNanoSeconds", true),
+    );
+    family(
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the container in bytes",
+        container_samples("memory", "workingSetBytes", false),
+    );
+    family(
+        "node_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the node in core-seconds",
+        secs(&node["cpu"]["usageCoreNanoSeconds"])
+            .map(|v| (String::new(), v))
+            .into_iter()
+            .collect(),
+    );
+    family(
+        "node_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the node in bytes",
+        node["memory"]["workingSetBytes"]
+            .as_u64()
+            .map(|v| (String::new(), v as f64))
+            .into_iter()
+            .collect(),
+    );
+    family(
+        "pod_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the pod in core-seconds",
+        pod_samples("cpu", "usageCoreNanoSeconds", true),
+    );
+    family(
+        "pod_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the pod in bytes",
+        pod_samples("memory", "workingSetBytes", false),
+    );
+    out.push_str(
+        "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE resource_scrape_error gauge\nresource_scrape_error 0\n",
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_render_the_summary() {
+        let summary = json!({
+            "node": {"cpu": {"usageCoreNanoSeconds": 2_500_000_000u64}, "memory": {"workingSetBytes": 1024}},
+            "pods": [{
+                "podRef": {"name": "p", "namespace": "ns"},
+                "cpu": {"usageCoreNanoSeconds": 10_000_000u64},
+                "memory": {"workingSetBytes": 2048},
+                "containers": [{"name": "app", "cpu": {"usageCoreNanoSeconds": 10_000_000u64}, "memory": {"workingSetBytes": 2048}}],
+            }],
+        });
+        let text = render_metrics(&summary, 7);
+        for line in [
+            "node_cpu_usage_seconds_total 2.5 7",
+            "node_memory_working_set_bytes 1024 7",
+            "pod_cpu_usage_seconds_total{namespace=\"ns\",pod=\"p\"} 0.01 7",
+            "pod_memory_working_set_bytes{namespace=\"ns\",pod=\"p\"} 2048 7",
+            "container_memory_working_set_bytes{container=\"app\",namespace=\"ns\",pod=\"p\"} 2048 7",
+            "# TYPE container_cpu_usage_seconds_total counter",
+            "resource_scrape_error 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn proc_figures_parse() {
