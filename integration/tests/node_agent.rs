@@ -777,3 +777,116 @@ fn readiness_probes_drive_ready_and_a_failing_liveness_probe_restarts_the_contai
         "{events}"
     );
 }
+
+const MOUNTED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: mounted
+  labels:
+    tier: web
+spec:
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    volumeMounts:
+    - {name: cfg, mountPath: /config}
+    - {name: sec, mountPath: /secret}
+    - {name: scratch, mountPath: /scratch}
+    - {name: info, mountPath: /info}
+    - {name: host, mountPath: /host, readOnly: true}
+  volumes:
+  - name: cfg
+    configMap:
+      name: files
+  - name: sec
+    secret:
+      secretName: keys
+      items:
+      - {key: token, path: nested/token.txt}
+  - name: scratch
+    emptyDir: {}
+  - name: info
+    downwardAPI:
+      items:
+      - path: name
+        fieldRef: {fieldPath: metadata.name}
+      - path: labels
+        fieldRef: {fieldPath: metadata.labels}
+  - name: host
+    hostPath:
+      path: HOST_DIR
+      type: DirectoryOrCreate
+"#;
+
+const FILES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: files
+data:
+  greeting: first version
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: keys
+stringData:
+  token: s3cret-file
+"#;
+
+#[test]
+fn volumes_are_mounted_as_preopens_and_follow_their_config_map() {
+    let Some(env) = PodEnv::start("volumes", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    let host_dir = env.scratch.path().join("host-volume");
+    let manifest = MOUNTED.replace("HOST_DIR", &host_dir.to_string_lossy());
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    // The ConfigMap does not exist yet: FailedMount, and no start.
+    wait_or_show(
+        "FailedMount",
+        Duration::from_secs(60),
+        || {
+            events_of(s, "mounted")
+                .contains("FailedMount: MountVolume.SetUp failed for volume \"cfg\" : configmap \"files\" not found")
+                .then_some(())
+        },
+        || state(s),
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], FILES);
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    std::fs::write(host_dir.join("from-host"), "host file").expect("host file");
+    let ip = env.wait_running("mounted");
+    let read = |path: &str| ns.curl(&format!("http://{ip}/?op=read&path={path}"));
+    assert_eq!(read("/config/greeting"), (200, "first version".to_string()));
+    assert_eq!(
+        read("/secret/nested/token.txt"),
+        (200, "s3cret-file".to_string())
+    );
+    assert_eq!(read("/info/name"), (200, "mounted".to_string()));
+    assert_eq!(read("/info/labels"), (200, "tier=\"web\"\n".to_string()));
+    assert_eq!(read("/host/from-host"), (200, "host file".to_string()));
+    let write = |path: &str| ns.curl(&format!("http://{ip}/?op=write&path={path}")).0;
+    assert_eq!(write("/scratch/new"), 200, "emptyDir is writable");
+    assert_eq!(read("/scratch/new").0, 200);
+    assert_ne!(write("/config/new"), 200, "configMap volumes are read-only");
+    assert_ne!(write("/host/new"), 200, "readOnly mounts are read-only");
+    assert!(!host_dir.join("new").exists());
+
+    // A change to the ConfigMap reaches the running pod.
+    s.kubectl(&[
+        "patch",
+        "configmap",
+        "files",
+        "-p",
+        r#"{"data":{"greeting":"second version"}}"#,
+    ]);
+    wait_or_show(
+        "the updated file",
+        Duration::from_secs(60),
+        || (read("/config/greeting").1 == "second version").then_some(()),
+        || state(s),
+    );
+}

@@ -13,6 +13,7 @@
 //! - [`pod`]: one pod's lifecycle (pull, start, restart with back-off, terminate);
 //! - [`probe`]: startup, readiness and liveness probes (httpGet, tcpSocket);
 //! - [`status`]: a pod's status as the kubelet writes it;
+//! - [`volumes`]: a pod's volumes on the host, mounted as WASI preopens;
 //! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
 //! - [`events`]: Events as the kubelet records them;
 //! - [`image`]: image pulls into the shared content-addressed cache;
@@ -49,6 +50,7 @@ pub mod resources;
 pub mod sandbox;
 pub mod sandbox_process;
 pub mod status;
+pub mod volumes;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;

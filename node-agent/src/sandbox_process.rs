@@ -38,6 +38,9 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The pod's cgroup (a path in the hierarchy) the sandbox moves itself into first.
     pub cgroup: Option<String>,
+    /// The pod's volumes, preopened in every component.
+    #[serde(default)]
+    pub mounts: Vec<spin_runtime::app::Mount>,
 }
 
 /// Errors that end a sandbox.
@@ -146,6 +149,7 @@ fn serve(options: &Options) -> Result<(), Error> {
         env: options.env.clone(),
         state_dir: Some(options.state_dir.clone()),
         cache_dir: Some(options.cache_dir.clone()),
+        mounts: options.mounts.clone(),
         engine: spin_runtime::engine::EngineOptions::from_env(),
         ..Default::default()
     };

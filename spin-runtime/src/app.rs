@@ -171,6 +171,20 @@ pub struct AppOptions {
     pub reuse: crate::http_p3::Reuse,
     /// Engine settings.
     pub engine: EngineOptions,
+    /// Host directories preopened in every component besides its `files` (a pod's
+    /// volumes).
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory preopened in every component.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may only read.
+    pub read_only: bool,
 }
 
 /// What a route leads to.
@@ -236,6 +250,7 @@ pub enum ComponentHandler {
 pub struct InstanceConfig {
     env: Vec<(String, String)>,
     files: Vec<(PathBuf, String)>,
+    mounts: Vec<Mount>,
     variables: Arc<HashMap<String, String>>,
     key_value: KeyValueCtx,
     sqlite: SqliteCtx,
@@ -251,6 +266,14 @@ impl InstanceConfig {
         wasi.envs(&self.env).inherit_stdout().inherit_stderr();
         for (host, guest) in &self.files {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        for m in &self.mounts {
+            let perms = if m.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&m.host, &m.guest, perms)?;
         }
         let mut limits = StoreLimitsBuilder::new();
         if let Some(max) = self.max_instance_memory {
@@ -571,6 +594,7 @@ pub fn load_manifest(
                 InstanceConfig {
                     env,
                     files,
+                    mounts: options.mounts.clone(),
                     variables: Arc::new(variables),
                     key_value: KeyValueCtx::new(
                         key_value.clone(),

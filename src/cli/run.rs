@@ -119,6 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             idle_timeout: args.idle_instance_timeout,
         },
         engine: EngineOptions::from_env(),
+        mounts: Vec::new(),
     };
     let source = AppSource::parse(&args.app)?;
     let app = spin_runtime::serve::load(&source, &options, args.insecure)?;

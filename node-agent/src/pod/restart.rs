@@ -12,7 +12,11 @@ use super::{Backoff, Interrupt, Worker, BACKOFF_RESET};
 use crate::cgroup::PodCgroup;
 use crate::events::Kind;
 use crate::probe::{Prober, Report};
-use crate::sandbox::{Exit, Sandbox};
+use crate::sandbox::{self, Exit, Sandbox};
+use crate::volumes::Volumes;
+
+/// How often a running pod's API-backed volumes are brought up to date.
+const VOLUME_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::status::State;
 
 impl Worker {
@@ -91,8 +95,12 @@ impl Worker {
             _ => (None, tokio::sync::mpsc::channel(1).1),
         };
         let cname = self.view.containers[0].name.clone();
+        let mut reports_done = false;
+        let mut refresh = tokio::time::interval(VOLUME_REFRESH);
+        refresh.tick().await;
         loop {
             enum Next {
+                Refresh,
                 Exit(Exit),
                 Deleted(Interrupt),
                 Report(Option<Report>),
@@ -100,18 +108,16 @@ impl Worker {
             let next = tokio::select! {
                 exit = sandbox.wait() => Next::Exit(exit),
                 i = self.until_deleted() => Next::Deleted(i),
-                r = reports.recv() => Next::Report(r),
+                r = reports.recv(), if !reports_done => Next::Report(r),
+                _ = refresh.tick() => Next::Refresh,
             };
             match next {
+                Next::Refresh => self.refresh_volumes().await,
                 Next::Exit(exit) => return Ok(exit),
                 Next::Deleted(i) => return Err(i),
                 // The prober has nothing more to say (no probes, or done).
                 Next::Report(None) => {
-                    let outcome = tokio::select! {
-                        exit = sandbox.wait() => Ok(exit),
-                        i = self.until_deleted() => Err(i),
-                    };
-                    return outcome;
+                    reports_done = true;
                 }
                 Next::Report(Some(Report::Failed(kind, message))) => {
                     let msg = format!("{} probe failed: {message}", kind.name());
@@ -137,6 +143,17 @@ impl Worker {
                     return Ok(sandbox.stop(grace).await);
                 }
             }
+        }
+    }
+
+    /// Rewrites the pod's ConfigMap, Secret and downward-API volumes from the API, as
+    /// the kubelet's periodic sync does.
+    async fn refresh_volumes(&self) {
+        let Some(pod) = self.pod() else { return };
+        let volumes = Volumes::new(&sandbox::dir(&self.shared.config.data_dir, &self.uid));
+        let ip = self.view.pod_ip.clone().unwrap_or_default();
+        if let Err(e) = volumes.refresh(&self.shared.client, &pod, &ip).await {
+            tracing::warn!(pod = %self.name, error = %e, "cannot refresh the pod's volumes");
         }
     }
 

@@ -1,7 +1,8 @@
 //! Getting a container running: the pod's address, its cgroup, the image pull
 //! (`ErrImagePull`, then `ImagePullBackOff` with the kubelet's back-off), its environment
-//! (`CreateContainerConfigError` while a ConfigMap or Secret it needs is missing) and the
-//! sandbox, until it listens (`Running`, ready) or ends first.
+//! (`CreateContainerConfigError` while a ConfigMap or Secret it needs is missing), its
+//! volumes (`FailedMount` while they cannot be made) and the sandbox, until it listens
+//! (`Running`, ready) or ends first.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::events::Kind;
 use crate::sandbox::{self, Exit, Sandbox};
 use crate::sandbox_process::Options;
 use crate::status::{self, Container, State};
+use crate::volumes::Volumes;
 
 /// How soon a container whose ConfigMap or Secret is missing is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
@@ -193,6 +195,23 @@ impl Worker {
                 };
             }
         };
+        let volumes = Volumes::new(&sandbox::dir(&self.shared.config.data_dir, &self.uid));
+        let ip_text = self.view.pod_ip.clone().unwrap_or_default();
+        let mounts = match volumes.refresh(&self.shared.client, &pod, &ip_text).await {
+            Ok(()) => volumes.mounts(&pod, &spec),
+            Err(e) => Err(e),
+        };
+        let mounts = match mounts {
+            Ok(m) => m,
+            Err(e) => {
+                self.event(None, Kind::Warning, "FailedMount", &e.to_string())
+                    .await;
+                return match self.pause(CONFIG_RETRY).await {
+                    Some(i) => Started::Interrupted(i, None),
+                    None => Started::Retry,
+                };
+            }
+        };
         let port = spec
             .ports
             .as_ref()
@@ -208,6 +227,7 @@ impl Worker {
             &pulled.pinned,
             SocketAddr::from((ip, port)),
             environment,
+            mounts,
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -264,6 +284,7 @@ impl Worker {
         app: &str,
         listen: SocketAddr,
         (env, variables): (Vec<(String, String)>, Vec<String>),
+        mounts: Vec<spin_runtime::app::Mount>,
     ) -> std::io::Result<Sandbox> {
         let config = &self.shared.config;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -287,6 +308,7 @@ impl Worker {
             variables,
             state_dir,
             cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
+            mounts,
         };
         Sandbox::spawn(
             &config.sandbox_program,
