@@ -387,4 +387,18 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
         pod["memory"]["workingSetBytes"].as_u64().unwrap_or(0) > 0,
         "{pod}"
     );
+    // …and as metrics-server scrapes them.
+    let metrics = s.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/spinlet-test/proxy/metrics/resource",
+    ]);
+    assert!(
+        metrics.contains("pod_memory_working_set_bytes{namespace=\"default\",pod=\"hello\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nnode_cpu_usage_seconds_total "),
+        "{metrics}"
+    );
 }
