@@ -510,3 +510,154 @@ async fn watch_container(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Empty;
+
+    fn ca() -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        (
+            pem.clone(),
+            rcgen::Issuer::from_ca_cert_pem(&pem, key).unwrap(),
+        )
+    }
+
+    fn client_cert(
+        issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, issuer).unwrap();
+        (
+            CertificateDer::from(cert.der().to_vec()),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    }
+
+    #[derive(Debug)]
+    struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// GET `path` on the kubelet API with an optional client certificate: the status,
+    /// or None when the TLS handshake is refused.
+    async fn get(
+        port: u16,
+        path: &str,
+        cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) -> Option<u16> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)));
+        let config = match cert {
+            Some((c, k)) => builder.with_client_auth_cert(vec![c], k).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        Some(send.send_request(req).await.ok()?.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn only_clients_with_a_certificate_from_the_cluster_ca_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, issuer) = ca();
+        let (_, other_issuer) = ca();
+        let mut config = crate::node::tests::config(dir.path());
+        config.kubelet_port = 0;
+        config.client_ca = Some(ca_pem);
+        let listener = Listener::bind(&config).await.unwrap();
+        let port = listener.port();
+        assert_ne!(port, 0);
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(listener.serve(client, Arc::new(config), shutdown.clone()));
+
+        assert_eq!(
+            get(port, "/healthz", Some(client_cert(&issuer))).await,
+            Some(200)
+        );
+        assert_eq!(
+            get(port, "/nope", Some(client_cert(&issuer))).await,
+            Some(404)
+        );
+        assert_eq!(get(port, "/healthz", None).await, Some(401));
+        // A certificate from another CA does not get through the handshake.
+        let other = get(port, "/healthz", Some(client_cert(&other_issuer))).await;
+        assert!(other.is_none() || other == Some(401), "{other:?}");
+        shutdown.cancel();
+        let _ = server.await;
+    }
+}
