@@ -401,4 +401,30 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
         metrics.contains("\nnode_cpu_usage_seconds_total "),
         "{metrics}"
     );
+
+    // A follow ends when its pod is deleted.
+    let mut follow = s.kubectl_cmd();
+    follow
+        .args(["logs", "-f", "hello", "--tail=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = Killed(follow.spawn().expect("kubectl logs -f"));
+    let out = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the follow's first line");
+    assert!(first.contains("after-restart"), "{first}");
+    s.kubectl(&["delete", "pod", "hello", "--wait=false"]);
+    wait_or_show(
+        "kubectl logs -f to end with its pod",
+        Duration::from_secs(120),
+        || child.0.try_wait().ok().flatten().map(|_| ()),
+        || state(s),
+    );
 }
