@@ -890,3 +890,126 @@ fn volumes_are_mounted_as_preopens_and_follow_their_config_map() {
         || state(s),
     );
 }
+
+#[test]
+fn image_pull_secrets_and_pull_policies_are_honoured() {
+    let Some(env) = PodEnv::start("pull", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    // A second registry that wants credentials.
+    let private = env.scratch.path().join("private");
+    std::fs::create_dir_all(&private).expect("dir");
+    let htpasswd = private.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("puller:{}\n", bcrypt::hash("pa55", 4).expect("bcrypt")),
+    )
+    .expect("htpasswd");
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: spinlet-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let _private = common::pods::registry_on(ns, &private, 5001, &auth);
+    // Push there with credentials from a Docker config, as `spin registry push` would.
+    let docker = private.join("docker");
+    std::fs::create_dir_all(&docker).expect("dir");
+    std::fs::write(
+        docker.join("config.json"),
+        r#"{"auths":{"127.0.0.1:5001":{"auth":"cHVsbGVyOnBhNTU="}}}"#,
+    )
+    .expect("docker config");
+    let app = common::pods::hello_app(&private);
+    let push = ns
+        .cmd(&common::spinlet_bin().to_string_lossy())
+        .env("DOCKER_CONFIG", &docker)
+        .arg("push")
+        .arg(&app)
+        .arg("127.0.0.1:5001/private:v1")
+        .output()
+        .expect("push");
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+
+    let pod = |name: &str, image: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra}  containers:\n  - name: app\n    image: {image}\n"
+        )
+    };
+    // Without the secret: the registry's 401 is the pull error.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("nosecret", "127.0.0.1:5001/private:v1", ""),
+    );
+    let message = wait_or_show(
+        "ErrImagePull without credentials",
+        Duration::from_secs(60),
+        || {
+            let m = pod_field(
+                s,
+                "nosecret",
+                "{.status.containerStatuses[0].state.waiting.message}",
+            );
+            m.contains("401").then_some(m)
+        },
+        || state(s),
+    );
+    assert!(message.contains("127.0.0.1:5001"), "{message}");
+    // With a dockerconfigjson secret: it runs.
+    s.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server=127.0.0.1:5001",
+        "--docker-username=puller",
+        "--docker-password=pa55",
+    ]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "withsecret",
+            "127.0.0.1:5001/private:v1",
+            "  imagePullSecrets:\n  - name: regcred\n",
+        ),
+    );
+    env.wait_running("withsecret");
+
+    // Never: only the cache. The node has the public image cached once a pod used it.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("never-missing", "127.0.0.1:5000/never-pulled:v1", "").replace(
+            "    image: 127.0.0.1:5000/never-pulled:v1\n",
+            "    image: 127.0.0.1:5000/never-pulled:v1\n    imagePullPolicy: Never\n",
+        ),
+    );
+    wait_or_show(
+        "ErrImageNeverPull",
+        Duration::from_secs(60),
+        || {
+            (pod_field(
+                s,
+                "never-missing",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            ) == "ErrImageNeverPull")
+                .then_some(())
+        },
+        || state(s),
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("cached", common::pods::HELLO_IMAGE, ""),
+    );
+    env.wait_running("cached");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("never-cached", common::pods::HELLO_IMAGE, "").replace(
+            "    image: 127.0.0.1:5000/pod-hello:v1\n",
+            "    image: 127.0.0.1:5000/pod-hello:v1\n    imagePullPolicy: Never\n",
+        ),
+    );
+    env.wait_running("never-cached");
+}

@@ -123,6 +123,9 @@ pub enum Error {
     /// Component files could not be listed or written out.
     #[error(transparent)]
     Files(#[from] crate::files::Error),
+    /// The pull policy forbids the registry and the cache does not have it.
+    #[error("{0} is not in the image cache and the pull policy forbids pulling it")]
+    NotCached(String),
     /// The app uses something push does not support yet.
     #[error("{0}")]
     Unsupported(String),
@@ -353,10 +356,92 @@ pub struct PulledApp {
     pub digest: String,
 }
 
+/// When a pull asks the registry (the kubelet's `imagePullPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Resolve a tag at the registry every time (a digest reference found in the cache
+    /// needs no registry: its content cannot change).
+    #[default]
+    Always,
+    /// Use the cached manifest of a tag when there is one.
+    IfNotPresent,
+    /// Use only the cache; a reference not in it is an error.
+    Never,
+}
+
+/// How a pull may reach the registry.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Talk plain HTTP to a non-loopback registry.
+    pub insecure: bool,
+    /// Credentials for this registry (instead of the Docker config file's).
+    pub credentials: Option<(String, String)>,
+    /// When to ask the registry.
+    pub policy: PullPolicy,
+}
+
 /// Pulls `reference` into the cache under `cache_root` and converts it for loading.
 pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<PulledApp> {
-    let client = RegistryClient::new(reference, insecure, false);
-    let (manifest_bytes, manifest_digest) = client.pull_manifest()?;
+    pull_with(
+        reference,
+        cache_root,
+        &PullOptions {
+            insecure,
+            ..PullOptions::default()
+        },
+    )
+}
+
+/// The cache directory of a manifest named by a tag or (`sha256_...`) a digest.
+fn manifest_dir(cache_root: &Path, reference: &Reference, name: &str) -> PathBuf {
+    cache_root
+        .join("manifests")
+        .join(reference.registry.replace(':', "_"))
+        .join(&reference.repository)
+        .join(name)
+}
+
+/// The cached manifest `reference` names, when `policy` lets the cache answer.
+fn cached_manifest(
+    reference: &Reference,
+    cache_root: &Path,
+    policy: PullPolicy,
+) -> Result<Option<(Vec<u8>, String)>> {
+    if let Some(d) = &reference.digest {
+        let path = manifest_dir(cache_root, reference, &d.replace(':', "_")).join("manifest.json");
+        return Ok(cache::read_verified(&path, d)?.map(|b| (b, d.clone())));
+    }
+    if policy == PullPolicy::Always {
+        return Ok(None);
+    }
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    let path = manifest_dir(cache_root, reference, tag).join("manifest.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let d = digest(&bytes);
+            Ok(Some((bytes, d)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Pulls `reference` as `options` allow into the cache under `cache_root`.
+pub fn pull_with(
+    reference: &Reference,
+    cache_root: &Path,
+    options: &PullOptions,
+) -> Result<PulledApp> {
+    let client = RegistryClient::new(reference, options.insecure, false)
+        .with_credentials(options.credentials.clone());
+    let (manifest_bytes, manifest_digest) =
+        match cached_manifest(reference, cache_root, options.policy)? {
+            Some(cached) => cached,
+            None if options.policy == PullPolicy::Never => {
+                return Err(Error::NotCached(reference.to_string()))
+            }
+            None => client.pull_manifest()?,
+        };
     let not_spin = |message: &str| Error::NotSpinApp {
         reference: reference.to_string(),
         message: message.to_string(),
@@ -414,17 +499,16 @@ pub fn pull(reference: &Reference, cache_root: &Path, insecure: bool) -> Result<
             }
         }
     };
-    let tag = reference
-        .tag
-        .clone()
-        .unwrap_or_else(|| manifest_digest.replace(':', "_"));
-    let dir = cache_root
-        .join("manifests")
-        .join(reference.registry.replace(':', "_"))
-        .join(&reference.repository)
-        .join(tag);
-    write_atomic(&dir.join("manifest.json"), &manifest_bytes)?;
-    write_atomic(&dir.join("config.json"), &locked_bytes)?;
+    // Kept under the digest too, so a reference pinned to it needs no registry again.
+    let by_digest = manifest_dir(cache_root, reference, &manifest_digest.replace(':', "_"));
+    let dir = match &reference.tag {
+        Some(tag) => manifest_dir(cache_root, reference, tag),
+        None => by_digest.clone(),
+    };
+    for d in [&dir, &by_digest] {
+        write_atomic(&d.join("manifest.json"), &manifest_bytes)?;
+        write_atomic(&d.join("config.json"), &locked_bytes)?;
+    }
 
     let locked = LockedApp::from_json(&locked_bytes)?;
     let assets = cache_root

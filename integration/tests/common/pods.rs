@@ -89,11 +89,18 @@ impl Drop for Killed {
 
 /// Starts `docker-registry` on 127.0.0.1:5000 inside `ns`.
 pub fn registry(ns: &Netns, dir: &Path) -> Killed {
+    registry_on(ns, dir, 5000, "")
+}
+
+/// Starts `docker-registry` on 127.0.0.1:`port` inside `ns`, storing under `dir`, with
+/// `extra` top-level YAML (e.g. an `auth:` section); waits until `/v2/` answers.
+pub fn registry_on(ns: &Netns, dir: &Path, port: u16, extra: &str) -> Killed {
+    std::fs::create_dir_all(dir).expect("registry dir");
     let config = dir.join("registry.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             dir.join("registry").display()
         ),
     )
@@ -109,8 +116,9 @@ pub fn registry(ns: &Netns, dir: &Path) -> Killed {
         .spawn()
         .expect("start docker-registry (Debian's docker-registry package)");
     let registry = Killed(child);
+    let url = format!("http://127.0.0.1:{port}/v2/");
     wait_for("the registry", Duration::from_secs(30), || {
-        (ns.curl("http://127.0.0.1:5000/v2/").0 == 200).then_some(())
+        matches!(ns.curl(&url).0, 200 | 401).then_some(())
     });
     registry
 }

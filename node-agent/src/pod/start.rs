@@ -116,47 +116,57 @@ impl Worker {
             &format!("Pulling image {image:?}"),
         )
         .await;
-        let pulled = match crate::image::pull(&image, &self.shared.config.cache_dir()).await {
-            Ok(p) => {
-                pull_backoff.reset();
-                p
-            }
-            Err(e) => {
-                let reason = e.reason();
-                self.container().state = State::Waiting {
-                    reason: reason.to_string(),
-                    message: Some(e.to_string()),
-                };
-                self.container().ready = false;
-                self.write_status().await;
-                self.event(Some(&cname), Kind::Warning, "Failed", &e.to_string())
+        let credentials =
+            crate::image::pull_secret_credentials(&self.shared.client, &pod, &image).await;
+        let policy = crate::image::policy(&spec);
+        let pulled =
+            match crate::image::pull(&image, &self.shared.config.cache_dir(), policy, credentials)
+                .await
+            {
+                Ok(p) => {
+                    pull_backoff.reset();
+                    p
+                }
+                Err(e) => {
+                    let reason = e.reason();
+                    self.container().state = State::Waiting {
+                        reason: reason.to_string(),
+                        message: Some(e.to_string()),
+                    };
+                    self.container().ready = false;
+                    self.write_status().await;
+                    self.event(Some(&cname), Kind::Warning, "Failed", &e.to_string())
+                        .await;
+                    self.event(
+                        Some(&cname),
+                        Kind::Warning,
+                        "Failed",
+                        &format!("Error: {reason}"),
+                    )
                     .await;
-                self.event(
-                    Some(&cname),
-                    Kind::Warning,
-                    "Failed",
-                    &format!("Error: {reason}"),
-                )
-                .await;
-                let delay = pull_backoff.next_delay().max(BACKOFF_INITIAL);
-                self.container().state = State::Waiting {
-                    reason: "ImagePullBackOff".into(),
-                    message: Some(format!("Back-off pulling image {image:?}: {e}")),
-                };
-                self.write_status().await;
-                self.event(
-                    Some(&cname),
-                    Kind::Normal,
-                    "BackOff",
-                    &format!("Back-off pulling image {image:?}"),
-                )
-                .await;
-                return match self.pause(delay).await {
-                    Some(i) => Started::Interrupted(i, None),
-                    None => Started::Retry,
-                };
-            }
-        };
+                    let delay = pull_backoff.next_delay().max(BACKOFF_INITIAL);
+                    // A pull that can succeed later backs off; a bad name or a `Never`
+                    // policy keeps its reason, as the kubelet shows them.
+                    if e.retries() {
+                        self.container().state = State::Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: Some(format!("Back-off pulling image {image:?}: {e}")),
+                        };
+                        self.write_status().await;
+                        self.event(
+                            Some(&cname),
+                            Kind::Normal,
+                            "BackOff",
+                            &format!("Back-off pulling image {image:?}"),
+                        )
+                        .await;
+                    }
+                    return match self.pause(delay).await {
+                        Some(i) => Started::Interrupted(i, None),
+                        None => Started::Retry,
+                    };
+                }
+            };
         self.container().image_id = Some(pulled.pinned.clone());
         self.event(
             Some(&cname),

@@ -66,6 +66,14 @@ struct Reply {
 }
 
 impl RegistryClient {
+    /// Uses `credentials` (when given) instead of the Docker config file's.
+    pub fn with_credentials(mut self, credentials: Option<(String, String)>) -> RegistryClient {
+        if credentials.is_some() {
+            self.credentials = credentials;
+        }
+        self
+    }
+
     /// A client for `reference`; `push` asks for push access.
     pub fn new(reference: &Reference, insecure: bool, push: bool) -> RegistryClient {
         let scheme = if insecure || reference.is_loopback() {
