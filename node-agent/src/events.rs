@@ -2,7 +2,8 @@
 //! containers, by `fieldPath`), from component `kubelet` on this host, with the kubelet's
 //! reasons (Pulling, Pulled, Failed, BackOff, Created, Started, Killing).
 //!
-//! Owns nothing but the Events it writes; a failure to record is logged, never fatal.
+//! Owns nothing but the Events it writes; they are written in the background (a pod's
+//! progress never waits for one), and a failure to record is logged, never fatal.
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, PostParams};
@@ -70,9 +71,14 @@ impl Recorder {
                 return;
             }
         };
+        // Written off the pod's path, as the kubelet's broadcaster does: a pod start does
+        // not wait for its events to be durable.
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(error = %e, reason, pod = name, "cannot record an event");
-        }
+        let (reason, name) = (reason.to_string(), name.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(error = %e, reason, pod = name, "cannot record an event");
+            }
+        });
     }
 }
