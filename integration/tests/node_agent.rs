@@ -151,27 +151,8 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     );
 
     // Killing the sandbox restarts it, and the restart is counted.
-    let pid_file = s.data_dir.join(format!("agent/sandboxes/{uid}/pid"));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("sandbox pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the sandbox");
-    wait_or_show(
-        "the restart",
-        Duration::from_secs(120),
-        || {
-            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
-                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-                .then_some(())
-        },
-        || state(s),
-    );
+    let pid = env.kill_sandbox(&uid);
+    env.wait_restarted("hello", 1);
     assert_eq!(
         pod_field(
             s,
@@ -187,17 +168,8 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     );
 
     // A second crash backs off: CrashLoopBackOff, with a BackOff event.
-    let pid2: i32 = std::fs::read_to_string(&pid_file)
-        .expect("sandbox pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid2 = env.kill_sandbox(&uid);
     assert_ne!(pid, pid2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid2),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the sandbox");
     wait_or_show(
         "CrashLoopBackOff",
         Duration::from_secs(60),
@@ -211,16 +183,7 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
         },
         || state(s),
     );
-    wait_or_show(
-        "the restart after the back-off",
-        Duration::from_secs(120),
-        || {
-            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "2"
-                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-                .then_some(())
-        },
-        || state(s),
-    );
+    env.wait_restarted("hello", 2);
 
     // A missing image: ErrImagePull, then ImagePullBackOff, with the registry's error.
     s.kubectl_stdin(&["apply", "-f", "-"], MISSING);
@@ -405,11 +368,7 @@ fn a_restarted_server_re_adopts_its_sandboxes_and_loses_no_request() {
         "hello",
         "{.status.containerStatuses[0].state.running.startedAt}",
     );
-    let pid_file = env
-        .server
-        .data_dir
-        .join(format!("agent/sandboxes/{uid}/pid"));
-    let pid = std::fs::read_to_string(&pid_file).expect("sandbox pid");
+    let pid = env.sandbox_pid(&uid);
 
     // Requests keep flowing while the server is SIGKILLed and started again.
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -454,7 +413,7 @@ fn a_restarted_server_re_adopts_its_sandboxes_and_loses_no_request() {
 
     // The same sandbox, as the same container run.
     let s = &env.server;
-    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid"), pid);
+    assert_eq!(env.sandbox_pid(&uid), pid);
     assert_eq!(
         pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}"),
         "0"
@@ -470,22 +429,8 @@ fn a_restarted_server_re_adopts_its_sandboxes_and_loses_no_request() {
     assert_eq!(pod_field(s, "hello", "{.status.podIP}"), ip);
 
     // The new agent watches it: a crash is seen and counted.
-    let pid: i32 = pid.trim().parse().expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the sandbox");
-    wait_or_show(
-        "the adopted sandbox's restart",
-        Duration::from_secs(120),
-        || {
-            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
-                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-                .then_some(())
-        },
-        || state(s),
-    );
+    env.kill_sandbox(&uid);
+    env.wait_restarted("hello", 1);
     assert_eq!(
         pod_field(
             s,

@@ -336,26 +336,8 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
         err.contains("previous terminated container \"app\" in pod \"hello\" not found"),
         "{err}"
     );
-    let pid: i32 = std::fs::read_to_string(s.data_dir.join(format!("agent/sandboxes/{uid}/pid")))
-        .expect("sandbox pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the sandbox");
-    wait_or_show(
-        "the restart",
-        Duration::from_secs(120),
-        || {
-            (pod_field(s, "hello", "{.status.containerStatuses[0].restartCount}") == "1"
-                && pod_field(s, "hello", "{.status.containerStatuses[0].ready}") == "true")
-                .then_some(())
-        },
-        || state(s),
-    );
+    env.kill_sandbox(&uid);
+    env.wait_restarted("hello", 1);
     print(&env, &ip, "after-restart");
     let now = logs_until(&env, &["hello"], "the new run's line", |t| {
         t.contains("after-restart\n")

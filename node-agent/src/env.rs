@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::resources::{bytes, millicores};
+use crate::sources::Kind;
 
 /// Why the environment cannot be built (the container's waiting message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,57 +32,36 @@ pub struct Context<'a> {
     pub allocatable: (u64, u64),
 }
 
-/// A ConfigMap's or Secret's data as text.
-async fn source_data(
-    client: &kube::Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-) -> Result<Option<BTreeMap<String, String>>, Error> {
-    let failed = |e: kube::Error| Error(format!("cannot read {kind} {ns}/{name}: {e}"));
-    if kind == "ConfigMap" {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let Some(cm) = api.get_opt(name).await.map_err(failed)? else {
-            return Ok(None);
-        };
-        let mut data = cm.data.unwrap_or_default();
-        for (k, v) in cm.binary_data.unwrap_or_default() {
-            data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-        }
-        Ok(Some(data))
-    } else {
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let Some(secret) = api.get_opt(name).await.map_err(failed)? else {
-            return Ok(None);
-        };
-        let mut data: BTreeMap<String, String> = secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-            .collect();
-        data.extend(secret.string_data.unwrap_or_default());
-        Ok(Some(data))
-    }
-}
-
 /// Fetches each ConfigMap and Secret once per environment build.
 struct Sources<'a> {
     client: &'a kube::Client,
     ns: &'a str,
-    cache: BTreeMap<(String, String), Option<BTreeMap<String, String>>>,
+    cache: BTreeMap<(Kind, String), Option<BTreeMap<String, String>>>,
 }
 
 impl Sources<'_> {
     async fn get(
         &mut self,
-        kind: &str,
+        kind: Kind,
         name: &str,
     ) -> Result<Option<&BTreeMap<String, String>>, Error> {
-        let key = (kind.to_string(), name.to_string());
+        let key = (kind, name.to_string());
         if !self.cache.contains_key(&key) {
-            let data = source_data(self.client, self.ns, kind, name).await?;
-            self.cache.insert(key.clone(), data);
+            let data = crate::sources::data(self.client, self.ns, kind, name)
+                .await
+                .map_err(|e| {
+                    Error(format!(
+                        "cannot read {} {}/{name}: {e}",
+                        kind.name(),
+                        self.ns
+                    ))
+                })?;
+            let text = data.map(|d| {
+                d.into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
+            });
+            self.cache.insert(key.clone(), text);
         }
         Ok(self.cache.get(&key).and_then(Option::as_ref))
     }
@@ -91,7 +70,7 @@ impl Sources<'_> {
     /// missing.
     async fn key(
         &mut self,
-        kind: &str,
+        kind: Kind,
         name: &str,
         key: &str,
         optional: bool,
@@ -99,15 +78,13 @@ impl Sources<'_> {
         let ns = self.ns.to_string();
         match self.get(kind, name).await? {
             None if optional => Ok(None),
-            None => Err(Error(format!(
-                "{} {name:?} not found",
-                kind.to_ascii_lowercase()
-            ))),
+            None => Err(Error(format!("{} {name:?} not found", kind.lower()))),
             Some(data) => match data.get(key) {
                 Some(v) => Ok(Some(v.clone())),
                 None if optional => Ok(None),
                 None => Err(Error(format!(
-                    "couldn't find key {key} in {kind} {ns}/{name}"
+                    "couldn't find key {key} in {} {ns}/{name}",
+                    kind.name()
                 ))),
             },
         }
@@ -261,8 +238,8 @@ pub async fn build(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (kind, name, optional) = match (&from.config_map_ref, &from.secret_ref) {
-            (Some(c), _) => ("ConfigMap", c.name.clone(), c.optional.unwrap_or(false)),
-            (None, Some(s)) => ("Secret", s.name.clone(), s.optional.unwrap_or(false)),
+            (Some(c), _) => (Kind::ConfigMap, c.name.clone(), c.optional.unwrap_or(false)),
+            (None, Some(s)) => (Kind::Secret, s.name.clone(), s.optional.unwrap_or(false)),
             (None, None) => continue,
         };
         match sources.get(kind, &name).await? {
@@ -272,12 +249,7 @@ pub async fn build(
                 }
             }
             None if optional => {}
-            None => {
-                return Err(Error(format!(
-                    "{} {name:?} not found",
-                    kind.to_ascii_lowercase()
-                )))
-            }
+            None => return Err(Error(format!("{} {name:?} not found", kind.lower()))),
         }
     }
     for e in container.env.iter().flatten() {
@@ -286,10 +258,12 @@ pub async fn build(
             Some(from) => {
                 if let Some(r) = &from.config_map_key_ref {
                     let optional = r.optional.unwrap_or(false);
-                    sources.key("ConfigMap", &r.name, &r.key, optional).await?
+                    sources
+                        .key(Kind::ConfigMap, &r.name, &r.key, optional)
+                        .await?
                 } else if let Some(r) = &from.secret_key_ref {
                     let optional = r.optional.unwrap_or(false);
-                    sources.key("Secret", &r.name, &r.key, optional).await?
+                    sources.key(Kind::Secret, &r.name, &r.key, optional).await?
                 } else if let Some(r) = &from.field_ref {
                     Some(field(pod, &r.field_path, ctx)?)
                 } else if let Some(r) = &from.resource_field_ref {

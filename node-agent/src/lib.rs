@@ -12,6 +12,7 @@
 //! - [`pods`]: the watch of the pods bound to this node, one worker per pod;
 //! - [`pod`]: one pod's lifecycle (pull, start, restart with back-off, terminate);
 //! - [`probe`]: startup, readiness and liveness probes (httpGet, tcpSocket);
+//! - [`sources`]: the ConfigMaps and Secrets env and volumes read;
 //! - [`status`]: a pod's status as the kubelet writes it;
 //! - [`volumes`]: a pod's volumes on the host, mounted as WASI preopens;
 //! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
@@ -49,6 +50,7 @@ pub mod probe;
 pub mod resources;
 pub mod sandbox;
 pub mod sandbox_process;
+pub mod sources;
 pub mod status;
 pub mod volumes;
 

@@ -13,11 +13,10 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, KeyToPath, Pod, Secret, Volume, VolumeProjection,
-};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume, VolumeProjection};
 use spin_runtime::app::Mount;
+
+use crate::sources::Kind;
 
 /// Why a volume cannot be set up (the pod's `FailedMount` event).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,8 +72,7 @@ fn select(
                 let v = data.get(&i.key).ok_or_else(|| {
                     err(
                         volume,
-                        format!("configmap references non-existent config key: {}", i.key)
-                            .replace("configmap", what),
+                        format!("{what} references non-existent config key: {}", i.key),
                     )
                 })?;
                 if !safe_relative(&i.path) {
@@ -142,23 +140,15 @@ impl Volumes {
         }
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(cm) = &v.config_map {
+            let source = (Kind::ConfigMap, cm.name.as_str());
             files.extend(
-                config_map_files(client, ns, name, &cm.name, cm.items.as_ref(), cm.optional)
-                    .await?,
+                source_files(client, ns, name, source, cm.items.as_ref(), cm.optional).await?,
             );
         } else if let Some(secret) = &v.secret {
             let secret_name = secret.secret_name.clone().unwrap_or_default();
-            files.extend(
-                secret_files(
-                    client,
-                    ns,
-                    name,
-                    &secret_name,
-                    secret.items.as_ref(),
-                    secret.optional,
-                )
-                .await?,
-            );
+            let source = (Kind::Secret, secret_name.as_str());
+            let (items, optional) = (secret.items.as_ref(), secret.optional);
+            files.extend(source_files(client, ns, name, source, items, optional).await?);
         } else if let Some(d) = &v.downward_api {
             for item in d.items.iter().flatten() {
                 files.push(downward_file(name, pod, item, pod_ip)?);
@@ -219,75 +209,23 @@ impl Volumes {
     }
 }
 
-async fn config_map_files(
+/// The files a ConfigMap or Secret volume source gives.
+async fn source_files(
     client: &kube::Client,
     ns: &str,
     volume: &str,
-    name: &str,
+    (kind, name): (Kind, &str),
     items: Option<&Vec<KeyToPath>>,
     optional: Option<bool>,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api
-        .get_opt(name)
+    let data = crate::sources::data(client, ns, kind, name)
         .await
         .map_err(|e| err(volume, e.to_string()))?;
-    let Some(cm) = cm else {
-        return if optional.unwrap_or(false) {
-            Ok(Vec::new())
-        } else {
-            Err(err(volume, format!("configmap {name:?} not found")))
-        };
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    data.extend(
-        cm.binary_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0)),
-    );
-    select(volume, &data, items, "configmap")
-}
-
-async fn secret_files(
-    client: &kube::Client,
-    ns: &str,
-    volume: &str,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: Option<bool>,
-) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = api
-        .get_opt(name)
-        .await
-        .map_err(|e| err(volume, e.to_string()))?;
-    let Some(secret) = secret else {
-        return if optional.unwrap_or(false) {
-            Ok(Vec::new())
-        } else {
-            Err(err(volume, format!("secret {name:?} not found")))
-        };
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    data.extend(
-        secret
-            .string_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes())),
-    );
-    select(volume, &data, items, "secret")
+    match data {
+        Some(data) => select(volume, &data, items, kind.lower()),
+        None if optional.unwrap_or(false) => Ok(Vec::new()),
+        None => Err(err(volume, format!("{} {name:?} not found", kind.lower()))),
+    }
 }
 
 fn downward_file(
@@ -349,11 +287,12 @@ async fn projection(
     pod_ip: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
     if let Some(cm) = &source.config_map {
-        return config_map_files(client, ns, volume, &cm.name, cm.items.as_ref(), cm.optional)
-            .await;
+        let source = (Kind::ConfigMap, cm.name.as_str());
+        return source_files(client, ns, volume, source, cm.items.as_ref(), cm.optional).await;
     }
     if let Some(s) = &source.secret {
-        return secret_files(client, ns, volume, &s.name, s.items.as_ref(), s.optional).await;
+        let source = (Kind::Secret, s.name.as_str());
+        return source_files(client, ns, volume, source, s.items.as_ref(), s.optional).await;
     }
     if let Some(d) = &source.downward_api {
         return d

@@ -267,6 +267,46 @@ impl PodEnv {
         out
     }
 
+    /// The pid of the sandbox running pod `uid`.
+    pub fn sandbox_pid(&self, uid: &str) -> i32 {
+        let file = self
+            .server
+            .data_dir
+            .join(format!("agent/sandboxes/{uid}/pid"));
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    /// SIGKILLs the sandbox of pod `uid`; returns its pid.
+    pub fn kill_sandbox(&self, uid: &str) -> i32 {
+        let pid = self.sandbox_pid(uid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the sandbox");
+        pid
+    }
+
+    /// Waits until `pod`'s container has restarted `count` times and is ready again.
+    pub fn wait_restarted(&self, pod: &str, count: u32) {
+        let s = &self.server;
+        let count = count.to_string();
+        wait_or_show(
+            &format!("{pod} to restart ({count})"),
+            Duration::from_secs(120),
+            || {
+                (pod_field(s, pod, "{.status.containerStatuses[0].restartCount}") == count
+                    && pod_field(s, pod, "{.status.containerStatuses[0].ready}") == "true")
+                    .then_some(())
+            },
+            || state(s),
+        );
+    }
+
     /// Waits until the pod runs with its container ready; returns its IP.
     pub fn wait_running(&self, pod: &str) -> String {
         let s = &self.server;

@@ -102,6 +102,7 @@ enum Interrupt {
 struct Worker {
     shared: Arc<Shared>,
     pods: Api<Pod>,
+    namespace: String,
     name: String,
     uid: String,
     rx: watch::Receiver<Option<Arc<Pod>>>,
@@ -341,45 +342,26 @@ impl Worker {
             self.shared.network.release(ip).await;
         }
         let _ = std::fs::remove_dir_all(sandbox::dir(&self.shared.config.data_dir, &self.uid));
-        match why {
-            Interrupt::Deleted(Some(_)) => {
-                let ns = self
-                    .pod()
-                    .and_then(|p| p.metadata.namespace.clone())
-                    .unwrap_or_default();
-                let _ = std::fs::remove_dir_all(crate::cri_log::pod_dir(
-                    &self.shared.config.pod_log_dir,
-                    &ns,
-                    &self.name,
-                    &self.uid,
-                ));
-                let dp = DeleteParams {
-                    grace_period_seconds: Some(0),
-                    preconditions: Some(Preconditions {
-                        uid: Some(self.uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                match self.pods.delete(&self.name, &dp).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                    Err(e) => tracing::warn!(pod = %self.name, error = %e, "cannot delete the pod"),
-                }
+        let _ = std::fs::remove_dir_all(crate::cri_log::pod_dir(
+            &self.shared.config.pod_log_dir,
+            &self.namespace,
+            &self.name,
+            &self.uid,
+        ));
+        if let Interrupt::Deleted(Some(_)) = why {
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match self.pods.delete(&self.name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => tracing::warn!(pod = %self.name, error = %e, "cannot delete the pod"),
             }
-            Interrupt::Deleted(None) => {
-                let ns = self
-                    .pod()
-                    .and_then(|p| p.metadata.namespace.clone())
-                    .unwrap_or_default();
-                let _ = std::fs::remove_dir_all(crate::cri_log::pod_dir(
-                    &self.shared.config.pod_log_dir,
-                    &ns,
-                    &self.name,
-                    &self.uid,
-                ));
-            }
-            Interrupt::Shutdown => {}
         }
     }
 }
@@ -429,6 +411,7 @@ pub async fn run(
         .unwrap_or_else(crate::node::now);
     let worker = Worker {
         pods: Api::namespaced(shared.client.clone(), &ns),
+        namespace: ns.clone(),
         view: View {
             phase: "Pending",
             host_ip: shared.host_ip.clone(),

@@ -90,6 +90,14 @@ impl Worker {
         None
     }
 
+    /// Waits `delay` before the next attempt, unless the pod is deleted meanwhile.
+    async fn retry_after(&mut self, delay: Duration) -> Started {
+        match self.pause(delay).await {
+            Some(i) => Started::Interrupted(i, None),
+            None => Started::Retry,
+        }
+    }
+
     /// Pulls the image and starts the sandbox, waiting until it listens or ends.
     pub(super) async fn pull_and_start(
         &mut self,
@@ -161,10 +169,7 @@ impl Worker {
                         )
                         .await;
                     }
-                    return match self.pause(delay).await {
-                        Some(i) => Started::Interrupted(i, None),
-                        None => Started::Retry,
-                    };
+                    return self.retry_after(delay).await;
                 }
             };
         self.container().image_id = Some(pulled.pinned.clone());
@@ -199,10 +204,7 @@ impl Worker {
                     &format!("Error: {e}"),
                 )
                 .await;
-                return match self.pause(CONFIG_RETRY).await {
-                    Some(i) => Started::Interrupted(i, None),
-                    None => Started::Retry,
-                };
+                return self.retry_after(CONFIG_RETRY).await;
             }
         };
         let volumes = Volumes::new(&sandbox::dir(&self.shared.config.data_dir, &self.uid));
@@ -216,10 +218,7 @@ impl Worker {
             Err(e) => {
                 self.event(None, Kind::Warning, "FailedMount", &e.to_string())
                     .await;
-                return match self.pause(CONFIG_RETRY).await {
-                    Some(i) => Started::Interrupted(i, None),
-                    None => Started::Retry,
-                };
+                return self.retry_after(CONFIG_RETRY).await;
             }
         };
         let port = spec
@@ -245,10 +244,7 @@ impl Worker {
                 self.event(Some(&cname), Kind::Warning, "Failed", &msg)
                     .await;
                 let delay = crash_backoff.next_delay().max(BACKOFF_INITIAL);
-                return match self.pause(delay).await {
-                    Some(i) => Started::Interrupted(i, None),
-                    None => Started::Retry,
-                };
+                return self.retry_after(delay).await;
             }
         };
         self.event(
