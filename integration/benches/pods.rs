@@ -8,6 +8,10 @@
 //! Run (as root: pod addresses need a network namespace):
 //! `cargo build --release && cargo bench -p integration --bench pods`.
 //! `SPINLET_BENCH_PODS` sets how many pods start and stay running (default 50).
+//!
+//! With the pods running it also measures the idle CPU of the server and of the
+//! sandboxes over 30 s, and the time a restarted server (SIGKILL, then start) takes to
+//! re-adopt every sandbox.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -129,7 +133,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(50);
-    let Some(env) = PodEnv::start("bench", &[]) else {
+    let Some(mut env) = PodEnv::start("bench", &[]) else {
         eprintln!("skipping: needs root for a network namespace");
         return;
     };
@@ -143,7 +147,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (to_ready, to_serving, pss) = runtime.block_on(async {
+    let (to_ready, to_serving, pss, names) = runtime.block_on(async {
         let client = env.server.client().await;
         let pods: Api<Pod> = Api::namespaced(client, "default");
         // Warm-up: the first pod pulls and compiles into the agent's cache.
@@ -199,12 +203,75 @@ fn main() {
             }
         }
         let server_kib = env.server.pid().and_then(pss_kib).unwrap_or(0) as f64;
+        (to_ready, to_serving, (sandbox_kib, server_kib), names)
+    });
+    let (sandbox_kib, server_kib) = pss;
+
+    // Idle cost with every pod running: the server's CPU (API server, scheduler, agent:
+    // Lease and Node heartbeats, pod workers) and the sandboxes' together, over 30 s.
+    let sandboxes_dir = env.server.data_dir.join("agent/sandboxes");
+    let sandbox_pids = || -> Vec<u32> {
+        std::fs::read_dir(&sandboxes_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
+    };
+    let server_pid = env.server.pid().expect("server pid");
+    let pids = sandbox_pids();
+    let window = Duration::from_secs(30);
+    let (server_before, sandboxes_before) = (
+        cpu_ticks(server_pid),
+        pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>(),
+    );
+    std::thread::sleep(window);
+    let (server_after, sandboxes_after) = (
+        cpu_ticks(server_pid),
+        pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>(),
+    );
+    let percent = |ticks: u64| ticks as f64 / ticks_per_second() / window.as_secs_f64() * 100.0;
+
+    // Re-adoption: SIGKILL the server and start it again; time until every sandbox is
+    // adopted again (the agent logs each).
+    let adopted_before = env
+        .server
+        .log()
+        .matches("re-adopted the pod's sandbox")
+        .count();
+    env.server.kill();
+    let restart = Instant::now();
+    env.server.boot();
+    let api_up = restart.elapsed();
+    let expected = adopted_before + pids.len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env
+        .server
+        .log()
+        .matches("re-adopted the pod's sandbox")
+        .count()
+        < expected
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let all_adopted = restart.elapsed();
+    let adopted = env
+        .server
+        .log()
+        .matches("re-adopted the pod's sandbox")
+        .count()
+        - adopted_before;
+    let same_pids = sandbox_pids().iter().filter(|p| pids.contains(p)).count();
+
+    runtime.block_on(async {
+        let client = env.server.client().await;
+        let pods: Api<Pod> = Api::namespaced(client, "default");
         for name in &names {
             let _ = pods.delete(name, &DeleteParams::default()).await;
         }
-        (to_ready, to_serving, (sandbox_kib, server_kib))
     });
-    let (sandbox_kib, server_kib) = pss;
     println!(
         "machine: {} cores; {count} pods started one after another, each left running",
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -223,4 +290,47 @@ fn main() {
         server_kib / 1024.0,
         (sandbox_kib.iter().sum::<f64>() + server_kib) / n / 1024.0,
     );
+    println!(
+        "idle over {} s with {} pods running: server {:.2} % of a core, all sandboxes {:.2} % ({:.3} % each)",
+        window.as_secs(),
+        pids.len(),
+        percent(server_after - server_before),
+        percent(sandboxes_after - sandboxes_before),
+        percent(sandboxes_after - sandboxes_before) / pids.len().max(1) as f64,
+    );
+    println!(
+        "re-adoption after SIGKILL of the server: API up in {:.0} ms, {adopted}/{} sandboxes adopted in {:.0} ms ({same_pids} kept their pid)",
+        api_up.as_secs_f64() * 1e3,
+        pids.len(),
+        all_adopted.as_secs_f64() * 1e3,
+    );
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }

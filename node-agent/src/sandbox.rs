@@ -257,11 +257,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("spec.json");
         std::fs::write(&spec, "{}").unwrap();
-        // A stand-in process whose command line names the spec, as a sandbox's does.
+        // A stand-in process whose command line names the spec, as a sandbox's does; it
+        // ends (writing its exit code) only once told to, however slow the machine is.
         let mut child = std::process::Command::new("sh")
             .args([
                 "-c",
-                "sleep 0.5; echo 3 > \"$0/exit-code\"",
+                "while [ ! -e \"$0/go\" ]; do sleep 0.02; done; echo 3 > \"$0/exit-code\"",
                 &dir.path().to_string_lossy(),
             ])
             .arg(&spec)
@@ -271,6 +272,7 @@ mod tests {
         // sh's own command line holds the spec path as an argument.
         let mut adopted = Sandbox::adopt(dir.path(), "t".into()).expect("adopted");
         let reaper = std::thread::spawn(move || child.wait());
+        std::fs::write(dir.path().join("go"), "").unwrap();
         let exit = adopted.wait().await;
         let _ = reaper.join();
         assert_eq!(exit.code, 3);
