@@ -170,42 +170,12 @@ fn a_bound_pod_runs_serves_restarts_and_is_deleted_cleanly() {
     // A second crash backs off: CrashLoopBackOff, with a BackOff event.
     let pid2 = env.kill_sandbox(&uid);
     assert_ne!(pid, pid2);
-    wait_or_show(
-        "CrashLoopBackOff",
-        Duration::from_secs(60),
-        || {
-            (pod_field(
-                s,
-                "hello",
-                "{.status.containerStatuses[0].state.waiting.reason}",
-            ) == "CrashLoopBackOff")
-                .then_some(())
-        },
-        || state(s),
-    );
+    env.wait_waiting("hello", "CrashLoopBackOff", Duration::from_secs(60));
     env.wait_restarted("hello", 2);
 
     // A missing image: ErrImagePull, then ImagePullBackOff, with the registry's error.
     s.kubectl_stdin(&["apply", "-f", "-"], MISSING);
-    let message = wait_or_show(
-        "ImagePullBackOff",
-        Duration::from_secs(60),
-        || {
-            let reason = pod_field(
-                s,
-                "missing",
-                "{.status.containerStatuses[0].state.waiting.reason}",
-            );
-            (reason == "ImagePullBackOff").then(|| {
-                pod_field(
-                    s,
-                    "missing",
-                    "{.status.containerStatuses[0].state.waiting.message}",
-                )
-            })
-        },
-        || state(s),
-    );
+    let message = env.wait_waiting("missing", "ImagePullBackOff", Duration::from_secs(60));
     assert!(message.contains("no-such-app"), "{message}");
 
     // Events as the kubelet records them.
@@ -522,24 +492,10 @@ fn an_unbound_pod_is_scheduled_and_gets_its_config_maps_secrets_and_downward_api
     let (s, ns) = (&env.server, &env.ns);
     // No nodeName: the scheduler binds it to the node; its ConfigMap does not exist yet.
     s.kubectl_stdin(&["apply", "-f", "-"], CONFIGURED);
-    let message = wait_or_show(
+    let message = env.wait_waiting(
+        "configured",
         "CreateContainerConfigError",
         Duration::from_secs(120),
-        || {
-            let reason = pod_field(
-                s,
-                "configured",
-                "{.status.containerStatuses[0].state.waiting.reason}",
-            );
-            (reason == "CreateContainerConfigError").then(|| {
-                pod_field(
-                    s,
-                    "configured",
-                    "{.status.containerStatuses[0].state.waiting.message}",
-                )
-            })
-        },
-        || state(s),
     );
     assert_eq!(message, "configmap \"settings\" not found");
     assert_eq!(
@@ -931,18 +887,10 @@ fn image_pull_secrets_and_pull_policies_are_honoured() {
             "    image: 127.0.0.1:5000/never-pulled:v1\n    imagePullPolicy: Never\n",
         ),
     );
-    wait_or_show(
+    env.wait_waiting(
+        "never-missing",
         "ErrImageNeverPull",
         Duration::from_secs(60),
-        || {
-            (pod_field(
-                s,
-                "never-missing",
-                "{.status.containerStatuses[0].state.waiting.reason}",
-            ) == "ErrImageNeverPull")
-                .then_some(())
-        },
-        || state(s),
     );
     s.kubectl_stdin(
         &["apply", "-f", "-"],

@@ -71,17 +71,12 @@ pub fn go_arch() -> &'static str {
     }
 }
 
-/// The address the kernel would use to reach the outside, without sending anything;
-/// loopback when there is no route.
-fn outbound_ip() -> IpAddr {
-    let fallback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") else {
-        return fallback;
-    };
-    if sock.connect("10.255.255.255:9").is_err() {
-        return fallback;
-    }
-    sock.local_addr().map_or(fallback, |a| a.ip())
+/// The address the kernel would use to reach the outside, without sending anything
+/// (`None` when there is no route).
+pub fn outbound_ip() -> Option<IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("10.255.255.255:9").ok()?;
+    sock.local_addr().ok().map(|a| a.ip())
 }
 
 fn disk_size(path: &Path) -> u64 {
@@ -120,7 +115,10 @@ impl Machine {
             machine_id: read_trimmed("/etc/machine-id").unwrap_or_default(),
             arch: go_arch(),
             hostname,
-            internal_ip: config.node_ip.unwrap_or_else(outbound_ip),
+            internal_ip: config
+                .node_ip
+                .or_else(outbound_ip)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         }
     }
 }

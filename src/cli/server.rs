@@ -85,19 +85,6 @@ pub fn default_kubeconfig() -> anyhow::Result<PathBuf> {
     })
 }
 
-fn local_addresses() -> Vec<String> {
-    // The addresses the kernel would use to reach the outside, without sending anything.
-    let mut out = Vec::new();
-    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
-        if sock.connect("10.255.255.255:9").is_ok() {
-            if let Ok(a) = sock.local_addr() {
-                out.push(a.ip().to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Runs the server until a signal.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::cli::init_logging();
@@ -137,7 +124,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let mut sans = args.tls_san.clone();
     sans.push(hostname.clone());
     sans.push(node_name.clone());
-    sans.extend(local_addresses());
+    sans.extend(node_agent::machine::outbound_ip().map(|ip| ip.to_string()));
     if !args.bind_address.is_unspecified() {
         sans.push(args.bind_address.to_string());
     }

@@ -307,6 +307,30 @@ impl PodEnv {
         );
     }
 
+    /// Waits until `pod`'s container waits with `reason`; returns the waiting message.
+    pub fn wait_waiting(&self, pod: &str, reason: &str, limit: Duration) -> String {
+        let s = &self.server;
+        wait_or_show(
+            &format!("{pod} to wait with {reason}"),
+            limit,
+            || {
+                let now = pod_field(
+                    s,
+                    pod,
+                    "{.status.containerStatuses[0].state.waiting.reason}",
+                );
+                (now == reason).then(|| {
+                    pod_field(
+                        s,
+                        pod,
+                        "{.status.containerStatuses[0].state.waiting.message}",
+                    )
+                })
+            },
+            || state(s),
+        )
+    }
+
     /// Waits until the pod runs with its container ready; returns its IP.
     pub fn wait_running(&self, pod: &str) -> String {
         let s = &self.server;
