@@ -31,6 +31,8 @@ pub struct ApiOptions {
     /// The TLS client for kubelets (`pods/log`, `nodes/proxy`; [`crate::kubelet`]);
     /// without it those answer 503.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// In-process admission hooks run on creates and updates ([`crate::admission`]).
+    pub admission: crate::admission::Hooks,
 }
 
 impl Default for ApiOptions {
@@ -40,6 +42,7 @@ impl Default for ApiOptions {
             max_watch: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             kubelet_client: None,
+            admission: crate::admission::Hooks::default(),
         }
     }
 }

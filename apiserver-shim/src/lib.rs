@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod commit;

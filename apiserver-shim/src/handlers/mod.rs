@@ -9,6 +9,8 @@ mod read;
 mod scale;
 mod services;
 #[cfg(test)]
+mod admission_tests;
+#[cfg(test)]
 mod tests;
 mod write;
 

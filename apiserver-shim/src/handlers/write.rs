@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{dry_run, namespaces, services, Ctx};
+use crate::admission::{self, Operation};
 use crate::api::{Api, Call, Reply};
 use crate::crd;
 use crate::decode::{self, FieldValidation};
@@ -92,6 +93,7 @@ pub(super) async fn create_object(
 ) -> ApiResult<(Value, u16)> {
     let mut obj = object::prepare_create(&ctx.r, ctx.namespace.as_deref(), obj)?;
     check_valid(ctx, &obj)?;
+    admit(api, ctx, Operation::Create, None, &mut obj, dry).await?;
     if track {
         ssa::track_update(&ctx.r, &ctx.version, None, &mut obj, &ctx.manager);
     }
@@ -164,11 +166,47 @@ fn check_causes(ctx: &Ctx, obj: &Value, causes: Vec<crate::error::Cause>) -> Api
     ))
 }
 
+/// Runs the server's admission hooks on an object about to be created or updated
+/// (main resource only; subresources are not admitted).
+async fn admit(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    operation: Operation,
+    old: Option<&Value>,
+    obj: &mut Value,
+    dry_run: bool,
+) -> ApiResult<()> {
+    if ctx.subresource.is_some() || api.options.admission.0.is_empty() {
+        return Ok(());
+    }
+    let request = admission::Request {
+        operation,
+        group: &ctx.r.group,
+        kind: &ctx.r.kind,
+        namespace: ctx.namespace.as_deref(),
+        old,
+        dry_run,
+    };
+    admission::admit(&api.options.admission, request, obj).await
+}
+
 /// Reads, decides and writes until the object did not change in between.
 pub(super) async fn guaranteed_update(
     api: &Arc<Api>,
     ctx: &Ctx,
     name: &str,
+    decide: impl Fn(Value) -> ApiResult<Mutation>,
+) -> ApiResult<Written> {
+    update_admitted(api, ctx, name, false, decide).await
+}
+
+/// [`guaranteed_update`] of a user's update (PUT, PATCH): a new object the decision
+/// stores passes the admission hooks first.
+async fn update_admitted(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    name: &str,
+    admitted: bool,
     decide: impl Fn(Value) -> ApiResult<Mutation>,
 ) -> ApiResult<Written> {
     let key = ctx.key(name);
@@ -179,7 +217,16 @@ pub(super) async fn guaranteed_update(
         let read_rv = object::rv_of(&cur).to_string();
         // Decide on the object as served at this request's group and version (objects
         // shared by two groups are stored under one).
-        let mutation = decide(ctx.present(cur))?;
+        let presented = ctx.present(cur);
+        let mutation = if admitted {
+            let mut mutation = decide(presented.clone())?;
+            if let Mutation::Put(new) = &mut mutation {
+                admit(api, ctx, Operation::Update, Some(&presented), new, false).await?;
+            }
+            mutation
+        } else {
+            decide(presented)?
+        };
         let not_found = ctx.not_found(name);
         let result = api
             .store
@@ -267,6 +314,23 @@ fn reply_for(ctx: &Ctx, w: Written) -> Reply {
     }
 }
 
+/// A dry-run update: decided and admitted as a real one, stored nowhere.
+async fn dry_update(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    cur: Value,
+    decide: impl FnOnce(Value) -> ApiResult<Mutation>,
+) -> ApiResult<Reply> {
+    let presented = ctx.present(cur.clone());
+    Ok(match decide(cur)? {
+        Mutation::Put(mut o) => {
+            admit(api, ctx, Operation::Update, Some(&presented), &mut o, true).await?;
+            Reply::ok(ctx.present(o))
+        }
+        _ => Reply::ok(presented),
+    })
+}
+
 /// PUT: replace an object or its status.
 pub(super) async fn update(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let name = ctx.name.clone().unwrap_or_default();
@@ -282,12 +346,9 @@ pub(super) async fn update(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
             .store
             .get(&ctx.key(&name))?
             .ok_or_else(|| ctx.not_found(&name))?;
-        return Ok(match decide_update(ctx, &cur, obj, true)? {
-            Mutation::Put(o) => Reply::ok(ctx.present(o)),
-            _ => Reply::ok(ctx.present(cur)),
-        });
+        return dry_update(api, ctx, cur, |cur| decide_update(ctx, &cur, obj, true)).await;
     }
-    let w = guaranteed_update(api, ctx, &name, |cur| {
+    let w = update_admitted(api, ctx, &name, true, |cur| {
         decide_update(ctx, &cur, obj.clone(), true)
     })
     .await?;
@@ -412,12 +473,9 @@ pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<R
             .store
             .get(&ctx.key(&name))?
             .ok_or_else(|| ctx.not_found(&name))?;
-        return Ok(match decide(cur.clone())? {
-            Mutation::Put(o) => Reply::ok(ctx.present(o)),
-            _ => Reply::ok(ctx.present(cur)),
-        });
+        return dry_update(api, ctx, cur, decide).await;
     }
-    let w = guaranteed_update(api, ctx, &name, decide).await?;
+    let w = update_admitted(api, ctx, &name, true, decide).await?;
     let unknown = unknown_seen.lock().map(|u| u.clone()).unwrap_or_default();
     Ok(reply_for(ctx, w).with_warnings(warnings(mode, &unknown)))
 }
