@@ -33,6 +33,9 @@ pub struct ApiOptions {
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// In-process admission hooks run on creates and updates ([`crate::admission`]).
     pub admission: crate::admission::Hooks,
+    /// CustomResourceDefinitions installed (created, or updated to this content) at
+    /// bootstrap, e.g. `spinlet_types::crds()`.
+    pub crds: Vec<Value>,
 }
 
 impl Default for ApiOptions {
@@ -43,6 +46,7 @@ impl Default for ApiOptions {
             bookmark_interval: Duration::from_secs(60),
             kubelet_client: None,
             admission: crate::admission::Hooks::default(),
+            crds: Vec::new(),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! CustomResourceDefinitions: turning a CRD into a served [`Resource`], marking it
-//! Established, and the SpinApp / SpinAppExecutor CRDs installed on first start under both
-//! `core.spinoperator.dev` (the docs' group) and `core.spinkube.dev` (current
-//! spin-operator).
+//! CustomResourceDefinitions: turning a CRD into a served [`Resource`] (one storage for
+//! CRDs of two groups when one names the other in [`STORAGE_GROUP_ANNOTATION`]) and
+//! marking it Established. Which CRDs exist from the first start is the embedder's choice
+//! (`ApiOptions::crds`; `spinlet server` passes SpinApp and SpinAppExecutor from
+//! `spinlet-types`).
 //!
 //! Only the translation lives here; storing CRDs and their custom resources is the
 //! handlers' job, through the store like any other object.
@@ -16,33 +17,6 @@ use crate::registry::{Resource, ScalePaths};
 /// Annotation on a CRD naming another group whose objects it serves (same kind, same
 /// plural): objects are stored once and presented under either group.
 pub const STORAGE_GROUP_ANNOTATION: &str = "spinlet.dev/storage-group";
-
-/// The groups SpinApp and SpinAppExecutor are served under; the first shares the second's
-/// storage, so an app created under either group is seen under both.
-pub const SPIN_GROUPS: &[&str] = &["core.spinoperator.dev", "core.spinkube.dev"];
-
-const SPINAPP: &str = include_str!("../crds/spinapp.yaml");
-const SPINAPPEXECUTOR: &str = include_str!("../crds/spinappexecutor.yaml");
-
-/// The built-in CRDs, one per kind and group.
-pub fn builtin_crds() -> Vec<Value> {
-    let mut out = Vec::new();
-    for group in SPIN_GROUPS {
-        for text in [SPINAPP, SPINAPPEXECUTOR] {
-            match serde_yaml_ng::from_str::<Value>(&text.replace("GROUP", group)) {
-                Ok(mut v) => {
-                    if *group != SPIN_GROUPS[1] {
-                        v["metadata"]["annotations"] =
-                            json!({ STORAGE_GROUP_ANNOTATION: SPIN_GROUPS[1] });
-                    }
-                    out.push(v)
-                }
-                Err(e) => tracing::error!(error = %e, "embedded CRD does not parse"),
-            }
-        }
-    }
-    out
-}
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
@@ -234,16 +208,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_crds_translate() {
-        let crds = builtin_crds();
+    fn spin_crds_translate() {
+        let crds = spinlet_types::crds();
         assert_eq!(crds.len(), 4);
         for c in &crds {
             let r = resource_from_crd(c).expect("valid");
             assert!(r.namespaced && r.status);
             assert_eq!(r.versions, vec!["v1alpha1".to_string()]);
+            assert_eq!(r.storage_group, "core.spinkube.dev");
         }
         let app = resource_from_crd(&crds[0]).expect("valid");
         assert_eq!(app.kind, "SpinApp");
+        assert_eq!(app.group, "core.spinoperator.dev");
         assert!(app.scale.is_some());
+        assert_eq!(
+            spinlet_types::crds::STORAGE_GROUP_ANNOTATION,
+            STORAGE_GROUP_ANNOTATION
+        );
     }
 }

@@ -74,7 +74,7 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         handlers::ensure(api, ("", "v1", "namespaces"), None, obj, Existing::Keep).await?;
     }
-    for c in crd::builtin_crds() {
+    for c in api.options.crds.iter().cloned() {
         let crds = ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
         handlers::ensure(api, crds, None, c, Existing::Update).await?;
     }

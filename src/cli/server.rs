@@ -149,6 +149,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 apiserver_shim::kubelet::client_config(&pki)
                     .context("configuring the kubelet client")?,
             ),
+            crds: spinlet_types::crds(),
             ..ApiOptions::default()
         },
     );
