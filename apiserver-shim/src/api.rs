@@ -24,6 +24,8 @@ pub const KUBE_VERSION: &str = "v1.32.4";
 pub struct ApiOptions {
     /// The service CIDR cluster IPs come from (first address is the `kubernetes` service).
     pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// The range node ports come from, inclusive (`--service-node-port-range`).
+    pub node_port_range: (u16, u16),
     /// Upper bound on a watch's lifetime.
     pub max_watch: Duration,
     /// How often a watch that asked for bookmarks gets one.
@@ -42,6 +44,7 @@ impl Default for ApiOptions {
     fn default() -> Self {
         ApiOptions {
             service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
+            node_port_range: crate::handlers::DEFAULT_NODE_PORT_RANGE,
             max_watch: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             kubelet_client: None,
@@ -61,6 +64,8 @@ pub struct Api {
     pub options: ApiOptions,
     /// Cluster IPs handed out but maybe not stored yet, so concurrent creates differ.
     pub(crate) recent_cluster_ips: std::sync::Mutex<Vec<std::net::Ipv4Addr>>,
+    /// Node ports handed out but maybe not stored yet.
+    pub(crate) recent_node_ports: std::sync::Mutex<Vec<u16>>,
 }
 
 /// One request, transport-independent.
@@ -169,6 +174,7 @@ impl Api {
             registry: Registry::new(),
             options,
             recent_cluster_ips: std::sync::Mutex::new(Vec::new()),
+            recent_node_ports: std::sync::Mutex::new(Vec::new()),
         })
     }
 

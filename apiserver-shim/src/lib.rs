@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod apiserver_endpoints;
 pub mod auth;
 pub mod commit;
 pub mod crd;
@@ -58,7 +59,7 @@ pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Prepares a store for serving: registers stored CRDs, creates the system namespaces,
-/// the SpinApp/SpinAppExecutor CRDs and the `kubernetes` Service when missing, and
+/// the CRDs of `ApiOptions::crds` and the `kubernetes` Service when missing, and
 /// resumes cleanup of terminating namespaces.
 pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
     let (crds, _) = api

@@ -44,6 +44,14 @@ pub fn name_of(obj: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// `metadata.namespace`, or "".
+pub fn namespace_of(obj: &Value) -> &str {
+    meta(obj)
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 /// `metadata.uid`, or "".
 pub fn uid_of(obj: &Value) -> &str {
     meta(obj)

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::Method;
 use serde_json::{json, Value};
 
+use super::test_fixture;
 use crate::admission::{FieldError, Hook, HookFuture, Hooks, Operation, Rejection, Request};
-use crate::api::{Api, ApiOptions, Call, Reply};
-use crate::request::Query;
-use crate::store::{Store, StoreConfig};
+use crate::api::ApiOptions;
 
 /// ConfigMaps get a `checked` label; a `data.forbidden` key is refused. Every request
 /// seen is recorded as (operation, dry run).
@@ -45,25 +43,19 @@ impl Hook for Recorder {
 }
 
 struct Fixture {
-    api: Arc<Api>,
+    inner: test_fixture::Fixture,
     hook: Arc<Recorder>,
-    _dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
     let hook = Arc::new(Recorder::default());
     let options = ApiOptions {
         admission: Hooks(vec![hook.clone()]),
         ..ApiOptions::default()
     };
-    let api = Api::new(store, options);
-    crate::bootstrap(&api).await.expect("bootstrap");
     Fixture {
-        api,
+        inner: test_fixture::Fixture::new(options).await,
         hook,
-        _dir: dir,
     }
 }
 
@@ -71,25 +63,7 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 impl Fixture {
     async fn call(&self, method: Method, uri: &str, body: Value, ct: &str) -> (u16, Value) {
-        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_str(ct).expect("content type"),
-        );
-        let call = Call {
-            method,
-            path: path.to_string(),
-            query: Query::parse(Some(query)),
-            headers,
-            body: Bytes::from(body.to_string()),
-        };
-        match self.api.handle(call).await {
-            Reply::Json { code, body, .. } => (code, body),
-            Reply::RawJson(b) => (200, serde_json::from_slice(&b).expect("json")),
-            Reply::Text(code, t) => (code, json!(t)),
-            Reply::Stream(_) | Reply::Proxied { .. } => panic!("unexpected stream"),
-        }
+        self.inner.call(method, uri, body, ct).await
     }
 
     async fn get(&self, name: &str) -> (u16, Value) {

@@ -1,6 +1,8 @@
 //! Resource handlers: one module per verb family. This module resolves the request's
 //! resource in the registry and dispatches by method, name and subresource.
 
+#[cfg(test)]
+mod admission_tests;
 mod delete;
 mod namespaces;
 mod pods;
@@ -9,7 +11,9 @@ mod read;
 mod scale;
 mod services;
 #[cfg(test)]
-mod admission_tests;
+mod services_tests;
+#[cfg(test)]
+mod test_fixture;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -28,6 +32,7 @@ use crate::store::ObjectKey;
 pub use namespaces::resume_terminating;
 pub use proxy::node_proxy;
 pub(crate) use read::{matching, selectors};
+pub use services::DEFAULT_NODE_PORT_RANGE;
 
 /// What a resource request addresses, resolved.
 pub(crate) struct Ctx {
@@ -148,6 +153,9 @@ pub enum Existing {
     /// Bring its `spec` and annotations back to the embedded definition (spinlet's own
     /// CRDs, so an upgrade serves the new schema).
     Update,
+    /// Bring every field but `metadata` (labels included) back to the given object (the
+    /// `kubernetes` Service's Endpoints, which follow the server's address).
+    Content,
 }
 
 /// Creates an object through the normal create path unless one of that name exists, in
@@ -175,7 +183,21 @@ pub async fn ensure(
     let name = crate::object::name_of(&obj).to_string();
     if let Some(cur) = api.store.get(&ctx.key(&name))? {
         let same = |p: &str| cur.pointer(p) == obj.pointer(p);
-        if existing == Existing::Keep || (same("/spec") && same("/metadata/annotations")) {
+        let unchanged = match existing {
+            Existing::Keep => true,
+            Existing::Update => same("/spec") && same("/metadata/annotations"),
+            Existing::Content => {
+                let content = |o: &Value| {
+                    let mut o = o.clone();
+                    if let Some(m) = o.as_object_mut() {
+                        m.retain(|k, _| !matches!(k.as_str(), "metadata" | "apiVersion" | "kind"));
+                    }
+                    o
+                };
+                content(&cur) == content(&obj) && same("/metadata/labels")
+            }
+        };
+        if unchanged {
             return Ok(());
         }
         let ctx = Ctx {
@@ -184,6 +206,15 @@ pub async fn ensure(
         };
         write::guaranteed_update(api, &ctx, &name, |cur| {
             let mut next = cur.clone();
+            if existing == Existing::Content {
+                let mut content = obj.clone();
+                content["metadata"] = cur["metadata"].clone();
+                content["metadata"]["labels"] = obj
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                return Ok(crate::store::Mutation::Put(content));
+            }
             next["spec"] = obj.get("spec").cloned().unwrap_or(Value::Null);
             next["metadata"]["annotations"] = obj
                 .pointer("/metadata/annotations")

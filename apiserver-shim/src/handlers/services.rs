@@ -1,8 +1,15 @@
-//! Service cluster IPs: validation of a requested `spec.clusterIP` and allocation of a
-//! free one from the service CIDR (the first address belongs to the `kubernetes` service).
+//! Services' allocated values, as kube-apiserver's Service REST storage handles them: a
+//! cluster IP from the service CIDR ([`cluster_ip`]) and, for `NodePort` and
+//! `LoadBalancer` Services, a node port per port from `--service-node-port-range`
+//! ([`node_ports`]). On update, values the request leaves out are kept (a PUT of a
+//! manifest without `clusterIP` or `nodePort` keeps the ones allocated), a set cluster IP
+//! cannot change, and switching to `ClusterIP` drops the node ports. Values are free when
+//! no stored Service holds them, so a delete releases them; a dry run stores nothing and
+//! so allocates nothing.
 
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
+mod cluster_ip;
+mod node_ports;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -11,90 +18,104 @@ use crate::api::Api;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object;
 
-fn in_cidr(ip: Ipv4Addr, (base, bits): (Ipv4Addr, u8)) -> bool {
-    let mask = if bits == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(bits.min(32)))
-    };
-    (u32::from(ip) & mask) == (u32::from(base) & mask)
+pub use node_ports::DEFAULT_RANGE as DEFAULT_NODE_PORT_RANGE;
+
+/// `spec.type`, defaulted.
+pub(super) fn service_type(svc: &Value) -> &str {
+    svc.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
 }
 
-/// Sets `spec.clusterIP`/`clusterIPs` for a new Service.
-pub(super) fn allocate(api: &Arc<Api>, svc: &mut Value) -> ApiResult<()> {
-    let ty = svc
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP");
-    if ty == "ExternalName" {
-        return Ok(());
+fn invalid(svc: &Value, causes: Vec<Cause>) -> ApiError {
+    ApiError::invalid("", "Service", object::name_of(svc), causes)
+}
+
+/// Values handed out to a write that is not stored yet: concurrent writes do not get
+/// them too. Dropped once the write is stored (or failed); from then on the store says
+/// what is taken.
+#[must_use = "the values are free again once this is dropped"]
+pub(super) struct Reservation {
+    api: Arc<Api>,
+    ip: Option<std::net::Ipv4Addr>,
+    ports: Vec<u16>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut ips = self
+                .api
+                .recent_cluster_ips
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(i) = ips.iter().position(|r| *r == ip) {
+                ips.swap_remove(i);
+            }
+        }
+        let mut ports = self
+            .api
+            .recent_node_ports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ports.retain(|p| !self.ports.contains(p));
     }
-    let cidr = api.options.service_cidr;
-    let requested = svc
+}
+
+/// Allocates a new Service's cluster IP and node ports.
+pub(super) fn allocate(api: &Arc<Api>, svc: &mut Value) -> ApiResult<Reservation> {
+    let mut reservation = Reservation {
+        api: api.clone(),
+        ip: cluster_ip::allocate(api, svc)?,
+        ports: Vec::new(),
+    };
+    reservation.ports = node_ports::allocate(api, None, svc)?;
+    Ok(reservation)
+}
+
+/// Keeps what an update leaves out and allocates what it newly needs.
+pub(super) fn update(api: &Arc<Api>, old: &Value, new: &mut Value) -> ApiResult<Reservation> {
+    let mut reservation = Reservation {
+        api: api.clone(),
+        ip: None,
+        ports: Vec::new(),
+    };
+    let old_type = service_type(old).to_string();
+    let new_type = service_type(new).to_string();
+    let old_ip = old
         .pointer("/spec/clusterIP")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let name = object::name_of(svc).to_string();
-    let (items, _) = api.store.list("", "services", None)?;
-    let mut used: HashSet<Ipv4Addr> = items
-        .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let mut recent = api
-        .recent_cluster_ips
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    used.extend(recent.iter().copied());
-    let ip = match requested.as_str() {
-        "None" => {
-            svc["spec"]["clusterIPs"] = json!(["None"]);
-            return Ok(());
-        }
-        "" => {
-            let base = u32::from(cidr.0);
-            let size = 1u32 << (32 - u32::from(cidr.1.min(31)));
-            (10..size - 1)
-                .map(|i| Ipv4Addr::from(base + i))
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| ApiError::internal("service CIDR exhausted"))?
-        }
-        s => {
-            let invalid = |msg: String| {
-                ApiError::invalid(
-                    "",
-                    "Service",
-                    &name,
+    let new_ip = new
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if new_type != "ExternalName" && old_type != "ExternalName" {
+        match (old_ip.as_str(), new_ip.as_str()) {
+            (_, "") => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("clusterIP".into(), json!(old_ip));
+                    let ips = old.pointer("/spec/clusterIPs").cloned();
+                    spec.insert("clusterIPs".into(), ips.unwrap_or(json!([old_ip])));
+                }
+            }
+            (o, n) if o != n && !o.is_empty() => {
+                return Err(invalid(
+                    new,
                     vec![Cause {
                         reason: "FieldValueInvalid",
-                        message: msg,
-                        field: "spec.clusterIPs".into(),
+                        message: format!("Invalid value: {n:?}: field is immutable"),
+                        field: "spec.clusterIPs[0]".into(),
                     }],
-                )
-            };
-            let ip: Ipv4Addr = s.parse().map_err(|_| {
-                invalid(format!("Invalid value: {s:?}: must be a valid IP address"))
-            })?;
-            if !in_cidr(ip, cidr) {
-                return Err(invalid(format!(
-                    "Invalid value: {s:?}: failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {}/{}",
-                    cidr.0, cidr.1
-                )));
+                ));
             }
-            if used.contains(&ip) {
-                return Err(invalid(format!(
-                    "Invalid value: {s:?}: failed to allocate IP {s}: provided IP is already allocated"
-                )));
-            }
-            ip
+            _ => {}
         }
-    };
-    recent.push(ip);
-    if recent.len() > 64 {
-        recent.remove(0);
+    } else if old_type == "ExternalName" && new_type != "ExternalName" && new_ip.is_empty() {
+        reservation.ip = cluster_ip::allocate(api, new)?;
     }
-    svc["spec"]["clusterIP"] = json!(ip.to_string());
-    svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
-    Ok(())
+    reservation.ports = node_ports::allocate(api, Some(old), new)?;
+    Ok(reservation)
 }

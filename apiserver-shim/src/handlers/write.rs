@@ -100,12 +100,14 @@ pub(super) async fn create_object(
     if let Some(ns) = ctx.namespace.as_deref() {
         namespaces::check_accepting(api, ns)?;
     }
+    // Held until the create is stored or failed.
+    let mut _reserved = None;
     match (ctx.r.group.as_str(), ctx.r.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             crd::resource_from_crd(&obj)?;
             crd::establish(&mut obj);
         }
-        ("", "Service") => services::allocate(api, &mut obj)?,
+        ("", "Service") => _reserved = Some(services::allocate(api, &mut obj)?),
         _ => {}
     }
     let name = object::name_of(&obj).to_string();
@@ -190,6 +192,21 @@ async fn admit(
     admission::admit(&api.options.admission, request, obj).await
 }
 
+/// Values the server allocated (a Service's cluster IP and node ports) that a user's
+/// update leaves out are kept; newly needed ones are allocated.
+fn allocated_on_update(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    old: &Value,
+    new: &mut Value,
+) -> ApiResult<Option<services::Reservation>> {
+    let service = !ctx.r.custom && ctx.r.group.is_empty() && ctx.r.kind == "Service";
+    if ctx.subresource.is_none() && service {
+        return services::update(api, old, new).map(Some);
+    }
+    Ok(None)
+}
+
 /// Reads, decides and writes until the object did not change in between.
 pub(super) async fn guaranteed_update(
     api: &Arc<Api>,
@@ -218,9 +235,12 @@ async fn update_admitted(
         // Decide on the object as served at this request's group and version (objects
         // shared by two groups are stored under one).
         let presented = ctx.present(cur);
+        // Held until this attempt is stored or failed.
+        let mut reserved = None;
         let mutation = if admitted {
             let mut mutation = decide(presented.clone())?;
             if let Mutation::Put(new) = &mut mutation {
+                reserved = allocated_on_update(api, ctx, &presented, new)?;
                 admit(api, ctx, Operation::Update, Some(&presented), new, false).await?;
             }
             mutation
@@ -236,6 +256,7 @@ async fn update_admitted(
                 Some(_) => Ok(mutation),
             })
             .await?;
+        drop(reserved);
         match result {
             Ok(w) => {
                 after_write(api, ctx, &w);
@@ -324,6 +345,7 @@ async fn dry_update(
     let presented = ctx.present(cur.clone());
     Ok(match decide(cur)? {
         Mutation::Put(mut o) => {
+            let _reserved = allocated_on_update(api, ctx, &presented, &mut o)?;
             admit(api, ctx, Operation::Update, Some(&presented), &mut o, true).await?;
             Reply::ok(ctx.present(o))
         }
