@@ -4,9 +4,16 @@
 //! Every controller talks to the API only through the `kube` client, never through the
 //! store, so each runs unchanged against a real kube-apiserver. One module per controller:
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler does.
+//! - [`replicaset`]: pods of ReplicaSets; [`deployment`]: rollouts through ReplicaSets
+//!   (sharing [`ownership`], the controller-reference claim rules, and the Events
+//!   recorder `recorder`).
 //!
 //! The SpinApp controller and the workload controllers arrive with their issue.
 
+pub mod deployment;
+pub mod ownership;
+mod recorder;
+pub mod replicaset;
 pub mod scheduler;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 pub struct Config {
     /// The scheduler's configuration; `None` leaves it out (`--disable-scheduler`).
     pub scheduler: Option<scheduler::Config>,
+    /// The ReplicaSet controller's configuration; `None` leaves it out.
+    pub replica_sets: Option<replicaset::Config>,
+    /// The Deployment controller's configuration; `None` leaves it out.
+    pub deployments: Option<deployment::Config>,
 }
 
 /// Errors that stop a controller.
@@ -34,11 +45,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the configured controllers until `shutdown` is cancelled.
 pub async fn run(client: kube::Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let workloads = [
+        config
+            .replica_sets
+            .map(|c| tokio::spawn(replicaset::run(client.clone(), c, shutdown.clone()))),
+        config
+            .deployments
+            .map(|c| tokio::spawn(deployment::run(client.clone(), c, shutdown.clone()))),
+    ];
     let scheduler = config
         .scheduler
         .map(|c| tokio::spawn(scheduler::run(client.clone(), c, shutdown.clone())));
     if let Some(task) = scheduler {
         task.await??;
+    }
+    for task in workloads.into_iter().flatten() {
+        task.await?;
     }
     Ok(())
 }

@@ -186,6 +186,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let config = controllers::Config {
             scheduler: (!args.disable_scheduler)
                 .then(|| controllers::scheduler::Config::new(&hostname)),
+            replica_sets: Some(controllers::replicaset::Config::new(&hostname)),
+            deployments: Some(controllers::deployment::Config::new(&hostname)),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
