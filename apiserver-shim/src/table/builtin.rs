@@ -334,6 +334,41 @@ pub fn columns(kind: &str) -> Vec<Column> {
             }));
             c.push(age_column());
         }
+        "EndpointSlice" => {
+            c.push(col("AddressType", 0, |o| json!(s(o, "/addressType"))));
+            c.push(col("Ports", 0, |o| {
+                let ports: Vec<String> = arr(o, "/ports")
+                    .iter()
+                    .map(|p| match p.get("port").and_then(Value::as_i64) {
+                        Some(n) => n.to_string(),
+                        None => "<unset>".into(),
+                    })
+                    .collect();
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports.join(",")
+                })
+            }));
+            c.push(col("Endpoints", 0, |o| {
+                let addresses: Vec<&str> = arr(o, "/endpoints")
+                    .iter()
+                    .flat_map(|e| {
+                        e.get("addresses")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                    })
+                    .filter_map(Value::as_str)
+                    .collect();
+                json!(match addresses.len() {
+                    0 => "<unset>".to_string(),
+                    n if n > 3 => format!("{} + {} more...", addresses[..3].join(","), n - 3),
+                    _ => addresses.join(","),
+                })
+            }));
+            c.push(age_column());
+        }
         "Event" => {
             c.clear();
             c.push(col("Last Seen", 0, |o| {
@@ -442,4 +477,44 @@ pub fn columns(kind: &str) -> Vec<Column> {
         _ => c.push(age_column()),
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Cell;
+
+    fn cells(kind: &str, obj: &Value) -> Vec<(String, Value)> {
+        columns(kind)
+            .into_iter()
+            .filter_map(|c| match c.cell {
+                Cell::Fn(f) => Some((c.name, f(obj))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn endpoint_slices_print_as_kubectl_prints_them() {
+        let slice = json!({
+            "addressType": "IPv4",
+            "ports": [{"port": 8080}, {"port": 9090}],
+            "endpoints": [
+                {"addresses": ["10.42.0.2"]}, {"addresses": ["10.42.0.3"]},
+                {"addresses": ["10.42.0.4"]}, {"addresses": ["10.42.0.5"]},
+            ],
+        });
+        let got = cells("EndpointSlice", &slice);
+        let cell = |name: &str| {
+            got.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(cell("AddressType"), "IPv4");
+        assert_eq!(cell("Ports"), "8080,9090");
+        assert_eq!(cell("Endpoints"), "10.42.0.2,10.42.0.3,10.42.0.4 + 1 more...");
+        let empty = cells("EndpointSlice", &json!({"addressType": "IPv4"}));
+        assert!(empty.iter().any(|(n, v)| n == "Endpoints" && v == "<unset>"));
+    }
 }
