@@ -410,3 +410,60 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
         || state(s),
     );
 }
+
+#[test]
+fn full_log_files_are_rotated_and_kubectl_logs_reads_the_current_one() {
+    let Some(env) = PodEnv::start(
+        "logrotate",
+        &[
+            "--container-log-max-size",
+            "1Ki",
+            "--container-log-max-files",
+            "3",
+        ],
+    ) else {
+        return;
+    };
+    let s = &env.server;
+    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    let ip = env.wait_running("hello");
+    let uid = pod_field(s, "hello", "{.metadata.uid}");
+    // Each record is about 80 bytes: 60 of them fill the 1 KiB file several times over.
+    let text = "x".repeat(40);
+    for i in 0..60 {
+        print(&env, &ip, &format!("{i:03}-{text}"));
+    }
+    print(&env, &ip, "the-last-line");
+    let dir = env.pod_logs.join(format!("default_hello_{uid}/app"));
+    let files = wait_or_show(
+        "the log to be rotated down to three files",
+        Duration::from_secs(60),
+        || {
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            (names.len() == 3).then_some(names)
+        },
+        || format!("{:?}", std::fs::read_dir(&dir).map(|d| d.count())),
+    );
+    assert_eq!(files[0], "0.log", "{files:?}");
+    assert!(
+        files[1..].iter().all(|f| f.starts_with("0.log.")),
+        "rotated files are named <n>.log.<time>: {files:?}"
+    );
+    for f in &files {
+        let len = std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len <= 1024, "{f}: {len} bytes");
+    }
+    // kubectl logs shows the current file, which ends with the last line.
+    let out = logs_until(&env, &["hello"], "the last line in kubectl logs", |o| {
+        o.contains("the-last-line")
+    });
+    assert!(
+        !out.contains("000-"),
+        "the first lines were rotated away: {out}"
+    );
+}

@@ -93,6 +93,9 @@ pub struct AgentConfig {
     pub client_ca: Option<String>,
     /// Name of the local interface that carries the pod addresses.
     pub pod_interface: String,
+    /// When container log files are rotated (kubelet's `containerLogMaxSize` and
+    /// `containerLogMaxFiles`).
+    pub log_rotation: cri_log::Rotation,
 }
 
 impl AgentConfig {

@@ -298,6 +298,7 @@ pub(crate) mod tests {
             kubelet_port: crate::DEFAULT_KUBELET_PORT,
             client_ca: None,
             pod_interface: "spinlet0".into(),
+            log_rotation: crate::cri_log::Rotation::default(),
         }
     }
 

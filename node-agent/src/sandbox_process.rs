@@ -41,6 +41,9 @@ pub struct Options {
     /// The pod's volumes, preopened in every component.
     #[serde(default)]
     pub mounts: Vec<spin_runtime::app::Mount>,
+    /// When the log file is rotated.
+    #[serde(default)]
+    pub log_rotation: crate::cri_log::Rotation,
 }
 
 /// Errors that end a sandbox.
@@ -72,19 +75,15 @@ pub enum Error {
 }
 
 /// Sends this process's stdout and stderr to `path` as CRI records.
-fn redirect_output(path: &PathBuf) -> Result<(), Error> {
+fn redirect_output(path: &Path, rotation: crate::cri_log::Rotation) -> Result<(), Error> {
     let err = |source| Error::Log {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)?;
+    let file = crate::cri_log::LogFile::open(path, rotation).map_err(err)?;
     let out = Arc::new(Mutex::new(file));
     for (fd, stream) in [
         (std::io::stdout().as_raw_fd(), "stdout"),
@@ -124,7 +123,7 @@ pub fn read_spec(path: &Path) -> Result<Options, Error> {
 
 /// Runs the sandbox until SIGTERM. Blocks.
 pub fn main(options: Options) -> Result<(), Error> {
-    redirect_output(&options.log_file)?;
+    redirect_output(&options.log_file, options.log_rotation)?;
     let result = match &options.cgroup {
         Some(path) => crate::cgroup::join(path).map_err(Error::from),
         None => Ok(()),

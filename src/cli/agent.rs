@@ -32,6 +32,14 @@ pub struct AgentFlags {
     /// bound).
     #[arg(long, env = "SPINLET_KUBELET_PORT", default_value_t = node_agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
+    /// (agent) Size at which a container's log file is rotated, as a quantity (the
+    /// kubelet's containerLogMaxSize).
+    #[arg(long, env = "SPINLET_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// (agent) Log files kept per container, the current one included (the kubelet's
+    /// containerLogMaxFiles; at least 2).
+    #[arg(long, env = "SPINLET_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
+    pub container_log_max_files: u32,
 }
 
 /// Parses an IPv4 CIDR flag, naming the flag in errors.
@@ -84,6 +92,26 @@ impl AgentFlags {
             kubelet_port: self.kubelet_port,
             client_ca: None,
             pod_interface: self.pod_interface.clone(),
+            log_rotation: self.log_rotation()?,
+        })
+    }
+
+    fn log_rotation(&self) -> anyhow::Result<node_agent::cri_log::Rotation> {
+        let size = &self.container_log_max_size;
+        let max_size = node_agent::resources::bytes(size)
+            .filter(|b| *b > 0)
+            .with_context(|| {
+                format!("--container-log-max-size: {size:?} is not a size such as 10Mi")
+            })?;
+        if self.container_log_max_files < 2 {
+            anyhow::bail!(
+                "--container-log-max-files: {} must be at least 2",
+                self.container_log_max_files
+            );
+        }
+        Ok(node_agent::cri_log::Rotation {
+            max_size,
+            max_files: self.container_log_max_files,
         })
     }
 }

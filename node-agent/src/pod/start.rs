@@ -315,6 +315,7 @@ impl Worker {
             state_dir,
             cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
             mounts,
+            log_rotation: config.log_rotation,
         };
         Sandbox::spawn(
             &config.sandbox_program,
