@@ -6,14 +6,16 @@
 //! as k3s sets `--kubelet-preferred-address-types`) with the port from
 //! `status.daemonEndpoints.kubeletEndpoint.Port`.
 //!
-//! Owns connecting to a kubelet and sending one GET; what is asked and how the answer
-//! is relayed belong to the handlers (`handlers::proxy`). Never reads the store.
+//! Owns connecting to a kubelet and sending one request: a GET, or an upgrade request
+//! (port-forward's SPDY or WebSocket handshake) whose connection hyper hands back after
+//! a 101. What is asked and how the answer is relayed belong to the handlers
+//! (`handlers::proxy`). Never reads the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{header, HeaderMap, Method, Request, Response};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -168,6 +170,39 @@ pub async fn get(
     port: u16,
     path_and_query: &str,
 ) -> Result<Response<Incoming>, KubeletError> {
+    send(
+        tls,
+        host,
+        port,
+        Method::GET,
+        path_and_query,
+        HeaderMap::new(),
+    )
+    .await
+}
+
+/// Sends an upgrade request (`method`, `path_and_query`, the client's `headers`, no
+/// body) and returns the kubelet's answer; after a 101, `hyper::upgrade::on` on it
+/// gives the kubelet's side of the upgraded connection.
+pub async fn upgrade(
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    method: Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+) -> Result<Response<Incoming>, KubeletError> {
+    send(tls, host, port, method, path_and_query, headers).await
+}
+
+async fn send(
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    method: Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+) -> Result<Response<Incoming>, KubeletError> {
     let authority = join_host_port(host, port);
     let url = format!("https://{authority}{path_and_query}");
     let fail = |message: String| KubeletError::Transport {
@@ -194,13 +229,24 @@ pub async fn get(
         .await
         .map_err(|e| fail(e.to_string()))?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = conn.with_upgrades().await;
     });
-    let req = Request::get(path_and_query)
-        .header(header::HOST, authority.as_str())
-        .header(header::USER_AGENT, "spinlet-apiserver")
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path_and_query)
         .body(Empty::<Bytes>::new())
         .map_err(|e| fail(e.to_string()))?;
+    *req.headers_mut() = headers;
+    req.headers_mut().insert(
+        header::HOST,
+        header::HeaderValue::from_str(&authority).map_err(|e| fail(e.to_string()))?,
+    );
+    if !req.headers().contains_key(header::USER_AGENT) {
+        req.headers_mut().insert(
+            header::USER_AGENT,
+            header::HeaderValue::from_static("spinlet-apiserver"),
+        );
+    }
     sender
         .send_request(req)
         .await

@@ -1,13 +1,16 @@
-//! The HTTPS listener: TLS handshake (rustls), HTTP/1.1 and HTTP/2 (hyper), authentication,
-//! and the translation between HTTP and the API's [`Call`]/[`Reply`]. One task per
-//! connection; no logging on the request path unless `debug` is enabled.
+//! The HTTPS listener: TLS handshake (rustls), HTTP/1.1 (with connection upgrades) and
+//! HTTP/2 (hyper), authentication, and the translation between HTTP and the API's
+//! [`Call`]/[`Reply`]. Upgrade requests bound for a kubelet (`pods/portforward`,
+//! `nodes/{name}/proxy`) skip the body and go to `handlers::upgrade` with the request
+//! itself, which hyper needs to hand the connection over. One task per connection; no
+//! logging on the request path unless `debug` is enabled.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -18,6 +21,7 @@ use crate::api::{Api, Call, Reply};
 use crate::auth;
 use crate::decode::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::handlers;
 use crate::request::Query;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -90,10 +94,17 @@ async fn handle(
     has_cert: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (parts, body) = req.into_parts();
-    if auth::authenticate(has_cert, &parts.headers, &token).is_none() {
+    if auth::authenticate(has_cert, req.headers(), &token).is_none() {
         return Ok(render(ApiError::unauthorized().into()));
     }
+    if let Some(route) = handlers::upgrade_route(req.headers(), req.uri().path()) {
+        tracing::debug!(method = %req.method(), path = %req.uri().path(), "upgrade");
+        return Ok(match handlers::upgrade(&api, route, req).await {
+            Ok(head) => head.map(|()| Empty::new().boxed()),
+            Err(reply) => render(reply),
+        });
+    }
+    let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e)
@@ -162,7 +173,7 @@ pub async fn serve(
                 handle(api.clone(), token.clone(), has_cert, req)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::select! {
                 _ = conn => {}
                 _ = shutdown.cancelled() => {}

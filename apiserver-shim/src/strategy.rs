@@ -403,6 +403,8 @@ pub enum Extra {
     Log,
     /// `nodes/proxy`: a request relayed to the node's kubelet.
     NodeProxy,
+    /// `pods/portforward`: an upgraded connection relayed to the pod's kubelet.
+    PortForward,
 }
 
 /// A subresource as discovery lists it.
@@ -441,6 +443,12 @@ const POD_SUBRESOURCES: &[Subresource] = &[
         name: "log",
         kind: "Pod",
         verbs: &["get"],
+    },
+    Subresource {
+        extra: Extra::PortForward,
+        name: "portforward",
+        kind: "PodPortForwardOptions",
+        verbs: &["create", "get"],
     },
 ];
 

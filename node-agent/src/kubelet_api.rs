@@ -1,8 +1,9 @@
 //! The kubelet API: an HTTPS server on the kubelet port (10250) that the API server
-//! proxies `pods/log` and `nodes/proxy` to. Routes: `GET /healthz`, `GET /pods` (the pods
-//! bound to this node), `GET /containerLogs/{ns}/{pod}/{container}` with the kubelet's
-//! query parameters ([`logs`]), `GET /stats/summary` and `GET /metrics/resource`
-//! ([`stats`]).
+//! proxies `pods/log`, `pods/portforward` and `nodes/proxy` to. Routes: `GET /healthz`,
+//! `GET /pods` (the pods bound to this node), `GET /containerLogs/{ns}/{pod}/{container}`
+//! with the kubelet's query parameters ([`logs`]), `GET /stats/summary` and
+//! `GET /metrics/resource` ([`stats`]), and `GET|POST /portForward/{ns}/{pod}[/{uid}]`
+//! (SPDY and WebSocket upgrades, [`portforward`]).
 //!
 //! TLS as a kubelet given no serving certificate: a self-signed one made at start.
 //! Clients authenticate with a certificate chaining to the cluster CA
@@ -15,6 +16,7 @@
 //! log files.
 
 pub mod logs;
+pub mod portforward;
 pub mod stats;
 
 use std::convert::Infallible;
@@ -133,7 +135,7 @@ impl Listener {
                     async move { Ok::<_, Infallible>(state.handle(authenticated, req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 tokio::select! {
                     _ = conn => {}
                     _ = stop.cancelled() => {}
@@ -219,10 +221,16 @@ impl State {
         }
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if let ["portForward", ns, pod, uid @ ..] = segments.as_slice() {
+            if uid.len() <= 1 && (req.method() == Method::GET || req.method() == Method::POST) {
+                let uid = uid.first().copied();
+                return portforward::handle(self, req, ns, pod, uid).await;
+            }
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
         }
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             ["healthz"] => text(StatusCode::OK, "ok"),
             ["pods"] | ["pods", ""] => self.pods().await,

@@ -1,9 +1,13 @@
-//! Requests relayed to a node's kubelet, as kube-apiserver's `LocationStreamer` and
-//! node proxy do: `pods/log` (options decoded and validated as `ValidatePodLogOptions`,
-//! the container resolved as `LogLocation`'s `validateContainer`, then
-//! `GET /containerLogs/{ns}/{pod}/{container}` on the pod's node) and
+//! Requests relayed to a node's kubelet, as kube-apiserver's `LocationStreamer`,
+//! upgrade-aware proxy and node proxy do: `pods/log` (options decoded and validated as
+//! `ValidatePodLogOptions`, the container resolved as `LogLocation`'s
+//! `validateContainer`, then `GET /containerLogs/{ns}/{pod}/{container}` on the pod's
+//! node), `pods/portforward` (ports decoded as `PodPortForwardOptions`, the pod bound and
+//! running, then the upgrade request sent to `/portForward/{ns}/{pod}?port=…`) and
 //! `nodes/{name}/proxy/{path}`. Bodies are relayed chunk by chunk as they arrive, so
-//! `kubectl logs -f` sees each line when the kubelet sends it.
+//! `kubectl logs -f` sees each line when the kubelet sends it; an upgrade the kubelet
+//! accepts (101) joins the client's and the kubelet's connections byte for byte, so
+//! SPDY and WebSocket alike pass through.
 //!
 //! Owns the options, the kubelet URL and the relaying; the connection itself is
 //! [`crate::kubelet`]. Reads pods and nodes from the store, writes nothing.
@@ -11,9 +15,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Method;
+use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -21,6 +26,7 @@ use super::Ctx;
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::kubelet;
+use crate::request::{parse_path, Target};
 use crate::store::ObjectKey;
 
 /// The most of a kubelet's error body kept for the error message.
@@ -291,6 +297,239 @@ pub async fn node_proxy(api: &Arc<Api>, call: &Call, name: &str, path: &str) -> 
     Ok(relay(resp, content_type))
 }
 
+/// `PodPortForwardOptions.ports` from a query: every `ports` parameter, each a
+/// comma-separated list (`Convert_Slice_string_To_Slice_int32`: 0–65535).
+fn forward_ports(query: Option<&str>) -> ApiResult<Vec<u16>> {
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "ports" {
+            continue;
+        }
+        for p in v.split(',') {
+            ports.push(p.parse::<u16>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "cannot convert to []int32: strconv.ParseUint: parsing {p:?}: {}",
+                    if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                        "value out of range"
+                    } else {
+                        "invalid syntax"
+                    }
+                ))
+            })?);
+        }
+    }
+    Ok(ports)
+}
+
+/// Where a pod's port-forward goes (`PortForwardLocation`): the kubelet's host, port
+/// and `/portForward/{ns}/{pod}?port=…`. 404 for a missing pod, 400 for one with no
+/// node or not running.
+fn port_forward_location(
+    api: &Arc<Api>,
+    namespace: &str,
+    name: &str,
+    query: Option<&str>,
+) -> ApiResult<(String, u16, String)> {
+    let ports = forward_ports(query)?;
+    let key = ObjectKey {
+        group: String::new(),
+        resource: "pods".into(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    let pod = api
+        .store
+        .get(&key)?
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Pending");
+    if phase != "Running" {
+        return Err(ApiError::bad_request(format!(
+            "unable to forward port because pod is not running. Current status={phase}"
+        )));
+    }
+    let node = node(api, node_name)?;
+    let (host, port) = kubelet::endpoint(&node).map_err(ApiError::bad_request)?;
+    let mut path = format!("/portForward/{namespace}/{name}");
+    if !ports.is_empty() {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for p in &ports {
+            q.append_pair("port", &p.to_string());
+        }
+        path.push('?');
+        path.push_str(&q.finish());
+    }
+    Ok((host, port, path))
+}
+
+/// `…/pods/{name}/portforward` without an upgrade: checked as with one, then refused
+/// (kube-apiserver's proxy requires the upgrade).
+pub(super) async fn port_forward(
+    api: &Arc<Api>,
+    call: &Call,
+    ctx: &Ctx,
+    name: &str,
+) -> ApiResult<Reply> {
+    if !matches!(call.method, Method::GET | Method::POST) {
+        return Err(ApiError::method_not_allowed(
+            call.method.as_str(),
+            "pods/portforward",
+        ));
+    }
+    let query = call.query.encode();
+    let ns = ctx.namespace.clone().unwrap_or_default();
+    port_forward_location(api, &ns, name, Some(&query))?;
+    Err(ApiError::bad_request("Upgrade request required"))
+}
+
+/// A path whose upgrade requests are relayed to a kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeRoute {
+    /// `/api/v1/namespaces/{ns}/pods/{name}/portforward`.
+    PortForward {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod.
+        name: String,
+    },
+    /// `/api/v1/nodes/{node}/proxy/{path}`.
+    NodeProxy {
+        /// The node.
+        node: String,
+        /// The kubelet path, with its leading `/`.
+        path: String,
+    },
+}
+
+/// The route of an upgrade request (`Connection: Upgrade` with an `Upgrade` header),
+/// if it goes to a kubelet.
+pub fn upgrade_route(headers: &HeaderMap, path: &str) -> Option<UpgradeRoute> {
+    let upgrade = headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !upgrade {
+        return None;
+    }
+    match parse_path(path) {
+        Target::NodeProxy { node, path } => Some(UpgradeRoute::NodeProxy { node, path }),
+        Target::Resource(r)
+            if r.group.is_empty()
+                && r.version == "v1"
+                && r.resource == "pods"
+                && r.subresource.as_deref() == Some("portforward") =>
+        {
+            Some(UpgradeRoute::PortForward {
+                namespace: r.namespace?,
+                name: r.name?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The client's headers as the kubelet gets them: its credentials, the host and any
+/// body framing dropped (kube-apiserver strips `Authorization` once authenticated).
+fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for h in [
+        header::AUTHORIZATION,
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        out.remove(h);
+    }
+    out
+}
+
+/// Relays an upgrade request to the kubelet. On the kubelet's 101, answers with its
+/// head and joins the two upgraded connections in the background (until either side
+/// closes); otherwise the reply to send (an error, or the kubelet's own answer).
+pub async fn upgrade(
+    api: &Arc<Api>,
+    route: UpgradeRoute,
+    mut req: Request<Incoming>,
+) -> Result<http::Response<()>, Reply> {
+    let client_side = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let (host, port, target) = match route {
+        UpgradeRoute::PortForward { namespace, name } => {
+            if !matches!(parts.method, Method::GET | Method::POST) {
+                return Err(ApiError::method_not_allowed(
+                    parts.method.as_str(),
+                    "pods/portforward",
+                )
+                .into());
+            }
+            port_forward_location(api, &namespace, &name, parts.uri.query()).map_err(Reply::from)?
+        }
+        UpgradeRoute::NodeProxy { node: name, path } => {
+            let node = node(api, &name).map_err(Reply::from)?;
+            let (host, port) =
+                kubelet::endpoint(&node).map_err(|e| Reply::from(ApiError::bad_request(e)))?;
+            let mut target = path;
+            if let Some(q) = parts.uri.query().filter(|q| !q.is_empty()) {
+                target.push('?');
+                target.push_str(q);
+            }
+            (host, port, target)
+        }
+    };
+    let tls = kubelet_tls(api).map_err(Reply::from)?;
+    let mut resp = kubelet::upgrade(
+        tls,
+        &host,
+        port,
+        parts.method,
+        &target,
+        forwarded_headers(&parts.headers),
+    )
+    .await
+    .map_err(|e| Reply::from(ApiError::server_response(500, e.to_string())))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/plain")
+            .to_string();
+        return Err(relay(resp, content_type));
+    }
+    let kubelet_side = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_side, kubelet_side) {
+            Ok((client, kubelet)) => {
+                let mut client = TokioIo::new(client);
+                let mut kubelet = TokioIo::new(kubelet);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+                    tracing::debug!(error = %e, "upgraded kubelet connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "joining an upgraded kubelet connection"),
+        }
+    });
+    let mut head = http::Response::new(());
+    *head.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *head.headers_mut() = resp.headers().clone();
+    Ok(head)
+}
+
 /// Up to [`MAX_ERROR_BODY`] bytes of an error body, as text.
 async fn error_body(mut body: Incoming) -> String {
     let mut out = Vec::new();
@@ -391,6 +630,56 @@ mod tests {
         assert_eq!(e.code, 422);
         let e = PodLogOptions::parse(&call("limitBytes=0"), "p").unwrap_err();
         assert!(e.message.contains("limitBytes"), "{}", e.message);
+    }
+
+    #[test]
+    fn forward_ports_decode_as_kube_apiserver_decodes_them() {
+        assert_eq!(
+            forward_ports(Some("ports=80,8080&ports=9")).unwrap(),
+            [80, 8080, 9]
+        );
+        assert_eq!(forward_ports(Some("&ports=80")).unwrap(), [80]);
+        assert!(forward_ports(None).unwrap().is_empty());
+        let e = forward_ports(Some("ports=http")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                400,
+                "cannot convert to []int32: strconv.ParseUint: parsing \"http\": invalid syntax"
+            )
+        );
+        let e = forward_ports(Some("ports=70000")).unwrap_err();
+        assert!(e.message.contains("out of range"), "{}", e.message);
+    }
+
+    #[test]
+    fn upgrades_to_portforward_and_node_proxy_are_routed() {
+        let mut h = http::HeaderMap::new();
+        let path = "/api/v1/namespaces/default/pods/p/portforward";
+        assert_eq!(upgrade_route(&h, path), None);
+        h.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        h.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
+        assert_eq!(
+            upgrade_route(&h, path),
+            Some(UpgradeRoute::PortForward {
+                namespace: "default".into(),
+                name: "p".into()
+            })
+        );
+        assert_eq!(
+            upgrade_route(&h, "/api/v1/nodes/n/proxy/x"),
+            Some(UpgradeRoute::NodeProxy {
+                node: "n".into(),
+                path: "/x".into()
+            })
+        );
+        assert_eq!(
+            upgrade_route(&h, "/api/v1/namespaces/default/pods/p/log"),
+            None
+        );
+        h.insert(header::AUTHORIZATION, "Bearer t".parse().unwrap());
+        let f = forwarded_headers(&h);
+        assert!(f.get(header::AUTHORIZATION).is_none() && f.get(header::UPGRADE).is_some());
     }
 
     #[test]

@@ -539,6 +539,7 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         "pods/exec",
         "pods/attach",
         "pods/log",
+        "pods/portforward",
         "nodes/proxy",
         "bindings",
     ] {
@@ -560,10 +561,16 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .iter()
         .filter_map(|s| s["subresource"].as_str())
         .collect();
-    assert_eq!(subs, ["status", "attach", "binding", "exec", "log"]);
+    assert_eq!(
+        subs,
+        ["status", "attach", "binding", "exec", "log", "portforward"]
+    );
     let log = &pods["subresources"][4];
     assert_eq!(log["verbs"], json!(["get"]));
     assert_eq!(log["responseKind"]["kind"], "Pod");
+    let pf = &pods["subresources"][5];
+    assert_eq!(pf["verbs"], json!(["create", "get"]));
+    assert_eq!(pf["responseKind"]["kind"], "PodPortForwardOptions");
     let bindings = resources
         .iter()
         .find(|r| r["resource"] == "bindings")

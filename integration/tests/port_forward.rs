@@ -1,0 +1,301 @@
+//! `kubectl port-forward` end to end: the API server relays the upgrade to the pod's
+//! kubelet, which forwards each connection to `<podIP>:<containerPort>` where the
+//! pod's Spin app serves. Driven with the real kubectl — WebSocket tunnel first (its
+//! default), and pure SPDY (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`) — for a pod and a
+//! Service, and with kube-rs's `Api::<Pod>::portforward` (WebSocket channels), in a
+//! network namespace the test creates (see `common::pods`); skipped where it cannot.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::pods::{state, wait_or_show, Killed, PodEnv};
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  labels:
+    app: hello
+spec:
+  nodeName: spinlet-test
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    ports:
+    - containerPort: 8080
+    env:
+    - name: SPIN_VARIABLE_GREETING
+      value: through-the-forward
+"#;
+
+const PENDING: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unbound
+spec:
+  nodeSelector:
+    no-such-label: "true"
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+"#;
+
+/// The app's answer to the forwarded request.
+const GREETING: &str = "through-the-forward";
+
+/// A running `kubectl port-forward`, its stderr kept for failure messages.
+struct Forward {
+    _child: Killed,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Forward {
+    /// Whatever kubectl wrote to stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// kubectl's stderr a moment after a failure (it logs asynchronously).
+    fn stderr_later(&self) -> String {
+        std::thread::sleep(Duration::from_secs(2));
+        self.stderr()
+    }
+}
+
+/// Starts `kubectl port-forward <args…>` (with `envs`) in the namespace and waits until
+/// it says it listens on `local`.
+fn port_forward(env: &PodEnv, args: &[&str], envs: &[(&str, &str)], local: u16) -> Forward {
+    let mut cmd: Command = env.server.kubectl_cmd();
+    cmd.arg("port-forward").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl port-forward");
+    let (out_tx, out_rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        // Read to the end: a closed pipe would kill kubectl ("Handling connection…").
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
+    let (err_tx, err_rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(line);
+        }
+    });
+    let forward = Forward {
+        _child: Killed(child),
+        stderr: err_rx,
+    };
+    let want = format!("Forwarding from 127.0.0.1:{local}");
+    let mut seen = Vec::new();
+    loop {
+        match out_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with(&want) => return forward,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!(
+                "kubectl port-forward {args:?} did not start ({e}); stdout: {seen:?}\nstderr: {}\n{}",
+                forward.stderr(),
+                state(&env.server)
+            ),
+        }
+    }
+}
+
+/// 20 requests one after another, then 8 at once, through `local`: each gets the app's
+/// answer.
+fn requests_through(env: &PodEnv, forward: &Forward, local: u16) {
+    let url = format!("http://127.0.0.1:{local}/?op=var&name=greeting");
+    for i in 0..20 {
+        let (code, body) = env.ns.curl_with(&["-m", "60"], &url);
+        assert_eq!(
+            (code, body.as_str()),
+            (200, GREETING),
+            "request {i} through 127.0.0.1:{local}; kubectl: {}\n{}",
+            forward.stderr_later(),
+            env.server.log()
+        );
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| env.ns.curl_with(&["-m", "60"], &url)))
+            .collect();
+        for h in handles {
+            let (code, body) = h.join().expect("curl thread");
+            assert_eq!(
+                (code, body.as_str()),
+                (200, GREETING),
+                "concurrent request; kubectl: {}",
+                forward.stderr_later()
+            );
+        }
+    });
+}
+
+/// Runs `f` with a kube client on a thread inside the test's network namespace (the
+/// server listens on the namespace's 127.0.0.1).
+fn in_netns<T: Send + 'static>(
+    env: &PodEnv,
+    f: impl FnOnce(kube::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
+        + Send
+        + 'static,
+) -> T {
+    let ns_path = format!("/run/netns/{}", env.ns.0);
+    let kubeconfig = env.server.kubeconfig.clone();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns_path).expect("open the netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("client config");
+            let client = kube::Client::try_from(config).expect("client");
+            f(client).await
+        })
+    })
+    .join()
+    .expect("the netns thread")
+}
+
+/// kube-rs: one HTTP request over `Api::<Pod>::portforward`'s stream.
+async fn kube_rs_request(client: kube::Client) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use k8s_openapi::api::core::v1::Pod;
+
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, "default");
+    let mut pf = pods
+        .portforward("hello", &[8080])
+        .await
+        .expect("portforward");
+    let stream = pf.take_stream(8080).expect("the port's stream");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP over the forward");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("/?op=var&name=greeting")
+        .header("host", "127.0.0.1")
+        .body(Empty::<hyper::body::Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(60), sender.send_request(req))
+        .await
+        .expect("an answer in time")
+        .expect("response");
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    drop(sender);
+    let _ = conn.await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), pf.join()).await;
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
+    let Some(env) = PodEnv::start("portfwd", &[]) else {
+        return;
+    };
+    let s = &env.server;
+    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    env.wait_running("hello");
+
+    // Discovery lists the subresource.
+    let resources = s.kubectl(&["get", "--raw", "/api/v1"]);
+    assert!(resources.contains("\"pods/portforward\""), "{resources}");
+
+    // Pure SPDY (kubectl's fallback, and what kube-apiserver speaks to a kubelet).
+    let spdy = port_forward(
+        &env,
+        &["pod/hello", "18083:8080"],
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+        18083,
+    );
+    requests_through(&env, &spdy, 18083);
+    drop(spdy);
+
+    // kubectl's default: the WebSocket tunnel, which must not fall back.
+    let ws = port_forward(&env, &["-v=4", "pod/hello", "18084:8080"], &[], 18084);
+    requests_through(&env, &ws, 18084);
+    let log = ws.stderr();
+    assert!(!log.contains("fallback to secondary dialer"), "{log}");
+    drop(ws);
+
+    // A Service selecting the pod: kubectl resolves it to the pod and its targetPort.
+    s.kubectl(&["create", "service", "clusterip", "hello", "--tcp=80:8080"]);
+    let svc = port_forward(&env, &["svc/hello", "18085:80"], &[], 18085);
+    requests_through(&env, &svc, 18085);
+    drop(svc);
+
+    // kube-rs's WebSocket channels.
+    let (code, body) = in_netns(&env, |client| Box::pin(kube_rs_request(client)));
+    assert_eq!((code, body.as_str()), (200, GREETING));
+
+    // Nothing listens on the port: kubectl reports the kubelet's error.
+    let refused = port_forward(
+        &env,
+        &["pod/hello", "18086:9999"],
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+        18086,
+    );
+    let (code, _) = env.ns.curl_with(&["-m", "30"], "http://127.0.0.1:18086/");
+    assert_ne!(code, 200);
+    let err = wait_or_show(
+        "kubectl to report the refused connection",
+        Duration::from_secs(60),
+        || {
+            let e = refused.stderr();
+            (e.contains("an error occurred forwarding 18086 -> 9999")
+                && e.contains("connection refused"))
+            .then_some(e)
+        },
+        || refused.stderr(),
+    );
+    assert!(err.contains("error forwarding port 9999"), "{err}");
+    drop(refused);
+
+    // A missing pod: kubectl's NotFound.
+    let out = s.kubectl_output(&["port-forward", "pod/nope", "18087:8080"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{err}"
+    );
+
+    // The subresource itself, without an upgrade: 404 for a missing pod, 400 for a pod
+    // that is not running, a bad port, or no upgrade.
+    let raw = |path: &str| {
+        let out = s.kubectl_output(&["get", "--raw", path], None);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = "/api/v1/namespaces/default/pods";
+    assert!(
+        raw(&format!("{base}/nope/portforward")).contains("NotFound"),
+        "missing pod"
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], PENDING);
+    let e = raw(&format!("{base}/unbound/portforward"));
+    assert!(e.contains("does not have a host assigned"), "{e}");
+    let e = raw(&format!("{base}/hello/portforward?ports=http"));
+    assert!(e.contains("cannot convert to []int32"), "{e}");
+    let e = raw(&format!("{base}/hello/portforward?ports=8080"));
+    assert!(e.contains("Upgrade request required"), "{e}");
+}
