@@ -104,7 +104,13 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--https-listen-port", "0", "--bind-address", "127.0.0.1"])
+            .args(["--https-listen-port", "0"])
+            .args(
+                (!self.extra.iter().any(|f| f == "--bind-address"))
+                    .then_some(["--bind-address", "127.0.0.1"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
