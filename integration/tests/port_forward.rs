@@ -208,6 +208,47 @@ async fn kube_rs_request(client: kube::Client) -> (u16, String) {
     (code, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A WebSocket port-forward opened on the kubelet through `nodes/{name}/proxy` (the
+/// API server passes any upgrade through): an HTTP exchange on data channel 0.
+async fn node_proxy_request(client: kube::Client) -> String {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let req =
+        http::Request::get("/api/v1/nodes/spinlet-test/proxy/portForward/default/hello?port=8080")
+            .body(Vec::new())
+            .expect("request");
+    let mut ws = client
+        .connect(req)
+        .await
+        .expect("an upgrade through nodes/proxy")
+        .into_stream();
+    ws.send(Message::binary(
+        &b"\0GET /?op=var&name=greeting HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n"[..],
+    ))
+    .await
+    .expect("send");
+    let mut data = Vec::new();
+    let mut announced = 0;
+    while !String::from_utf8_lossy(&data).contains(GREETING) {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+            // The first message on each channel is its port.
+            Ok(Some(Ok(Message::Binary(b)))) if announced < 2 && b.len() == 3 => {
+                assert_eq!(u16::from_le_bytes([b[1], b[2]]), 8080);
+                announced += 1;
+            }
+            Ok(Some(Ok(Message::Binary(b)))) if b.first() == Some(&0) => {
+                data.extend_from_slice(&b[1..])
+            }
+            other => panic!(
+                "unexpected {other:?} after {:?}",
+                String::from_utf8_lossy(&data)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
 #[test]
 fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
     let Some(env) = PodEnv::start("portfwd", &[]) else {
@@ -247,6 +288,10 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
     // kube-rs's WebSocket channels.
     let (code, body) = in_netns(&env, |client| Box::pin(kube_rs_request(client)));
     assert_eq!((code, body.as_str()), (200, GREETING));
+
+    // Any upgrade passes through nodes/{name}/proxy to the kubelet.
+    let answer = in_netns(&env, |client| Box::pin(node_proxy_request(client)));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Nothing listens on the port: kubectl reports the kubelet's error.
     let refused = port_forward(

@@ -71,6 +71,14 @@ pub async fn serve<S>(io: S, target: Arc<Target>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    serve_with(io, target, STREAM_CREATION_TIMEOUT).await
+}
+
+/// [`serve`] with another stream creation timeout.
+async fn serve_with<S>(io: S, target: Arc<Target>, creation_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (mut read, write) = tokio::io::split(io);
     let (out, out_rx) = mpsc::channel::<Frame>(256);
     let writer = tokio::spawn(write_frames(write, out_rx));
@@ -79,6 +87,7 @@ where
         out,
         inbound: HashMap::new(),
         pairs: HashMap::new(),
+        creation_timeout,
     };
     let mut decoder = Decoder::new();
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -152,6 +161,8 @@ struct Session {
     inbound: HashMap<u32, mpsc::Sender<Bytes>>,
     /// Pairs still waiting for a stream.
     pairs: HashMap<String, Pair>,
+    /// How long a pair may wait for its second stream.
+    creation_timeout: Duration,
 }
 
 impl Session {
@@ -297,7 +308,7 @@ impl Session {
         let stale: Vec<String> = self
             .pairs
             .iter()
-            .filter(|(_, p)| p.created.elapsed() >= STREAM_CREATION_TIMEOUT)
+            .filter(|(_, p)| p.created.elapsed() >= self.creation_timeout)
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -430,13 +441,17 @@ mod tests {
     }
 
     fn start(port_ip: &str) -> Client {
+        start_with(port_ip, STREAM_CREATION_TIMEOUT)
+    }
+
+    fn start_with(port_ip: &str, creation_timeout: Duration) -> Client {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let target = Arc::new(Target {
             pod: "default/p".into(),
             uid: "u".into(),
             ip: port_ip.parse().unwrap(),
         });
-        tokio::spawn(serve(b, target));
+        tokio::spawn(serve_with(b, target, creation_timeout));
         Client {
             io: a,
             enc: Encoder::new().unwrap(),
@@ -543,6 +558,140 @@ mod tests {
         );
         c.send(Frame::Ping(3)).await;
         assert_eq!(c.next().await, Some(Frame::Ping(3)));
+    }
+
+    #[tokio::test]
+    async fn a_megabyte_goes_through_and_back_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+        let c = start("127.0.0.1");
+        let (mut rd, mut wr) = tokio::io::split(c.io);
+        let mut enc = c.enc;
+        let payload: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            let mut b = BytesMut::new();
+            for (id, kind) in [(1u32, "error"), (3, "data")] {
+                enc.encode(
+                    &Frame::SynStream {
+                        stream_id: id,
+                        associated: 0,
+                        priority: 0,
+                        fin: false,
+                        unidirectional: false,
+                        headers: Headers(vec![
+                            ("streamtype".into(), kind.into()),
+                            ("port".into(), port.to_string()),
+                            ("requestid".into(), "0".into()),
+                        ]),
+                    },
+                    &mut b,
+                )
+                .unwrap();
+            }
+            wr.write_all(&b).await.unwrap();
+            for chunk in sent.chunks(16 * 1024) {
+                b.clear();
+                enc.encode(
+                    &Frame::Data {
+                        stream_id: 3,
+                        fin: false,
+                        data: Bytes::copy_from_slice(chunk),
+                    },
+                    &mut b,
+                )
+                .unwrap();
+                wr.write_all(&b).await.unwrap();
+            }
+            b.clear();
+            enc.encode(
+                &Frame::Data {
+                    stream_id: 3,
+                    fin: true,
+                    data: Bytes::new(),
+                },
+                &mut b,
+            )
+            .unwrap();
+            wr.write_all(&b).await.unwrap();
+            wr
+        });
+        let mut dec = c.dec;
+        let mut buf = BytesMut::new();
+        let mut echoed = Vec::new();
+        'read: loop {
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                if let Frame::Data {
+                    stream_id: 3,
+                    fin,
+                    data,
+                } = f
+                {
+                    echoed.extend_from_slice(&data);
+                    if fin {
+                        break 'read;
+                    }
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(20), rd.read_buf(&mut buf))
+                .await
+                .expect("data in time")
+                .unwrap();
+            assert!(n > 0, "connection closed after {} bytes", echoed.len());
+        }
+        let _wr = writer.await.unwrap();
+        assert_eq!(echoed.len(), payload.len());
+        assert!(echoed == payload);
+    }
+
+    #[tokio::test]
+    async fn a_pair_missing_its_data_stream_times_out_on_its_error_stream() {
+        let mut c = start_with("127.0.0.1", Duration::from_millis(100));
+        c.open(1, "error", 80, "7").await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::SynReply { stream_id: 1, .. })
+        ));
+        let mut error = Vec::new();
+        loop {
+            match c.next().await {
+                Some(Frame::Data {
+                    stream_id: 1,
+                    fin,
+                    data,
+                }) => {
+                    error.extend_from_slice(&data);
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let error = String::from_utf8(error).unwrap();
+        assert!(
+            error.contains("request=7) timed out waiting for streams"),
+            "{error}"
+        );
+        // A second error stream for one request is reported on the first.
+        c.open(3, "error", 80, "8").await;
+        c.open(5, "error", 80, "8").await;
+        let mut msg = Vec::new();
+        while !String::from_utf8_lossy(&msg).contains("already assigned") {
+            if let Some(Frame::Data {
+                stream_id: 3, data, ..
+            }) = c.next().await
+            {
+                msg.extend_from_slice(&data);
+            }
+        }
+        assert!(String::from_utf8_lossy(&msg)
+            .starts_with("error processing stream for request 8: error stream already assigned"));
     }
 
     #[tokio::test]

@@ -239,6 +239,197 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::super::frame::{Decoder, Encoder, Frame, Headers};
+
+    /// A TCP server on 127.0.0.1 answering each connection's first read with
+    /// `echo:<bytes>`; its port.
+    async fn echo_server() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut b = [0u8; 256];
+                    let n = s.read(&mut b).await.unwrap_or(0);
+                    let _ = s.write_all(&[b"echo:", &b[..n]].concat()).await;
+                });
+            }
+        });
+        port
+    }
+
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    fn target() -> Arc<Target> {
+        Arc::new(Target {
+            pod: "default/p".into(),
+            uid: "u".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+        })
+    }
+
+    async fn pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        (
+            WebSocketStream::from_raw_socket(a, Role::Client, None).await,
+            WebSocketStream::from_raw_socket(b, Role::Server, None).await,
+        )
+    }
+
+    async fn next(ws: &mut WebSocketStream<tokio::io::DuplexStream>) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test]
+    async fn channels_announce_their_ports_then_carry_data_and_errors() {
+        let open = echo_server().await;
+        let closed = closed_port();
+        let (mut client, server) = pair().await;
+        tokio::spawn(serve_channels(server, target(), vec![open, closed], false));
+        // Every channel first says its port.
+        let mut announced = Vec::new();
+        for _ in 0..4 {
+            let Some(Message::Binary(b)) = next(&mut client).await else {
+                panic!("no port message");
+            };
+            announced.push((b[0], u16::from_le_bytes([b[1], b[2]])));
+        }
+        announced.sort();
+        assert_eq!(announced, [(0, open), (1, open), (2, closed), (3, closed)]);
+        client
+            .send(Message::binary(&b"\x00hello"[..]))
+            .await
+            .unwrap();
+        let mut data = Vec::new();
+        let mut error = String::new();
+        while data.len() < b"echo:hello".len() || error.is_empty() {
+            let Some(Message::Binary(b)) = next(&mut client).await else {
+                panic!("connection ended early: {data:?} {error:?}");
+            };
+            match b[0] {
+                0 => data.extend_from_slice(&b[1..]),
+                3 => error.push_str(&String::from_utf8_lossy(&b[1..])),
+                other => panic!("message on channel {other}"),
+            }
+        }
+        assert_eq!(data, b"echo:hello");
+        assert!(error.contains("connection refused"), "{error}");
+        // Both forwards end: the server closes.
+        client.send(Message::Close(None)).await.unwrap();
+        while let Some(m) = next(&mut client).await {
+            if m.is_close() {
+                break;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_base64_variant_prefixes_an_ascii_channel() {
+        let open = echo_server().await;
+        let (mut client, server) = pair().await;
+        tokio::spawn(serve_channels(server, target(), vec![open], true));
+        for _ in 0..2 {
+            let Some(Message::Text(t)) = next(&mut client).await else {
+                panic!("no port message");
+            };
+            let port = base64::engine::general_purpose::STANDARD
+                .decode(&t.as_bytes()[1..])
+                .unwrap();
+            assert_eq!(u16::from_le_bytes([port[0], port[1]]), open);
+        }
+        let hi = base64::engine::general_purpose::STANDARD.encode(b"hi");
+        client.send(Message::text(format!("0{hi}"))).await.unwrap();
+        let Some(Message::Text(t)) = next(&mut client).await else {
+            panic!("no answer");
+        };
+        assert_eq!(t.as_bytes()[0], b'0');
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(&t.as_bytes()[1..])
+            .unwrap();
+        assert_eq!(got, b"echo:hi");
+    }
+
+    /// kubectl's tunnel writes SPDY in small pieces (each field its own message): the
+    /// session sees one byte stream.
+    #[tokio::test]
+    async fn the_tunnel_carries_spdy_in_any_pieces() {
+        let open = echo_server().await;
+        let (mut client, server) = pair().await;
+        tokio::spawn(serve_tunnel(server, target()));
+        let mut enc = Encoder::new().unwrap();
+        let mut wire = BytesMut::new();
+        for (id, kind) in [(1u32, "error"), (3, "data")] {
+            enc.encode(
+                &Frame::SynStream {
+                    stream_id: id,
+                    associated: 0,
+                    priority: 0,
+                    fin: false,
+                    unidirectional: false,
+                    headers: Headers(vec![
+                        ("streamtype".into(), kind.into()),
+                        ("port".into(), open.to_string()),
+                        ("requestid".into(), "0".into()),
+                    ]),
+                },
+                &mut wire,
+            )
+            .unwrap();
+        }
+        enc.encode(
+            &Frame::Data {
+                stream_id: 3,
+                fin: false,
+                data: Bytes::from_static(b"tunnel"),
+            },
+            &mut wire,
+        )
+        .unwrap();
+        for piece in wire.chunks(3) {
+            client.send(Message::binary(piece.to_vec())).await.unwrap();
+        }
+        let mut dec = Decoder::new();
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        let mut fins = 0;
+        while fins < 2 {
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                if let Frame::Data {
+                    stream_id,
+                    fin,
+                    data: d,
+                } = f
+                {
+                    if stream_id == 3 {
+                        data.extend_from_slice(&d);
+                    }
+                    fins += usize::from(fin);
+                }
+            }
+            if fins >= 2 {
+                break;
+            }
+            match next(&mut client).await {
+                Some(Message::Binary(b)) => buf.put_slice(&b),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(data, b"echo:tunnel");
+    }
 
     #[test]
     fn the_first_served_protocol_offered_wins() {
