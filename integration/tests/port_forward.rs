@@ -31,6 +31,13 @@ spec:
     env:
     - name: SPIN_VARIABLE_GREETING
       value: through-the-forward
+    volumeMounts:
+    - {name: big, mountPath: /big, readOnly: true}
+  volumes:
+  - name: big
+    hostPath:
+      path: BIG_DIR
+      type: Directory
 "#;
 
 const PENDING: &str = r#"
@@ -116,8 +123,13 @@ fn port_forward(env: &PodEnv, args: &[&str], envs: &[(&str, &str)], local: u16) 
     }
 }
 
-/// 20 requests one after another, then 8 at once, through `local`: each gets the app's
-/// answer.
+/// A 2 MiB file the pod serves (`?op=read`): large transfers cross many frames.
+fn big_file() -> String {
+    (0..100_000).map(|i| format!("line {i:014}\n")).collect()
+}
+
+/// 20 requests one after another, then 8 at once, then a 2 MiB download, through
+/// `local`: each gets the app's answer.
 fn requests_through(env: &PodEnv, forward: &Forward, local: u16) {
     let url = format!("http://127.0.0.1:{local}/?op=var&name=greeting");
     for i in 0..20 {
@@ -144,6 +156,17 @@ fn requests_through(env: &PodEnv, forward: &Forward, local: u16) {
             );
         }
     });
+    let (code, body) = env.ns.curl_with(
+        &["-m", "120"],
+        &format!("http://127.0.0.1:{local}/?op=read&path=/big/big.txt"),
+    );
+    assert_eq!(code, 200, "kubectl: {}", forward.stderr_later());
+    assert!(
+        body == big_file(),
+        "{} bytes of {}",
+        body.len(),
+        big_file().len()
+    );
 }
 
 /// Runs `f` with a kube client on a thread inside the test's network namespace (the
@@ -255,7 +278,13 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
         return;
     };
     let s = &env.server;
-    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    let big = env.scratch.path().join("big");
+    std::fs::create_dir_all(&big).expect("big dir");
+    std::fs::write(big.join("big.txt"), big_file()).expect("big file");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &POD.replace("BIG_DIR", &big.to_string_lossy()),
+    );
     env.wait_running("hello");
 
     // Discovery lists the subresource.
