@@ -53,6 +53,18 @@ spec:
     image: 127.0.0.1:5000/pod-hello:v1
 "#;
 
+const NOT_RUNNING: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: not-running
+spec:
+  nodeName: spinlet-test
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/no-such-app:v1
+"#;
+
 /// The app's answer to the forwarded request.
 const GREETING: &str = "through-the-forward";
 
@@ -368,6 +380,12 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
     s.kubectl_stdin(&["apply", "-f", "-"], PENDING);
     let e = raw(&format!("{base}/unbound/portforward"));
     assert!(e.contains("does not have a host assigned"), "{e}");
+    s.kubectl_stdin(&["apply", "-f", "-"], NOT_RUNNING);
+    let e = raw(&format!("{base}/not-running/portforward"));
+    assert!(
+        e.contains("unable to forward port because pod is not running. Current status=Pending"),
+        "{e}"
+    );
     let e = raw(&format!("{base}/hello/portforward?ports=http"));
     assert!(e.contains("cannot convert to []int32"), "{e}");
     let e = raw(&format!("{base}/hello/portforward?ports=8080"));
