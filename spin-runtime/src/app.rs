@@ -293,6 +293,7 @@ impl InstanceConfig {
             mqtt: MqttCtx::new(self.allowed_hosts.clone()),
             pg: PgCtx::new(self.allowed_hosts.clone()),
             mysql: MysqlCtx::new(self.allowed_hosts.clone()),
+            activity: crate::engine::Activity::begin(),
         })
     }
 }

@@ -49,6 +49,8 @@ pub struct InstanceState {
     pub pg: PgCtx,
     /// Outbound MySQL.
     pub mysql: MysqlCtx,
+    /// Keeps the epoch ticking while this store lives.
+    pub activity: crate::engine::Activity,
 }
 
 impl WasiView for InstanceState {
