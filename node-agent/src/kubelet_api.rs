@@ -668,4 +668,245 @@ mod tests {
         shutdown.cancel();
         let _ = server.await;
     }
+
+    /// An API server stand-in answering `GET pods/p` in `default` (bound to node `n1`,
+    /// address 127.0.0.1) and 404 for anything else; its URL.
+    async fn fake_api() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let (code, body) = if req.uri().path() == "/api/v1/namespaces/default/pods/p" {
+                        (
+                            200,
+                            json!({
+                                "apiVersion": "v1", "kind": "Pod",
+                                "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                                "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+                                "status": {"phase": "Running", "podIP": "127.0.0.1"},
+                            }),
+                        )
+                    } else {
+                        (
+                            404,
+                            json!({
+                                "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                                "reason": "NotFound", "code": 404, "message": "not found",
+                            }),
+                        )
+                    };
+                    let mut r = json_reply(&body);
+                    *r.status_mut() = StatusCode::from_u16(code).unwrap();
+                    Ok::<_, Infallible>(r)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service),
+                );
+            }
+        });
+        url
+    }
+
+    /// Sends `method path` with `headers` over TLS with a cluster client certificate:
+    /// the response (its upgrade still available).
+    async fn send(
+        port: u16,
+        cert: (CertificateDer<'static>, PrivateKeyDer<'static>),
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response<Incoming> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_client_auth_cert(vec![cert.0], cert.1)
+            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        let mut req = Request::builder().method(method).uri(path);
+        req = req.header(header::HOST, "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        sender
+            .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn body_text(r: Response<Incoming>) -> String {
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[tokio::test]
+    async fn port_forward_handshakes_are_checked_as_the_kubelet_checks_them() {
+        use portforward::frame::{Decoder, Encoder, Frame};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, issuer) = ca();
+        let mut config = crate::node::tests::config(dir.path());
+        config.kubelet_port = 0;
+        config.client_ca = Some(ca_pem);
+        let listener = Listener::bind(&config).await.unwrap();
+        let port = listener.port();
+        let client =
+            kube::Client::try_from(kube::Config::new(fake_api().await.parse().unwrap())).unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(listener.serve(client, Arc::new(config), shutdown.clone()));
+        let cert = || client_cert(&issuer);
+        let spdy = [
+            ("connection", "Upgrade"),
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "portforward.k8s.io"),
+        ];
+
+        let r = send(
+            port,
+            cert(),
+            Method::POST,
+            "/portForward/default/nope",
+            &spdy,
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        assert_eq!(body_text(r).await, "pod does not exist");
+        let r = send(
+            port,
+            cert(),
+            Method::POST,
+            "/portForward/default/p/u2",
+            &spdy,
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        assert_eq!(body_text(r).await, "pod not found");
+        let r = send(port, cert(), Method::POST, "/portForward/default/p", &[]).await;
+        assert_eq!(r.status(), 400);
+        let r = send(
+            port,
+            cert(),
+            Method::POST,
+            "/portForward/default/p",
+            &[
+                spdy[0],
+                spdy[1],
+                ("x-stream-protocol-version", "v9.example"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.headers()["x-accepted-stream-protocol-versions"],
+            "portforward.k8s.io"
+        );
+        let ws = [
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        let r = send(
+            port,
+            cert(),
+            Method::GET,
+            "/portForward/default/p",
+            &[
+                ws[0],
+                ws[1],
+                ws[2],
+                ws[3],
+                ("sec-websocket-protocol", "v4.channel.k8s.io"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(body_text(r).await, "query parameter \"port\" is required");
+        let r = send(
+            port,
+            cert(),
+            Method::GET,
+            "/portForward/default/p?port=80",
+            &[
+                ws[0],
+                ws[1],
+                ws[2],
+                ws[3],
+                ("sec-websocket-protocol", "v9.example"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let r = send(
+            port,
+            cert(),
+            Method::GET,
+            "/portForward/default/p?port=80",
+            &[
+                ws[0],
+                ws[1],
+                ws[2],
+                ws[3],
+                ("sec-websocket-protocol", "v4.channel.k8s.io"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 101);
+        assert_eq!(r.headers()["sec-websocket-protocol"], "v4.channel.k8s.io");
+        assert_eq!(
+            r.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+
+        // SPDY: upgraded, and the session answers a PING.
+        let mut r = send(
+            port,
+            cert(),
+            Method::POST,
+            "/portForward/default/p/u1",
+            &spdy,
+        )
+        .await;
+        assert_eq!(r.status(), 101);
+        assert_eq!(r.headers()["upgrade"], "SPDY/3.1");
+        assert_eq!(
+            r.headers()["x-stream-protocol-version"],
+            "portforward.k8s.io"
+        );
+        let mut io = TokioIo::new(hyper::upgrade::on(&mut r).await.unwrap());
+        let mut wire = bytes::BytesMut::new();
+        Encoder::new()
+            .unwrap()
+            .encode(&Frame::Ping(1), &mut wire)
+            .unwrap();
+        io.write_all(&wire).await.unwrap();
+        let mut dec = Decoder::new();
+        let mut buf = bytes::BytesMut::new();
+        let frame = loop {
+            if let Some(f) = dec.decode(&mut buf).unwrap() {
+                break f;
+            }
+            assert!(io.read_buf(&mut buf).await.unwrap() > 0);
+        };
+        assert_eq!(frame, Frame::Ping(1));
+        shutdown.cancel();
+        let _ = server.await;
+    }
 }
