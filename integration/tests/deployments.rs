@@ -4,6 +4,11 @@
 //! another tag), and real pod sandboxes serving inside a network namespace the test
 //! creates (`common::pods::PodEnv`; where namespaces cannot be made, the tests skip).
 //!
+//! Covered: rolling updates (scale, image and env changes, undo, restart, pause/resume,
+//! delete), maxSurge/maxUnavailable held throughout a rollout and revisionHistoryLimit,
+//! Recreate, a bare ReplicaSet (adoption, release, orphaning, minReadySeconds) and a
+//! rollout past its progress deadline.
+//!
 //! Every wait is for a state, with deadlines far beyond what a loaded machine needs; no
 //! assertion is about speed. Run `cargo build -p spinlet` first.
 
@@ -527,4 +532,285 @@ fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
     wait_until(s, "the replica sets and pods to be gone", || {
         replica_sets(s, "again").is_empty() && pod_count(s, "again") == 0
     });
+}
+
+const SOLO_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: solo-orphan
+  labels:
+    app: solo
+spec:
+  containers:
+  - name: app
+    image: 127.0.0.1:5000/pod-hello:v1
+    ports:
+    - containerPort: 8080
+"#;
+
+const SOLO_RS: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: solo
+spec:
+  replicas: 2
+  minReadySeconds: 10
+  selector:
+    matchLabels:
+      app: solo
+  template:
+    metadata:
+      labels:
+        app: solo
+    spec:
+      containers:
+      - name: app
+        image: 127.0.0.1:5000/pod-hello:v1
+        ports:
+        - containerPort: 8080
+"#;
+
+/// The pods labelled `app=solo`: (name, controller name or "").
+fn solo_pods(s: &Server) -> Vec<(String, String)> {
+    items(&json(s, &["get", "pods", "-l", "app=solo"]))
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|p| {
+            (
+                text(p, "/metadata/name"),
+                text(p, "/metadata/ownerReferences/0/name"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_set_adopts_orphans_releases_relabeled_pods_and_waits_min_ready_seconds() {
+    let Some(env) = PodEnv::start("replicaset", &[]) else {
+        return;
+    };
+    let s = &env.server;
+
+    // An orphan pod the selector matches is adopted; only one more is created.
+    s.kubectl_stdin(&["apply", "-f", "-"], SOLO_POD);
+    env.wait_running("solo-orphan");
+    s.kubectl_stdin(&["apply", "-f", "-"], SOLO_RS);
+    wait_until(s, "two pods, both the set's, the orphan among them", || {
+        let pods = solo_pods(s);
+        pods.len() == 2
+            && pods.iter().all(|(_, owner)| owner == "solo")
+            && pods.iter().any(|(name, _)| name == "solo-orphan")
+    });
+
+    // minReadySeconds: ready pods count as available only 10 s after they became ready.
+    let mut seen_ready_not_available = false;
+    wait_until(s, "both pods available", || {
+        let rs = json(s, &["get", "rs", "solo"]);
+        let ready = text(&rs, "/status/readyReplicas");
+        let available = text(&rs, "/status/availableReplicas");
+        if ready == "2" && available != "2" {
+            seen_ready_not_available = true;
+        }
+        available == "2"
+    });
+    assert!(
+        seen_ready_not_available,
+        "the new pod was available before minReadySeconds"
+    );
+    let rs = json(s, &["get", "rs", "solo"]);
+    assert_eq!(text(&rs, "/status/replicas"), "2");
+    assert_eq!(text(&rs, "/status/fullyLabeledReplicas"), "2");
+    assert_eq!(
+        text(&rs, "/status/observedGeneration"),
+        text(&rs, "/metadata/generation")
+    );
+
+    // A pod relabelled out of the selector is released and replaced.
+    let (created, _) = solo_pods(s)
+        .into_iter()
+        .find(|(name, _)| name != "solo-orphan")
+        .unwrap_or_default();
+    s.kubectl(&["label", "pod", &created, "app=elsewhere", "--overwrite"]);
+    wait_until(s, "the relabelled pod released and replaced", || {
+        let released = s.jsonpath(&["pod", &created], "{.metadata.ownerReferences[*].uid}");
+        released.is_empty() && solo_pods(s).len() == 2
+    });
+    assert!(solo_pods(s).iter().all(|(name, _)| *name != created));
+
+    // Orphaned by a cascade=orphan delete, the pods are adopted again by a new set.
+    s.kubectl(&["delete", "rs", "solo", "--cascade=orphan"]);
+    wait_until(s, "the pods orphaned", || {
+        let pods = solo_pods(s);
+        pods.len() == 2 && pods.iter().all(|(_, owner)| owner.is_empty())
+    });
+    let orphans: BTreeSet<String> = solo_pods(s).into_iter().map(|(n, _)| n).collect();
+    s.kubectl_stdin(&["apply", "-f", "-"], SOLO_RS);
+    wait_until(s, "the same pods adopted", || {
+        let pods = solo_pods(s);
+        pods.iter().all(|(_, owner)| owner == "solo")
+            && pods.iter().map(|(n, _)| n.clone()).collect::<BTreeSet<_>>() == orphans
+    });
+
+    // Scaled down, it deletes one pod (and says so); deleted, its pods go too.
+    s.kubectl(&["scale", "rs", "solo", "--replicas=1"]);
+    wait_until(s, "one pod left", || pod_count(s, "solo") == 1);
+    let notes = event_notes(s, "solo");
+    assert!(
+        notes.iter().any(|n| n.starts_with("Deleted pod: ")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with("Created pod: solo-")),
+        "{notes:?}"
+    );
+    s.kubectl(&["delete", "rs", "solo"]);
+    wait_until(s, "the pods gone", || pod_count(s, "solo") == 0);
+    s.kubectl(&["delete", "pod", &created]);
+}
+
+const STUCK: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 5
+  selector:
+    matchLabels:
+      app: stuck
+  template:
+    metadata:
+      labels:
+        app: stuck
+    spec:
+      containers:
+      - name: app
+        image: 127.0.0.1:5000/no-such-app:v1
+"#;
+
+#[test]
+fn a_rollout_without_progress_exceeds_its_deadline() {
+    let Some(env) = PodEnv::start("deadline", &[]) else {
+        return;
+    };
+    let s = &env.server;
+    s.kubectl_stdin(&["apply", "-f", "-"], STUCK);
+    let condition = |t: &str, field: &str| {
+        s.jsonpath(
+            &["deploy", "stuck"],
+            &format!("{{.status.conditions[?(@.type==\"{t}\")].{field}}}"),
+        )
+    };
+    wait_until(s, "ProgressDeadlineExceeded", || {
+        condition("Progressing", "reason") == "ProgressDeadlineExceeded"
+    });
+    assert_eq!(condition("Progressing", "status"), "False");
+    let rs = text(&replica_sets(s, "stuck")[0], "/metadata/name");
+    assert_eq!(
+        condition("Progressing", "message"),
+        format!("ReplicaSet \"{rs}\" has timed out progressing.")
+    );
+    assert_eq!(
+        condition("Available", "reason"),
+        "MinimumReplicasUnavailable"
+    );
+    let out = s.kubectl_output(
+        &["rollout", "status", "deploy/stuck", "--timeout=60s"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
+
+const CAREFUL: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: careful
+spec:
+  replicas: 4
+  revisionHistoryLimit: 1
+  selector:
+    matchLabels:
+      app: careful
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  template:
+    metadata:
+      labels:
+        app: careful
+    spec:
+      containers:
+      - name: app
+        image: 127.0.0.1:5000/pod-hello:v1
+        ports:
+        - containerPort: 8080
+        env:
+        - name: SPIN_VARIABLE_GREETING
+          value: g0
+"#;
+
+#[test]
+fn a_rolling_update_stays_within_max_surge_and_max_unavailable_and_prunes_history() {
+    let Some(env) = PodEnv::start("surge", &[]) else {
+        return;
+    };
+    let s = &env.server;
+    s.kubectl_stdin(&["apply", "-f", "-"], CAREFUL);
+    rollout_status(s, "careful");
+    wait_serving(s, "careful", 4);
+
+    for round in 1..=3 {
+        let greeting = format!("g{round}");
+        let env_var = format!("SPIN_VARIABLE_GREETING={greeting}");
+        s.kubectl(&["set", "env", "deploy/careful", &env_var]);
+        // Throughout the rollout: never more than 4 + 1 replicas asked for, never fewer
+        // than 4 ready pods that are not on their way out.
+        let pods = wait_or_show(
+            &format!("rollout {round}"),
+            DEADLINE,
+            || {
+                let asked: i64 = replica_sets(s, "careful")
+                    .iter()
+                    .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+                    .sum();
+                assert!(asked <= 5, "{asked} replicas asked for\n{}", show(s));
+                let ready = serving(s, "careful");
+                assert!(
+                    ready.len() >= 4,
+                    "only {} ready: {ready:?}\n{}",
+                    ready.len(),
+                    show(s)
+                );
+                let d = json(s, &["get", "deploy", "careful"]);
+                let done = text(&d, "/status/observedGeneration")
+                    == text(&d, "/metadata/generation")
+                    && text(&d, "/status/updatedReplicas") == "4"
+                    && text(&d, "/status/replicas") == "4"
+                    && text(&d, "/status/availableReplicas") == "4";
+                let new_hash =
+                    new_rs(s, "careful").map(|rs| text(&rs, "/metadata/labels/pod-template-hash"));
+                (done
+                    && ready.len() == 4
+                    && pod_count(s, "careful") == 4
+                    && ready.iter().all(|p| Some(&p.hash) == new_hash.as_ref()))
+                .then_some(ready)
+            },
+            || show(s),
+        );
+        assert_greeting(&env, &pods, &greeting);
+    }
+    rollout_status(s, "careful");
+    // revisionHistoryLimit 1: the current set and one old one are left.
+    wait_until(s, "old revisions pruned", || {
+        replica_sets(s, "careful").len() == 2
+    });
+    assert_eq!(history(s, "careful"), vec![3, 4]);
 }
