@@ -181,6 +181,62 @@ fn requests_through(env: &PodEnv, forward: &Forward, local: u16) {
     );
 }
 
+/// Runs `f` on a thread inside the test's network namespace.
+fn netns_thread<T: Send + 'static>(
+    env: &PodEnv,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns_path = format!("/run/netns/{}", env.ns.0);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns_path).expect("open the netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+/// 2 MiB up through `local` to an echo server on `<pod_ip>:<port>` (a port the pod
+/// does not declare, served by another process: it connects, as upstream), and back.
+fn echo_through(env: &PodEnv, pod_ip: &str, port: u16, local: u16) {
+    use std::io::{Read, Write};
+    let listener = netns_thread(env, {
+        let addr = format!("{pod_ip}:{port}");
+        move || std::net::TcpListener::bind(addr).expect("bind the echo server")
+    })
+    .join()
+    .expect("bind thread");
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let mut reader = conn.try_clone().expect("clone");
+        let mut writer = conn;
+        std::io::copy(&mut reader, &mut writer).expect("echo");
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let payload: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let sent = payload.clone();
+    let echoed = netns_thread(env, move || {
+        let conn = std::net::TcpStream::connect(("127.0.0.1", local)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut writer = conn.try_clone().expect("clone");
+        let upload = std::thread::spawn(move || {
+            writer.write_all(&sent).expect("upload");
+            writer
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+        });
+        let mut echoed = Vec::new();
+        let mut reader = conn;
+        reader.read_to_end(&mut echoed).expect("read the echo");
+        upload.join().expect("upload thread");
+        echoed
+    })
+    .join()
+    .expect("client thread");
+    server.join().expect("echo server");
+    assert_eq!(echoed.len(), payload.len());
+    assert!(echoed == payload, "the echo differs");
+}
+
 /// Runs `f` with a kube client on a thread inside the test's network namespace (the
 /// server listens on the namespace's 127.0.0.1).
 fn in_netns<T: Send + 'static>(
@@ -297,7 +353,7 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
         &["apply", "-f", "-"],
         &POD.replace("BIG_DIR", &big.to_string_lossy()),
     );
-    env.wait_running("hello");
+    let pod_ip = env.wait_running("hello");
 
     // Discovery lists the subresource.
     let resources = s.kubectl(&["get", "--raw", "/api/v1"]);
@@ -319,6 +375,18 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
     let log = ws.stderr();
     assert!(!log.contains("fallback to secondary dialer"), "{log}");
     drop(ws);
+
+    // Uploads cross many frames too, over either protocol, to any port that listens.
+    for (mode, local) in [("false", 18090), ("true", 18091)] {
+        let fwd = port_forward(
+            &env,
+            &["pod/hello", &format!("{local}:9000")],
+            &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", mode)],
+            local,
+        );
+        echo_through(&env, &pod_ip, 9000, local);
+        drop(fwd);
+    }
 
     // A Service selecting the pod: kubectl resolves it to the pod and its targetPort.
     s.kubectl(&["create", "service", "clusterip", "hello", "--tcp=80:8080"]);
