@@ -66,8 +66,12 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         && has_token(headers, header::UPGRADE, "websocket")
 }
 
+/// The most ports one channel-protocol connection forwards: two channels each, and a
+/// channel is one byte.
+const MAX_CHANNEL_PORTS: usize = 128;
+
 /// The ports of a channel-protocol request (`NewV4Options`): every `port` parameter,
-/// each a comma-separated list of ports 1–65535.
+/// each a comma-separated list of ports 1–65535, at most [`MAX_CHANNEL_PORTS`].
 pub fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
     let values: Vec<String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k == "port")
@@ -90,6 +94,11 @@ pub fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
             }
             ports.push(port);
         }
+    }
+    if ports.len() > MAX_CHANNEL_PORTS {
+        return Err(format!(
+            "at most {MAX_CHANNEL_PORTS} ports can be forwarded over one connection"
+        ));
     }
     Ok(ports)
 }
@@ -265,5 +274,10 @@ mod tests {
             .unwrap_err()
             .contains("unable to parse"));
         assert!(query_ports(Some("port=70000")).is_err());
+        let many = (1..=129)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(query_ports(Some(&format!("port={many}"))).is_err());
     }
 }

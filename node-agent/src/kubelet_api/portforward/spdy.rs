@@ -272,6 +272,8 @@ impl Session {
                     self.inbound.insert(stream_id, tx);
                 }
                 pair.data = Some((stream_id, rx));
+                // The data stream's port is the one forwarded, as the kubelet reads it.
+                pair.port = port;
                 None
             }
         };
