@@ -50,7 +50,7 @@ fn aggregated_resource(r: &Resource, version: &str) -> Value {
     for extra in crate::strategy::subresources(r) {
         subs.push(json!({
             "subresource": extra.name,
-            "responseKind": {"group": "", "version": "v1", "kind": extra.kind},
+            "responseKind": {"group": extra.group_version.0, "version": extra.group_version.1, "kind": extra.kind},
             "verbs": extra.verbs,
         }));
     }
@@ -206,6 +206,12 @@ pub fn resource_list(table: &Table, group: &str, version: &str) -> Option<Value>
                 "name": format!("{}/{}", r.plural, extra.name), "singularName": "", "namespaced": r.namespaced,
                 "kind": extra.kind, "verbs": extra.verbs,
             }));
+            if !extra.group_version.0.is_empty() {
+                if let Some(last) = resources.last_mut() {
+                    last["group"] = json!(extra.group_version.0);
+                    last["version"] = json!(extra.group_version.1);
+                }
+            }
         }
     }
     for c in create_only(group, version) {

@@ -405,6 +405,8 @@ pub enum Extra {
     NodeProxy,
     /// `pods/portforward`: an upgraded connection relayed to the pod's kubelet.
     PortForward,
+    /// `pods/eviction`: delete the pod as `kubectl drain` asks (POST an `Eviction`).
+    Eviction,
 }
 
 /// A subresource as discovery lists it.
@@ -413,7 +415,9 @@ pub struct Subresource {
     pub extra: Extra,
     /// Its name in paths, e.g. `binding`.
     pub name: &'static str,
-    /// The kind a request to it carries (discovery's `responseKind`), always in core/v1.
+    /// The group and version of the kind a request to it carries ("" and "v1" for core).
+    pub group_version: (&'static str, &'static str),
+    /// The kind a request to it carries (discovery's `responseKind`).
     pub kind: &'static str,
     /// Its verbs.
     pub verbs: &'static [&'static str],
@@ -423,30 +427,42 @@ const POD_SUBRESOURCES: &[Subresource] = &[
     Subresource {
         extra: Extra::Attach,
         name: "attach",
+        group_version: ("", "v1"),
         kind: "PodAttachOptions",
         verbs: &["create", "get"],
     },
     Subresource {
         extra: Extra::Binding,
         name: "binding",
+        group_version: ("", "v1"),
         kind: "Binding",
         verbs: &["create"],
     },
     Subresource {
         extra: Extra::Exec,
         name: "exec",
+        group_version: ("", "v1"),
         kind: "PodExecOptions",
         verbs: &["create", "get"],
     },
     Subresource {
+        extra: Extra::Eviction,
+        name: "eviction",
+        group_version: ("policy", "v1"),
+        kind: "Eviction",
+        verbs: &["create"],
+    },
+    Subresource {
         extra: Extra::Log,
         name: "log",
+        group_version: ("", "v1"),
         kind: "Pod",
         verbs: &["get"],
     },
     Subresource {
         extra: Extra::PortForward,
         name: "portforward",
+        group_version: ("", "v1"),
         kind: "PodPortForwardOptions",
         verbs: &["create", "get"],
     },
@@ -455,6 +471,7 @@ const POD_SUBRESOURCES: &[Subresource] = &[
 const NODE_SUBRESOURCES: &[Subresource] = &[Subresource {
     extra: Extra::NodeProxy,
     name: "proxy",
+    group_version: ("", "v1"),
     kind: "NodeProxyOptions",
     verbs: &["create", "delete", "get", "patch", "update"],
 }];

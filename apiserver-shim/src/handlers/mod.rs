@@ -4,6 +4,9 @@
 #[cfg(test)]
 mod admission_tests;
 mod delete;
+mod eviction;
+#[cfg(test)]
+mod eviction_tests;
 mod namespaces;
 mod pods;
 mod proxy;

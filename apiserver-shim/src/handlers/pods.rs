@@ -1,5 +1,5 @@
-//! Pod subresources beyond `status`: `binding` (and the legacy `bindings` resource), which
-//! assigns a pending pod to a node in one write as kube-apiserver's `BindingREST` does,
+//! Pod subresources beyond `status` (`eviction` has its own module): `binding` (and the
+//! legacy `bindings` resource), which assigns a pending pod to a node in one write as kube-apiserver's `BindingREST` does,
 //! and `exec` / `attach`, which a pod running a Spin app cannot serve (there is no process
 //! to run a command in or attach to), answered with a 400 that says so. `log` and
 //! `portforward` (and the nodes' `proxy`) are relayed to the kubelet by `proxy`.
@@ -46,6 +46,7 @@ pub(super) async fn subresource(
         }
         Extra::NodeProxy => super::proxy::node_proxy(api, call, &name, "/").await,
         Extra::PortForward => super::proxy::port_forward(api, call, ctx, &name).await,
+        Extra::Eviction => super::eviction::evict(api, call, ctx, &name).await,
         Extra::Exec | Extra::Attach => {
             if !matches!(call.method, Method::GET | Method::POST) {
                 return Err(ApiError::method_not_allowed(
@@ -103,9 +104,12 @@ pub(super) async fn create_only(
     };
     match what.extra {
         Extra::Binding => bind(api, call, &ctx, None).await,
-        Extra::Exec | Extra::Attach | Extra::Log | Extra::NodeProxy | Extra::PortForward => {
-            Err(ApiError::no_route())
-        }
+        Extra::Exec
+        | Extra::Attach
+        | Extra::Log
+        | Extra::NodeProxy
+        | Extra::PortForward
+        | Extra::Eviction => Err(ApiError::no_route()),
     }
 }
 

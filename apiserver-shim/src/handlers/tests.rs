@@ -563,12 +563,14 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .collect();
     assert_eq!(
         subs,
-        ["status", "attach", "binding", "exec", "log", "portforward"]
+        ["status", "attach", "binding", "exec", "eviction", "log", "portforward"]
     );
-    let log = &pods["subresources"][4];
+    let eviction = &pods["subresources"][4];
+    assert_eq!(eviction["responseKind"]["group"], "policy");
+    let log = &pods["subresources"][5];
     assert_eq!(log["verbs"], json!(["get"]));
     assert_eq!(log["responseKind"]["kind"], "Pod");
-    let pf = &pods["subresources"][5];
+    let pf = &pods["subresources"][6];
     assert_eq!(pf["verbs"], json!(["create", "get"]));
     assert_eq!(pf["responseKind"]["kind"], "PodPortForwardOptions");
     let bindings = resources
