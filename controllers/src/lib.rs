@@ -4,6 +4,9 @@
 //! Every controller talks to the API only through the `kube` client, never through the
 //! store, so each runs unchanged against a real kube-apiserver. One module per controller:
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler does.
+//! - [`spinapp`]: spin-operator's SpinApp controller (Deployment, Service, runtime-config
+//!   Secret, status) and its admission rules; [`executor`]: SpinAppExecutors (finalizer,
+//!   how spinlet runs them) and the docs' RuntimeClass and executor, created on start.
 //! - [`replicaset`]: pods of ReplicaSets; [`deployment`]: rollouts through ReplicaSets
 //!   (sharing [`ownership`], the controller-reference claim rules, and the Events
 //!   recorder `recorder`).
@@ -11,10 +14,12 @@
 //! The SpinApp controller and the workload controllers arrive with their issue.
 
 pub mod deployment;
+pub mod executor;
 pub mod ownership;
 mod recorder;
 pub mod replicaset;
 pub mod scheduler;
+pub mod spinapp;
 
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +32,10 @@ pub struct Config {
     pub replica_sets: Option<replicaset::Config>,
     /// The Deployment controller's configuration; `None` leaves it out.
     pub deployments: Option<deployment::Config>,
+    /// The SpinApp controller's configuration; `None` leaves it out.
+    pub spinapps: Option<spinapp::Config>,
+    /// The SpinAppExecutor controller's configuration; `None` leaves it out.
+    pub executors: Option<executor::Config>,
 }
 
 /// Errors that stop a controller.
@@ -53,6 +62,14 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
             .deployments
             .map(|c| tokio::spawn(deployment::run(client.clone(), c, shutdown.clone()))),
     ];
+    let spin = [
+        config
+            .spinapps
+            .map(|c| tokio::spawn(spinapp::run(client.clone(), c, shutdown.clone()))),
+        config
+            .executors
+            .map(|c| tokio::spawn(executor::run(client.clone(), c, shutdown.clone()))),
+    ];
     let scheduler = config
         .scheduler
         .map(|c| tokio::spawn(scheduler::run(client.clone(), c, shutdown.clone())));
@@ -60,6 +77,9 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         task.await??;
     }
     for task in workloads.into_iter().flatten() {
+        task.await?;
+    }
+    for task in spin.into_iter().flatten() {
         task.await?;
     }
     Ok(())

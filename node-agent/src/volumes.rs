@@ -197,6 +197,13 @@ impl Volumes {
                     return Err(err(&m.name, format!("invalid subPath {sub:?}")));
                 }
                 host = host.join(sub);
+                if host.is_file() {
+                    // One file of the volume (a key at `subPath`, as spin-operator mounts
+                    // `/runtime-config.toml`): WASI preopens only directories, so the
+                    // guest does not see it.
+                    tracing::debug!(volume = %m.name, path = %m.mount_path, "a file subPath is not preopened");
+                    continue;
+                }
                 std::fs::create_dir_all(&host).map_err(|e| err(&m.name, e.to_string()))?;
             }
             out.push(Mount {

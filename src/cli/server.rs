@@ -188,6 +188,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 .then(|| controllers::scheduler::Config::new(&hostname)),
             replica_sets: Some(controllers::replicaset::Config::new(&hostname)),
             deployments: Some(controllers::deployment::Config::new(&hostname)),
+            spinapps: Some(controllers::spinapp::Config::new(&hostname)),
+            executors: Some(controllers::executor::Config::new(&hostname)),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
