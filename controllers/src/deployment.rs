@@ -199,13 +199,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         )));
     };
     if sel.selects_all() {
-        ctx.events
-            .warning(
-                &*d,
-                "SelectingAll",
-                "This deployment is selecting all pods. A non-empty selector is required.".into(),
-            )
-            .await;
+        ctx.events.warning(
+            &*d,
+            "SelectingAll",
+            "This deployment is selecting all pods. A non-empty selector is required.".into(),
+        );
         if d.status.as_ref().and_then(|s| s.observed_generation) != d.metadata.generation {
             let patch = json!({"status": {"observedGeneration": d.metadata.generation}});
             d_api

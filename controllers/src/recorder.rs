@@ -6,7 +6,8 @@
 //! one series, whatever its message; client-go only folds identical messages. So one
 //! `Recorder` is kept per (object, reason, message) while it is recent (kube's own six
 //! minutes): a repeat becomes a series, a different message a new Event. Owns nothing but
-//! the Events it writes; a failure to record is logged, never an error of the caller.
+//! the Events it writes; they are written in the background, off the caller's path (as
+//! client-go's recorder does), and a failure to record is logged, never an error.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,22 +41,17 @@ impl Events {
         }
     }
 
-    /// Records a Normal event about `obj`.
-    pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
-        self.publish(obj, EventType::Normal, reason, note).await
+    /// Records a Normal event about `obj` (in the background, as client-go's recorder).
+    pub fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.publish(obj, EventType::Normal, reason, note)
     }
 
-    /// Records a Warning event about `obj`.
-    pub async fn warning<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        reason: &str,
-        note: String,
-    ) {
-        self.publish(obj, EventType::Warning, reason, note).await
+    /// Records a Warning event about `obj` (in the background).
+    pub fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.publish(obj, EventType::Warning, reason, note)
     }
 
-    async fn publish<K: Resource<DynamicType = ()>>(
+    fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         type_: EventType,
@@ -90,13 +86,16 @@ impl Events {
             action: reason.to_string(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::warn!(
-                object = ?reference.name,
-                reason,
-                error = %e,
-                "cannot record an event"
-            );
-        }
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(
+                    object = ?reference.name,
+                    reason,
+                    error = %e,
+                    "cannot record an event"
+                );
+            }
+        });
     }
 }

@@ -289,24 +289,20 @@ impl Pass<'_> {
                 }
                 self.ctx
                     .events
-                    .warning(&self.d, status::reason::RS_CREATE_ERROR, message)
-                    .await;
+                    .warning(&self.d, status::reason::RS_CREATE_ERROR, message);
                 return Err(api_error(format!("creating replica set {name}"))(e));
             }
         };
         let size = rs_replicas(&created);
         if !already && size > 0 {
-            self.ctx
-                .events
-                .normal(
-                    &self.d,
-                    "ScalingReplicaSet",
-                    format!(
-                        "Scaled up replica set {} from 0 to {size}",
-                        created.name_any()
-                    ),
-                )
-                .await;
+            self.ctx.events.normal(
+                &self.d,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled up replica set {} from 0 to {size}",
+                    created.name_any()
+                ),
+            );
         }
         let created_name = created.name_any();
         let index = match self.sets.iter().position(|r| r.uid() == created.uid()) {
@@ -372,14 +368,11 @@ impl Pass<'_> {
         self.sets[i] = updated;
         if current != size {
             tracing::info!(deployment = %self.name(), replicaset = %name, from = current, to = size, "scaled");
-            self.ctx
-                .events
-                .normal(
-                    &self.d,
-                    "ScalingReplicaSet",
-                    format!("Scaled {op} replica set {name} from {current} to {size}"),
-                )
-                .await;
+            self.ctx.events.normal(
+                &self.d,
+                "ScalingReplicaSet",
+                format!("Scaled {op} replica set {name} from {current} to {size}"),
+            );
         }
         Ok(current != size)
     }

@@ -65,19 +65,15 @@ pub async fn create(
                 Ok(p) => {
                     created += 1;
                     tracing::debug!(rs = %rs.name_any(), pod = %p.name_any(), "created pod");
-                    events
-                        .normal(
-                            rs,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        )
-                        .await;
+                    events.normal(
+                        rs,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.name_any()),
+                    );
                 }
                 Err(e) if namespace_terminating(&e) => return (created, None),
                 Err(e) => {
-                    events
-                        .warning(rs, "FailedCreate", format!("Error creating: {e}"))
-                        .await;
+                    events.warning(rs, "FailedCreate", format!("Error creating: {e}"));
                     failure.get_or_insert(e);
                 }
             }
@@ -111,15 +107,11 @@ pub async fn delete(
         match result {
             Ok(_) => {
                 tracing::debug!(rs = %rs.name_any(), pod = %name, "deleted pod");
-                events
-                    .normal(rs, "SuccessfulDelete", format!("Deleted pod: {name}"))
-                    .await;
+                events.normal(rs, "SuccessfulDelete", format!("Deleted pod: {name}"));
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                events
-                    .warning(rs, "FailedDelete", format!("Error deleting: {e}"))
-                    .await;
+                events.warning(rs, "FailedDelete", format!("Error deleting: {e}"));
                 failure.get_or_insert(e);
             }
         }
