@@ -8,6 +8,10 @@
 //! the session, SETTINGS and WINDOW_UPDATE are ignored (spdystream does no flow
 //! control either).
 //!
+//! Frames are read in order, and each data stream queues up to 32 chunks for its pod:
+//! a pod that stops reading holds the connection's reader once its queue is full (no
+//! frame is dropped, and memory stays bounded).
+//!
 //! Owns the streams of one connection; the wire format is [`super::frame`]. A malformed
 //! frame ends the connection with a log line.
 
