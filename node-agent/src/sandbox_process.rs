@@ -41,6 +41,9 @@ pub struct Options {
     /// The pod's volumes, preopened in every component.
     #[serde(default)]
     pub mounts: Vec<spin_runtime::app::Mount>,
+    /// The app's runtime config file (the one mounted at `/runtime-config.toml`).
+    #[serde(default)]
+    pub runtime_config: Option<PathBuf>,
     /// When the log file is rotated.
     #[serde(default)]
     pub log_rotation: crate::cri_log::Rotation,
@@ -149,6 +152,7 @@ fn serve(options: &Options) -> Result<(), Error> {
         state_dir: Some(options.state_dir.clone()),
         cache_dir: Some(options.cache_dir.clone()),
         mounts: options.mounts.clone(),
+        runtime_config: options.runtime_config.clone(),
         engine: spin_runtime::engine::EngineOptions::from_env(),
         ..Default::default()
     };

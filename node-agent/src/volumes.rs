@@ -5,6 +5,10 @@
 //! `DirectoryOrCreate`). Each `volumeMount` becomes a preopen at its `mountPath`, read-only
 //! when `readOnly` is set and always for the API-backed kinds, at `subPath` when given.
 //!
+//! A file mounted at `/runtime-config.toml` (spin-operator mounts the app's runtime-config
+//! Secret key there with a `subPath`) is the app's runtime config, as containerd-shim-spin
+//! reads it from the container's root: [`Mounted::runtime_config`].
+//!
 //! Files are written under `<sandbox dir>/volumes/<volume>/`, each replaced atomically, so
 //! a refresh after a ConfigMap or Secret changes ([`Volumes::refresh`]) never shows a
 //! half-written file. `serviceAccountToken` projections are skipped (spinlet issues no
@@ -17,6 +21,18 @@ use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume, VolumeProjec
 use spin_runtime::app::Mount;
 
 use crate::sources::Kind;
+
+/// Where containerd-shim-spin reads an app's runtime config in its container.
+pub const RUNTIME_CONFIG_PATH: &str = "/runtime-config.toml";
+
+/// What a container's volume mounts give the sandbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mounted {
+    /// Directories preopened in every component.
+    pub preopens: Vec<Mount>,
+    /// The runtime config file mounted at [`RUNTIME_CONFIG_PATH`], if any.
+    pub runtime_config: Option<PathBuf>,
+}
 
 /// Why a volume cannot be set up (the pod's `FailedMount` event).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,10 +183,11 @@ impl Volumes {
         Ok(())
     }
 
-    /// The preopens `container`'s `volumeMounts` give.
-    pub fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, Error> {
+    /// The preopens and the runtime config `container`'s `volumeMounts` give.
+    pub fn mounts(&self, pod: &Pod, container: &Container) -> Result<Mounted, Error> {
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         let mut out = Vec::new();
+        let mut runtime_config = None;
         for m in container.volume_mounts.iter().flatten() {
             let v = volumes
                 .and_then(|vs| vs.iter().find(|v| v.name == m.name))
@@ -198,10 +215,14 @@ impl Volumes {
                 }
                 host = host.join(sub);
                 if host.is_file() {
-                    // One file of the volume (a key at `subPath`, as spin-operator mounts
-                    // `/runtime-config.toml`): WASI preopens only directories, so the
-                    // guest does not see it.
-                    tracing::debug!(volume = %m.name, path = %m.mount_path, "a file subPath is not preopened");
+                    // One file of the volume (a key at `subPath`): WASI preopens only
+                    // directories, so the guest does not see it; the runtime config at
+                    // the root is the host's to read, as the shim reads it.
+                    if m.mount_path == RUNTIME_CONFIG_PATH {
+                        runtime_config = Some(host);
+                    } else {
+                        tracing::debug!(volume = %m.name, path = %m.mount_path, "a file subPath is not preopened");
+                    }
                     continue;
                 }
                 std::fs::create_dir_all(&host).map_err(|e| err(&m.name, e.to_string()))?;
@@ -212,7 +233,10 @@ impl Volumes {
                 read_only: m.read_only.unwrap_or(false) || api_backed,
             });
         }
-        Ok(out)
+        Ok(Mounted {
+            preopens: out,
+            runtime_config,
+        })
     }
 }
 

@@ -290,7 +290,7 @@ impl Worker {
         app: &str,
         listen: SocketAddr,
         (env, variables): (Vec<(String, String)>, Vec<String>),
-        mounts: Vec<spin_runtime::app::Mount>,
+        mounts: crate::volumes::Mounted,
     ) -> std::io::Result<Sandbox> {
         let config = &self.shared.config;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -314,7 +314,8 @@ impl Worker {
             variables,
             state_dir,
             cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
-            mounts,
+            mounts: mounts.preopens,
+            runtime_config: mounts.runtime_config,
             log_rotation: config.log_rotation,
         };
         Sandbox::spawn(
