@@ -267,10 +267,14 @@ async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action> {
     let reference = reference(&app, group);
 
     let executors: Api<SpinAppExecutor> = Api::namespaced(client.clone(), &ns);
-    let executor = executors
-        .get_opt(&app.spec.executor)
-        .await
-        .map_err(api_err("reading the app's executor"))?;
+    // No name (no executor defaulted at admission) is a missing executor, not a list.
+    let executor = match app.spec.executor.as_str() {
+        "" => None,
+        name => executors
+            .get_opt(name)
+            .await
+            .map_err(api_err("reading the app's executor"))?,
+    };
     let Some(executor) = executor else {
         let message = format!("Could not find SpinAppExecutor {ns}/{}", app.spec.executor);
         publish(

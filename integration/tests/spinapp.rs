@@ -122,6 +122,33 @@ spec:
   executor: external
 ";
 
+const CUSTOMIZED: &str = "apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinApp
+metadata:
+  name: simple-spinapp
+spec:
+  image: 'ghcr.io/spinkube/containerd-shim-spin/examples/spin-rust-hello:v0.14.1'
+  replicas: 3
+  imagePullSecrets:
+    - name: spin-image-secret
+  serviceAnnotations:
+    key: value
+  podAnnotations:
+    key: value
+  resources:
+    limits:
+      cpu: '1'
+      memory: 512Mi
+    requests:
+      cpu: '0.5'
+      memory: 256Mi
+  env:
+    - name: ENV_VAR1
+      value: value1
+    - name: ENV_VAR2
+      value: value2
+";
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// `kubectl get <target> -o json`, or None while it does not exist.
@@ -439,6 +466,70 @@ fn docs_manifests_become_deployments_services_and_secrets() {
     wait_gone(&s, &["deployment", "simple-spinapp"]);
     wait_gone(&s, &["service", "simple-spinapp"]);
     wait_gone(&s, &["secret", &secret_name]);
+
+    // The docs' customized.yaml (no executor: admission defaults it to the
+    // alphabetically first; where no admission hook runs, the app waits with
+    // MissingExecutor until it names one) passes spec.env to the container.
+    s.kubectl_stdin(&["apply", "-f", "-"], CUSTOMIZED);
+    let executor = wait_get(&s, &["spinapp", "simple-spinapp"])["spec"]["executor"].clone();
+    if executor.is_null() {
+        let missing = wait_or_show(
+            "MissingExecutor for an app without executor",
+            LIMIT,
+            || {
+                let a = get(&s, &["spinapp", "simple-spinapp"])?;
+                let c = a["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["reason"] == "MissingExecutor")?
+                    .clone();
+                c["message"].as_str().map(str::to_string)
+            },
+            || s.log(),
+        );
+        assert_eq!(missing, "Could not find SpinAppExecutor default/");
+        s.kubectl(&[
+            "patch",
+            "spinapp",
+            "simple-spinapp",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"executor":"containerd-shim-spin"}}"#,
+        ]);
+    } else {
+        assert_eq!(executor, "containerd-shim-spin");
+    }
+    let d = wait_get(&s, &["deployment", "simple-spinapp"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    let pod = &d["spec"]["template"];
+    assert_eq!(pod["metadata"]["annotations"]["key"], "value");
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"][0]["name"],
+        "spin-image-secret"
+    );
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    let env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().into(),
+                e["value"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert!(
+        env.contains(&("ENV_VAR1".into(), "value1".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("ENV_VAR2".into(), "value2".into())),
+        "{env:?}"
+    );
+    let svc = wait_get(&s, &["service", "simple-spinapp"]);
+    assert_eq!(svc["metadata"]["annotations"]["key"], "value");
 
     // An executor in use cannot be deleted until its apps are gone.
     s.kubectl(&["delete", "spinappexecutor", "external", "--wait=false"]);
