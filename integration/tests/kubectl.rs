@@ -765,32 +765,37 @@ fn replace_edit_wait_sort_and_dry_run() {
     );
     assert_eq!(image, "nginx:edited");
 
-    // wait for a condition written through the status subresource.
+    // wait for a condition written through the status subresource (of a Node: with no
+    // agent, no controller writes a Node's status here; Deployments have theirs).
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: hand-made\n",
+    );
     s.kubectl(&[
         "patch",
-        "deploy",
-        "web",
+        "node",
+        "hand-made",
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status":{"conditions":[{"type":"Available","status":"True","reason":"Test"}]}}"#,
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}"#,
     ]);
     let out = s.kubectl(&[
         "wait",
-        "--for=condition=Available",
-        "deploy/web",
-        "--timeout=10s",
+        "--for=condition=Ready",
+        "node/hand-made",
+        "--timeout=30s",
     ]);
     assert!(out.contains("condition met"), "{out}");
     // The main resource's writes leave status alone.
-    s.kubectl(&["label", "deploy", "web", "touched=yes"]);
-    let cond = s.jsonpath(&["deploy", "web"], "{.status.conditions[0].type}");
-    assert_eq!(cond, "Available");
+    s.kubectl(&["label", "node", "hand-made", "touched=yes"]);
+    let cond = s.jsonpath(&["node", "hand-made"], "{.status.conditions[0].type}");
+    assert_eq!(cond, "Ready");
     let out = s.kubectl(&[
         "wait",
         "--for=jsonpath={.metadata.labels.touched}=yes",
-        "deploy/web",
-        "--timeout=10s",
+        "node/hand-made",
+        "--timeout=30s",
     ]);
     assert!(out.contains("condition met"), "{out}");
 
