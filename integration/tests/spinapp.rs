@@ -640,6 +640,18 @@ fn the_simple_app_serves_from_its_pod() {
         || (get(s, &["spinapp", "simple-spinapp"])?["status"]["readyReplicas"] == 1).then_some(()),
         || state(s),
     );
+    // The Service's endpoints are the app's pod on port 80 (its named port `http-app`).
+    wait_or_show(
+        "the Service's endpoints",
+        LIMIT,
+        || {
+            let e = get(s, &["endpoints", "simple-spinapp"])?;
+            let subset = &e["subsets"][0];
+            (subset["addresses"][0]["ip"] == ip.as_str() && subset["ports"][0]["port"] == 80)
+                .then_some(())
+        },
+        || state(s),
+    );
     let table = s.kubectl(&["get", "spinapp", "simple-spinapp", "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(
