@@ -327,3 +327,78 @@ async fn claim_replica_sets(
     sets.sort_by(scaling::by_creation);
     Ok(sets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use serde_json::json;
+
+    fn store_with(deployments: Vec<Deployment>) -> Store<Deployment> {
+        let (store, mut writer) = reflector::store::<Deployment>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for d in deployments {
+            writer.apply_watcher_event(&watcher::Event::InitApply(d));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        store
+    }
+
+    fn deployment(name: &str, strategy: &str, labels: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"selector": {"matchLabels": labels}, "template": {},
+                "strategy": {"type": strategy}},
+        }))
+        .expect("deployment")
+    }
+
+    fn pod(owner: &str, hash: &str, deleting: bool) -> Pod {
+        let mut p = json!({
+            "metadata": {"name": "p", "namespace": "ns",
+                "labels": {"app": "web", hash::LABEL: hash},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": owner, "uid": "rs-uid", "controller": true}]},
+            "status": {"phase": "Running"},
+        });
+        if deleting {
+            p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(p).expect("pod")
+    }
+
+    #[test]
+    fn departing_pods_wake_their_recreate_deployment_only() {
+        let store = store_with(vec![
+            deployment("web", "Recreate", json!({"app": "web"})),
+            deployment("roll", "RollingUpdate", json!({"app": "roll"})),
+        ]);
+        let woken = deployment_of_departing_pod(&store, &pod("web-abc12", "abc12", true));
+        assert_eq!(woken.map(|r| r.name), Some("web".to_string()));
+        assert!(deployment_of_departing_pod(&store, &pod("web-abc12", "abc12", false)).is_none());
+        assert!(deployment_of_departing_pod(&store, &pod("roll-abc12", "abc12", true)).is_none());
+        assert!(deployment_of_departing_pod(&store, &pod("web-abc12", "other", true)).is_none());
+    }
+
+    #[test]
+    fn orphan_replica_sets_wake_the_deployments_selecting_them() {
+        let store = store_with(vec![
+            deployment("web", "RollingUpdate", json!({"app": "web"})),
+            deployment("all", "RollingUpdate", json!({})),
+        ]);
+        let orphan: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "x", "namespace": "ns", "labels": {"app": "web"}},
+        }))
+        .expect("rs");
+        let names: Vec<String> = deployments_selecting(&store, &orphan)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["web"]);
+        let mut owned = orphan.clone();
+        owned.metadata.owner_references = serde_json::from_value(json!([{"apiVersion": "apps/v1",
+            "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]))
+        .ok();
+        assert!(deployments_selecting(&store, &owned).is_empty());
+    }
+}

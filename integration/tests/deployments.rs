@@ -528,7 +528,15 @@ fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
         "{notes:?}"
     );
 
-    s.kubectl(&["delete", "deploy", "again"]);
+    // A foreground delete: the Deployment goes only once its sets (blockOwnerDeletion)
+    // are gone, and their pods follow.
+    s.kubectl(&[
+        "delete",
+        "deploy",
+        "again",
+        "--cascade=foreground",
+        "--timeout=180s",
+    ]);
     wait_until(s, "the replica sets and pods to be gone", || {
         replica_sets(s, "again").is_empty() && pod_count(s, "again") == 0
     });
