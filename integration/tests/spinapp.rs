@@ -679,3 +679,65 @@ fn the_simple_app_serves_from_its_pod() {
         || state(s),
     );
 }
+
+#[tokio::test]
+async fn admission_rules_read_executors_from_the_api() {
+    use controllers::spinapp::admission::{default_spinapp, validate_executor, validate_spinapp};
+    use serde_json::json;
+
+    let s = Server::start();
+    wait_get(&s, &["spinappexecutor", "containerd-shim-spin"]);
+    s.kubectl(&["create", "namespace", "other"]);
+    s.kubectl_stdin(
+        &["apply", "-n", "other", "-f", "-"],
+        "apiVersion: core.spinkube.dev/v1alpha1\nkind: SpinAppExecutor\nmetadata:\n  name: a-external\nspec:\n  createDeployment: false\n",
+    );
+    let client = s.client().await;
+
+    // The defaulter picks the alphabetically first executor of the whole cluster, and
+    // leaves a named one alone.
+    let mut app = json!({"apiVersion": "core.spinoperator.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": "a", "namespace": "default"},
+        "spec": {"image": "x", "replicas": 1}});
+    default_spinapp(&client, &mut app).await.expect("default");
+    assert_eq!(app["spec"]["executor"], "a-external");
+    let mut named = json!({"spec": {"image": "x", "executor": "containerd-shim-spin"}});
+    default_spinapp(&client, &mut named).await.expect("default");
+    assert_eq!(named["spec"]["executor"], "containerd-shim-spin");
+
+    // ...which the validator then rejects in another namespace, as spin-operator's does.
+    let v = validate_spinapp(&client, &app).await.expect("validate");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].field.as_str(), v[0].message.as_str()),
+        ("spec.executor", "executor does not exist in namespace")
+    );
+    app["metadata"]["namespace"] = json!("other");
+    app["spec"]["deploymentAnnotations"] = json!({"a": "b"});
+    let v = validate_spinapp(&client, &app).await.expect("validate");
+    assert_eq!(
+        v.iter().map(|v| v.message.as_str()).collect::<Vec<_>>(),
+        ["deploymentAnnotations can't be set when the executor does not use operator deployments"]
+    );
+    let no_image = json!({"metadata": {"namespace": "default"},
+        "spec": {"executor": "containerd-shim-spin", "replicas": 1}});
+    let v = validate_spinapp(&client, &no_image)
+        .await
+        .expect("validate");
+    assert_eq!(
+        v.iter()
+            .map(|v| (v.field.as_str(), v.message.as_str()))
+            .collect::<Vec<_>>(),
+        [("spec.image", "image must be set")]
+    );
+    let ok = json!({"metadata": {"namespace": "default"},
+        "spec": {"image": "x", "executor": "containerd-shim-spin", "replicas": 1}});
+    assert!(validate_spinapp(&client, &ok)
+        .await
+        .expect("validate")
+        .is_empty());
+    assert!(validate_executor(
+        &get(&s, &["spinappexecutor", "containerd-shim-spin"]).expect("executor")
+    )
+    .is_empty());
+}
