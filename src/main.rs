@@ -4,6 +4,7 @@
 //! This file only parses the command line and dispatches; each subcommand's flags and
 //! behaviour live in `cli/<subcommand>.rs`, and the work itself in the library crates.
 
+mod admission;
 mod cli;
 
 use clap::{Parser, Subcommand};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use apiserver_shim::admission::Hooks;
 use apiserver_shim::api::{Api, ApiOptions};
 use apiserver_shim::store::{Store, StoreConfig, DEFAULT_HISTORY_EVENTS};
 use apiserver_shim::{pki, server, tls};
@@ -49,12 +50,27 @@ pub struct ServerArgs {
     /// (networking) IPv4 CIDR for service cluster IPs.
     #[arg(long, env = "SPINLET_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// (networking) Port range reserved for services with NodePort visibility.
+    #[arg(long, env = "SPINLET_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: (u16, u16),
     /// (storage) Events kept for watch resumption; older resourceVersions get 410 Expired.
     #[arg(long, env = "SPINLET_WATCH_HISTORY_EVENTS", default_value_t = DEFAULT_HISTORY_EVENTS)]
     pub watch_history_events: u64,
     /// (listener) Longest a single watch request lasts, in seconds.
     #[arg(long, env = "SPINLET_MAX_WATCH_SECONDS", default_value_t = 1800)]
     pub max_watch_seconds: u64,
+}
+
+/// Parses `LOW-HIGH` (inclusive), as kube-apiserver's `--service-node-port-range`.
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range like 30000-32767");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 fn is_root() -> bool {
@@ -140,16 +156,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    // spin-operator's webhooks, in process; they get their client once the API listens.
+    let admission = crate::admission::SpinAdmission::new();
     let api = Api::new(
         store.clone(),
         ApiOptions {
             service_cidr,
+            node_port_range: args.service_node_port_range,
             max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
             kubelet_client: Some(
                 apiserver_shim::kubelet::client_config(&pki)
                     .context("configuring the kubelet client")?,
             ),
             crds: spinlet_types::crds(),
+            admission: Hooks(vec![admission.clone()]),
             ..ApiOptions::default()
         },
     );
@@ -166,6 +186,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .context("reading the listen address")?
         .port();
     let url = format!("https://127.0.0.1:{port}");
+    // Where in-cluster clients reach the API (the `kubernetes` Service's Endpoints).
+    let advertise_ip = if args.bind_address.is_unspecified() {
+        node_agent::machine::outbound_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        args.bind_address
+    };
+    apiserver_shim::apiserver_endpoints::publish(&api, SocketAddr::new(advertise_ip, port))
+        .await
+        .context("publishing the kubernetes Service's endpoints")?;
     pki::write_private(&kubeconfig, pki::kubeconfig(&pki, &url).as_bytes(), mode)
         .with_context(|| format!("writing kubeconfig {}", kubeconfig.display()))?;
 
@@ -183,6 +212,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
             .await
             .context("creating the controllers' API client")?;
+        admission.connect(client.clone());
         let config = controllers::Config {
             scheduler: (!args.disable_scheduler)
                 .then(|| controllers::scheduler::Config::new(&hostname)),
