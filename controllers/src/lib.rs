@@ -4,21 +4,23 @@
 //! Every controller talks to the API only through the `kube` client, never through the
 //! store, so each runs unchanged against a real kube-apiserver. One module per controller:
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler does.
+//! - [`endpoints`]: Endpoints and EndpointSlices of selector Services.
+//! - [`serviceaccounts`]: the `default` ServiceAccount of every namespace.
 //! - [`spinapp`]: spin-operator's SpinApp controller (Deployment, Service, runtime-config
 //!   Secret, status) and its admission rules; [`executor`]: SpinAppExecutors (finalizer,
 //!   how spinlet runs them) and the docs' RuntimeClass and executor, created on start.
 //! - [`replicaset`]: pods of ReplicaSets; [`deployment`]: rollouts through ReplicaSets
 //!   (sharing [`ownership`], the controller-reference claim rules, and the Events
 //!   recorder `recorder`).
-//!
-//! The SpinApp controller and the workload controllers arrive with their issue.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod executor;
 pub mod ownership;
 mod recorder;
 pub mod replicaset;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod spinapp;
 
 use tokio_util::sync::CancellationToken;
@@ -54,6 +56,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the configured controllers until `shutdown` is cancelled.
 pub async fn run(client: kube::Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+    // kube-controller-manager's core loops that need no configuration always run.
+    let core = [
+        tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
+        tokio::spawn(serviceaccounts::run(client.clone(), shutdown.clone())),
+    ];
     let workloads = [
         config
             .replica_sets
@@ -75,6 +82,9 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         .map(|c| tokio::spawn(scheduler::run(client.clone(), c, shutdown.clone())));
     if let Some(task) = scheduler {
         task.await??;
+    }
+    for task in core {
+        task.await?;
     }
     for task in workloads.into_iter().flatten() {
         task.await?;
