@@ -149,6 +149,23 @@ spec:
       value: value2
 ";
 
+const HPA_APP: &str = "apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinApp
+metadata:
+  name: hpa-spinapp
+spec:
+  image: ghcr.io/spinkube/spin-operator/cpu-load-gen:20240311-163328-g1121986
+  executor: containerd-shim-spin
+  enableAutoscaling: true
+  resources:
+    limits:
+      cpu: 500m
+      memory: 500Mi
+    requests:
+      cpu: 100m
+      memory: 400Mi
+";
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// `kubectl get <target> -o json`, or None while it does not exist.
@@ -433,11 +450,33 @@ fn docs_manifests_become_deployments_services_and_secrets() {
     wait_get(&s, &["service", "external-app"]);
     assert!(get(&s, &["deployment", "external-app"]).is_none());
 
-    // A missing executor: MissingExecutor event and condition.
+    // A missing executor (admission refuses apps naming none, and the finalizer keeps
+    // one in use, so it is taken away by force): MissingExecutor event and condition.
     s.kubectl_stdin(
         &["apply", "-f", "-"],
-        "apiVersion: core.spinkube.dev/v1alpha1\nkind: SpinApp\nmetadata:\n  name: orphan\nspec:\n  image: x\n  replicas: 1\n  executor: nope\n",
+        "apiVersion: core.spinkube.dev/v1alpha1\nkind: SpinAppExecutor\nmetadata:\n  name: nope\nspec:\n  createDeployment: true\n  deploymentConfig:\n    runtimeClassName: wasmtime-spin-v2\n---\napiVersion: core.spinkube.dev/v1alpha1\nkind: SpinApp\nmetadata:\n  name: orphan\nspec:\n  image: x\n  replicas: 1\n  executor: nope\n",
     );
+    wait_get(&s, &["deployment", "orphan"]);
+    wait_or_show(
+        "the executor's finalizer",
+        LIMIT,
+        || {
+            (get(&s, &["spinappexecutor", "nope"])?["metadata"]["finalizers"][0]
+                == "core.spinkube.dev/finalizer")
+                .then_some(())
+        },
+        || s.log(),
+    );
+    s.kubectl(&["delete", "spinappexecutor", "nope", "--wait=false"]);
+    s.kubectl(&[
+        "patch",
+        "spinappexecutor",
+        "nope",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    wait_gone(&s, &["spinappexecutor", "nope"]);
     wait_or_show(
         "the MissingExecutor condition",
         LIMIT,
@@ -466,6 +505,35 @@ fn docs_manifests_become_deployments_services_and_secrets() {
     wait_gone(&s, &["deployment", "simple-spinapp"]);
     wait_gone(&s, &["service", "simple-spinapp"]);
     wait_gone(&s, &["secret", &secret_name]);
+
+    // hpa.yaml's app: autoscaling leaves the Deployment's replicas to others; a
+    // reconcile (here for a new service annotation) keeps what they set.
+    s.kubectl_stdin(&["apply", "-f", "-"], HPA_APP);
+    let d = wait_get(&s, &["deployment", "hpa-spinapp"]);
+    assert_eq!(d["spec"]["replicas"], 1, "defaulted by the API server");
+    s.kubectl(&["scale", "deployment", "hpa-spinapp", "--replicas=3"]);
+    s.kubectl(&[
+        "patch",
+        "spinapp",
+        "hpa-spinapp",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"serviceAnnotations":{"reconciled":"yes"}}}"#,
+    ]);
+    wait_or_show(
+        "the reconcile after the patch",
+        LIMIT,
+        || {
+            (get(&s, &["service", "hpa-spinapp"])?["metadata"]["annotations"]["reconciled"]
+                == "yes")
+                .then_some(())
+        },
+        || s.log(),
+    );
+    assert_eq!(
+        get(&s, &["deployment", "hpa-spinapp"]).expect("deployment")["spec"]["replicas"],
+        3
+    );
 
     // The docs' customized.yaml (no executor: admission defaults it to the
     // alphabetically first; where no admission hook runs, the app waits with
@@ -640,6 +708,54 @@ fn the_simple_app_serves_from_its_pod() {
         || (get(s, &["spinapp", "simple-spinapp"])?["status"]["readyReplicas"] == 1).then_some(()),
         || state(s),
     );
+    // A changed variable rolls out: the new pod serves the new value.
+    s.kubectl(&[
+        "patch",
+        "spinapp",
+        "simple-spinapp",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"variables":[{"name":"greeting","value":"hi-again"}]}}"#,
+    ]);
+    let ip = wait_or_show(
+        "the new pod to serve the new value",
+        Duration::from_secs(120),
+        || {
+            let pods = get(
+                s,
+                &[
+                    "pods",
+                    "-l",
+                    "core.spinoperator.dev/app-name=simple-spinapp",
+                ],
+            )?;
+            pods["items"].as_array()?.iter().find_map(|pod| {
+                let ip = pod["status"]["podIP"].as_str()?;
+                let (code, body) = env
+                    .ns
+                    .curl(&format!("http://{ip}:80/?op=var&name=greeting"));
+                (code == 200 && body == "hi-again").then(|| ip.to_string())
+            })
+        },
+        || state(s),
+    );
+    wait_or_show(
+        "the old pod to go",
+        Duration::from_secs(120),
+        || {
+            let pods = get(
+                s,
+                &[
+                    "pods",
+                    "-l",
+                    "core.spinoperator.dev/app-name=simple-spinapp",
+                ],
+            )?;
+            (pods["items"].as_array()?.len() == 1).then_some(())
+        },
+        || state(s),
+    );
+
     // The Service's endpoints are the app's pod on port 80 (its named port `http-app`).
     wait_or_show(
         "the Service's endpoints",
