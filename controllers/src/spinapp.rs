@@ -391,3 +391,51 @@ async fn apply_children(
         .map_err(api_err("applying the app's Service"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn owned_objects_map_to_their_app_under_either_group() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "ns", "ownerReferences": [
+                {"apiVersion": "core.spinoperator.dev/v1alpha1", "kind": "SpinApp", "name": "a", "uid": "1"},
+                {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp", "name": "b", "uid": "2"},
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "c", "uid": "3"},
+                {"apiVersion": "example.com/v1alpha1", "kind": "SpinApp", "name": "d", "uid": "4"}]},
+        }))
+        .expect("service");
+        let refs = owners(svc);
+        assert_eq!(
+            refs,
+            vec![
+                ObjectRef::new("a").within("ns"),
+                ObjectRef::new("b").within("ns")
+            ]
+        );
+    }
+
+    #[test]
+    fn owner_and_reference_name_the_apps_group() {
+        let app: SpinApp = serde_json::from_value(json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u"},
+            "spec": {"image": "x"},
+        }))
+        .expect("app");
+        let o = owner(&app, "core.spinoperator.dev");
+        assert_eq!(o.api_version, "core.spinoperator.dev/v1alpha1");
+        assert_eq!(
+            (o.controller, o.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        let r = reference(&app, "core.spinoperator.dev");
+        assert_eq!(
+            r.api_version.as_deref(),
+            Some("core.spinoperator.dev/v1alpha1")
+        );
+        assert_eq!(r.uid.as_deref(), Some("u"));
+    }
+}
