@@ -8,6 +8,8 @@ mod eviction;
 #[cfg(test)]
 mod eviction_tests;
 mod namespaces;
+#[cfg(test)]
+mod patch_tests;
 mod pods;
 mod proxy;
 mod read;

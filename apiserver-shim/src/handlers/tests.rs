@@ -563,7 +563,15 @@ async fn discovery_lists_binding_exec_attach_and_bindings() {
         .collect();
     assert_eq!(
         subs,
-        ["status", "attach", "binding", "exec", "eviction", "log", "portforward"]
+        [
+            "status",
+            "attach",
+            "binding",
+            "exec",
+            "eviction",
+            "log",
+            "portforward"
+        ]
     );
     let eviction = &pods["subresources"][4];
     assert_eq!(eviction["responseKind"]["group"], "policy");

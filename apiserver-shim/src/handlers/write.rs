@@ -399,9 +399,19 @@ fn apply_patch(
         "application/json-patch+json" => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| {
-                ApiError::unprocessable_patch(&ctx.r, object::name_of(cur), e.to_string())
-            })?;
+            for (i, op) in p.0.iter().enumerate() {
+                // As kube-apiserver's json-patch: testing a missing path for null succeeds
+                // (kube-runtime's finalizer helper tests `/metadata/finalizers` so).
+                if let json_patch::PatchOperation::Test(t) = op {
+                    if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
+                        continue;
+                    }
+                }
+                json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
+                    e.operation = i;
+                    ApiError::unprocessable_patch(&ctx.r, object::name_of(cur), e.to_string())
+                })?;
+            }
         }
         "application/merge-patch+json" => {
             let p: Value = serde_json::from_slice(body)
