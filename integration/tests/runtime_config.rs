@@ -60,9 +60,11 @@ spec:
     s.kubectl_stdin(&["apply", "-f", "-"], pod);
     let ip = env.wait_running("configured");
     // The store is opened where the runtime config says when the app loads.
-    wait_for("the store at the configured path", Duration::from_secs(30), || {
-        db.exists().then_some(())
-    });
+    wait_for(
+        "the store at the configured path",
+        Duration::from_secs(30),
+        || db.exists().then_some(()),
+    );
     let (code, body) = env.ns.curl(&format!(
         "http://{ip}:8080/?op=kv-set&key=greeting&value=hello"
     ));

@@ -513,8 +513,13 @@ mod tests {
         };
         assert_eq!(cell("AddressType"), "IPv4");
         assert_eq!(cell("Ports"), "8080,9090");
-        assert_eq!(cell("Endpoints"), "10.42.0.2,10.42.0.3,10.42.0.4 + 1 more...");
+        assert_eq!(
+            cell("Endpoints"),
+            "10.42.0.2,10.42.0.3,10.42.0.4 + 1 more..."
+        );
         let empty = cells("EndpointSlice", &json!({"addressType": "IPv4"}));
-        assert!(empty.iter().any(|(n, v)| n == "Endpoints" && v == "<unset>"));
+        assert!(empty
+            .iter()
+            .any(|(n, v)| n == "Endpoints" && v == "<unset>"));
     }
 }
