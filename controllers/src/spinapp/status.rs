@@ -183,10 +183,16 @@ mod tests {
             "Could not find SpinAppExecutor default/x",
             &time("2026-01-01T00:00:00Z"),
         );
-        let c = &s.conditions.expect("conditions")[0];
+        let c = &s.conditions.clone().expect("conditions")[0];
         assert_eq!(
             (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
             ("Available", "False", "MissingExecutor")
         );
+        // Once the executor is back, the Deployment's view replaces it.
+        let mut a = app();
+        a.status = Some(s);
+        let back = observed(&a, None, None, &time("2026-01-01T00:01:00Z"));
+        let c = back.conditions.expect("conditions");
+        assert!(c.iter().all(|c| c.reason == "DeploymentNotFound"), "{c:?}");
     }
 }
