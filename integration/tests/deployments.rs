@@ -765,54 +765,71 @@ spec:
           value: g0
 "#;
 
+/// Changes `app`'s greeting and waits for the rollout, checking at every look that no more
+/// than `max_asked` replicas are asked for and no fewer than `min_ready` pods serve
+/// (ready and not on their way out); returns the new pods.
+fn roll_within(
+    s: &Server,
+    app: &str,
+    replicas: usize,
+    max_asked: i64,
+    min_ready: usize,
+    greeting: &str,
+) -> Vec<Serving> {
+    let target = format!("deploy/{app}");
+    let env_var = format!("SPIN_VARIABLE_GREETING={greeting}");
+    s.kubectl(&["set", "env", &target, &env_var]);
+    let want = replicas.to_string();
+    wait_or_show(
+        &format!("{app} rolled out to {greeting}"),
+        DEADLINE,
+        || {
+            let asked: i64 = replica_sets(s, app)
+                .iter()
+                .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+                .sum();
+            assert!(
+                asked <= max_asked,
+                "{asked} replicas asked for\n{}",
+                show(s)
+            );
+            let ready = serving(s, app);
+            assert!(
+                ready.len() >= min_ready,
+                "only {} ready: {ready:?}\n{}",
+                ready.len(),
+                show(s)
+            );
+            let d = json(s, &["get", "deploy", app]);
+            let done = text(&d, "/status/observedGeneration") == text(&d, "/metadata/generation")
+                && text(&d, "/status/updatedReplicas") == want
+                && text(&d, "/status/replicas") == want
+                && text(&d, "/status/availableReplicas") == want;
+            let new_hash = new_rs(s, app).map(|rs| text(&rs, "/metadata/labels/pod-template-hash"));
+            (done
+                && ready.len() == replicas
+                && pod_count(s, app) == replicas
+                && ready.iter().all(|p| Some(&p.hash) == new_hash.as_ref()))
+            .then_some(ready)
+        },
+        || show(s),
+    )
+}
+
 #[test]
 fn a_rolling_update_stays_within_max_surge_and_max_unavailable_and_prunes_history() {
     let Some(env) = PodEnv::start("surge", &[]) else {
         return;
     };
     let s = &env.server;
+
+    // maxSurge 1, maxUnavailable 0: at most 5 asked for, never fewer than 4 serving.
     s.kubectl_stdin(&["apply", "-f", "-"], CAREFUL);
     rollout_status(s, "careful");
     wait_serving(s, "careful", 4);
-
     for round in 1..=3 {
         let greeting = format!("g{round}");
-        let env_var = format!("SPIN_VARIABLE_GREETING={greeting}");
-        s.kubectl(&["set", "env", "deploy/careful", &env_var]);
-        // Throughout the rollout: never more than 4 + 1 replicas asked for, never fewer
-        // than 4 ready pods that are not on their way out.
-        let pods = wait_or_show(
-            &format!("rollout {round}"),
-            DEADLINE,
-            || {
-                let asked: i64 = replica_sets(s, "careful")
-                    .iter()
-                    .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
-                    .sum();
-                assert!(asked <= 5, "{asked} replicas asked for\n{}", show(s));
-                let ready = serving(s, "careful");
-                assert!(
-                    ready.len() >= 4,
-                    "only {} ready: {ready:?}\n{}",
-                    ready.len(),
-                    show(s)
-                );
-                let d = json(s, &["get", "deploy", "careful"]);
-                let done = text(&d, "/status/observedGeneration")
-                    == text(&d, "/metadata/generation")
-                    && text(&d, "/status/updatedReplicas") == "4"
-                    && text(&d, "/status/replicas") == "4"
-                    && text(&d, "/status/availableReplicas") == "4";
-                let new_hash =
-                    new_rs(s, "careful").map(|rs| text(&rs, "/metadata/labels/pod-template-hash"));
-                (done
-                    && ready.len() == 4
-                    && pod_count(s, "careful") == 4
-                    && ready.iter().all(|p| Some(&p.hash) == new_hash.as_ref()))
-                .then_some(ready)
-            },
-            || show(s),
-        );
+        let pods = roll_within(s, "careful", 4, 5, 4, &greeting);
         assert_greeting(&env, &pods, &greeting);
     }
     rollout_status(s, "careful");
@@ -821,4 +838,19 @@ fn a_rolling_update_stays_within_max_surge_and_max_unavailable_and_prunes_histor
         replica_sets(s, "careful").len() == 2
     });
     assert_eq!(history(s, "careful"), vec![3, 4]);
+
+    // The defaults, 25 % and 25 % of 12: surge 3 (rounded up), unavailable 3 (down).
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &deployment("wide", 12, "RollingUpdate", "w0"),
+    );
+    rollout_status(s, "wide");
+    wait_serving(s, "wide", 12);
+    let pods = roll_within(s, "wide", 12, 15, 9, "w1");
+    assert_greeting(&env, &pods, "w1");
+    let annotations = new_rs(s, "wide").map(|rs| rs["metadata"]["annotations"].clone());
+    assert_eq!(
+        annotations.map(|a| a["deployment.kubernetes.io/max-replicas"].clone()),
+        Some(Value::from("15"))
+    );
 }
