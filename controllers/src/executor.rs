@@ -329,31 +329,6 @@ async fn reconcile(executor: Arc<SpinAppExecutor>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     };
     let api: Api<SpinAppExecutor> = Api::namespaced(ctx.client.clone(), &ns);
-    if executor.metadata.deletion_timestamp.is_none()
-        && !executor.finalizers().iter().any(|f| f == FINALIZER)
-    {
-        // Added here rather than by `finalizer`, whose JSON patch tests that
-        // `/metadata/finalizers` is null, which spinlet's API server's JSON patch (like
-        // RFC 6902, unlike kube-apiserver's) rejects for an absent field. The update
-        // brings the executor back through the watch.
-        let mut finalizers = executor.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_string());
-        let patch = json!({"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": executor.resource_version(),
-        }});
-        api.patch(
-            &executor.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|source| Error::Api {
-            step: "adding the finalizer",
-            source,
-        })?;
-        return Ok(Action::await_change());
-    }
     finalizer(&api, FINALIZER, executor, |event| async {
         match event {
             Finalizer::Apply(e) => apply(&ctx, &api, &e).await,
