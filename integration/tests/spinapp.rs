@@ -789,6 +789,30 @@ fn the_simple_app_serves_from_its_pod() {
     assert_eq!((code, body.as_str()), (200, "hi-again"), "{}", state(s));
     drop(child);
 
+    // The variable-explorer tutorial's last step: kubectl logs -l <app-name label>.
+    let (code, _) = env.ns.curl(&format!(
+        "http://{ip}:80/?op=print&text=logged-by-the-spinapp"
+    ));
+    assert_eq!(code, 200);
+    wait_or_show(
+        "the app's log line through kubectl logs -l",
+        LIMIT,
+        || {
+            let out = s.kubectl_output(
+                &[
+                    "logs",
+                    "-l",
+                    "core.spinoperator.dev/app-name=simple-spinapp",
+                ],
+                None,
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .contains("logged-by-the-spinapp")
+                .then_some(())
+        },
+        || state(s),
+    );
+
     let table = s.kubectl(&["get", "spinapp", "simple-spinapp", "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(
