@@ -36,7 +36,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    use cli::config::{Error, Unknown};
+    let argv = std::env::args_os().collect();
+    let read_config = [("server", Unknown::Refuse), ("agent", Unknown::Refuse)];
+    let cli: Cli = match cli::config::parse(argv, &read_config) {
+        Ok(cli) => cli,
+        Err(Error::Clap(e)) => e.exit(),
+        Err(Error::Config(e)) => {
+            eprintln!("{}", report(&e));
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Server(args) => cli::server::run(args),
         Command::Agent(args) => cli::agent::run(args),

@@ -119,6 +119,11 @@ impl AgentFlags {
 /// Flags of `spinlet agent`.
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
+    /// Config file, YAML with the long flag names as keys (default:
+    /// /etc/spinlet/config.yaml when it exists; then <file>.d/*.yaml).
+    #[arg(long, short = 'c', env = "SPINLET_CONFIG_FILE")]
+    #[allow(dead_code)] // read from the parsed arguments by cli::config
+    pub config: Option<PathBuf>,
     /// The API server's URL, e.g. https://192.0.2.10:6443.
     #[arg(long, short = 's', env = "SPINLET_URL")]
     pub server: Option<String>,

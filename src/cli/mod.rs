@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap flags and the glue from flags to library calls.
 
 pub mod agent;
+pub mod config;
 pub mod kubectl;
 pub mod push;
 pub mod run;

@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// Flags of `spinlet server`.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
+    /// Config file, YAML with the long flag names as keys (default:
+    /// /etc/spinlet/config.yaml when it exists; then <file>.d/*.yaml).
+    #[arg(long, short = 'c', env = "SPINLET_CONFIG_FILE")]
+    #[allow(dead_code)] // read from the parsed arguments by cli::config
+    pub config: Option<PathBuf>,
     /// Folder to hold state (default: /var/lib/spinlet as root, ~/.spinlet otherwise).
     #[arg(long, short = 'd', env = "SPINLET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
