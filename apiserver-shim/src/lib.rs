@@ -19,6 +19,7 @@ pub mod api;
 pub mod apiserver_endpoints;
 pub mod auth;
 pub mod commit;
+pub mod conversion;
 pub mod crd;
 pub mod decode;
 pub mod defaults;

@@ -208,7 +208,9 @@ impl Registry {
         {
             let r = Resource {
                 group: group.into(),
-                storage_group: group.into(),
+                storage_group: crate::conversion::storage_group(group, kind)
+                    .unwrap_or(group)
+                    .into(),
                 versions: vec![version.into()],
                 kind: kind.into(),
                 plural: plural.into(),

@@ -105,7 +105,9 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
     let present = {
         let api_version = ctx.r.api_version(&ctx.version);
         let kind = ctx.r.kind.clone();
-        move |mut o: Value| {
+        let r = ctx.r.clone();
+        move |o: Value| {
+            let mut o = crate::conversion::from_storage(&r, o);
             if let Some(m) = o.as_object_mut() {
                 m.insert("apiVersion".into(), json!(api_version));
                 m.insert("kind".into(), json!(kind));

@@ -3,6 +3,8 @@
 
 #[cfg(test)]
 mod admission_tests;
+#[cfg(test)]
+mod conversion_tests;
 mod delete;
 mod eviction;
 #[cfg(test)]
@@ -61,7 +63,8 @@ impl Ctx {
     }
 
     /// The object as served at the request's version.
-    pub fn present(&self, mut obj: Value) -> Value {
+    pub fn present(&self, obj: Value) -> Value {
+        let mut obj = crate::conversion::from_storage(&self.r, obj);
         if let Some(o) = obj.as_object_mut() {
             o.insert(
                 "apiVersion".into(),

@@ -117,6 +117,7 @@ pub(super) async fn create_object(
         }
         return Ok((obj, 201));
     }
+    let obj = crate::conversion::to_storage(&ctx.r, obj);
     let (group, plural) = (ctx.r.group.clone(), ctx.r.plural.clone());
     let written = api
         .store
@@ -246,6 +247,10 @@ async fn update_admitted(
             mutation
         } else {
             decide(presented)?
+        };
+        let mutation = match mutation {
+            Mutation::Put(o) => Mutation::Put(crate::conversion::to_storage(&ctx.r, o)),
+            other => other,
         };
         let not_found = ctx.not_found(name);
         let result = api
