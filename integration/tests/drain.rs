@@ -65,6 +65,13 @@ fn drain_evicts_and_uncordon_lets_pods_back() {
     assert!(out.contains("successfully rolled out"), "{out}");
     let before: Vec<String> = pods(s).into_iter().map(|p| p.0).collect();
     assert_eq!(before.len(), 2);
+    // The controller's events (events.k8s.io, from kube-runtime's recorder) show where
+    // kubectl looks for them (core/v1).
+    let described = s.kubectl(&["describe", "deploy", "web"]);
+    assert!(
+        described.contains("ScalingReplicaSet") && described.contains("Scaled up replica set"),
+        "{described}"
+    );
 
     let out = s.kubectl_output(
         &["drain", NODE, "--ignore-daemonsets", "--timeout=180s"],
