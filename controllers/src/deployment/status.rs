@@ -499,4 +499,41 @@ mod tests {
         let c = paused_condition(&d, now()).expect("resumed");
         assert_eq!(c.reason.as_deref(), Some(reason::RESUMED));
     }
+
+    #[test]
+    fn replica_failures_are_copied_and_no_deadline_means_no_progressing() {
+        let mut d = deployment(
+            2,
+            json!({"conditions": [{"type": "Progressing",
+            "status": "True", "reason": reason::NEW_RS_CREATED}]}),
+        );
+        if let Some(s) = d.spec.as_mut() {
+            s.progress_deadline_seconds = Some(i32::MAX);
+        }
+        let failing: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-new"},
+            "spec": {"replicas": 2, "selector": {}},
+            "status": {"replicas": 0, "conditions": [{"type": "ReplicaFailure",
+                "status": "True", "reason": "FailedCreate", "message": "quota"}]},
+        }))
+        .expect("rs");
+        let s = rollout(&d, &[&failing], Some(&failing), now());
+        assert!(
+            get(&s, "Progressing").is_none(),
+            "no deadline, no Progressing"
+        );
+        let c = get(&s, "ReplicaFailure").cloned().expect("copied");
+        assert_eq!(
+            (c.reason.as_deref(), c.message.as_deref()),
+            (Some("FailedCreate"), Some("quota"))
+        );
+        let healthy = rs("web-new", 2, 2, 2);
+        let mut with_failure = d.clone();
+        with_failure.status = Some(s);
+        let s = rollout(&with_failure, &[&healthy], Some(&healthy), now());
+        assert!(
+            get(&s, "ReplicaFailure").is_none(),
+            "cleared once the set recovers"
+        );
+    }
 }
