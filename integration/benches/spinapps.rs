@@ -1,0 +1,282 @@
+//! SpinApps end to end against the real release server in a network namespace: how long
+//! a SpinApp takes from its create (what `kubectl apply` sends) to the first 200 from its
+//! pod, image cached — through the SpinApp controller, the Deployment and ReplicaSet
+//! controllers, the scheduler and the node agent; how long 100 SpinApps created at once
+//! take until every one reports a ready replica; and what the server and the sandboxes
+//! cost idle with them all running (CPU over 30 s, PSS).
+//!
+//! Run (as root: pod addresses need a network namespace):
+//! `cargo build --release && cargo bench -p integration --bench spinapps`.
+//! `SPINLET_BENCH_APPS` sets how many apps the one-at-a-time run starts (default 20);
+//! `SPINLET_BENCH_BURST` the burst (default 100).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::pods::{PodEnv, HELLO_IMAGE};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+
+const APP_LABEL: &str = "core.spinoperator.dev/app-name";
+
+fn get_ok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}
+
+fn until_serving(addr: SocketAddr, limit: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if get_ok(addr) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+fn spinapp(name: &str) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "core.spinoperator.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": name},
+        "spec": {"image": HELLO_IMAGE, "replicas": 1, "executor": "containerd-shim-spin"},
+    }))
+    .expect("spinapp")
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{name:<44} n={:<4} p50={:>7.1} ms  p90={:>7.1} ms  p99={:>7.1} ms  min={:>7.1} ms  max={:>7.1} ms",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.9),
+        percentile(&ms, 0.99),
+        ms.first().copied().unwrap_or(f64::NAN),
+        ms.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+/// Creates the SpinApp `name` and waits for its pod to be Ready and serve; returns
+/// (create → pod Ready, create → first 200) in ms.
+async fn one_app(apps: &Api<DynamicObject>, pods: &Api<Pod>, name: &str) -> (f64, f64) {
+    let selector = format!("{APP_LABEL}={name}");
+    let mut events = watcher(pods.clone(), watcher::Config::default().labels(&selector))
+        .applied_objects()
+        .boxed();
+    let start = Instant::now();
+    apps.create(&PostParams::default(), &spinapp(name))
+        .await
+        .expect("create spinapp");
+    let mut found = None;
+    while let Some(Ok(p)) = events.next().await {
+        if ready(&p) {
+            found = Some((Instant::now(), p.status.and_then(|s| s.pod_ip)));
+            break;
+        }
+    }
+    let (ready_at, ip) = found.expect("the app's pod turns ready");
+    let addr: SocketAddr = format!("{}:80", ip.expect("a pod IP"))
+        .parse()
+        .expect("pod address");
+    let serving = tokio::task::spawn_blocking(move || until_serving(addr, Duration::from_secs(60)))
+        .await
+        .expect("probe")
+        .expect("the pod serves");
+    (
+        (ready_at - start).as_secs_f64() * 1e3,
+        (serving - start).as_secs_f64() * 1e3,
+    )
+}
+
+fn main() {
+    let count: usize = std::env::var("SPINLET_BENCH_APPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let burst: usize = std::env::var("SPINLET_BENCH_BURST")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let Some(env) = PodEnv::start("spinapps-bench", &[]) else {
+        eprintln!("skipping: needs root for a network namespace");
+        return;
+    };
+    let netns = std::fs::File::open(format!("/run/netns/{}", env.ns.0)).expect("netns file");
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gvk = GroupVersionKind::gvk("core.spinoperator.dev", "v1alpha1", "SpinApp");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "spinapps");
+
+    let (to_ready, to_serving, burst_ms, burst_ready) = runtime.block_on(async {
+        let client = env.server.client().await;
+        let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // The default executor exists once the controllers started.
+        let executors = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("core.spinkube.dev", "v1alpha1", "SpinAppExecutor"),
+            "spinappexecutors",
+        );
+        let executors: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "default", &executors);
+        while executors
+            .get_opt("containerd-shim-spin")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Warm-up: the first app pulls and compiles into the agent's cache.
+        one_app(&apps, &pods, "warmup").await;
+        let mut to_ready = Vec::new();
+        let mut to_serving = Vec::new();
+        for i in 0..count {
+            let (r, s) = one_app(&apps, &pods, &format!("seq-{i}")).await;
+            to_ready.push(r);
+            to_serving.push(s);
+        }
+
+        // The burst: every app created at once; done when each has a Ready pod.
+        let mut events = watcher(pods.clone(), watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        let start = Instant::now();
+        let creates = (0..burst).map(|i| {
+            let apps = apps.clone();
+            async move {
+                apps.create(&PostParams::default(), &spinapp(&format!("burst-{i}")))
+                    .await
+                    .expect("create spinapp")
+            }
+        });
+        futures::future::join_all(creates).await;
+        let mut ready_apps = std::collections::HashSet::new();
+        let deadline = start + Duration::from_secs(300);
+        while ready_apps.len() < burst && Instant::now() < deadline {
+            let next = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
+            let Ok(Some(Ok(p))) = next else { continue };
+            let app = p
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(APP_LABEL))
+                .cloned()
+                .unwrap_or_default();
+            if app.starts_with("burst-") && ready(&p) {
+                ready_apps.insert(app);
+            }
+        }
+        let burst_ms = start.elapsed().as_secs_f64() * 1e3;
+        (to_ready, to_serving, burst_ms, ready_apps.len())
+    });
+
+    // Idle with every app running.
+    let sandboxes_dir = env.server.data_dir.join("agent/sandboxes");
+    let pids: Vec<u32> = std::fs::read_dir(&sandboxes_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let server_pid = env.server.pid().expect("server pid");
+    let window = Duration::from_secs(30);
+    let before = (
+        cpu_ticks(server_pid),
+        pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>(),
+    );
+    std::thread::sleep(window);
+    let after = (
+        cpu_ticks(server_pid),
+        pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>(),
+    );
+    let percent = |ticks: u64| ticks as f64 / 100.0 / window.as_secs_f64() * 100.0;
+    let server_kib = pss_kib(server_pid).unwrap_or(0) as f64;
+    let sandbox_kib: f64 = pids
+        .iter()
+        .filter_map(|p| pss_kib(*p))
+        .map(|k| k as f64)
+        .sum();
+
+    runtime.block_on(async {
+        let client = env.server.client().await;
+        let apps: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+        let _ = apps
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await;
+    });
+    println!(
+        "machine: {} cores; {count} SpinApps one after another, then {burst} at once; all left running",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    summary("SpinApp create → pod Ready", to_ready);
+    summary("SpinApp create → first 200 from its pod", to_serving);
+    println!("burst: {burst_ready}/{burst} SpinApps with a Ready pod {burst_ms:.0} ms after the creates began");
+    println!(
+        "idle over {} s with {} apps running: server {:.2} % of a core, sandboxes {:.2} % together; PSS server {:.1} MiB + sandboxes {:.1} MiB = {:.1} MiB",
+        window.as_secs(),
+        pids.len(),
+        percent(after.0 - before.0),
+        percent(after.1 - before.1),
+        server_kib / 1024.0,
+        sandbox_kib / 1024.0,
+        (server_kib + sandbox_kib) / 1024.0,
+    );
+}
