@@ -33,12 +33,22 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Push a Spin app to an OCI registry, the equivalent of `spin registry push`.
     Push(cli::push::PushArgs),
+    /// Stop the server, agent and every pod sandbox; remove pod cgroups and addresses
+    /// (data is kept).
+    Killall(cli::killall::KillallArgs),
+    /// killall, then remove the service, binary, /etc/spinlet, the data dir and pod logs.
+    Uninstall(cli::uninstall::UninstallArgs),
 }
 
 fn main() -> std::process::ExitCode {
     use cli::config::{Error, Unknown};
     let argv = std::env::args_os().collect();
-    let read_config = [("server", Unknown::Refuse), ("agent", Unknown::Refuse)];
+    let read_config = [
+        ("server", Unknown::Refuse),
+        ("agent", Unknown::Refuse),
+        ("killall", Unknown::Ignore),
+        ("uninstall", Unknown::Ignore),
+    ];
     let cli: Cli = match cli::config::parse(argv, &read_config) {
         Ok(cli) => cli,
         Err(Error::Clap(e)) => e.exit(),
@@ -54,6 +64,8 @@ fn main() -> std::process::ExitCode {
         Command::Kubectl(args) => cli::kubectl::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Push(args) => cli::push::run(args),
+        Command::Killall(args) => cli::killall::run(args),
+        Command::Uninstall(args) => cli::uninstall::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,11 +2,13 @@
 
 pub mod agent;
 pub mod config;
+pub mod killall;
 pub mod kubectl;
 pub mod push;
 pub mod run;
 pub mod sandbox;
 pub mod server;
+pub mod uninstall;
 
 /// Logs to stderr; `RUST_LOG` (default `info`) filters.
 pub fn init_logging() {
