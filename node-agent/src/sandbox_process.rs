@@ -144,6 +144,23 @@ pub fn main(options: Options) -> Result<(), Error> {
     result
 }
 
+/// containerd-shim-spin's selective deployment: the container's
+/// `SPIN_COMPONENTS_TO_RETAIN` (comma-separated ids; spin-operator sets it from
+/// `spec.components`).
+fn components_to_retain(env: &[(String, String)]) -> Option<Vec<String>> {
+    let (_, ids) = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SPIN_COMPONENTS_TO_RETAIN")?;
+    let ids: Vec<String> = ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!ids.is_empty()).then_some(ids)
+}
+
 fn serve(options: &Options) -> Result<(), Error> {
     let source = AppSource::parse(&options.app)?;
     let app_options = spin_runtime::app::AppOptions {
@@ -153,6 +170,7 @@ fn serve(options: &Options) -> Result<(), Error> {
         cache_dir: Some(options.cache_dir.clone()),
         mounts: options.mounts.clone(),
         runtime_config: options.runtime_config.clone(),
+        components: components_to_retain(&options.env),
         engine: spin_runtime::engine::EngineOptions::from_env(),
         ..Default::default()
     };

@@ -142,6 +142,9 @@ pub enum Error {
     /// A route is invalid.
     #[error(transparent)]
     Route(#[from] crate::routing::Error),
+    /// A component asked for by selective deployment is not in the app.
+    #[error("specified component \"{0}\" not found in application")]
+    UnknownComponent(String),
 }
 
 /// Result type of this module.
@@ -174,6 +177,10 @@ pub struct AppOptions {
     /// Host directories preopened in every component besides its `files` (a pod's
     /// volumes).
     pub mounts: Vec<Mount>,
+    /// Selective deployment: only these components run, with their triggers (`spin up
+    /// --component-id`, containerd-shim-spin's `SPIN_COMPONENTS_TO_RETAIN`); `None` runs
+    /// them all.
+    pub components: Option<Vec<String>>,
 }
 
 /// A host directory preopened in every component.
@@ -439,7 +446,20 @@ pub fn load_manifest(
     let app_values = variables::resolve_app_variables(&manifest.variables, &providers)?;
 
     let components = manifest.all_components();
-    let routes = manifest.http_routes();
+    let mut routes = manifest.http_routes();
+    if let Some(retain) = &options.components {
+        if let Some(unknown) = retain
+            .iter()
+            .find(|id| !components.contains_key(id.as_str()))
+        {
+            return Err(Error::UnknownComponent(unknown.clone()));
+        }
+        // Triggers of other components go with them; static responses stay.
+        routes.retain(|(_, target, _)| match target {
+            TriggerTarget::Component(c) => retain.contains(c),
+            TriggerTarget::Static(_) => true,
+        });
+    }
     let used: HashSet<&str> = routes
         .iter()
         .filter_map(|(_, t, _)| match t {

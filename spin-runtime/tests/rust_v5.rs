@@ -1402,3 +1402,46 @@ allowed_outbound_hosts = ["mqtt://127.0.0.1:{port}"]
     ));
     assert!(r.text().contains("InvalidAddress"), "{}", r.text());
 }
+
+#[test]
+fn selective_deployment_runs_only_the_chosen_components() {
+    let wasm = build_app("rust-v5-hello");
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "selective"
+[[trigger.http]]
+route = "/hello/..."
+component = "hello"
+[[trigger.http]]
+route = "/bye/..."
+component = "bye"
+[component.hello]
+source = "{wasm}"
+[component.bye]
+source = "{wasm}"
+"#;
+    let dir = app_with_manifest("selective", &wasm, manifest);
+    // spin up --component-id hello: /bye goes with its component.
+    let s = Spinlet::start(
+        &dir,
+        Start {
+            args: vec!["--component-id".into(), "hello".into()],
+            ..Start::default()
+        },
+    );
+    assert_eq!(s.get("/hello/x").status, 200);
+    assert_eq!(s.get("/bye/x").status, 404);
+    s.stop();
+    // Every component without the flag.
+    let s = Spinlet::start(&dir, Start::default());
+    assert_eq!(s.get("/bye/x").status, 200);
+    s.stop();
+    // An id the app does not have is refused, naming it.
+    let (ok, stderr) = run_expecting_failure(&dir, &["--component-id", "nope"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("specified component \"nope\" not found in application"),
+        "{stderr}"
+    );
+}

@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// variables providers, key-value stores).
     #[arg(long, env = "SPINLET_RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
+    /// Run only this component and its triggers (selective deployment, as `spin up
+    /// --component-id`); may be repeated [default: every component].
+    #[arg(long = "component-id", short = 'c', value_name = "ID")]
+    pub component_ids: Vec<String>,
     /// Maximum linear memory per instance, in bytes [default: no limit].
     #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
     pub max_instance_memory: Option<u64>,
@@ -120,6 +124,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         engine: EngineOptions::from_env(),
         mounts: Vec::new(),
+        components: (!args.component_ids.is_empty()).then(|| args.component_ids.clone()),
     };
     let source = AppSource::parse(&args.app)?;
     let app = spin_runtime::serve::load(&source, &options, args.insecure)?;
