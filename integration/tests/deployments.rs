@@ -293,6 +293,12 @@ fn a_rolling_deployment_scales_rolls_out_undoes_restarts_pauses_and_is_deleted()
     assert!(event_notes(s, &first_name)
         .iter()
         .any(|n| n.starts_with("Created pod: ")));
+    // kubectl describe shows them too (core/v1 Events).
+    let described = s.kubectl(&["describe", "deploy", "hello"]);
+    assert!(
+        described.contains(&format!("Scaled up replica set {first_name} from 0 to 2")),
+        "{described}"
+    );
 
     // kubectl scale up and down.
     s.kubectl(&["scale", "deploy/hello", "--replicas=4"]);
