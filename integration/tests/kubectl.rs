@@ -592,6 +592,18 @@ fn apply_client_and_server_side() {
     assert!(s
         .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
         .contains("created"));
+    // The Deployment controller writes its revision annotation and status once; compare
+    // from when it has.
+    let settled = || {
+        s.jsonpath(
+            &["deploy", "web"],
+            "{.status.observedGeneration}/{.metadata.generation}/{.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while settled() != "1/1/1" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let rv = s.jsonpath(&["deploy", "web"], "{.metadata.resourceVersion}");
     assert!(s
         .kubectl_stdin(&["apply", "-f", "-"], DEPLOY_V1)
