@@ -42,7 +42,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     use cli::config::{Error, Unknown};
-    let argv = std::env::args_os().collect();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Run through a `kubectl` symlink (install.sh makes one when none is on PATH): as
+    // `spinlet kubectl`, the way k3s's multi-call binary does.
+    let called = argv.first().map(std::path::Path::new);
+    if called
+        .and_then(|a| a.file_name())
+        .is_some_and(|n| n == "kubectl")
+    {
+        argv.insert(1, "kubectl".into());
+    }
     let read_config = [
         ("server", Unknown::Refuse),
         ("agent", Unknown::Refuse),

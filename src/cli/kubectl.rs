@@ -19,9 +19,21 @@ pub fn run(args: KubectlArgs) -> anyhow::Result<()> {
         Some(k) if !k.is_empty() => std::path::PathBuf::from(k),
         _ => super::server::default_kubeconfig()?,
     };
-    let err = std::process::Command::new("kubectl")
+    let kubectl = system_kubectl().context(
+        "no kubectl on PATH (a `kubectl` link to spinlet itself does not count): install kubectl",
+    )?;
+    let err = std::process::Command::new(&kubectl)
         .args(&args.args)
         .env("KUBECONFIG", &kubeconfig)
         .exec();
-    Err(err).context("running kubectl (is it installed and on PATH?)")
+    Err(err).with_context(|| format!("running {}", kubectl.display()))
+}
+
+/// The first `kubectl` on PATH that is not this binary (install.sh may link `kubectl` to
+/// spinlet, which would otherwise run itself forever).
+fn system_kubectl() -> Option<std::path::PathBuf> {
+    let me = std::env::current_exe().ok()?.canonicalize().ok();
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("kubectl"))
+        .find(|k| k.is_file() && k.canonicalize().ok() != me)
 }

@@ -189,7 +189,7 @@ fn remove_pod_logs(dir: &Path, uids: &[String]) {
         "[uninstall] pod logs: removed {removed} pod directories from {}",
         dir.display()
     );
-    if std::fs::remove_dir(dir).is_ok() {
+    if removed > 0 && std::fs::remove_dir(dir).is_ok() {
         println!("[uninstall] pod logs: removed the empty {}", dir.display());
     }
 }
