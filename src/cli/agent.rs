@@ -230,6 +230,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         config.client_ca = kubeconfig_ca(&kubeconfig)?;
         let client = client_from_kubeconfig(&kubeconfig).await?;
         let shutdown = CancellationToken::new();
+        let node = Some(config.node_name.clone());
+        crate::cli::notify::spawn_ready(client.clone(), node, shutdown.clone());
         let mut agent = tokio::spawn(node_agent::run(client, config, shutdown.clone()));
         tokio::select! {
             () = crate::cli::server::wait_for_signal() => {}
@@ -238,6 +240,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
         }
         tracing::info!("shutting down");
+        crate::cli::notify::stopping();
         shutdown.cancel();
         agent
             .await

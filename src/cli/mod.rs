@@ -4,6 +4,7 @@ pub mod agent;
 pub mod config;
 pub mod killall;
 pub mod kubectl;
+pub mod notify;
 pub mod push;
 pub mod run;
 pub mod sandbox;

@@ -252,6 +252,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             result
         }))
     };
+    // systemd (Type=notify): ready once the API answers and the node is Ready.
+    if crate::cli::notify::wanted() {
+        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+            .await
+            .context("creating the readiness check's API client")?;
+        let node = (!args.disable_agent).then(|| node_name.clone());
+        crate::cli::notify::spawn_ready(client, node, shutdown.clone());
+    }
     tracing::info!(
         listen = %addr,
         port,
@@ -264,6 +272,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     );
     wait_for_signal().await;
     tracing::info!("shutting down");
+    crate::cli::notify::stopping();
     shutdown.cancel();
     if let Some(agent) = agent {
         match agent.await {
