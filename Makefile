@@ -1,0 +1,47 @@
+# Release artifacts for edge devices (issue 16): static musl binaries named as
+# installer/install.sh fetches them, each with its sha256sum file, and the installer, in
+# dist/ — a folder to serve as INSTALL_SPINLET_BASE_URL.
+#
+#   make release-tools   # once: the musl targets (rustup) and cargo-zigbuild + ziglang (PyPI)
+#   make release         # dist/spinlet-amd64, dist/sha256sum-amd64.txt, ... and dist/install.sh
+#   make release ARCHES=amd64
+#   make installer-test  # the installer's tests (scratch root, no service started)
+#
+# Cross-linking goes through zig (cargo-zigbuild), so no C cross toolchain is needed.
+
+CARGO ?= cargo
+ARCHES ?= amd64 arm64
+DIST := dist
+TARGET_amd64 := x86_64-unknown-linux-musl
+TARGET_arm64 := aarch64-unknown-linux-musl
+
+.PHONY: release release-tools installer-test clean-dist FORCE
+
+release: $(foreach a,$(ARCHES),$(DIST)/spinlet-$(a) $(DIST)/sha256sum-$(a).txt) $(DIST)/install.sh
+
+release-tools:
+	rustup target add $(TARGET_amd64) $(TARGET_arm64)
+	python3 -m pip install ziglang cargo-zigbuild
+
+$(DIST)/spinlet-%: FORCE
+	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
+	$(CARGO) zigbuild --release --locked -p spinlet --target $(TARGET_$*)
+	mkdir -p $(DIST)
+	cp target/$(TARGET_$*)/release/spinlet $@.tmp
+	mv -f $@.tmp $@
+
+$(DIST)/sha256sum-%.txt: $(DIST)/spinlet-%
+	cd $(DIST) && sha256sum spinlet-$* > sha256sum-$*.txt
+
+$(DIST)/install.sh: installer/install.sh
+	mkdir -p $(DIST)
+	cp installer/install.sh $@
+
+installer-test:
+	$(CARGO) build -p spinlet
+	$(CARGO) test -p integration --test installer
+
+clean-dist:
+	rm -rf $(DIST)
+
+FORCE:
