@@ -66,6 +66,22 @@ pub fn from_terminated(t: &k8s_openapi::api::core::v1::ContainerStateTerminated)
     }
 }
 
+/// The id of run `restart` of a container: unique per pod, container and run, and the
+/// same when a restarted agent re-adopts the sandbox (as a container runtime's id is).
+fn container_id(uid: &str, name: &str, restart: i32) -> String {
+    format!("spinlet://{uid}-{name}-{restart}")
+}
+
+/// A state with the run's container id in it (running and terminated states carry one,
+/// as the kubelet writes them).
+fn state_with_id(state: &State, id: &str) -> Value {
+    let mut v = state_json(state);
+    if let Some(t) = v.get_mut("terminated").and_then(Value::as_object_mut) {
+        t.insert("containerID".into(), json!(id));
+    }
+    v
+}
+
 fn state_json(state: &State) -> Value {
     match state {
         State::Waiting { reason, message } => {
@@ -181,6 +197,7 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, old: &[Value], now: &st
 
 /// The full status to write for `pod`.
 pub fn build(pod: &Pod, view: &View) -> Value {
+    let uid = pod.metadata.uid.as_deref().unwrap_or("");
     let now = crate::node::now();
     let old: Vec<Value> = pod
         .status
@@ -212,18 +229,20 @@ pub fn build(pod: &Pod, view: &View) -> Value {
         .iter()
         .map(|c| {
             let running = matches!(c.state, State::Running { .. });
+            let this_run = container_id(uid, &c.name, c.restart_count);
+            let last_run = container_id(uid, &c.name, c.restart_count - 1);
             let mut s = json!({
                 "name": c.name,
                 "image": c.image,
                 "imageID": c.image_id.clone().unwrap_or_default(),
-                "state": state_json(&c.state),
-                "lastState": c.last.as_ref().map(state_json).unwrap_or_else(|| json!({})),
+                "state": state_with_id(&c.state, &this_run),
+                "lastState": c.last.as_ref().map(|l| state_with_id(l, &last_run)).unwrap_or_else(|| json!({})),
                 "ready": c.ready,
                 "started": running,
                 "restartCount": c.restart_count,
             });
-            if running {
-                s["containerID"] = json!(format!("spinlet://{}", c.name));
+            if matches!(c.state, State::Running { .. } | State::Terminated { .. }) {
+                s["containerID"] = json!(this_run);
             }
             s
         })
@@ -256,7 +275,7 @@ mod tests {
 
     fn pod(resources: Value) -> Pod {
         serde_json::from_value(json!({
-            "metadata": {"name": "p"},
+            "metadata": {"name": "p", "uid": "u1"},
             "spec": {"containers": [{"name": "c", "image": "i", "resources": resources}]},
             "status": {"conditions": [{"type": "PodScheduled", "status": "True",
                                        "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
@@ -342,6 +361,21 @@ mod tests {
         assert_eq!(
             s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
             137
+        );
+        // The previous run keeps its id; a waiting container has none.
+        assert_eq!(
+            s["containerStatuses"][0]["lastState"]["terminated"]["containerID"],
+            "spinlet://u1-c-0"
+        );
+        assert!(s["containerStatuses"][0].get("containerID").is_none());
+        let mut rerun = crashed.clone();
+        rerun.containers[0].state = State::Running {
+            started_at: "2021-01-01T00:00:15Z".into(),
+        };
+        let running = build(&p, &rerun);
+        assert_eq!(
+            running["containerStatuses"][0]["containerID"],
+            "spinlet://u1-c-1"
         );
         assert_eq!(
             s["containerStatuses"][0]["lastState"]["terminated"]["reason"],
