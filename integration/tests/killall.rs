@@ -265,3 +265,53 @@ fn uninstall_removes_what_was_installed_and_what_spinlet_wrote() {
     assert!(other.is_dir(), "another pod's log directory was removed");
     assert!(unrelated_unit.exists(), "another unit was removed");
 }
+
+#[test]
+fn killall_reads_its_flags_from_the_servers_config_file_and_ignores_the_rest() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: killall's cleanup needs root in a network namespace");
+        return;
+    }
+    let Some(ns) = common::pods::Netns::create("killcfg") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir: {}\nhttps-listen-port: 7443\ntls-san: [a]\ncluster-cidr: 10.99.0.0/16\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    // A pod-range address of the configured CIDR on lo, as an agent would leave it, and
+    // one outside it.
+    assert!(ns
+        .run("ip", &["addr", "add", "10.99.0.7/32", "dev", "lo"])
+        .status
+        .success());
+    assert!(ns
+        .run("ip", &["addr", "add", "10.42.0.7/32", "dev", "lo"])
+        .status
+        .success());
+    let out = ns
+        .cmd(&spinlet_bin().to_string_lossy())
+        .arg("killall")
+        .env("SPINLET_CONFIG_FILE", &config)
+        .output()
+        .expect("spinlet killall");
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("[killall] data dir {}", data.display())),
+        "{log}"
+    );
+    let left = String::from_utf8_lossy(&ns.run("ip", &["-o", "-4", "addr"]).stdout).into_owned();
+    assert!(!left.contains("10.99.0.7"), "{left}");
+    assert!(
+        left.contains("10.42.0.7"),
+        "only the configured CIDR goes: {left}"
+    );
+}
