@@ -195,6 +195,15 @@ impl ApiError {
         )
     }
 
+    /// 410 Expired: a list continued from a snapshot no longer reconstructible.
+    pub fn continue_expired() -> ApiError {
+        ApiError::new(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        )
+    }
+
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(

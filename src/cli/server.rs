@@ -200,8 +200,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     apiserver_shim::apiserver_endpoints::publish(&api, SocketAddr::new(advertise_ip, port))
         .await
         .context("publishing the kubernetes Service's endpoints")?;
-    pki::write_private(&kubeconfig, pki::kubeconfig(&pki, &url).as_bytes(), mode)
-        .with_context(|| format!("writing kubeconfig {}", kubeconfig.display()))?;
 
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(
@@ -218,6 +216,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("creating the controllers' API client")?;
         admission.connect(client.clone());
+        // The docs' RuntimeClass and executor exist before the kubeconfig tells anyone
+        // the server is up: the docs' first `kubectl apply` of a SpinApp names them.
+        if let Err(e) = controllers::executor::ensure_builtins(&client).await {
+            tracing::warn!(error = %e, "the built-in RuntimeClass and executor are not created yet; the executor controller retries");
+        }
+        pki::write_private(&kubeconfig, pki::kubeconfig(&pki, &url).as_bytes(), mode)
+            .with_context(|| format!("writing kubeconfig {}", kubeconfig.display()))?;
         let config = controllers::Config {
             scheduler: (!args.disable_scheduler)
                 .then(|| controllers::scheduler::Config::new(&hostname)),

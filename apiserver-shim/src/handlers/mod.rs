@@ -10,6 +10,9 @@ mod eviction;
 #[cfg(test)]
 mod eviction_tests;
 mod namespaces;
+mod pages;
+#[cfg(test)]
+mod pages_tests;
 #[cfg(test)]
 mod patch_tests;
 mod pods;

@@ -1,4 +1,5 @@
-//! GET of one object and LIST of a collection, with label and field selectors.
+//! GET of one object and LIST of a collection, with label and field selectors (in pages:
+//! `pages`).
 
 use std::sync::Arc;
 
@@ -100,14 +101,34 @@ pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
             )));
         }
     }
-    let (items, rev) = matching(api, call, ctx)?;
+    let (labels, fields) = selectors(call)?;
+    let filtered = !labels.is_empty() || !fields.is_empty();
+    let page = super::pages::page(
+        api,
+        call,
+        ctx,
+        |o| labels.matches(o) && fields.matches(o),
+        filtered,
+    )?;
+    let items: Vec<Value> = page.items.into_iter().map(|o| ctx.present(o)).collect();
+    let mut meta = json!({"resourceVersion": page.rev.to_string()});
+    if let Some(next) = &page.next {
+        meta["continue"] = json!(next);
+    }
+    if let Some(n) = page.remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
     if table::wants_table(call.header("accept")) {
-        return maybe_table(call, ctx, &items, Some(rev), Value::Null);
+        let mut reply = maybe_table(call, ctx, &items, Some(page.rev), Value::Null)?;
+        if let Reply::Json { body, .. } = &mut reply {
+            body["metadata"] = meta;
+        }
+        return Ok(reply);
     }
     Ok(Reply::ok(json!({
         "kind": format!("{}List", ctx.r.kind),
         "apiVersion": ctx.r.api_version(&ctx.version),
-        "metadata": {"resourceVersion": rev.to_string()},
+        "metadata": meta,
         "items": items,
     })))
 }

@@ -22,8 +22,13 @@ pub(super) const APPLY: &str = "application/apply-patch+yaml";
 impl Fixture {
     /// A bootstrapped API on a fresh store.
     pub async fn new(options: ApiOptions) -> Fixture {
+        Fixture::with_store(StoreConfig::default(), options).await
+    }
+
+    /// A bootstrapped API on a fresh store configured so.
+    pub async fn with_store(config: StoreConfig, options: ApiOptions) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+        let store = Store::open(dir.path(), config).expect("store");
         let api = Api::new(store, options);
         crate::bootstrap(&api).await.expect("bootstrap");
         Fixture { api, _dir: dir }
