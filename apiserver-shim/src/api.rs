@@ -33,6 +33,8 @@ pub struct ApiOptions {
     /// The TLS client for kubelets (`pods/log`, `nodes/proxy`; [`crate::kubelet`]);
     /// without it those answer 503.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// How long Events are kept after they were last seen (`--event-ttl`; zero: forever).
+    pub event_ttl: Duration,
     /// In-process admission hooks run on creates and updates ([`crate::admission`]).
     pub admission: crate::admission::Hooks,
     /// CustomResourceDefinitions installed (created, or updated to this content) at
@@ -48,6 +50,7 @@ impl Default for ApiOptions {
             max_watch: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             kubelet_client: None,
+            event_ttl: crate::event_ttl::DEFAULT_TTL,
             admission: crate::admission::Hooks::default(),
             crds: Vec::new(),
         }

@@ -25,6 +25,7 @@ pub mod decode;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod event_ttl;
 pub mod gc;
 pub mod handlers;
 pub mod kubelet;
@@ -99,5 +100,6 @@ pub async fn bootstrap(api: &Arc<Api>) -> Result<(), ApiError> {
     .await?;
     handlers::resume_terminating(api);
     gc::spawn(api.clone());
+    event_ttl::spawn(api.clone(), api.options.event_ttl);
     Ok(())
 }

@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// (networking) Port range reserved for services with NodePort visibility.
     #[arg(long, env = "SPINLET_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
     pub service_node_port_range: (u16, u16),
+    /// (storage) How long Events are kept after they were last seen, as kube-apiserver's
+    /// `--event-ttl` (e.g. 1h0m0s, 30m; 0 keeps them).
+    #[arg(long, env = "SPINLET_EVENT_TTL", default_value = "1h0m0s", value_parser = parse_go_duration)]
+    pub event_ttl: Duration,
     /// (storage) Events kept for watch resumption; older resourceVersions get 410 Expired.
     #[arg(long, env = "SPINLET_WATCH_HISTORY_EVENTS", default_value_t = DEFAULT_HISTORY_EVENTS)]
     pub watch_history_events: u64,
@@ -76,6 +80,38 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(bad());
     }
     Ok((lo, hi))
+}
+
+/// Parses a Go duration (`1h0m0s`, `90s`, `1.5h`, `0`), as kube-apiserver's flags take.
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like 1h0m0s, 30m or 90s");
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = t;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        let (number, after) = rest.split_at(split);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = next;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn is_root() -> bool {
@@ -168,6 +204,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ApiOptions {
             service_cidr,
             node_port_range: args.service_node_port_range,
+            event_ttl: args.event_ttl,
             max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
             kubelet_client: Some(
                 apiserver_shim::kubelet::client_config(&pki)
@@ -308,5 +345,27 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("1 hour").is_err());
+        assert!(parse_go_duration("h").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("30000-32767"), Ok((30000, 32767)));
+        assert!(parse_port_range("5-2").is_err());
+        assert!(parse_port_range("80").is_err());
     }
 }
