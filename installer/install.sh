@@ -267,15 +267,18 @@ write_config() {
     rm -f "${OPTIONS_FILE}"
     chmod 600 "${CONFIG_FILE}.new"
     replace_if_changed "${CONFIG_FILE}"
-    info "Config ${CONFIG_FILE} written"
+    info "Config ${CONFIG_FILE} ${WROTE}"
 }
 
-# replace_if_changed <file>: moves <file>.new over <file> when they differ.
+# replace_if_changed <file>: moves <file>.new over <file> when they differ; sets
+# WROTE to "written" or "unchanged".
 replace_if_changed() {
     if [ -f "$1" ] && cmp -s "$1" "$1.new"; then
         rm -f "$1.new"
+        WROTE=unchanged
     else
         mv -f "$1.new" "$1"
+        WROTE=written
     fi
 }
 
@@ -360,7 +363,7 @@ RestartSec=5s
 ExecStart=${BIN} ${CMD}
 EOF
     replace_if_changed "${UNIT_FILE}"
-    info "systemd unit ${UNIT_FILE} written"
+    info "systemd unit ${UNIT_FILE} ${WROTE}"
 }
 
 write_openrc_service() {
@@ -390,6 +393,7 @@ set +o allexport
 EOF
     chmod 755 "${UNIT_FILE}.new"
     replace_if_changed "${UNIT_FILE}"
+    service_state=${WROTE}
     mkdir -p "${ROOT}/etc/logrotate.d"
     cat >"${ROOT}/etc/logrotate.d/${SERVICE}" <<EOF
 /var/log/${SERVICE}.log {
@@ -398,7 +402,7 @@ EOF
 	copytruncate
 }
 EOF
-    info "OpenRC service ${UNIT_FILE} written"
+    info "OpenRC service ${UNIT_FILE} ${service_state}"
 }
 
 # --- kubectl, wrappers ---

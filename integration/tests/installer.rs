@@ -212,6 +212,8 @@ fn a_server_install_writes_binary_unit_and_config_and_reruns_are_no_ops() {
     let log = i.ok(&url, &[("INSTALL_SPINLET_EXEC", &exec)]);
     assert!(log.contains("No change detected"), "{log}");
     assert!(log.contains("is up to date"), "{log}");
+    assert!(log.contains("spinlet.service unchanged"), "{log}");
+    assert!(log.contains("config.yaml unchanged"), "{log}");
     let log = i.ok(&url, &[]);
     assert!(
         log.contains("Keeping the options of the previous install"),
