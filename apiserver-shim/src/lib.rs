@@ -26,6 +26,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;
+pub mod field_labels;
 pub mod gc;
 pub mod handlers;
 pub mod kubelet;

@@ -196,6 +196,21 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
+    /// The fields it selects on, dotted (`spec.nodeName`).
+    pub fn fields(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|(path, _, _)| path.join("."))
+    }
+
+    /// Renames the first path segment `from` to `to` (a field spelled differently in
+    /// another group of the same storage).
+    pub fn rename_prefix(&mut self, from: &str, to: &str) {
+        for (path, _, _) in &mut self.0 {
+            if path.first().is_some_and(|p| p == from) {
+                path[0] = to.to_string();
+            }
+        }
+    }
+
     /// The value of `metadata.name=` if the selector pins a name.
     pub fn pinned_name(&self) -> Option<&str> {
         self.0

@@ -64,7 +64,7 @@ fn line(kind: &str, object: &Value) -> Bytes {
 
 /// Starts a watch for the context's resource.
 pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
-    let (labels, fields) = crate::handlers::selectors(call)?;
+    let (labels, fields) = crate::handlers::selectors(call, ctx)?;
     let rv = call.query.get("resourceVersion").unwrap_or("");
     let send_initial = call.query.get("sendInitialEvents") == Some("true");
     let bookmarks = call.query.flag("allowWatchBookmarks");

@@ -69,16 +69,17 @@ pub(super) fn get(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
 }
 
 /// The selectors of a list or watch.
-pub(crate) fn selectors(call: &Call) -> ApiResult<(LabelSelector, FieldSelector)> {
+pub(crate) fn selectors(call: &Call, ctx: &Ctx) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let fields = FieldSelector::parse(call.query.get("fieldSelector").unwrap_or(""))?;
     Ok((
         LabelSelector::parse(call.query.get("labelSelector").unwrap_or(""))?,
-        FieldSelector::parse(call.query.get("fieldSelector").unwrap_or(""))?,
+        crate::field_labels::check(&ctx.r, fields)?,
     ))
 }
 
 /// Lists matching objects, presented at the request's version, with the list's revision.
 pub(crate) fn matching(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<(Vec<Value>, u64)> {
-    let (labels, fields) = selectors(call)?;
+    let (labels, fields) = selectors(call, ctx)?;
     let (items, rev) = api.store.list(
         &ctx.r.storage_group,
         &ctx.r.plural,
@@ -101,7 +102,7 @@ pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
             )));
         }
     }
-    let (labels, fields) = selectors(call)?;
+    let (labels, fields) = selectors(call, ctx)?;
     let filtered = !labels.is_empty() || !fields.is_empty();
     let page = super::pages::page(
         api,
