@@ -204,6 +204,20 @@ impl ApiError {
         )
     }
 
+    /// 504 Timeout: a read asked for a revision the store has not reached.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> ApiError {
+        let mut e = ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        );
+        e.details = Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        }));
+        e
+    }
+
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(

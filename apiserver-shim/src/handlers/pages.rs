@@ -27,6 +27,81 @@ use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::store::EventType;
 
+/// Which revision a list reads, from `resourceVersion` and `resourceVersionMatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// The newest (no resourceVersion, or "0": spinlet has no cache older than the store).
+    Latest,
+    /// At least this revision (a resourceVersion, or `NotOlderThan`).
+    NotOlderThan(u64),
+    /// Exactly this revision (`Exact`).
+    Exact(u64),
+}
+
+fn list_options_error(field: &str, reason: &'static str, message: String) -> ApiError {
+    ApiError::invalid(
+        "meta.k8s.io",
+        "ListOptions",
+        "",
+        vec![crate::error::Cause {
+            reason,
+            message,
+            field: field.into(),
+        }],
+    )
+}
+
+fn forbidden(field: &str, message: &str) -> ApiError {
+    list_options_error(
+        field,
+        "FieldValueForbidden",
+        format!("Forbidden: {message}"),
+    )
+}
+
+impl Read {
+    /// kube-apiserver's ListOptions validation, then the read it asks for.
+    fn parse(call: &Call, continued: bool) -> ApiResult<Read> {
+        let rv = call.query.get("resourceVersion").unwrap_or("");
+        let rv_match = call.query.get("resourceVersionMatch").unwrap_or("");
+        if continued && !rv.is_empty() && rv != "0" {
+            return Err(forbidden(
+                "resourceVersion",
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        let rev = match rv {
+            "" => None,
+            r => Some(r.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid resourceVersion {r:?}: must be an unsigned integer"
+                ))
+            })?),
+        };
+        match (rv_match, rev) {
+            ("", None) | ("", Some(0)) => Ok(Read::Latest),
+            ("", Some(r)) => Ok(Read::NotOlderThan(r)),
+            ("NotOlderThan" | "Exact", None) => Err(forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            )),
+            ("NotOlderThan", Some(r)) => Ok(Read::NotOlderThan(r)),
+            ("Exact", Some(0)) => Err(forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            )),
+            ("Exact", Some(r)) => Ok(Read::Exact(r)),
+            (other, _) => Err(list_options_error(
+                "resourceVersionMatch",
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                ),
+            )),
+        }
+    }
+}
+
 /// One page of a list.
 pub(crate) struct Page {
     /// The objects, as stored (not yet presented).
@@ -154,16 +229,36 @@ pub(crate) fn page(
         None | Some("") => None,
         Some(t) => Some(decode(t)?),
     };
-    let (objects, rev) = match &token {
-        None => api.store.list(
-            &ctx.r.storage_group,
-            &ctx.r.plural,
-            ctx.namespace.as_deref(),
-        )?,
-        Some(t) => match snapshot(api, ctx, t.rev)? {
+    let read = Read::parse(call, token.is_some())?;
+    let (objects, rev) = match (&token, read) {
+        (Some(t), _) => match snapshot(api, ctx, t.rev)? {
             Some(objects) => (objects, t.rev),
             None => return Err(ApiError::continue_expired()),
         },
+        (None, Read::Exact(rev)) => match snapshot(api, ctx, rev)? {
+            Some(objects) => (objects, rev),
+            None => {
+                let now = api.store.current_revision();
+                return Err(if rev > now {
+                    ApiError::too_large_resource_version(rev, now)
+                } else {
+                    ApiError::expired(rev, api.store.compacted_revision())
+                });
+            }
+        },
+        (None, Read::Latest | Read::NotOlderThan(_)) => {
+            let (objects, now) = api.store.list(
+                &ctx.r.storage_group,
+                &ctx.r.plural,
+                ctx.namespace.as_deref(),
+            )?;
+            if let Read::NotOlderThan(rev) = read {
+                if rev > now {
+                    return Err(ApiError::too_large_resource_version(rev, now));
+                }
+            }
+            (objects, now)
+        }
     };
     let mut items: Vec<Value> = objects.into_iter().filter(|o| keep(o)).collect();
     items.sort_by_cached_key(key);

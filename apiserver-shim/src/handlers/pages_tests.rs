@@ -153,3 +153,71 @@ async fn a_token_older_than_the_history_is_expired() {
     assert_eq!(code, 410, "{body}");
     assert_eq!(body["reason"], "Expired");
 }
+
+#[tokio::test]
+async fn resource_version_match_reads_exactly_or_no_older() {
+    let f = Fixture::new(ApiOptions::default()).await;
+    with_configmaps(&f, &["a"]).await;
+    let (_, first) = f.call(Method::GET, CMS, Value::Null, "").await;
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    with_configmaps(&f, &["b"]).await;
+
+    let (code, exact) = f
+        .call(
+            Method::GET,
+            &format!("{CMS}?resourceVersion={rv}&resourceVersionMatch=Exact"),
+            Value::Null,
+            "",
+        )
+        .await;
+    assert_eq!(code, 200, "{exact}");
+    assert_eq!(names(&exact), ["a"], "the list as it was then");
+    assert_eq!(exact["metadata"]["resourceVersion"], rv.as_str());
+    let (_, newer) = f
+        .call(
+            Method::GET,
+            &format!("{CMS}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan"),
+            Value::Null,
+            "",
+        )
+        .await;
+    assert_eq!(names(&newer), ["a", "b"]);
+
+    let (code, e) = f
+        .call(
+            Method::GET,
+            &format!("{CMS}?resourceVersion=999999"),
+            Value::Null,
+            "",
+        )
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (504, Some("Timeout")), "{e}");
+    for (query, message) in [
+        (
+            "resourceVersionMatch=Exact",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+        (
+            "resourceVersion=1&resourceVersionMatch=Newest",
+            "Unsupported value: \"Newest\"",
+        ),
+    ] {
+        let (code, e) = f
+            .call(Method::GET, &format!("{CMS}?{query}"), Value::Null, "")
+            .await;
+        assert_eq!(code, 422, "{query}: {e}");
+        let text = e["message"].as_str().unwrap_or("");
+        assert!(
+            text.starts_with("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch"),
+            "{text}"
+        );
+        assert!(text.contains(message), "{text}");
+    }
+}

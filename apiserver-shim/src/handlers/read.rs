@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::api::{Api, Call, Reply};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::table;
 
@@ -95,13 +95,6 @@ pub(crate) fn matching(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<(Vec
 
 /// LIST a collection.
 pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
-    if let Some(rv) = call.query.get("resourceVersion") {
-        if !rv.is_empty() && rv.parse::<u64>().is_err() {
-            return Err(ApiError::bad_request(format!(
-                "invalid resourceVersion {rv:?}: must be an unsigned integer"
-            )));
-        }
-    }
     let (labels, fields) = selectors(call, ctx)?;
     let filtered = !labels.is_empty() || !fields.is_empty();
     let page = super::pages::page(
