@@ -30,6 +30,7 @@ pub mod field_labels;
 pub mod gc;
 pub mod handlers;
 pub mod kubelet;
+pub mod launch;
 pub mod object;
 pub mod openapi;
 pub mod pki;

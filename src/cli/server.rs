@@ -1,7 +1,9 @@
 //! `spinlet server`: flags named as k3s names them, the data-dir and kubeconfig defaults
 //! (root: `/var/lib/spinlet`, `/etc/spinlet/spinlet.yaml`; others: `~/.spinlet`,
-//! `~/.kube/spinlet.yaml`), and the start-up sequence: PKI, store, API bootstrap, listener,
-//! kubeconfig, then serve until SIGINT/SIGTERM.
+//! `~/.kube/spinlet.yaml`), and the composition, in k3s's order under one cancellation
+//! token: the API server (`apiserver_shim::launch`, which returns once it answers), the
+//! controllers (after the docs' built-in objects exist), the kubeconfig (the sign the
+//! server is up), the node agent; then serve until SIGINT/SIGTERM.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use apiserver_shim::admission::Hooks;
-use apiserver_shim::api::{Api, ApiOptions};
-use apiserver_shim::store::{Store, StoreConfig, DEFAULT_HISTORY_EVENTS};
-use apiserver_shim::{pki, server, tls};
+use apiserver_shim::api::ApiOptions;
+use apiserver_shim::store::{StoreConfig, DEFAULT_HISTORY_EVENTS};
+use apiserver_shim::{launch, pki};
 
 use crate::cli::agent::{parse_cidr, AgentFlags};
 use tokio_util::sync::CancellationToken;
@@ -176,8 +178,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let hostname = crate::cli::agent::hostname();
     let node_name = agent_config.node_name.clone();
 
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let mut sans = args.tls_san.clone();
     sans.push(hostname.clone());
     sans.push(node_name.clone());
@@ -185,71 +185,48 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if !args.bind_address.is_unspecified() {
         sans.push(args.bind_address.to_string());
     }
-    let pki = pki::ensure(&data_dir, &sans).context("preparing certificates")?;
-    agent_config.client_ca = Some(pki.ca_cert.clone());
-    let tls = tls::server_config(&pki).context("configuring TLS")?;
-
-    let store = Store::open(
-        &data_dir.join("server").join("db"),
-        StoreConfig {
-            history_events: args.watch_history_events,
-            ..StoreConfig::default()
-        },
-    )
-    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    // spin-operator's webhooks, in process; they get their client once the API listens.
-    let admission = crate::admission::SpinAdmission::new();
-    let api = Api::new(
-        store.clone(),
-        ApiOptions {
-            service_cidr,
-            node_port_range: args.service_node_port_range,
-            event_ttl: args.event_ttl,
-            max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
-            kubelet_client: Some(
-                apiserver_shim::kubelet::client_config(&pki)
-                    .context("configuring the kubelet client")?,
-            ),
-            crds: spinlet_types::crds(),
-            admission: Hooks(vec![admission.clone()]),
-            ..ApiOptions::default()
-        },
-    );
-    apiserver_shim::bootstrap(&api)
-        .await
-        .context("bootstrapping the API")?;
-
-    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let port = listener
-        .local_addr()
-        .context("reading the listen address")?
-        .port();
-    let url = format!("https://127.0.0.1:{port}");
     // Where in-cluster clients reach the API (the `kubernetes` Service's Endpoints).
-    let advertise_ip = if args.bind_address.is_unspecified() {
+    let advertise = if args.bind_address.is_unspecified() {
         node_agent::machine::outbound_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
     } else {
         args.bind_address
     };
-    apiserver_shim::apiserver_endpoints::publish(&api, SocketAddr::new(advertise_ip, port))
-        .await
-        .context("publishing the kubernetes Service's endpoints")?;
-
+    // spin-operator's webhooks, in process; they get their client once the API listens.
+    let admission = crate::admission::SpinAdmission::new();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        api,
-        listener,
-        tls,
-        pki.token.clone(),
+    // The API server first; the call returns once it answers.
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let launched = launch::launch(
+        launch::Config {
+            data_dir: data_dir.clone(),
+            listen: addr,
+            tls_sans: sans,
+            advertise,
+            store: StoreConfig {
+                history_events: args.watch_history_events,
+                ..StoreConfig::default()
+            },
+            options: ApiOptions {
+                service_cidr,
+                node_port_range: args.service_node_port_range,
+                event_ttl: args.event_ttl,
+                max_watch: Duration::from_secs(args.max_watch_seconds.max(1)),
+                crds: spinlet_types::crds(),
+                admission: Hooks(vec![admission.clone()]),
+                ..ApiOptions::default()
+            },
+        },
         shutdown.clone(),
-    ));
+    )
+    .await?;
+    agent_config.client_ca = Some(launched.pki.ca_cert.clone());
+    let port = launched.addr.port();
+    let admin = launched.admin_kubeconfig.clone();
+    let (store, server) = (launched.store, launched.serving);
     // The controllers (the scheduler today) start before the agent, as k3s starts them,
     // with a kube client of their own; `--disable-scheduler` leaves the scheduler out.
     let controllers = {
-        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+        let client = crate::cli::agent::client_from_kubeconfig(&admin)
             .await
             .context("creating the controllers' API client")?;
         admission.connect(client.clone());
@@ -258,7 +235,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         if let Err(e) = controllers::executor::ensure_builtins(&client).await {
             tracing::warn!(error = %e, "the built-in RuntimeClass and executor are not created yet; the executor controller retries");
         }
-        pki::write_private(&kubeconfig, pki::kubeconfig(&pki, &url).as_bytes(), mode)
+        pki::write_private(&kubeconfig, admin.as_bytes(), mode)
             .with_context(|| format!("writing kubeconfig {}", kubeconfig.display()))?;
         let config = controllers::Config {
             scheduler: (!args.disable_scheduler)
@@ -282,7 +259,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.disable_agent {
         None
     } else {
-        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+        let client = crate::cli::agent::client_from_kubeconfig(&admin)
             .await
             .context("creating the node agent's API client")?;
         let stop = shutdown.clone();
@@ -296,7 +273,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     // systemd (Type=notify): ready once the API answers and the node is Ready.
     if crate::cli::notify::wanted() {
-        let client = crate::cli::agent::client_from_kubeconfig(&pki::kubeconfig(&pki, &url))
+        let client = crate::cli::agent::client_from_kubeconfig(&admin)
             .await
             .context("creating the readiness check's API client")?;
         let node = (!args.disable_agent).then(|| node_name.clone());
