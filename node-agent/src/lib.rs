@@ -50,6 +50,7 @@ pub mod probe;
 pub mod resources;
 pub mod sandbox;
 pub mod sandbox_process;
+pub mod service_proxy;
 pub mod sources;
 pub mod status;
 pub mod volumes;
@@ -96,6 +97,8 @@ pub struct AgentConfig {
     /// When container log files are rotated (kubelet's `containerLogMaxSize` and
     /// `containerLogMaxFiles`).
     pub log_rotation: cri_log::Rotation,
+    /// Whether this agent serves Services' cluster IPs and node ports ([`service_proxy`]).
+    pub service_proxy: bool,
 }
 
 impl AgentConfig {
@@ -172,6 +175,13 @@ pub async fn run(
     ));
     let kubelet =
         tokio::spawn(kubelet.serve(client.clone(), Arc::new(config.clone()), shutdown.clone()));
+    let services = config.service_proxy.then(|| {
+        tokio::spawn(service_proxy::run(
+            client.clone(),
+            network.clone(),
+            shutdown.clone(),
+        ))
+    });
     let host_ip = machine.internal_ip;
     let allocatable = (machine.cpus as u64 * 1000, machine.memory_bytes);
     pods::run(
@@ -186,5 +196,8 @@ pub async fn run(
     let _ = heartbeat.await;
     let _ = node_status.await;
     let _ = kubelet.await;
+    if let Some(services) = services {
+        let _ = services.await;
+    }
     Ok(())
 }

@@ -149,6 +149,25 @@ impl PodNetwork {
         self.put(addr).await
     }
 
+    /// Puts an address outside the pod range (a Service's cluster IP) on the interface.
+    pub async fn add_extra(&self, addr: Ipv4Addr) -> Result<(), Error> {
+        let cidr = format!("{addr}/32");
+        let dev = self.device().await?;
+        ip(&["addr", "replace", &cidr, "dev", dev]).await
+    }
+
+    /// Takes an address put by [`PodNetwork::add_extra`] off the interface.
+    pub async fn remove_extra(&self, addr: Ipv4Addr) {
+        let cidr = format!("{addr}/32");
+        let device = self
+            .device
+            .get()
+            .map_or(self.interface.as_str(), String::as_str);
+        if let Err(e) = ip(&["addr", "del", &cidr, "dev", device]).await {
+            tracing::debug!(error = %e, "service address was not on the interface");
+        }
+    }
+
     /// Removes `addr` from the interface and frees it.
     pub async fn release(&self, addr: Ipv4Addr) {
         let cidr = format!("{addr}/32");

@@ -299,6 +299,7 @@ pub(crate) mod tests {
             client_ca: None,
             pod_interface: "spinlet0".into(),
             log_rotation: crate::cri_log::Rotation::default(),
+            service_proxy: false,
         }
     }
 

@@ -40,6 +40,10 @@ pub struct AgentFlags {
     /// containerLogMaxFiles; at least 2).
     #[arg(long, env = "SPINLET_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
     pub container_log_max_files: u32,
+    /// (components) Do not serve Services' cluster IPs and node ports on this node (the
+    /// agent's kube-proxy).
+    #[arg(long, env = "SPINLET_DISABLE_KUBE_PROXY")]
+    pub disable_kube_proxy: bool,
 }
 
 /// Parses an IPv4 CIDR flag, naming the flag in errors.
@@ -93,6 +97,7 @@ impl AgentFlags {
             client_ca: None,
             pod_interface: self.pod_interface.clone(),
             log_rotation: self.log_rotation()?,
+            service_proxy: !self.disable_kube_proxy,
         })
     }
 

@@ -1,0 +1,161 @@
+//! Services on the node, as kube-proxy serves them: a Deployment's pods behind a
+//! NodePort Service answer at the cluster IP and at the node port, connections spread
+//! over the ready pods, and a curl loop at the cluster IP loses no request while the
+//! Deployment rolls its pods over. Real server, agent, kubectl and curl, in a network
+//! namespace the test creates (see `common::pods`).
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pods::{state, wait_or_show, PodEnv};
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: app
+        image: 127.0.0.1:5000/pod-hello:v1
+        ports:
+        - name: http
+          containerPort: 8080
+        readinessProbe:
+          httpGet:
+            path: /.well-known/spin/health
+            port: http
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - name: web
+    port: 80
+    targetPort: http
+"#;
+
+/// `curl` in the namespace named `ns`: the HTTP status, 0 when nothing answered.
+fn curl_status(ns: &str, url: &str) -> u16 {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .args([
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "10",
+            url,
+        ])
+        .output();
+    out.ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn cluster_ips_and_node_ports_reach_ready_pods_through_a_rollout() {
+    let Some(env) = PodEnv::start("services", &[]) else {
+        return;
+    };
+    let s = &env.server;
+    s.kubectl_stdin(&["apply", "-f", "-"], APP);
+    let out = s.kubectl(&["rollout", "status", "deploy/web", "--timeout=180s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let ip = s.jsonpath(&["svc", "web"], "{.spec.clusterIP}");
+    let node_port = s.jsonpath(&["svc", "web"], "{.spec.ports[0].nodePort}");
+
+    // The cluster IP answers once the proxy has the endpoints; then every request does.
+    let url = format!("http://{ip}/?op=print&text=via-cluster-ip");
+    wait_or_show(
+        "the cluster IP to answer",
+        Duration::from_secs(120),
+        || (curl_status(&env.ns.0, &url) == 200).then_some(()),
+        || {
+            format!(
+                "{}\n{}",
+                state(s),
+                s.kubectl(&["get", "endpointslices", "-o", "wide"])
+            )
+        },
+    );
+    for _ in 0..20 {
+        assert_eq!(curl_status(&env.ns.0, &url), 200);
+    }
+    // Both pods served some of them.
+    let pods = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    for pod in pods.lines() {
+        let logs = s.kubectl(&["logs", pod]);
+        assert!(
+            logs.contains("via-cluster-ip"),
+            "{pod} served nothing: {logs}"
+        );
+    }
+    // The node port, on the node's addresses.
+    assert_eq!(
+        curl_status(&env.ns.0, &format!("http://127.0.0.1:{node_port}/")),
+        200
+    );
+
+    // A rollout with a curl loop running: no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (stop, ns, url) = (stop.clone(), env.ns.0.clone(), url.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match curl_status(&ns, &url) {
+                    200 => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    s.kubectl(&["rollout", "restart", "deploy/web"]);
+    let out = s.kubectl(&["rollout", "status", "deploy/web", "--timeout=180s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // Let the old pods finish terminating under the loop too.
+    wait_or_show(
+        "the old pods to go",
+        Duration::from_secs(120),
+        || {
+            let n = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]);
+            (n.lines().count() == 2).then_some(())
+        },
+        || state(s),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = looper.join().expect("curl loop");
+    assert!(ok > 0, "the loop ran");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+}
