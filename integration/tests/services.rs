@@ -159,3 +159,97 @@ fn cluster_ips_and_node_ports_reach_ready_pods_through_a_rollout() {
         ok as usize + failed.len()
     );
 }
+
+#[test]
+fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
+    let Some(env) = PodEnv::start("spinapp-rollout", &[]) else {
+        return;
+    };
+    let s = &env.server;
+    // A second tag of the app, as a new release would be pushed.
+    let push = env
+        .ns
+        .cmd(&common::spinlet_bin().to_string_lossy())
+        .arg("push")
+        .arg(env.scratch.path().join("app"))
+        .arg("127.0.0.1:5000/pod-hello:v2")
+        .output()
+        .expect("push");
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let app = |tag: &str| {
+        format!(
+            "apiVersion: core.spinoperator.dev/v1alpha1\nkind: SpinApp\nmetadata:\n  name: rolling\nspec:\n  image: 127.0.0.1:5000/pod-hello:{tag}\n  replicas: 2\n  executor: containerd-shim-spin\n  checks:\n    readiness:\n      httpGet:\n        path: /.well-known/spin/health\n"
+        )
+    };
+    s.kubectl_stdin(&["apply", "-f", "-"], &app("v1"));
+    let ip = wait_or_show(
+        "the app's Service",
+        Duration::from_secs(120),
+        || {
+            let out = s.kubectl_output(
+                &["get", "svc", "rolling", "-o", "jsonpath={.spec.clusterIP}"],
+                None,
+            );
+            let ip = String::from_utf8_lossy(&out.stdout).into_owned();
+            (!ip.is_empty()).then_some(ip)
+        },
+        || state(s),
+    );
+    let url = format!("http://{ip}/?op=print&text=rolling");
+    wait_or_show(
+        "the app to answer at its cluster IP",
+        Duration::from_secs(180),
+        || (curl_status(&env.ns.0, &url) == 200).then_some(()),
+        || state(s),
+    );
+    let out = s.kubectl(&["rollout", "status", "deploy/rolling", "--timeout=180s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (stop, ns, url) = (stop.clone(), env.ns.0.clone(), url.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match curl_status(&ns, &url) {
+                    200 => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    s.kubectl_stdin(&["apply", "-f", "-"], &app("v2"));
+    wait_or_show(
+        "the new image to roll out",
+        Duration::from_secs(180),
+        || {
+            let images = s.kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "core.spinoperator.dev/app-name=rolling",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+            ]);
+            let lines: Vec<&str> = images.lines().collect();
+            (lines.len() == 2 && lines.iter().all(|l| l.ends_with(":v2"))).then_some(())
+        },
+        || state(s),
+    );
+    let out = s.kubectl(&["rollout", "status", "deploy/rolling", "--timeout=180s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = looper.join().expect("curl loop");
+    assert!(ok > 0, "the loop ran");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+}

@@ -3,7 +3,8 @@
 //! the pulled app from the shared cache through spin-runtime's serve path (the one
 //! `spinlet run` uses) after moving itself into the pod's cgroup, says it is ready by writing its ready file once it listens, and
 //! serves until SIGTERM. A failure to start is written to the termination-log file, which
-//! the agent turns into the container's `terminated.message`.
+//! the agent turns into the container's `terminated.message`. On SIGTERM it keeps
+//! serving for [`LAME_DUCK`], then drains.
 //!
 //! Knows nothing of the API: everything it needs arrives as [`Options`].
 
@@ -104,11 +105,18 @@ fn redirect_output(path: &Path, rotation: crate::cri_log::Rotation) -> Result<()
     Ok(())
 }
 
+/// How long a sandbox keeps accepting after SIGTERM: the pod's deletion takes it out of
+/// its Services' endpoints at the same moment, and connections the proxies route to it
+/// meanwhile must still be served (a built-in `preStop` sleep). Then it stops accepting
+/// and finishes what it accepted (spin-runtime's drain).
+const LAME_DUCK: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut s) => {
             s.recv().await;
+            tokio::time::sleep(LAME_DUCK).await;
         }
         Err(_) => std::future::pending::<()>().await,
     }

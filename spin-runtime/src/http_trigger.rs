@@ -20,6 +20,11 @@
 //! - A trap, an exceeded deadline, an instantiation failure, a guest that never sets the
 //!   response, or an error response → 500 with an empty body (the cause is logged).
 //!
+//! On shutdown the listener closes at once and open connections are drained: each is
+//! told to finish (hyper's graceful shutdown: the request in flight completes, keep-alive
+//! ends) and the server returns once all have, or after [`DRAIN_TIMEOUT`] — so a pod
+//! stopped during a rollout answers what it had accepted, as Spin does on SIGTERM.
+//!
 //! The deadline uses epoch interruption: the store yields to the executor every epoch
 //! tick (so a busy guest never starves other requests) and traps once the request
 //! deadline has passed.
@@ -65,12 +70,35 @@ pub enum Error {
     },
 }
 
+/// Longest a shutdown waits for open connections to finish.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves an app over HTTP.
 pub struct HttpServer {
     pub(crate) app: Arc<App>,
     scheme: &'static str,
     /// The listener's `host:port`, the origin of `http://self` requests.
     pub(crate) origin: OnceLock<String>,
+    /// Set once the server stops accepting: connections finish and close.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// Connections being served, for the drain.
+    open: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one open connection while it lives.
+struct OpenConnection<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> OpenConnection<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenConnection(count)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl HttpServer {
@@ -80,6 +108,8 @@ impl HttpServer {
             app,
             scheme: "http",
             origin: OnceLock::new(),
+            draining: tokio::sync::watch::Sender::new(false),
+            open: std::sync::atomic::AtomicUsize::new(0),
         });
         let local: Weak<dyn LocalHandler> = Arc::downgrade(&server) as Weak<HttpServer>;
         server.app.local.register(local);
@@ -156,24 +186,53 @@ impl HttpServer {
                         continue;
                     }
                 },
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
             start(self.clone(), stream, client);
+        }
+        drop(listener);
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Tells open connections to finish and waits until they have (or the timeout).
+    async fn drain(&self) {
+        self.draining.send_replace(true);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.open.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
     /// Serves one connection, HTTP/1 or HTTP/2, until the client closes it.
     async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr) {
+        let service_owner = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let server = self.clone();
             async move { Ok::<_, Infallible>(server.handle(req, client).await) }
         });
+        let _open = OpenConnection::new(&service_owner.open);
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        if let Err(e) = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .await
-        {
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let mut draining = service_owner.draining.subscribe();
+        let mut told = *draining.borrow_and_update();
+        if told {
+            conn.as_mut().graceful_shutdown();
+        }
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                changed = draining.changed(), if !told => {
+                    told = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, %client, "connection ended with an error");
         }
     }
