@@ -5,6 +5,8 @@
 #   make release-tools   # once: the musl targets (rustup) and cargo-zigbuild + ziglang (PyPI)
 #   make release         # dist/spinlet-amd64, dist/sha256sum-amd64.txt, ... and dist/install.sh
 #   make release ARCHES=amd64
+#   make release-smoke   # each dist binary runs `--version` (arm64 under qemu-aarch64,
+#                        # Debian's qemu-user)
 #   make installer-test  # the installer's tests (scratch root, no service started)
 #
 # Cross-linking goes through zig (cargo-zigbuild), so no C cross toolchain is needed.
@@ -15,7 +17,7 @@ DIST := dist
 TARGET_amd64 := x86_64-unknown-linux-musl
 TARGET_arm64 := aarch64-unknown-linux-musl
 
-.PHONY: release release-tools installer-test clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test clean-dist FORCE
 
 release: $(foreach a,$(ARCHES),$(DIST)/spinlet-$(a) $(DIST)/sha256sum-$(a).txt) $(DIST)/install.sh
 
@@ -36,6 +38,13 @@ $(DIST)/sha256sum-%.txt: $(DIST)/spinlet-%
 $(DIST)/install.sh: installer/install.sh
 	mkdir -p $(DIST)
 	cp installer/install.sh $@
+
+release-smoke:
+	@for a in $(ARCHES); do \
+		case $$a in arm64) run=qemu-aarch64 ;; *) run= ;; esac; \
+		v=$$($$run $(DIST)/spinlet-$$a --version) || exit 1; \
+		echo "$(DIST)/spinlet-$$a: $$v"; \
+	done
 
 installer-test:
 	$(CARGO) build -p spinlet
