@@ -44,6 +44,10 @@ pub struct KillallArgs {
     /// (networking) The pod CIDR whose /32 addresses are removed.
     #[arg(long, env = "SPINLET_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
+    /// (networking) The service CIDR whose cluster IPs (put on the pod interface by the
+    /// agent's service proxy) are removed.
+    #[arg(long, env = "SPINLET_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
     /// (networking) The interface carrying pod addresses (deleted).
     #[arg(long, env = "SPINLET_POD_INTERFACE", default_value = "spinlet0")]
     pub pod_interface: String,
@@ -75,7 +79,9 @@ pub fn killall(args: &KillallArgs) -> anyhow::Result<()> {
     let uids = pod_uids(&data_dir);
     stop_sandboxes(&data_dir)?;
     remove_cgroups(&data_dir, &uids);
-    remove_addresses(cidr, &args.pod_interface);
+    remove_addresses("pod addresses", cidr, &args.pod_interface);
+    let services = crate::cli::agent::parse_cidr("service-cidr", &args.service_cidr)?;
+    remove_addresses("service addresses", services, &args.pod_interface);
     println!("[killall] done; data left in {}", data_dir.display());
     Ok(())
 }
@@ -459,7 +465,7 @@ fn in_cidr(ip: Ipv4Addr, (net, bits): (Ipv4Addr, u8)) -> bool {
     u32::from(ip) & mask == u32::from(net) & mask
 }
 
-fn remove_addresses(cidr: (Ipv4Addr, u8), interface: &str) {
+fn remove_addresses(what: &str, cidr: (Ipv4Addr, u8), interface: &str) {
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     let mut devices = vec![interface.to_string()];
@@ -486,12 +492,12 @@ fn remove_addresses(cidr: (Ipv4Addr, u8), interface: &str) {
         }
     }
     if removed.is_empty() {
-        println!("[killall] pod addresses: none in {}/{}", cidr.0, cidr.1);
+        println!("[killall] {what}: none in {}/{}", cidr.0, cidr.1);
     } else {
-        println!("[killall] pod addresses: removed {}", removed.join(", "));
+        println!("[killall] {what}: removed {}", removed.join(", "));
     }
     for f in failed {
-        println!("[killall] pod addresses: could not remove {f}");
+        println!("[killall] {what}: could not remove {f}");
     }
     if interface != "lo" {
         let exists = Command::new("ip")
