@@ -7,7 +7,8 @@
 //!
 //! Run (as root: pod addresses need a network namespace):
 //! `cargo build --release && cargo bench -p integration --bench spinapps`.
-//! `SPINLET_BENCH_APPS` sets how many apps the one-at-a-time run starts (default 20);
+//! `SPINLET_BENCH_APPS` sets how many apps the one-at-a-time run starts (default 9, so
+//! that with the warm-up and the burst the node holds its 110 pods);
 //! `SPINLET_BENCH_BURST` the burst (default 100).
 
 #[path = "../tests/common/mod.rs"]
@@ -23,7 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 
-const APP_LABEL: &str = "core.spinoperator.dev/app-name";
+const APP_LABEL: &str = "core.spinkube.dev/app-name";
 
 fn get_ok(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
@@ -50,7 +51,7 @@ fn until_serving(addr: SocketAddr, limit: Duration) -> Option<Instant> {
 
 fn spinapp(name: &str) -> DynamicObject {
     serde_json::from_value(serde_json::json!({
-        "apiVersion": "core.spinoperator.dev/v1alpha1", "kind": "SpinApp",
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
         "metadata": {"name": name},
         "spec": {"image": HELLO_IMAGE, "replicas": 1, "executor": "containerd-shim-spin"},
     }))
@@ -145,7 +146,7 @@ fn main() {
     let count: usize = std::env::var("SPINLET_BENCH_APPS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(9);
     let burst: usize = std::env::var("SPINLET_BENCH_BURST")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -160,7 +161,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let gvk = GroupVersionKind::gvk("core.spinoperator.dev", "v1alpha1", "SpinApp");
+    let gvk = GroupVersionKind::gvk("core.spinkube.dev", "v1alpha1", "SpinApp");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "spinapps");
 
     let (to_ready, to_serving, burst_ms, burst_ready) = runtime.block_on(async {
