@@ -170,6 +170,35 @@ pub fn members(service: &Service, pods: &[Pod]) -> Vec<Member> {
     out
 }
 
+/// Whether the Service lists not-ready pods as ready (`publishNotReadyAddresses`).
+pub fn publishes_not_ready(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false)
+}
+
+/// Whether the Service declares ports (a pod serving none of them is left out).
+pub fn has_ports(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .is_some_and(|p| !p.is_empty())
+}
+
+/// The member's pod, as both kinds' `targetRef`.
+pub fn target_ref(m: &Member) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some("Pod".into()),
+        name: Some(m.pod_name.clone()),
+        namespace: Some(m.namespace.clone()),
+        uid: m.uid.clone(),
+        ..Default::default()
+    }
+}
+
 /// The Service's selector, when it has a non-empty one.
 pub fn selector(service: &Service) -> Option<&BTreeMap<String, String>> {
     service

@@ -13,9 +13,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod measure;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::pods::{PodEnv, HELLO_IMAGE};
@@ -23,31 +23,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
+use measure::{cpu_ticks, pss_kib, summary, ticks_per_second, until_serving};
 
 const APP_LABEL: &str = "core.spinkube.dev/app-name";
-
-fn get_ok(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
-}
-
-fn until_serving(addr: SocketAddr, limit: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if get_ok(addr) {
-            return Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    None
-}
 
 fn spinapp(name: &str) -> DynamicObject {
     serde_json::from_value(serde_json::json!({
@@ -63,51 +41,6 @@ fn ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn pss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(14) + get(15)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn summary(name: &str, mut ms: Vec<f64>) {
-    ms.sort_by(f64::total_cmp);
-    println!(
-        "{name:<44} n={:<4} p50={:>7.1} ms  p90={:>7.1} ms  p99={:>7.1} ms  min={:>7.1} ms  max={:>7.1} ms",
-        ms.len(),
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.9),
-        percentile(&ms, 0.99),
-        ms.first().copied().unwrap_or(f64::NAN),
-        ms.last().copied().unwrap_or(f64::NAN),
-    );
 }
 
 /// Creates the SpinApp `name` and waits for its pod to be Ready and serve; returns
@@ -248,7 +181,7 @@ fn main() {
         cpu_ticks(server_pid),
         pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>(),
     );
-    let percent = |ticks: u64| ticks as f64 / 100.0 / window.as_secs_f64() * 100.0;
+    let percent = |ticks: u64| ticks as f64 / ticks_per_second() / window.as_secs_f64() * 100.0;
     let server_kib = pss_kib(server_pid).unwrap_or(0) as f64;
     let sandbox_kib: f64 = pids
         .iter()

@@ -77,6 +77,43 @@ fn curl_status(ns: &str, url: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// curl at one URL, again and again, on a thread, until finished.
+struct CurlLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u32, Vec<u16>)>,
+}
+
+impl CurlLoop {
+    fn start(ns: &str, url: &str) -> CurlLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, ns, url) = (stop.clone(), ns.to_string(), url.to_string());
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !flag.load(Ordering::SeqCst) {
+                match curl_status(&ns, &url) {
+                    200 => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        });
+        CurlLoop { stop, thread }
+    }
+
+    /// Stops the loop; every request it made must have answered 200.
+    fn finish_without_failures(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (ok, failed) = self.thread.join().expect("curl loop");
+        assert!(ok > 0, "the loop ran");
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {failed:?}",
+            failed.len(),
+            ok as usize + failed.len()
+        );
+    }
+}
+
 #[test]
 fn cluster_ips_and_node_ports_reach_ready_pods_through_a_rollout() {
     let Some(env) = PodEnv::start("services", &[]) else {
@@ -122,20 +159,7 @@ fn cluster_ips_and_node_ports_reach_ready_pods_through_a_rollout() {
     );
 
     // A rollout with a curl loop running: no request fails.
-    let stop = Arc::new(AtomicBool::new(false));
-    let looper = {
-        let (stop, ns, url) = (stop.clone(), env.ns.0.clone(), url.clone());
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                match curl_status(&ns, &url) {
-                    200 => ok += 1,
-                    other => failed.push(other),
-                }
-            }
-            (ok, failed)
-        })
-    };
+    let looper = CurlLoop::start(&env.ns.0, &url);
     s.kubectl(&["rollout", "restart", "deploy/web"]);
     let out = s.kubectl(&["rollout", "status", "deploy/web", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
@@ -149,15 +173,7 @@ fn cluster_ips_and_node_ports_reach_ready_pods_through_a_rollout() {
         },
         || state(s),
     );
-    stop.store(true, Ordering::SeqCst);
-    let (ok, failed) = looper.join().expect("curl loop");
-    assert!(ok > 0, "the loop ran");
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        ok as usize + failed.len()
-    );
+    looper.finish_without_failures();
 }
 
 #[test]
@@ -209,20 +225,7 @@ fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
     let out = s.kubectl(&["rollout", "status", "deploy/rolling", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let looper = {
-        let (stop, ns, url) = (stop.clone(), env.ns.0.clone(), url.clone());
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                match curl_status(&ns, &url) {
-                    200 => ok += 1,
-                    other => failed.push(other),
-                }
-            }
-            (ok, failed)
-        })
-    };
+    let looper = CurlLoop::start(&env.ns.0, &url);
     s.kubectl_stdin(&["apply", "-f", "-"], &app("v2"));
     wait_or_show(
         "the new image to roll out",
@@ -243,13 +246,5 @@ fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
     );
     let out = s.kubectl(&["rollout", "status", "deploy/rolling", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    stop.store(true, Ordering::SeqCst);
-    let (ok, failed) = looper.join().expect("curl loop");
-    assert!(ok > 0, "the loop ran");
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        ok as usize + failed.len()
-    );
+    looper.finish_without_failures();
 }

@@ -8,28 +8,22 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{api_error, selector, Error, Member, MemberPort};
+use super::{
+    api_error, has_ports, publishes_not_ready, selector, target_ref, Error, Member, MemberPort,
+};
 
 /// The annotation upstream's controller sets on every Endpoints it writes.
 pub const TRIGGER_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 /// The label a headless Service's endpoints carry.
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
-
-fn publishes_not_ready(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.publish_not_ready_addresses)
-        .unwrap_or(false)
-}
 
 /// The labels both kinds copy from their Service.
 pub fn labels_of(service: &Service) -> BTreeMap<String, String> {
@@ -49,13 +43,7 @@ fn address(m: &Member) -> EndpointAddress {
     EndpointAddress {
         ip: m.ip.clone(),
         node_name: m.node_name.clone(),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            name: Some(m.pod_name.clone()),
-            namespace: Some(m.namespace.clone()),
-            uid: m.uid.clone(),
-            ..ObjectReference::default()
-        }),
+        target_ref: Some(target_ref(m)),
         ..EndpointAddress::default()
     }
 }
@@ -72,11 +60,7 @@ fn port(p: &MemberPort) -> EndpointPort {
 /// The subsets for these members, in a stable order.
 pub fn subsets(service: &Service, members: &[Member]) -> Vec<EndpointSubset> {
     let publish = publishes_not_ready(service);
-    let has_ports = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .is_some_and(|p| !p.is_empty());
+    let has_ports = has_ports(service);
     let mut groups: BTreeMap<Vec<MemberPort>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
         BTreeMap::new();
     for m in members {

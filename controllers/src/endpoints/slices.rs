@@ -10,14 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 
 use super::legacy::labels_of;
-use super::{api_error, Error, Member, MemberPort};
+use super::{api_error, has_ports, publishes_not_ready, target_ref, Error, Member, MemberPort};
 
 /// Names the Service a slice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -25,14 +25,6 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Upstream's controller name, which this controller stands in for.
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
-
-fn publishes_not_ready(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.publish_not_ready_addresses)
-        .unwrap_or(false)
-}
 
 fn endpoint(m: &Member, publish: bool) -> Endpoint {
     Endpoint {
@@ -43,13 +35,7 @@ fn endpoint(m: &Member, publish: bool) -> Endpoint {
             terminating: Some(m.terminating),
         }),
         node_name: m.node_name.clone(),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            name: Some(m.pod_name.clone()),
-            namespace: Some(m.namespace.clone()),
-            uid: m.uid.clone(),
-            ..ObjectReference::default()
-        }),
+        target_ref: Some(target_ref(m)),
         ..Endpoint::default()
     }
 }
@@ -66,11 +52,7 @@ fn port(p: &MemberPort) -> EndpointPort {
 /// What the slices should hold: per sorted port set, its endpoints (sorted by pod).
 pub fn desired(service: &Service, members: &[Member]) -> BTreeMap<Vec<MemberPort>, Vec<Endpoint>> {
     let publish = publishes_not_ready(service);
-    let has_ports = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .is_some_and(|p| !p.is_empty());
+    let has_ports = has_ports(service);
     let mut groups: BTreeMap<Vec<MemberPort>, Vec<Endpoint>> = BTreeMap::new();
     for m in members {
         if m.ip.contains(':') || (has_ports && m.ports.is_empty()) {
