@@ -74,36 +74,6 @@ fn logs_until(env: &PodEnv, args: &[&str], what: &str, check: impl Fn(&str) -> b
     )
 }
 
-/// Runs `f` with a kube client on a thread inside the test's network namespace (the
-/// server listens on the namespace's 127.0.0.1).
-fn in_netns<T: Send + 'static>(
-    env: &PodEnv,
-    f: impl FnOnce(kube::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
-        + Send
-        + 'static,
-) -> T {
-    let ns_path = format!("/run/netns/{}", env.ns.0);
-    let kubeconfig = env.server.kubeconfig.clone();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns_path).expect("open the netns");
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .expect("client config");
-            let client = kube::Client::try_from(config).expect("client");
-            f(client).await
-        })
-    })
-    .join()
-    .expect("the netns thread")
-}
-
 #[test]
 fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
     let Some(env) = PodEnv::start("logs", &["--kubelet-port", "0"]) else {
@@ -310,7 +280,7 @@ fn kubectl_logs_reads_the_pod_log_through_the_kubelet_api() {
     );
 
     // kube-rs: Api::<Pod>::logs with tail_lines.
-    let got = in_netns(&env, |client| {
+    let got = env.in_netns(|client| {
         Box::pin(async move {
             let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
                 kube::Api::namespaced(client, "default");

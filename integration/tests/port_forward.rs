@@ -237,36 +237,6 @@ fn echo_through(env: &PodEnv, pod_ip: &str, port: u16, local: u16) {
     assert!(echoed == payload, "the echo differs");
 }
 
-/// Runs `f` with a kube client on a thread inside the test's network namespace (the
-/// server listens on the namespace's 127.0.0.1).
-fn in_netns<T: Send + 'static>(
-    env: &PodEnv,
-    f: impl FnOnce(kube::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
-        + Send
-        + 'static,
-) -> T {
-    let ns_path = format!("/run/netns/{}", env.ns.0);
-    let kubeconfig = env.server.kubeconfig.clone();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns_path).expect("open the netns");
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .expect("client config");
-            let client = kube::Client::try_from(config).expect("client");
-            f(client).await
-        })
-    })
-    .join()
-    .expect("the netns thread")
-}
-
 /// kube-rs: one HTTP request over `Api::<Pod>::portforward`'s stream.
 async fn kube_rs_request(client: kube::Client) -> (u16, String) {
     use http_body_util::{BodyExt, Empty};
@@ -395,11 +365,11 @@ fn kubectl_and_kube_rs_forward_ports_to_a_pod_through_its_kubelet() {
     drop(svc);
 
     // kube-rs's WebSocket channels.
-    let (code, body) = in_netns(&env, |client| Box::pin(kube_rs_request(client)));
+    let (code, body) = env.in_netns(|client| Box::pin(kube_rs_request(client)));
     assert_eq!((code, body.as_str()), (200, GREETING));
 
     // Any upgrade passes through nodes/{name}/proxy to the kubelet.
-    let answer = in_netns(&env, |client| Box::pin(node_proxy_request(client)));
+    let answer = env.in_netns(|client| Box::pin(node_proxy_request(client)));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Nothing listens on the port: kubectl reports the kubelet's error.

@@ -331,6 +331,36 @@ impl PodEnv {
         )
     }
 
+    /// Runs `f` with a kube client on a thread inside the test's network namespace (the
+    /// server listens on the namespace's 127.0.0.1).
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(kube::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
+            + Send
+            + 'static,
+    ) -> T {
+        let ns_path = format!("/run/netns/{}", self.ns.0);
+        let kubeconfig = self.server.kubeconfig.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&ns_path).expect("open the netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+                let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .expect("client config");
+                let client = kube::Client::try_from(config).expect("client");
+                f(client).await
+            })
+        })
+        .join()
+        .expect("the netns thread")
+    }
+
     /// Waits until the pod runs with its container ready; returns its IP.
     pub fn wait_running(&self, pod: &str) -> String {
         let s = &self.server;
