@@ -12,6 +12,9 @@
 //! Key layout (one tree, so one batch is atomic):
 //! - `o<group>\0<resource>\0<namespace>\0<name>` → object JSON
 //! - `e<revision u64 BE>` → event record JSON (the watch history)
+//! - `p<revision u64 BE>` → for a modification, the object as it was before it (what a
+//!   selected watch resumed from the history needs to tell an object leaving its
+//!   selection, as etcd's `prevKV` and kube-apiserver's watch cache `PrevObject` do)
 //! - `mrev` → the current revision; `mcompacted` → oldest revision still in history.
 //!
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{Notify, broadcast, watch};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +134,10 @@ pub struct Event {
     pub namespace: String,
     /// The object after the change (before it, for deletions, with the deletion's revision).
     pub object: Value,
-    /// For a modification published live, the object before it (not kept in the history),
-    /// so a watch with selectors can tell an object entering or leaving its selection.
+    /// For a modification, the object before it, so a watch with selectors can tell an
+    /// object entering or leaving its selection. Kept in the history beside the event
+    /// (read back by [`Store::history_with_previous`]); `None` for additions, deletions,
+    /// and modifications written before the history kept it.
     #[serde(skip)]
     pub previous: Option<Value>,
 }
@@ -176,6 +181,9 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// Size of a write-ahead log segment; sled is checkpointed when one is full.
     pub wal_segment_bytes: u64,
+    /// How many published events a watcher may fall behind before it catches up from the
+    /// history instead.
+    pub watch_buffer_events: usize,
 }
 
 impl Default for StoreConfig {
@@ -184,12 +192,16 @@ impl Default for StoreConfig {
             history_events: DEFAULT_HISTORY_EVENTS,
             cache_bytes: 8 * 1024 * 1024,
             wal_segment_bytes: crate::wal::SEGMENT_BYTES,
+            watch_buffer_events: DEFAULT_WATCH_BUFFER_EVENTS,
         }
     }
 }
 
 /// Default size of the watch history, in events.
 pub const DEFAULT_HISTORY_EVENTS: u64 = 10_000;
+
+/// Default number of published events a watcher may fall behind.
+pub const DEFAULT_WATCH_BUFFER_EVENTS: usize = 4096;
 
 /// The object store. Cheap to share behind an `Arc`.
 pub struct Store {
@@ -243,7 +255,7 @@ impl Store {
         let wal = crate::wal::Wal::create(&wal_dir, config.wal_segment_bytes.max(4096))?;
         let compacted = read_u64(&tree, COMPACTED_KEY)?;
         let (durable, _) = watch::channel(Durable { rev, error: None });
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(config.watch_buffer_events.max(1));
         let store = Arc::new(Store {
             db,
             tree,
@@ -341,9 +353,10 @@ impl Store {
         let (written, rev) = {
             let _guard = self.lock();
             let k = key.encode();
-            let current = match self.tree.get(&k)? {
+            let current_bytes = self.tree.get(&k)?;
+            let current = match &current_bytes {
                 None => None,
-                Some(bytes) => Some(decode(&k, &bytes)?),
+                Some(bytes) => Some(decode(&k, bytes)?),
             };
             let had = current.is_some();
             let previous = current.clone();
@@ -385,8 +398,12 @@ impl Store {
             let object_bytes = encode(&event.object);
             let record = event_record(&event, &object_bytes);
             let payload = wal_payload(rev, kind, &k, &record);
+            let prior = match kind {
+                EventType::Modified => current_bytes.as_deref(),
+                _ => None,
+            };
             self.tree
-                .apply_batch(write_batch(rev, kind, k, &record, object_bytes))?;
+                .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
             self.rev.store(rev, Ordering::SeqCst);
             let mut pending = self.lock_pending();
             pending.events.push(event.clone());
@@ -448,9 +465,25 @@ impl Store {
         self.events.subscribe()
     }
 
-    /// Reads history events with revision in `(after, upto]`. Returns `None` when `after`
-    /// is older than the history kept (the caller answers 410 Expired).
+    /// Reads history events with revision in `(after, upto]`, without the objects before
+    /// modifications. Returns `None` when `after` is older than the history kept (the
+    /// caller answers 410 Expired).
     pub fn history(&self, after: u64, upto: u64) -> Result<Option<Vec<Arc<Event>>>> {
+        self.read_history(after, upto, false)
+    }
+
+    /// Like [`Store::history`], with each modification's [`Event::previous`] read back, as
+    /// a watch replaying the history needs it.
+    pub fn history_with_previous(&self, after: u64, upto: u64) -> Result<Option<Vec<Arc<Event>>>> {
+        self.read_history(after, upto, true)
+    }
+
+    fn read_history(
+        &self,
+        after: u64,
+        upto: u64,
+        with_previous: bool,
+    ) -> Result<Option<Vec<Arc<Event>>>> {
         if after < self.compacted_revision() {
             return Ok(None);
         }
@@ -460,10 +493,18 @@ impl Store {
             .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
         {
             let (k, v) = item?;
-            let ev: Event = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                source,
-            })?;
+            let mut ev: Event =
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source,
+                })?;
+            if with_previous && ev.kind == EventType::Modified {
+                let pk = previous_key(ev.rev);
+                ev.previous = match self.tree.get(pk)? {
+                    Some(bytes) => Some(decode(&pk, &bytes)?),
+                    None => None,
+                };
+            }
             out.push(Arc::new(ev));
         }
         // Compaction may have run during the scan.
@@ -518,17 +559,22 @@ fn event_record(event: &Event, object_bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The sled batch of one write: its history event, the object (or its removal) and the
-/// revision counter, applied atomically. `object_bytes` are the tail of `record`.
+/// The sled batch of one write: its history event (with, for a modification, the object
+/// before it), the object (or its removal) and the revision counter, applied atomically.
+/// `object_bytes` are the tail of `record`.
 fn write_batch(
     rev: u64,
     kind: EventType,
     key: Vec<u8>,
     record: &[u8],
     object_bytes: Vec<u8>,
+    prior: Option<&[u8]>,
 ) -> sled::Batch {
     let mut batch = sled::Batch::default();
     batch.insert(event_key(rev).to_vec(), record);
+    if let Some(prior) = prior {
+        batch.insert(previous_key(rev).to_vec(), prior);
+    }
     match kind {
         EventType::Deleted => batch.remove(key),
         _ => batch.insert(key, object_bytes),
@@ -554,7 +600,10 @@ fn wal_payload(rev: u64, kind: EventType, key: &[u8], record: &[u8]) -> Vec<u8> 
 }
 
 /// Replays the write-ahead log's records newer than sled's revision into sled and makes
-/// them durable there; returns the revision. The log's records are in revision order.
+/// them durable there; returns the revision. The log's records are in revision order, and
+/// sled holds a prefix of them, so before a record is applied the tree holds its key as
+/// it was just before that write: that is the modification's previous object, which the
+/// log does not repeat.
 fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> Result<u64> {
     let mut rev = read_u64(tree, REV_KEY)?;
     let mut replayed = 0u64;
@@ -570,7 +619,18 @@ fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> 
             EventType::Deleted => Vec::new(),
             _ => object_of_record(record)?.to_vec(),
         };
-        tree.apply_batch(write_batch(r, kind, key.to_vec(), record, object_bytes))?;
+        let prior = match kind {
+            EventType::Modified => tree.get(key)?,
+            _ => None,
+        };
+        tree.apply_batch(write_batch(
+            r,
+            kind,
+            key.to_vec(),
+            record,
+            object_bytes,
+            prior.as_deref(),
+        ))?;
         rev = r;
         replayed += 1;
     }
@@ -618,14 +678,18 @@ fn object_of_record(record: &[u8]) -> Result<&[u8]> {
         .ok_or(StoreError::CorruptWal("short event record"))
 }
 
-/// Removes the history events older than `keep_from`, 128 to a batch. Starts from the
-/// first event, so events a crash left behind in an earlier compaction go too.
+/// Removes the history events older than `keep_from` (and the objects kept before
+/// them), 128 to a batch. Starts from the first event, so events a crash left behind in
+/// an earlier compaction go too.
 fn remove_events_before(tree: &sled::Tree, keep_from: u64) -> Result<()> {
     loop {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for item in tree.range(event_key(0)..event_key(keep_from)).take(128) {
             let (k, _) = item?;
+            if let Some(rev) = k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                batch.remove(previous_key(u64::from_be_bytes(rev)).to_vec());
+            }
             batch.remove(k);
             n += 1;
         }
@@ -637,8 +701,16 @@ fn remove_events_before(tree: &sled::Tree, keep_from: u64) -> Result<()> {
 }
 
 fn event_key(rev: u64) -> [u8; 9] {
+    revision_key(b'e', rev)
+}
+
+fn previous_key(rev: u64) -> [u8; 9] {
+    revision_key(b'p', rev)
+}
+
+fn revision_key(tag: u8, rev: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = b'e';
+    k[0] = tag;
     k[1..].copy_from_slice(&rev.to_be_bytes());
     k
 }
@@ -786,5 +858,95 @@ mod tests {
                 .expect("present");
             assert_eq!(obj["data"]["i"], i);
         }
+    }
+
+    async fn put(store: &Store, name: &str, data: Value) {
+        let obj = json!({"metadata": {"name": name}, "data": data});
+        store
+            .mutate::<()>(&key(name), |_| Ok(Mutation::Put(obj)))
+            .await
+            .expect("store")
+            .expect("decide");
+    }
+
+    /// (revision, the previous object's `data.v`) of each history event after `after`.
+    fn previous_values(store: &Store, after: u64) -> Vec<(u64, Option<Value>)> {
+        store
+            .history_with_previous(after, store.current_revision())
+            .expect("read")
+            .expect("in window")
+            .iter()
+            .map(|e| (e.rev, e.previous.as_ref().map(|p| p["data"]["v"].clone())))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn history_keeps_the_object_before_each_modification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        put(&store, "a", json!({"v": "1"})).await;
+        put(&store, "a", json!({"v": "2"})).await;
+        put(&store, "a", json!({"v": "3"})).await;
+        store
+            .mutate::<()>(&key("a"), |_| Ok(Mutation::Delete))
+            .await
+            .expect("store")
+            .expect("decide");
+        let expected = vec![
+            (1, None),
+            (2, Some(json!("1"))),
+            (3, Some(json!("2"))),
+            (4, None),
+        ];
+        assert_eq!(previous_values(&store, 0), expected);
+        // The plain history does not read them.
+        let plain = store.history(0, 4).expect("read").expect("in window");
+        assert!(plain.iter().all(|e| e.previous.is_none()));
+
+        // A store rebuilt from the write-ahead log alone (sled empty, as after losing
+        // every batch since the last checkpoint) has them too.
+        let rebuilt = tempfile::tempdir().expect("tempdir");
+        let wal_copy = rebuilt.path().join("wal");
+        std::fs::create_dir_all(&wal_copy).expect("wal dir");
+        for entry in std::fs::read_dir(dir.path().join("wal")).expect("wal") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), wal_copy.join(entry.file_name())).expect("copy");
+        }
+        let replayed = Store::open(rebuilt.path(), StoreConfig::default()).expect("replay");
+        assert_eq!(replayed.current_revision(), 4);
+        assert_eq!(previous_values(&replayed, 0), expected);
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_the_previous_objects_with_their_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig {
+            history_events: 8,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).expect("open");
+        for i in 0..40 {
+            put(&store, "a", json!({"v": i.to_string()})).await;
+        }
+        let kept = |tag: &[u8]| {
+            let mut n = 0;
+            for _ in 0..200 {
+                n = store.tree.scan_prefix(tag).count();
+                if n <= 10 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            n
+        };
+        let (events, previous) = (kept(b"e"), kept(b"p"));
+        assert!(events <= 10, "{events} events kept");
+        assert!(
+            previous <= events,
+            "{previous} previous objects for {events} events"
+        );
+        let oldest = store.compacted_revision();
+        let last = previous_values(&store, oldest);
+        assert_eq!(last.last(), Some(&(40, Some(json!("38")))));
     }
 }

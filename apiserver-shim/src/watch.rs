@@ -5,19 +5,28 @@
 //! store's history (410 Expired as an ERROR event when that revision was compacted). Then
 //! it follows published events, catches up from history if it falls behind, sends
 //! bookmarks when asked, and ends at `timeoutSeconds`.
+//!
+//! Selection is judged on both sides of a modification, as kube-apiserver's watch cache
+//! does with each event's `PrevObject`: an object entering the selection is ADDED, one
+//! leaving it DELETED (carrying the object as it was, at the modification's
+//! resourceVersion). The store keeps the previous object with every modification in its
+//! history, so this holds alike for events published live, a watch resumed from an old
+//! resourceVersion and a watcher catching up after falling behind.
+//!
+//! Owns the watch stream only; it reads the store and never writes it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Event, EventType};
+use crate::store::{Event, EventType, set_resource_version};
 
 struct Filter {
     group: String,
@@ -32,10 +41,11 @@ impl Filter {
         self.labels.matches(o) && self.fields.matches(o)
     }
 
-    /// The event type this watcher sees for `ev`, if any: a modification that moves an
-    /// object into the selection is ADDED, out of it DELETED, as kube-apiserver's watch
-    /// cache reports them.
-    fn event_type(&self, ev: &Event) -> Option<&'static str> {
+    /// What this watcher sees of `ev`, if anything: the event type and the object to
+    /// send. A modification that moves an object into the selection is ADDED; one that
+    /// moves it out is DELETED with the object as it was before, at the modification's
+    /// resourceVersion, as kube-apiserver's watch cache reports them.
+    fn view(&self, ev: &Event) -> Option<(&'static str, Value)> {
         if ev.group != self.group
             || ev.resource != self.resource
             || self
@@ -46,11 +56,19 @@ impl Filter {
             return None;
         }
         let now = self.selects(&ev.object);
-        match (ev.kind, ev.previous.as_ref().map(|p| self.selects(p))) {
-            (EventType::Modified, Some(true)) if !now => Some("DELETED"),
-            (EventType::Modified, Some(false)) if now => Some("ADDED"),
-            (EventType::Modified, Some(false)) => None,
-            (kind, _) if now => Some(kind.as_str()),
+        let before = ev
+            .previous
+            .as_ref()
+            .filter(|_| ev.kind == EventType::Modified);
+        match (ev.kind, before.map(|p| (p, self.selects(p)))) {
+            (EventType::Modified, Some((prior, true))) if !now => {
+                let mut gone = prior.clone();
+                set_resource_version(&mut gone, ev.rev);
+                Some(("DELETED", gone))
+            }
+            (EventType::Modified, Some((_, false))) if now => Some(("ADDED", ev.object.clone())),
+            (EventType::Modified, Some((_, false))) => None,
+            (kind, _) if now => Some((kind.as_str(), ev.object.clone())),
             _ => None,
         }
     }
@@ -179,16 +197,15 @@ async fn follow(
     loop {
         if catch_up {
             catch_up = false;
-            match api.store.history(last, api.store.durable_revision()) {
+            match api
+                .store
+                .history_with_previous(last, api.store.durable_revision())
+            {
                 Ok(Some(events)) => {
                     for ev in events {
                         last = ev.rev;
-                        if let Some(kind) = filter.event_type(&ev) {
-                            if tx
-                                .send(line(kind, &present(ev.object.clone())))
-                                .await
-                                .is_err()
-                            {
+                        if let Some((kind, object)) = filter.view(&ev) {
+                            if tx.send(line(kind, &present(object))).await.is_err() {
                                 return;
                             }
                         }
@@ -212,8 +229,8 @@ async fn follow(
                         continue;
                     }
                     last = ev.rev;
-                    if let Some(kind) = filter.event_type(&ev) {
-                        if tx.send(line(kind, &present(ev.object.clone()))).await.is_err() {
+                    if let Some((kind, object)) = filter.view(&ev) {
+                        if tx.send(line(kind, &present(object))).await.is_err() {
                             return;
                         }
                     }
@@ -231,3 +248,6 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
