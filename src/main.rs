@@ -33,6 +33,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Push a Spin app to an OCI registry, the equivalent of `spin registry push`.
     Push(cli::push::PushArgs),
+    /// Write a Spin app image (from a registry, or built with --app) to an OCI
+    /// image-layout archive, for air-gapped nodes' `<data-dir>/agent/images/`.
+    Save(cli::save::SaveArgs),
     /// Stop the server, agent and every pod sandbox; remove pod cgroups and addresses
     /// (data is kept).
     Killall(cli::killall::KillallArgs),
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Kubectl(args) => cli::kubectl::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Push(args) => cli::push::run(args),
+        Command::Save(args) => cli::save::run(args),
         Command::Killall(args) => cli::killall::run(args),
         Command::Uninstall(args) => cli::uninstall::run(args),
     };

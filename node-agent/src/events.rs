@@ -45,8 +45,6 @@ impl Recorder {
     ) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let now = crate::node::now();
-        let stamp = jiff::Timestamp::now().as_nanosecond();
         let mut involved = json!({
             "apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
             "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version,
@@ -54,6 +52,30 @@ impl Recorder {
         if let Some(c) = container {
             involved["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
         }
+        self.emit(ns, name, involved, kind, reason, message);
+    }
+
+    /// Records `reason`/`message` about this node (in `default`, as the kubelet does,
+    /// with the node's name as its uid).
+    pub fn record_node(&self, kind: Kind, reason: &str, message: &str) {
+        let involved = json!({
+            "apiVersion": "v1", "kind": "Node", "name": self.node, "uid": self.node,
+        });
+        self.emit("default", &self.node, involved, kind, reason, message);
+    }
+
+    /// Writes an Event about `involved` (named `name`) in `ns`, in the background.
+    fn emit(
+        &self,
+        ns: &str,
+        name: &str,
+        involved: serde_json::Value,
+        kind: Kind,
+        reason: &str,
+        message: &str,
+    ) {
+        let now = crate::node::now();
+        let stamp = jiff::Timestamp::now().as_nanosecond();
         let event = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": format!("{name}.{stamp:x}"), "namespace": ns},
@@ -77,7 +99,7 @@ impl Recorder {
         let (reason, name) = (reason.to_string(), name.to_string());
         tokio::spawn(async move {
             if let Err(e) = api.create(&PostParams::default(), &event).await {
-                tracing::warn!(error = %e, reason, pod = name, "cannot record an event");
+                tracing::warn!(error = %e, reason, object = name, "cannot record an event");
             }
         });
     }

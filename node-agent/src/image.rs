@@ -6,7 +6,11 @@
 //!
 //! Honours `imagePullPolicy` (a cached tag is used as is unless `Always`; `Never` only
 //! looks in the cache) and `imagePullSecrets` (Docker config secrets' credentials for the
-//! image's registry). Owns the registry cache under the agent's data dir.
+//! image's registry). Owns the registry cache under the agent's data dir; images
+//! preloaded from archives for air-gapped nodes are [`airgap`]'s, which puts them in the
+//! same cache, so a pull of their reference finds them there.
+
+pub mod airgap;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

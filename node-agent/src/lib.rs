@@ -17,7 +17,8 @@
 //! - [`volumes`]: a pod's volumes on the host, mounted as WASI preopens;
 //! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
 //! - [`events`]: Events as the kubelet records them;
-//! - [`image`]: image pulls into the shared content-addressed cache;
+//! - [`image`]: image pulls into the shared content-addressed cache, and images
+//!   preloaded from archives in `<data dir>/images/` for air-gapped nodes;
 //! - [`network`]: pod addresses from the node's pod range on a local interface;
 //! - [`resources`]: quantities, and the cpu and memory settings requests and limits give;
 //! - [`cgroup`]: each pod's cgroup (kubepods hierarchy, v1 or v2) with those settings;
@@ -182,6 +183,15 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+    // Preloaded (air-gapped) images go in the cache before any pod looks for its image.
+    let recorder = events::Recorder::new(client.clone(), &config.node_name);
+    let importer = image::airgap::Importer::new(
+        image::airgap::images_dir(&config.data_dir),
+        &config.cache_dir(),
+    );
+    let images = image::airgap::import_present(importer, &recorder)
+        .await
+        .map(|importer| tokio::spawn(image::airgap::run(importer, recorder, shutdown.clone())));
     let host_ip = machine.internal_ip;
     let allocatable = (machine.cpus as u64 * 1000, machine.memory_bytes);
     pods::run(
@@ -198,6 +208,9 @@ pub async fn run(
     let _ = kubelet.await;
     if let Some(services) = services {
         let _ = services.await;
+    }
+    if let Some(images) = images {
+        let _ = images.await;
     }
     Ok(())
 }

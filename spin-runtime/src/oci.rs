@@ -38,6 +38,11 @@
 //! with the credentials as basic auth). A 401 the credentials cannot answer is an error
 //! naming the registry.
 //!
+//! [`build`] makes an app's artifact in memory (what `push` uploads), [`fetch`] reads
+//! one from a registry, [`store`] puts one in the pull cache as if it had been pulled
+//! (the air-gapped path), and `layout` reads and writes OCI image-layout archives of
+//! them ([`read_archive`], [`write_archive`]).
+//!
 //! Not handled yet: archive layers, and registry sources inside manifests.
 
 use std::collections::BTreeMap;
@@ -50,10 +55,14 @@ use crate::locked_app::LockedApp;
 
 mod cache;
 mod client;
+mod layout;
 
 use crate::manifest::{Manifest, Source};
 use cache::{cached_blob, io_err, write_atomic};
 pub use client::RegistryClient;
+pub use layout::{
+    read_archive, write_archive, Archived, Artifact, Compression, Error as ArchiveError,
+};
 
 /// Media type of the OCI image manifest.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -238,13 +247,23 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// Pushes the app at `manifest_path` to `reference`; returns the manifest digest.
 pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Result<String> {
+    let artifact = build(manifest_path)?;
+    let client = RegistryClient::new(reference, insecure, true);
+    for (d, bytes) in &artifact.blobs {
+        client.push_blob(bytes, d)?;
+    }
+    client.push_manifest(&artifact.manifest)
+}
+
+/// Builds the artifact of the app at `manifest_path` in Spin's layout (see the module
+/// doc), as `push` uploads it and `spinlet save` archives it.
+pub fn build(manifest_path: &Path) -> Result<Artifact> {
     let manifest = Manifest::from_file(manifest_path)?;
     let app_dir = manifest_path.parent().unwrap_or(Path::new("."));
-    let client = RegistryClient::new(reference, insecure, true);
 
     let mut layers = Vec::new();
     let mut digests: BTreeMap<String, String> = BTreeMap::new();
-    let mut pushed: Vec<String> = Vec::new();
+    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (id, source) in crate::locked_app::used_sources(&manifest) {
         let path = match source {
             Source::Local(p) => app_dir.join(p),
@@ -257,12 +276,11 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let (bytes, _) = crate::componentize::componentize_if_needed(bytes)?;
         let d = digest(&bytes);
-        if !pushed.contains(&d) {
-            client.push_blob(&bytes, &d)?;
+        if !blobs.contains_key(&d) {
             layers.push(
                 json!({ "mediaType": WASM_LAYER_MEDIA_TYPE, "digest": d, "size": bytes.len() }),
             );
-            pushed.push(d.clone());
+            blobs.insert(d.clone(), bytes);
         }
         digests.insert(id, d);
     }
@@ -277,12 +295,11 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
             let bytes = std::fs::read(&entry.host).map_err(io_err(&entry.host))?;
             let d = digest(&bytes);
             let file = crate::files::locked_entry(&entry.guest, &bytes, &d);
-            if file.digest.is_some() && !pushed.contains(&d) {
-                client.push_blob(&bytes, &d)?;
+            if file.digest.is_some() && !blobs.contains_key(&d) {
                 layers.push(
                     json!({ "mediaType": DATA_LAYER_MEDIA_TYPE, "digest": d, "size": bytes.len() }),
                 );
-                pushed.push(d);
+                blobs.insert(d, bytes);
             }
             locked.push(file);
         }
@@ -293,8 +310,8 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
     })?;
     let locked_bytes = serde_json::to_vec(&locked).map_err(crate::locked_app::Error::from)?;
     let locked_digest = digest(&locked_bytes);
-    client.push_blob(&locked_bytes, &locked_digest)?;
     layers.push(json!({ "mediaType": LOCKED_APP_MEDIA_TYPE, "digest": locked_digest, "size": locked_bytes.len() }));
+    blobs.insert(locked_digest.clone(), locked_bytes);
 
     let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
     let config = json!({
@@ -305,7 +322,6 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
     });
     let config_bytes = serde_json::to_vec(&config).map_err(crate::locked_app::Error::from)?;
     let config_digest = digest(&config_bytes);
-    client.push_blob(&config_bytes, &config_digest)?;
 
     let mut annotations = serde_json::Map::new();
     annotations.insert(
@@ -331,9 +347,151 @@ pub fn push(manifest_path: &Path, reference: &Reference, insecure: bool) -> Resu
         "layers": layers,
         "annotations": annotations,
     });
+    blobs.insert(config_digest, config_bytes);
     let manifest_bytes =
         serde_json::to_vec(&oci_manifest).map_err(crate::locked_app::Error::from)?;
-    client.push_manifest(&manifest_bytes)
+    Ok(Artifact {
+        manifest: manifest_bytes,
+        blobs,
+    })
+}
+
+/// Fetches `reference`'s manifest and every blob it names from the registry (digests
+/// verified), without touching any cache: what `spinlet save` archives.
+pub fn fetch(reference: &Reference, options: &PullOptions) -> Result<Artifact> {
+    let client = RegistryClient::new(reference, options.insecure, false)
+        .with_credentials(options.credentials.clone());
+    let (manifest, _) = client.pull_manifest()?;
+    let mut blobs = BTreeMap::new();
+    for d in referenced_digests(reference, &manifest)? {
+        let bytes = client.pull_blob(&d)?;
+        blobs.insert(d, bytes);
+    }
+    Ok(Artifact { manifest, blobs })
+}
+
+/// The config and layer digests an OCI manifest names (each checked to be a sha256
+/// digest, as they name cache files).
+pub fn referenced_digests(reference: &Reference, manifest: &[u8]) -> Result<Vec<String>> {
+    let not_spin = |message: String| Error::NotSpinApp {
+        reference: reference.to_string(),
+        message,
+    };
+    let oci: Value = serde_json::from_slice(manifest)
+        .map_err(|_| not_spin("manifest is not JSON".to_string()))?;
+    let config = oci["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| not_spin("manifest has no config".to_string()))?;
+    let layers = oci["layers"].as_array().cloned().unwrap_or_default();
+    let mut digests = vec![config.to_string()];
+    for layer in &layers {
+        let d = layer["digest"]
+            .as_str()
+            .ok_or_else(|| not_spin("layer without digest".to_string()))?;
+        digests.push(d.to_string());
+    }
+    if let Some(bad) = digests.iter().find(|d| !is_sha256_digest(d)) {
+        return Err(not_spin(format!("digest `{bad}` is not a sha256 digest")));
+    }
+    Ok(digests)
+}
+
+/// Puts `artifact` in the cache under `cache_root` as `reference` (its tag, and its
+/// digest) and converts it for loading, as a pull of it would: the preloaded
+/// (air-gapped) path, after which a pull of `reference` with `IfNotPresent` or `Never`
+/// needs no registry. Every blob is verified against its digest first.
+pub fn store(reference: &Reference, artifact: &Artifact, cache_root: &Path) -> Result<PulledApp> {
+    referenced_digests(reference, &artifact.manifest)?;
+    let oci: Value = serde_json::from_slice(&artifact.manifest).map_err(|_| Error::NotSpinApp {
+        reference: reference.to_string(),
+        message: "manifest is not JSON".to_string(),
+    })?;
+    let config = (CONFIG_MEDIA_TYPE, oci["config"]["digest"].as_str());
+    let layers = oci["layers"].as_array().into_iter().flatten();
+    // Checked before anything is written: a container image must not fill the cache.
+    let has_locked_layer = layers
+        .clone()
+        .any(|l| l["mediaType"] == LOCKED_APP_MEDIA_TYPE);
+    let config_is_locked = config
+        .1
+        .and_then(|d| artifact.blobs.get(d))
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .is_some_and(|c| c.get("spin_lock_version").is_some());
+    if !has_locked_layer && !config_is_locked {
+        let media: Vec<&str> = layers
+            .clone()
+            .filter_map(|l| l["mediaType"].as_str())
+            .collect();
+        return Err(Error::NotSpinApp {
+            reference: reference.to_string(),
+            message: format!(
+                "no locked-app layer ({LOCKED_APP_MEDIA_TYPE}) and no locked app in the \
+                 config; its layers are {media:?}"
+            ),
+        });
+    }
+    let placed = layers.map(|l| {
+        (
+            l["mediaType"].as_str().unwrap_or_default(),
+            l["digest"].as_str(),
+        )
+    });
+    for (media, d) in std::iter::once(config).chain(placed) {
+        let d = d.unwrap_or_default();
+        let bytes = artifact.blobs.get(d).ok_or_else(|| Error::NotSpinApp {
+            reference: reference.to_string(),
+            message: format!("blob {d} is missing"),
+        })?;
+        let actual = digest(bytes);
+        if actual != d {
+            return Err(Error::DigestMismatch {
+                what: format!("blob of {reference}"),
+                expected: d.to_string(),
+                actual,
+            });
+        }
+        let path = blob_path(cache_root, media, d);
+        if cache::read_verified(&path, d)?.is_none() {
+            write_atomic(&path, bytes)?;
+        }
+    }
+    let manifest_digest = digest(&artifact.manifest);
+    if let Some(d) = &reference.digest {
+        if d != &manifest_digest {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {reference}"),
+                expected: d.clone(),
+                actual: manifest_digest,
+            });
+        }
+    }
+    let name = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| manifest_digest.replace(':', "_"));
+    write_atomic(
+        &manifest_dir(cache_root, reference, &name).join("manifest.json"),
+        &artifact.manifest,
+    )?;
+    pull_with(
+        reference,
+        cache_root,
+        &PullOptions {
+            policy: PullPolicy::Never,
+            ..PullOptions::default()
+        },
+    )
+}
+
+/// Where the cache keeps the blob `d` of media type `media`: the image config and the
+/// locked app under `blobs/`, components under `wasm/`, files under `data/`.
+fn blob_path(cache_root: &Path, media: &str, d: &str) -> PathBuf {
+    let dir = match media {
+        WASM_LAYER_MEDIA_TYPE | "application/wasm" => "wasm",
+        LOCKED_APP_MEDIA_TYPE | CONFIG_MEDIA_TYPE => "blobs",
+        _ => "data",
+    };
+    cache_root.join(dir).join(d)
 }
 
 /// Whether `d` is `sha256:<64 lowercase hex>` (digests name cache files, so nothing
@@ -456,8 +614,11 @@ pub fn pull_with(
             "config digest `{config_digest}` is not a sha256 digest"
         )));
     }
-    let blobs_dir = cache_root.join("blobs");
-    let config_bytes = cached_blob(&client, &blobs_dir.join(config_digest), config_digest)?;
+    let config_bytes = cached_blob(
+        &client,
+        &blob_path(cache_root, CONFIG_MEDIA_TYPE, config_digest),
+        config_digest,
+    )?;
     let layers = oci["layers"].as_array().cloned().unwrap_or_default();
 
     let wasm_dir = cache_root.join("wasm");
@@ -473,16 +634,10 @@ pub fn pull_with(
             )));
         }
         let media = layer["mediaType"].as_str().unwrap_or_default();
+        let bytes = cached_blob(&client, &blob_path(cache_root, media, d), d)?;
         if media == LOCKED_APP_MEDIA_TYPE {
-            locked_bytes = Some(cached_blob(&client, &blobs_dir.join(d), d)?);
-            continue;
+            locked_bytes = Some(bytes);
         }
-        let dir = if media == WASM_LAYER_MEDIA_TYPE || media == "application/wasm" {
-            &wasm_dir
-        } else {
-            &data_dir
-        };
-        cached_blob(&client, &dir.join(d), d)?;
     }
     // Pre-2.0 layout: the locked app is the config blob.
     let locked_bytes = match locked_bytes {

@@ -7,6 +7,7 @@ pub mod kubectl;
 pub mod notify;
 pub mod push;
 pub mod run;
+pub mod save;
 pub mod sandbox;
 pub mod server;
 pub mod uninstall;

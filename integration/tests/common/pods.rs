@@ -203,7 +203,7 @@ pub struct PodEnv {
     pub server: Server,
     /// Where container logs go.
     pub pod_logs: PathBuf,
-    _registry: Killed,
+    _registry: Option<Killed>,
     /// Scratch space (registry storage, the app).
     pub scratch: tempfile::TempDir,
     /// The namespace (dropped last).
@@ -213,12 +213,36 @@ pub struct PodEnv {
 impl PodEnv {
     /// Sets everything up; `None` (after saying why) where namespaces cannot be made.
     pub fn start(tag: &str, extra_flags: &[&str]) -> Option<PodEnv> {
+        PodEnv::start_with(tag, extra_flags, true)
+    }
+
+    /// A namespace with no registry at all and a server with its agent (the air-gapped
+    /// tests bring their images in archives).
+    pub fn start_offline(tag: &str, extra_flags: &[&str]) -> Option<PodEnv> {
+        PodEnv::start_with(tag, extra_flags, false)
+    }
+
+    fn start_with(tag: &str, extra_flags: &[&str], with_registry: bool) -> Option<PodEnv> {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipping: pod addresses need root (CAP_NET_ADMIN) in a network namespace");
             return None;
         }
         let ns = Netns::create(tag)?;
         let scratch = tempfile::tempdir().expect("scratch");
+        let pod_logs = scratch.path().join("pod-logs");
+        let logs_flag = pod_logs.to_string_lossy().into_owned();
+        let mut flags = vec!["--node-name", NODE, "--pod-log-dir", &logs_flag];
+        flags.extend_from_slice(extra_flags);
+        if !with_registry {
+            let server = Server::start_in_netns(&ns.0, &flags);
+            return Some(PodEnv {
+                server,
+                pod_logs,
+                _registry: None,
+                scratch,
+                ns,
+            });
+        }
         let registry = registry(&ns, scratch.path());
         let app = hello_app(scratch.path());
         let push = ns
@@ -233,15 +257,11 @@ impl PodEnv {
             "push: {}",
             String::from_utf8_lossy(&push.stderr)
         );
-        let pod_logs = scratch.path().join("pod-logs");
-        let logs_flag = pod_logs.to_string_lossy().into_owned();
-        let mut flags = vec!["--node-name", NODE, "--pod-log-dir", &logs_flag];
-        flags.extend_from_slice(extra_flags);
         let server = Server::start_in_netns(&ns.0, &flags);
         Some(PodEnv {
             server,
             pod_logs,
-            _registry: registry,
+            _registry: Some(registry),
             scratch,
             ns,
         })
