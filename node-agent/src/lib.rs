@@ -30,10 +30,12 @@
 //! # Lifecycle
 //! 1. [`run`] registers the Node (creating it or taking it over), picks its pod range.
 //! 2. The Lease is renewed every 10 s and the Node's conditions every minute.
-//! 3. Pods whose `spec.nodeName` is this node are watched; each gets a worker that drives
+//! 3. Image archives in `<data dir>/images/` are imported into the image cache (then
+//!    polled for new ones), so air-gapped pods find their images.
+//! 4. Pods whose `spec.nodeName` is this node are watched; each gets a worker that drives
 //!    it to Running, restarts its sandbox per `restartPolicy`, and on deletion stops it
 //!    within its grace period and deletes it with grace 0, as the kubelet does.
-//! 4. On cancellation the workers stop their sandboxes and the agent returns.
+//! 5. On cancellation the workers stop their sandboxes and the agent returns.
 
 pub mod cgroup;
 pub mod cri_log;
