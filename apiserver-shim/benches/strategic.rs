@@ -2,9 +2,10 @@
 
 use std::hint::black_box;
 
+use apiserver_shim::kinds;
 use apiserver_shim::strategic::apply;
-use criterion::{criterion_group, criterion_main, Criterion};
-use serde_json::{json, Value};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
 
 const CONTAINERS: usize = 100;
 
@@ -84,10 +85,11 @@ fn kubectl_patch() -> Value {
 fn bench(c: &mut Criterion) {
     let original = deployment();
     let patch = kubectl_patch();
+    let schema = kinds::builtin("apps", "Deployment").and_then(|k| k.strategy.merge_schema());
     // The patch must apply cleanly, or the timing means nothing.
-    assert!(apply("Deployment", &original, &patch).is_ok());
+    assert!(apply(schema, &original, &patch).is_ok());
     c.bench_function("strategic_merge_100_container_pod_spec", |b| {
-        b.iter(|| apply("Deployment", black_box(&original), black_box(&patch)))
+        b.iter(|| apply(schema, black_box(&original), black_box(&patch)))
     });
     // The floor: `apply` takes the stored object by reference, so it clones it once.
     c.bench_function("clone_100_container_deployment", |b| {

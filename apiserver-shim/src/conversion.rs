@@ -3,33 +3,19 @@
 //! fields, so an Event written by kube-runtime's recorder (events.k8s.io) is listed by
 //! `kubectl get events` and `kubectl describe` (core/v1), and the other way round.
 //!
-//! Owns the field mapping and which kinds have one; the handlers call [`to_storage`]
-//! before a write and [`from_storage`] when presenting. Both are idempotent (a field
-//! already in the target shape is left alone), so an object passes through either any
-//! number of times.
+//! Owns the renaming; which kinds are stored in another group's shape, and their field
+//! mapping, are their strategy's [`SharedStorage`] (`kinds/events.rs`). The handlers call
+//! [`to_storage`] before a write and [`from_storage`] when presenting. Both are idempotent
+//! (a field already in the target shape is left alone), so an object passes through
+//! either any number of times.
 
 use serde_json::{Map, Value};
 
+use crate::kinds::SharedStorage;
 use crate::registry::Resource;
 
-/// events.k8s.io/v1 field → core/v1 field (kube-apiserver's conversion).
-const EVENT_FIELDS: &[(&str, &str)] = &[
-    ("regarding", "involvedObject"),
-    ("note", "message"),
-    ("deprecatedSource", "source"),
-    ("deprecatedFirstTimestamp", "firstTimestamp"),
-    ("deprecatedLastTimestamp", "lastTimestamp"),
-    ("deprecatedCount", "count"),
-    ("reportingController", "reportingComponent"),
-];
-
-/// The group whose storage a built-in kind shares, when it is not its own.
-pub fn storage_group(group: &str, kind: &str) -> Option<&'static str> {
-    (group == "events.k8s.io" && kind == "Event").then_some("")
-}
-
-fn fields(r: &Resource) -> Option<&'static [(&'static str, &'static str)]> {
-    (!r.custom && storage_group(&r.group, &r.kind).is_some()).then_some(EVENT_FIELDS)
+fn shared(r: &Resource) -> Option<&'static SharedStorage> {
+    r.strategy().shared_storage()
 }
 
 fn rename(obj: &mut Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) {
@@ -47,19 +33,20 @@ fn rename(obj: &mut Value, pairs: impl Iterator<Item = (&'static str, &'static s
 
 /// The object as stored, from the shape of `r`'s group.
 pub fn to_storage(r: &Resource, mut obj: Value) -> Value {
-    if let Some(pairs) = fields(r) {
-        rename(&mut obj, pairs.iter().copied());
+    if let Some(shared) = shared(r) {
+        rename(&mut obj, shared.fields.iter().copied());
     }
     obj
 }
 
 /// The object in the shape of `r`'s group, from storage.
 pub fn from_storage(r: &Resource, mut obj: Value) -> Value {
-    if let Some(pairs) = fields(r) {
-        rename(&mut obj, pairs.iter().map(|&(a, b)| (b, a)));
-        // core/v1-only bookkeeping with no events.k8s.io field.
+    if let Some(shared) = shared(r) {
+        rename(&mut obj, shared.fields.iter().map(|&(a, b)| (b, a)));
         if let Some(m) = obj.as_object_mut() {
-            drop_empty(m, "source");
+            for key in shared.dropped_when_empty {
+                drop_empty(m, key);
+            }
         }
     }
     obj

@@ -4,7 +4,7 @@
 //!
 //! Everything is derived from a registry snapshot; nothing is cached or stored.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::registry::{Resource, Table};
 
@@ -47,7 +47,7 @@ fn aggregated_resource(r: &Resource, version: &str) -> Value {
             "verbs": ["get", "patch", "update"],
         }));
     }
-    for extra in crate::strategy::subresources(r) {
+    for extra in r.strategy().subresources() {
         subs.push(json!({
             "subresource": extra.name,
             "responseKind": {"group": extra.group_version.0, "version": extra.group_version.1, "kind": extra.kind},
@@ -77,8 +77,8 @@ fn aggregated_resource(r: &Resource, version: &str) -> Value {
 fn create_only<'a>(
     group: &'a str,
     version: &'a str,
-) -> impl Iterator<Item = &'static crate::strategy::CreateOnly> + 'a {
-    crate::strategy::CREATE_ONLY
+) -> impl Iterator<Item = &'static crate::kinds::CreateOnly> + 'a {
+    crate::kinds::CREATE_ONLY
         .iter()
         .filter(move |c| c.group == group && c.version == version)
 }
@@ -201,7 +201,7 @@ pub fn resource_list(table: &Table, group: &str, version: &str) -> Option<Value>
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
             }));
         }
-        for extra in crate::strategy::subresources(r) {
+        for extra in r.strategy().subresources() {
             resources.push(json!({
                 "name": format!("{}/{}", r.plural, extra.name), "singularName": "", "namespaced": r.namespaced,
                 "kind": extra.kind, "verbs": extra.verbs,

@@ -4,66 +4,22 @@
 //! with kube-apiserver's 400, `field label not supported: <field>`, instead of quietly
 //! matching nothing.
 //!
-//! Owns that table (one entry per kind) and the spelling of `events.k8s.io` Events'
-//! fields, which are stored as core Events (`regarding.*` is `involvedObject.*`). Knows
-//! nothing of how selectors match.
+//! Owns the check; each kind's own fields (and, for `events.k8s.io` Events, stored as
+//! core Events, the stored spelling of theirs: `regarding.*` is `involvedObject.*`) are
+//! in its strategy (`kinds/`). Knows nothing of how selectors match.
 
 use crate::error::ApiError;
 use crate::registry::Resource;
 use crate::selector::FieldSelector;
 
-const EVENT_FIELDS: &[&str] = &[
-    "involvedObject.kind",
-    "involvedObject.namespace",
-    "involvedObject.name",
-    "involvedObject.uid",
-    "involvedObject.apiVersion",
-    "involvedObject.resourceVersion",
-    "involvedObject.fieldPath",
-    "reason",
-    "reportingComponent",
-    "source",
-    "type",
-];
-
-/// The kind's own field labels (beyond `metadata.name` and `metadata.namespace`).
-fn own(r: &Resource) -> &'static [&'static str] {
-    if r.custom {
-        return &[];
-    }
-    match (r.group.as_str(), r.kind.as_str()) {
-        ("", "Pod") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.podIPs",
-            "status.nominatedNodeName",
-        ],
-        ("", "Event") | ("events.k8s.io", "Event") => EVENT_FIELDS,
-        ("", "Namespace") => &["status.phase"],
-        ("", "Node") => &["spec.unschedulable"],
-        ("", "Secret") => &["type"],
-        ("", "Service") => &["spec.clusterIP", "spec.type"],
-        ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
-        ("batch", "Job") => &["status.successful"],
-        ("certificates.k8s.io", "CertificateSigningRequest") => &["spec.signerName"],
-        _ => &[],
-    }
-}
-
 /// The selector as it applies to stored objects of `r`, or kube-apiserver's 400 for a
 /// field the kind does not support.
 pub fn check(r: &Resource, mut selector: FieldSelector) -> Result<FieldSelector, ApiError> {
-    if r.group == "events.k8s.io" && !r.custom {
-        selector.rename_prefix("regarding", "involvedObject");
-        selector.rename_prefix("reportingController", "reportingComponent");
-        selector.rename_prefix("deprecatedSource", "source");
+    let strategy = r.strategy();
+    for (from, to) in strategy.field_label_aliases() {
+        selector.rename_prefix(from, to);
     }
-    let own = own(r);
+    let own = strategy.field_labels();
     for field in selector.fields() {
         let known = matches!(field.as_str(), "metadata.name" | "metadata.namespace")
             || own.contains(&field.as_str());

@@ -17,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::Api;
 use crate::error::{ApiError, ApiResult};
+use crate::kinds::KindStrategy;
 use crate::object;
 use crate::store::{Event, EventType, Mutation, ObjectKey};
 
@@ -248,7 +249,7 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
     if alive.len() == refs.len() {
         return Ok(());
     }
-    let graceful = deletes_gracefully(api, &key);
+    let strategy = strategy_at(api, &key);
     mutate_same(
         api,
         &key,
@@ -258,7 +259,7 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
                 cur["metadata"]["ownerReferences"] = Value::Array(alive);
                 return Ok(Mutation::Put(cur));
             }
-            object::deletion(cur, graceful)
+            object::deletion(cur, strategy)
         },
     )
     .await
@@ -305,14 +306,15 @@ async fn remove_finalizer(api: &Arc<Api>, owner: &Value, finalizer: &'static str
     .await
 }
 
-/// Whether the object at `key` is of a kind deleted gracefully (a bound pod gets its
-/// grace period when its owner goes, as a DELETE would give it).
-fn deletes_gracefully(api: &Arc<Api>, key: &ObjectKey) -> bool {
+/// The strategy of the object at `key`'s kind, which says whether it is deleted
+/// gracefully (a bound pod gets its grace period when its owner goes, as a DELETE would
+/// give it).
+fn strategy_at(api: &Arc<Api>, key: &ObjectKey) -> &'static dyn KindStrategy {
     api.registry
         .snapshot()
         .all()
         .find(|r| r.storage_group == key.group && r.plural == key.resource)
-        .is_some_and(|r| crate::strategy::deletes_gracefully(r))
+        .map_or(crate::kinds::GENERIC, |r| r.strategy())
 }
 
 fn owner_key(api: &Arc<Api>, obj: &Value) -> Option<ObjectKey> {
@@ -349,10 +351,10 @@ async fn foreground(api: &Arc<Api>, index: &Index, owner: &Value) -> ApiResult<(
             blocking += 1;
         }
         if !object::is_deleting(&obj) {
-            let graceful = deletes_gracefully(api, &key);
+            let strategy = strategy_at(api, &key);
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
-                    Some(cur) => object::deletion(cur, graceful),
+                    Some(cur) => object::deletion(cur, strategy),
                     None => Ok(Mutation::Keep),
                 })
                 .await??;

@@ -3,7 +3,9 @@
 //!
 //! Data flow: `server` (TLS, HTTP, authentication) → `api` (routing) → `handlers`
 //! (one module per verb family) → `decode`/`object` (schema and metadata rules) → `store`
-//! (sled, revisions, group commit) → `watch` (events to clients).
+//! (sled, revisions, group commit) → `watch` (events to clients). What differs per kind
+//! (defaults, validation, update rules, columns, merge keys, …) is the kind's strategy in
+//! `kinds`, which the generic modules ask instead of matching on kind names.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +31,7 @@ pub mod event_ttl;
 pub mod field_labels;
 pub mod gc;
 pub mod handlers;
+pub mod kinds;
 pub mod kubelet;
 pub mod launch;
 pub mod object;
@@ -42,7 +45,6 @@ pub mod server;
 pub mod ssa;
 pub mod store;
 pub mod strategic;
-pub mod strategy;
 pub mod table;
 pub mod tls;
 pub mod typed;

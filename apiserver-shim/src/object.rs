@@ -1,12 +1,14 @@
 //! Object metadata semantics: what the apiserver sets and checks on create, update and
 //! delete (names, uid, creationTimestamp, generation, namespace, finalizers,
-//! deletionTimestamp) and the per-kind defaults set at create.
+//! deletionTimestamp), in the order kube-apiserver's generic store runs a kind's strategy
+//! (`kinds/`): reset status, `PrepareForCreate` / defaults, `Canonicalize`, generation.
 //!
 //! Pure functions over JSON values; storage and HTTP stay elsewhere.
 
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult, Cause};
+use crate::kinds::{KindStrategy, NameRule};
 use crate::registry::Resource;
 
 /// Current time as RFC 3339 with second precision and `Z`, as Kubernetes writes it.
@@ -81,12 +83,9 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
 }
 
-/// Kinds whose names must be DNS-1123 labels rather than subdomains.
-const LABEL_NAMED: &[&str] = &["Namespace", "Service"];
-
-/// Validates a name as kube-apiserver does for the kind.
-pub fn name_causes(kind: &str, name: &str, field: &str) -> Vec<Cause> {
-    let label = LABEL_NAMED.contains(&kind);
+/// Validates a name as kube-apiserver does under the kind's rule.
+pub fn name_causes(rule: NameRule, name: &str, field: &str) -> Vec<Cause> {
+    let label = rule == NameRule::Label;
     let max = if label { 63 } else { 253 };
     let ok_chars = name
         .chars()
@@ -139,20 +138,6 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Whether the kind tracks `metadata.generation`.
-pub fn tracks_generation(r: &Resource) -> bool {
-    r.custom
-        || matches!(
-            r.kind.as_str(),
-            "Deployment"
-                | "ReplicaSet"
-                | "HorizontalPodAutoscaler"
-                | "Ingress"
-                | "CustomResourceDefinition"
-                | "IngressClass"
-        )
-}
-
 /// The part of an object that `generation` follows: everything but metadata and status.
 fn generation_view(obj: &Value) -> Value {
     match obj {
@@ -173,6 +158,7 @@ fn generation_view(obj: &Value) -> Value {
 /// and the kind's defaults. Returns 422 with causes for invalid metadata.
 pub fn prepare_create(r: &Resource, namespace: Option<&str>, mut obj: Value) -> ApiResult<Value> {
     let kind = r.kind.clone();
+    let strategy = r.strategy();
     {
         let m = meta_mut(&mut obj)?;
         match (r.namespaced, namespace) {
@@ -215,7 +201,7 @@ pub fn prepare_create(r: &Resource, namespace: Option<&str>, mut obj: Value) -> 
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let causes = name_causes(&kind, &name, "metadata.name");
+        let causes = name_causes(strategy.name_rule(), &name, "metadata.name");
         if !causes.is_empty() {
             return Err(ApiError::invalid(&r.group, &kind, &name, causes));
         }
@@ -225,19 +211,19 @@ pub fn prepare_create(r: &Resource, namespace: Option<&str>, mut obj: Value) -> 
         m.remove("deletionGracePeriodSeconds");
         m.remove("resourceVersion");
         m.remove("selfLink");
-        if tracks_generation(r) {
+        if strategy.tracks_generation() {
             m.insert("generation".into(), json!(1));
         } else {
             m.remove("generation");
         }
     }
-    if r.status && !matches!(kind.as_str(), "Node" | "Namespace") {
+    if r.status && strategy.resets_status_on_create() {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }
     }
-    crate::defaults::apply(r, &mut obj);
-    crate::defaults::normalize(r, &mut obj);
+    strategy.prepare_for_create(&mut obj);
+    strategy.canonicalize(&mut obj);
     Ok(obj)
 }
 
@@ -311,9 +297,10 @@ pub fn prepare_update(
             };
         }
     }
-    crate::defaults::apply_spec(r, &mut new);
-    crate::defaults::normalize(r, &mut new);
-    if tracks_generation(r) {
+    let strategy = r.strategy();
+    strategy.default(&mut new);
+    strategy.canonicalize(&mut new);
+    if strategy.tracks_generation() {
         let old_gen = old_meta
             .get("generation")
             .and_then(Value::as_i64)
@@ -394,16 +381,16 @@ pub fn shorten_deletion(obj: &mut Value, current: i64, shorter: i64) -> ApiResul
 }
 
 /// What deleting an object means when nothing else is asked (the garbage collector and
-/// namespace cleanup): a kind deleted gracefully (`graceful`, pods) starts its grace
-/// period once, and is left alone during it; otherwise mark it if finalizers hold it
-/// (once), else remove it.
-pub fn deletion(mut cur: Value, graceful: bool) -> ApiResult<crate::store::Mutation> {
+/// namespace cleanup): a kind deleted gracefully (its `strategy` says so: pods) starts
+/// its grace period once, and is left alone during it; otherwise mark it if finalizers
+/// hold it (once), else remove it.
+pub fn deletion(mut cur: Value, strategy: &dyn KindStrategy) -> ApiResult<crate::store::Mutation> {
     use crate::store::Mutation;
-    if graceful {
+    if strategy.deletes_gracefully() {
         match (is_deleting(&cur), deletion_grace(&cur)) {
             (true, Some(g)) if g > 0 => return Ok(Mutation::Keep),
             (false, _) => {
-                let period = crate::strategy::grace_period(&cur, None);
+                let period = strategy.grace_period(&cur, None);
                 if period > 0 || has_finalizers(&cur) {
                     start_graceful_deletion(&mut cur, period)?;
                     return Ok(Mutation::Put(cur));

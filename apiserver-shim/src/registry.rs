@@ -1,9 +1,10 @@
 //! The table of served kinds: the built-in ones, and the custom resources their
 //! CustomResourceDefinitions declare.
 //!
-//! Adding a built-in kind is one row in [`BUILTIN`]. Custom resources are added and removed
-//! as CRDs are written (see `crd.rs`). Discovery, routing and storage all read from here;
-//! this module does no I/O.
+//! The built-in kinds are the entries of `kinds::BUILTIN`, each with its strategy
+//! ([`Resource::strategy`]). Custom resources are added and removed as CRDs are written
+//! (see `crd.rs`). Discovery, routing and storage all read from here; this module does no
+//! I/O.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -81,6 +82,11 @@ impl Resource {
         self.versions.iter().any(|v| v == version)
     }
 
+    /// The kind's rules: its built-in strategy, or the custom resources' one.
+    pub fn strategy(&self) -> &'static dyn crate::kinds::KindStrategy {
+        crate::kinds::strategy_of(self)
+    }
+
     /// The verbs discovery advertises.
     pub fn verbs(&self) -> Vec<&'static str> {
         vec![
@@ -95,45 +101,6 @@ impl Resource {
         ]
     }
 }
-
-/// A built-in kind: group, version, kind, plural, singular, namespaced, short names,
-/// categories, has status, is scalable.
-type Row = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-    bool,
-    bool,
-);
-
-/// Every built-in kind. One row per kind.
-#[rustfmt::skip]
-const BUILTIN: &[Row] = &[
-    ("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[], true, false),
-    ("", "v1", "Node", "nodes", "node", false, &["no"], &[], true, false),
-    ("", "v1", "Pod", "pods", "pod", true, &["po"], &["all"], true, false),
-    ("", "v1", "Service", "services", "service", true, &["svc"], &["all"], true, false),
-    ("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], false, false),
-    ("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], false, false),
-    ("", "v1", "Secret", "secrets", "secret", true, &[], &[], false, false),
-    ("", "v1", "Event", "events", "event", true, &["ev"], &[], false, false),
-    ("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], false, false),
-    ("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"], true, true),
-    ("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"], true, true),
-    ("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[], false, false),
-    ("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false, &[], &[], false, false),
-    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], false, false),
-    ("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], &[], false, false),
-    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], &["all"], true, false),
-    ("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], &[], true, false),
-    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, &[], &[], false, false),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], &["api-extensions"], true, false),
-];
 
 /// The served kinds. Reads are lock-free in practice (an `RwLock` around an `Arc`'d map).
 pub struct Registry {
@@ -187,10 +154,11 @@ impl Table {
 }
 
 fn builtin_rank(group: &str) -> usize {
-    BUILTIN
+    let kinds = crate::kinds::BUILTIN;
+    kinds
         .iter()
-        .position(|row| row.0 == group)
-        .unwrap_or(BUILTIN.len())
+        .position(|k| k.group == group)
+        .unwrap_or(kinds.len())
 }
 
 impl Default for Registry {
@@ -203,23 +171,23 @@ impl Registry {
     /// The registry with every built-in kind.
     pub fn new() -> Registry {
         let mut table = Table::default();
-        for &(group, version, kind, plural, singular, namespaced, short, cats, status, scale) in
-            BUILTIN
-        {
+        for k in crate::kinds::BUILTIN {
             let r = Resource {
-                group: group.into(),
-                storage_group: crate::conversion::storage_group(group, kind)
-                    .unwrap_or(group)
+                group: k.group.into(),
+                storage_group: k
+                    .strategy
+                    .shared_storage()
+                    .map_or(k.group, |s| s.group)
                     .into(),
-                versions: vec![version.into()],
-                kind: kind.into(),
-                plural: plural.into(),
-                singular: singular.into(),
-                namespaced,
-                short_names: short.iter().map(|s| s.to_string()).collect(),
-                categories: cats.iter().map(|s| s.to_string()).collect(),
-                status,
-                scale: scale.then(|| ScalePaths {
+                versions: vec![k.version.into()],
+                kind: k.kind.into(),
+                plural: k.plural.into(),
+                singular: k.singular.into(),
+                namespaced: k.namespaced,
+                short_names: k.short_names.iter().map(|s| s.to_string()).collect(),
+                categories: k.categories.iter().map(|s| s.to_string()).collect(),
+                status: k.status,
+                scale: k.scale.then(|| ScalePaths {
                     spec_replicas: ".spec.replicas".into(),
                     status_replicas: ".status.replicas".into(),
                     label_selector: Some(".status.selector".into()),

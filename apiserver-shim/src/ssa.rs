@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
-use crate::strategic::{list_kind, ListKind};
+use crate::strategic::merge_keys::{ListKind, list_kind};
 
 /// Where list semantics come from.
 struct Rules<'a> {
@@ -42,7 +42,7 @@ enum ListRule {
 impl Rules<'_> {
     fn list(&self, path: &str) -> ListRule {
         if !self.r.custom {
-            return match list_kind(&self.r.kind, path) {
+            return match list_kind(self.r.strategy().merge_schema(), path) {
                 ListKind::Atomic => ListRule::Atomic,
                 ListKind::Map(k) => ListRule::Map(k.to_string()),
                 ListKind::Set => ListRule::Set,

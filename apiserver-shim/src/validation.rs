@@ -1,14 +1,16 @@
-//! Semantic validation of built-in kinds at create and update, with kube-apiserver's
-//! field paths and messages (a 422 `Invalid` listing every cause): label syntax, config
-//! keys, Deployment/ReplicaSet replicas, selectors and pod templates, Service ports and
-//! type, pod specs (containers; restart, DNS, pull and termination message policies). Custom resources are validated by their CRD schema in `decode.rs`.
+//! Semantic validation at create and update, with kube-apiserver's field paths and
+//! messages (a 422 `Invalid` listing every cause): [`validate`] checks every object's
+//! labels and asks the kind's strategy (`kinds/`) for the rest. Owns the field checks the
+//! kinds share (label and config key syntax, port ranges, enumerations, Go's semantic
+//! equality) and the spelling of their causes; knows no kind. Custom resources are
+//! validated by their CRD schema in `decode.rs`.
 
 use serde_json::{Map, Value};
 
 use crate::error::Cause;
 use crate::registry::Resource;
 
-fn invalid(field: String, message: String) -> Cause {
+pub(crate) fn invalid(field: String, message: String) -> Cause {
     Cause {
         reason: "FieldValueInvalid",
         message,
@@ -16,7 +18,7 @@ fn invalid(field: String, message: String) -> Cause {
     }
 }
 
-fn required(field: String) -> Cause {
+pub(crate) fn required(field: String) -> Cause {
     Cause {
         reason: "FieldValueRequired",
         message: "Required value".into(),
@@ -53,7 +55,7 @@ fn label_key_ok(k: &str) -> bool {
     prefix_ok && !name.is_empty() && label_value_ok(name)
 }
 
-fn labels(obj: &Value, path: &str, out: &mut Vec<Cause>) {
+pub(crate) fn labels(obj: &Value, path: &str, out: &mut Vec<Cause>) {
     let Some(map) = obj.as_object() else { return };
     for (k, v) in map {
         if !label_key_ok(k) {
@@ -72,7 +74,7 @@ fn labels(obj: &Value, path: &str, out: &mut Vec<Cause>) {
     }
 }
 
-fn config_keys(obj: &Value, field: &str, out: &mut Vec<Cause>) {
+pub(crate) fn config_keys(obj: &Value, field: &str, out: &mut Vec<Cause>) {
     let Some(map) = obj.get(field).and_then(Value::as_object) else {
         return;
     };
@@ -90,7 +92,7 @@ fn config_keys(obj: &Value, field: &str, out: &mut Vec<Cause>) {
     }
 }
 
-fn non_negative(obj: &Value, ptr: &str, field: &str, out: &mut Vec<Cause>) {
+pub(crate) fn non_negative(obj: &Value, ptr: &str, field: &str, out: &mut Vec<Cause>) {
     if let Some(n) = obj.pointer(ptr).and_then(Value::as_i64) {
         if n < 0 {
             out.push(invalid(
@@ -101,54 +103,7 @@ fn non_negative(obj: &Value, ptr: &str, field: &str, out: &mut Vec<Cause>) {
     }
 }
 
-fn containers(spec: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
-    let list = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array);
-    let Some(list) = list.filter(|l| !l.is_empty()) else {
-        out.push(required(format!("{path}.containers")));
-        return;
-    };
-    let mut names = Vec::new();
-    for (i, c) in list.iter().enumerate() {
-        let p = format!("{path}.containers[{i}]");
-        match c.get("name").and_then(Value::as_str) {
-            None | Some("") => out.push(required(format!("{p}.name"))),
-            Some(n) => {
-                if names.contains(&n) {
-                    out.push(Cause {
-                        reason: "FieldValueDuplicate",
-                        message: format!("Duplicate value: {n:?}"),
-                        field: format!("{p}.name"),
-                    });
-                }
-                names.push(n);
-            }
-        }
-        if c.get("image")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-        {
-            out.push(required(format!("{p}.image")));
-        }
-        for (j, port) in c
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            port_range(
-                port.get("containerPort"),
-                &format!("{p}.ports[{j}].containerPort"),
-                out,
-            );
-        }
-    }
-}
-
-fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
+pub(crate) fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
     let list = supported
         .iter()
         .map(|s| format!("{s:?}"))
@@ -162,7 +117,7 @@ fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
 }
 
 /// `value` at `key` of `obj`, if set, must be one of `supported`.
-fn one_of(obj: &Value, key: &str, path: &str, supported: &[&str], out: &mut Vec<Cause>) {
+pub(crate) fn one_of(obj: &Value, key: &str, path: &str, supported: &[&str], out: &mut Vec<Cause>) {
     if let Some(v) = obj.get(key).and_then(Value::as_str) {
         if !supported.contains(&v) {
             out.push(not_supported(format!("{path}.{key}"), v, supported));
@@ -170,53 +125,7 @@ fn one_of(obj: &Value, key: &str, path: &str, supported: &[&str], out: &mut Vec<
     }
 }
 
-/// A pod spec (in a pod or a template): its containers and the enumerations kube-apiserver
-/// checks (restart, DNS, image pull and termination message policies).
-fn pod_spec(spec: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
-    containers(spec, path, out);
-    let Some(spec) = spec else { return };
-    one_of(
-        spec,
-        "restartPolicy",
-        path,
-        &["Always", "OnFailure", "Never"],
-        out,
-    );
-    one_of(
-        spec,
-        "dnsPolicy",
-        path,
-        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
-        out,
-    );
-    for key in ["initContainers", "containers"] {
-        for (i, c) in spec
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let p = format!("{path}.{key}[{i}]");
-            one_of(
-                c,
-                "imagePullPolicy",
-                &p,
-                &["Always", "IfNotPresent", "Never"],
-                out,
-            );
-            one_of(
-                c,
-                "terminationMessagePolicy",
-                &p,
-                &["File", "FallbackToLogsOnError"],
-                out,
-            );
-        }
-    }
-}
-
-fn port_range(v: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
+pub(crate) fn port_range(v: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
     match v.and_then(Value::as_i64) {
         Some(n) if (1..=65535).contains(&n) => {}
         Some(n) => out.push(invalid(
@@ -227,124 +136,60 @@ fn port_range(v: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
     }
 }
 
-fn workload(obj: &Value, out: &mut Vec<Cause>) {
-    non_negative(obj, "/spec/replicas", "spec.replicas", out);
-    let selector = obj.pointer("/spec/selector");
-    let match_labels = selector
-        .and_then(|s| s.get("matchLabels"))
-        .and_then(Value::as_object);
-    let has_exprs = selector
-        .and_then(|s| s.get("matchExpressions"))
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if match_labels.is_none_or(Map::is_empty) && !has_exprs {
-        out.push(required("spec.selector".into()));
-    }
-    let template_labels = obj.pointer("/spec/template/metadata/labels");
-    if let Some(ml) = match_labels {
-        let matches = ml
-            .iter()
-            .all(|(k, v)| template_labels.and_then(|t| t.get(k)) == Some(v));
-        if !matches {
-            out.push(invalid(
-                "spec.template.metadata.labels".into(),
-                format!(
-                    "Invalid value: {}: `selector` does not match template `labels`",
-                    template_labels
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "null".into())
-                ),
-            ));
-        }
-    }
-    if let Some(t) = template_labels {
-        labels(t, "spec.template.metadata.labels", out);
-    }
-    let template = obj.pointer("/spec/template/spec");
-    pod_spec(template, "spec.template.spec", out);
-    // ValidatePodTemplateSpecForReplicaSet: the pods are restarted, never finished.
-    if let Some(policy) = template
-        .and_then(|t| t.get("restartPolicy"))
-        .and_then(Value::as_str)
-    {
-        if policy != "Always" {
-            out.push(not_supported(
-                "spec.template.spec.restartPolicy".into(),
-                policy,
-                &["Always"],
-            ));
-        }
+/// `Cause` `FieldValueForbidden` at `field`, the message prefixed as kube-apiserver does.
+pub(crate) fn forbidden(field: &str, message: String) -> Cause {
+    Cause {
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {message}"),
+        field: field.into(),
     }
 }
 
-fn service(obj: &Value, out: &mut Vec<Cause>) {
-    let ty = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP");
-    if !matches!(
-        ty,
-        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort"
-    ) {
-        out.push(Cause {
-            reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
-            field: "spec.type".into(),
-        });
-    }
-    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
-    if ports.is_none_or(Vec::is_empty) && ty != "ExternalName" && !headless {
-        out.push(required("spec.ports".into()));
-    }
-    for (i, p) in ports.into_iter().flatten().enumerate() {
-        port_range(p.get("port"), &format!("spec.ports[{i}].port"), out);
-        if let Some(t) = p.get("targetPort").and_then(Value::as_i64) {
-            if !(1..=65535).contains(&t) {
-                out.push(invalid(
-                    format!("spec.ports[{i}].targetPort"),
-                    format!("Invalid value: {t}: must be between 1 and 65535, inclusive"),
-                ));
-            }
-        }
-    }
-    if let Some(sel) = obj.pointer("/spec/selector") {
-        labels(sel, "spec.selector", out);
+/// `Cause` `FieldValueInvalid` at `field`, the message prefixed with `Invalid value: `.
+pub(crate) fn invalid_value(field: &str, message: String) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid",
+        message: format!("Invalid value: {message}"),
+        field: field.into(),
     }
 }
 
-/// Every problem with `obj`, a built-in object of `r`'s kind.
+/// A JSON value with what Go's semantic equality ignores removed: nulls, empty lists and
+/// empty maps count as absent.
+pub(crate) fn semantic(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(m) if m.is_empty() => None,
+        Value::Array(a) => Some(Value::Array(
+            a.iter()
+                .map(|x| semantic(x).unwrap_or(Value::Null))
+                .collect(),
+        )),
+        Value::Object(m) => {
+            let out: Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, x)| semantic(x).map(|x| (k.clone(), x)))
+                .collect();
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Go's `apiequality.Semantic.DeepEqual` on two optional JSON values.
+pub(crate) fn semantic_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
+    a.and_then(semantic) == b.and_then(semantic)
+}
+
+/// Every problem with `obj`, an object of `r`'s kind: its labels, then what the kind's
+/// strategy checks.
 pub fn validate(r: &Resource, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     if let Some(l) = obj.pointer("/metadata/labels") {
         labels(l, "metadata.labels", &mut out);
     }
-    if r.custom {
-        return out;
-    }
-    match (r.group.as_str(), r.kind.as_str()) {
-        ("apps", "Deployment" | "ReplicaSet") => workload(obj, &mut out),
-        ("", "Service") => service(obj, &mut out),
-        ("", "Pod") => pod_spec(obj.get("spec"), "spec", &mut out),
-        ("", "ConfigMap") => {
-            config_keys(obj, "data", &mut out);
-            config_keys(obj, "binaryData", &mut out);
-        }
-        ("", "Secret") => config_keys(obj, "data", &mut out),
-        ("autoscaling", "HorizontalPodAutoscaler")
-            if obj
-                .pointer("/spec/maxReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                < 1 =>
-        {
-            out.push(invalid(
-                "spec.maxReplicas".into(),
-                "Invalid value: must be greater than or equal to 1".into(),
-            ));
-        }
-        _ => {}
-    }
+    r.strategy().validate(obj, &mut out);
     out
 }
 

@@ -7,16 +7,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::write::guaranteed_update;
-use super::{dry_run, namespaces, Ctx};
+use super::{Ctx, dry_run, namespaces};
 use crate::api::{Api, Call, Reply};
-use crate::error::{success_status, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, success_status};
 use crate::gc;
+use crate::kinds::Rest;
 use crate::object;
 use crate::store::{Mutation, Written};
-use crate::strategy;
 
 /// The parts of `DeleteOptions` that matter here.
 struct Options {
@@ -105,7 +105,7 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
     {
         return Err(ApiError::conflict(&ctx.r.group, &ctx.r.plural, name));
     }
-    if ctx.r.kind == "Namespace" && ctx.r.group.is_empty() {
+    if ctx.r.strategy().rest() == Rest::Namespace {
         let mut next = cur.clone();
         object::mark_deleting(&mut next, 0)?;
         next["status"] = json!({"phase": "Terminating"});
@@ -120,7 +120,8 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
     // goes once the period is 0 and no finalizer remains.
     let requested = opts.grace.map(|g| if g < 0 { 1 } else { g });
     let mut next = cur.clone();
-    let graceful = if strategy::deletes_gracefully(&ctx.r) {
+    let strategy = ctx.r.strategy();
+    let graceful = if strategy.deletes_gracefully() {
         match (object::is_deleting(cur), object::deletion_grace(cur)) {
             (true, None | Some(0)) => None,
             (true, Some(current)) => match requested {
@@ -132,7 +133,7 @@ fn decide(ctx: &Ctx, cur: &Value, opts: &Options) -> ApiResult<Mutation> {
                 _ => return Ok(Mutation::Keep),
             },
             (false, _) => {
-                let period = strategy::grace_period(cur, requested);
+                let period = strategy.grace_period(cur, requested);
                 object::start_graceful_deletion(&mut next, period)?;
                 Some(period)
             }
@@ -172,7 +173,8 @@ pub(super) async fn delete(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
     }
     let name = ctx.name.clone().unwrap_or_default();
     let opts = options(call)?;
-    if ctx.r.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name.as_str()) {
+    let rest = ctx.r.strategy().rest();
+    if rest == Rest::Namespace && PROTECTED_NAMESPACES.contains(&name.as_str()) {
         return Err(ApiError::forbidden(
             "namespaces",
             &name,
@@ -189,13 +191,13 @@ pub(super) async fn delete(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<
             _ => Reply::ok(ctx.present(cur)),
         });
     }
-    if ctx.r.kind == "CustomResourceDefinition" {
+    if rest == Rest::CustomResourceDefinition {
         if let Some(crd) = api.store.get(&ctx.key(&name))? {
             remove_custom_objects(api, &crd).await?;
         }
     }
     let w = guaranteed_update(api, ctx, &name, |cur| decide(ctx, &cur, &opts)).await?;
-    if ctx.r.kind == "Namespace" && ctx.r.group.is_empty() {
+    if rest == Rest::Namespace {
         namespaces::spawn_finalizer(api.clone(), name.clone());
     }
     Ok(match w {

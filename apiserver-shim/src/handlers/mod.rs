@@ -35,12 +35,13 @@ use serde_json::Value;
 
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult};
+use crate::kinds::Rest;
 use crate::registry::Resource;
 use crate::request::ResourcePath;
 use crate::store::ObjectKey;
 
 pub use namespaces::resume_terminating;
-pub use proxy::{node_proxy, upgrade, upgrade_route, UpgradeRoute};
+pub use proxy::{UpgradeRoute, node_proxy, upgrade, upgrade_route};
 pub(crate) use read::{matching, selectors};
 pub use services::DEFAULT_NODE_PORT_RANGE;
 
@@ -96,7 +97,7 @@ pub(crate) fn dry_run(call: &Call) -> ApiResult<bool> {
 
 /// Handles a request for a resource path.
 pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResult<Reply> {
-    if let Some(what) = crate::strategy::create_only(&path.group, &path.version, &path.resource) {
+    if let Some(what) = crate::kinds::create_only(&path.group, &path.version, &path.resource) {
         if path.name.is_some() || path.namespace.is_some() != what.namespaced {
             return Err(ApiError::no_route());
         }
@@ -129,10 +130,10 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
                 .to_string(),
         },
     };
-    let extra = ctx
-        .subresource
-        .as_deref()
-        .and_then(|s| crate::strategy::subresource(&ctx.r, s));
+    let extra = ctx.subresource.as_deref().and_then(|s| {
+        let subs = ctx.r.strategy().subresources();
+        subs.iter().find(|x| x.name == s).map(|x| x.extra)
+    });
     if let (Some(extra), Some(_)) = (extra, &ctx.name) {
         return pods::subresource(api, call, &ctx, extra).await;
     }
@@ -140,7 +141,7 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
         None => {}
         Some("status") if ctx.r.status => {}
         Some("scale") if ctx.r.scale.is_some() => return scale::handle(api, call, &ctx).await,
-        Some("finalize") if ctx.r.kind == "Namespace" => {}
+        Some("finalize") if ctx.r.strategy().rest() == Rest::Namespace => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     match (&call.method, ctx.name.is_some()) {
@@ -231,7 +232,7 @@ pub async fn ensure(
                 .pointer("/metadata/annotations")
                 .cloned()
                 .unwrap_or(Value::Null);
-            if ctx.r.kind == "CustomResourceDefinition" {
+            if ctx.r.strategy().rest() == Rest::CustomResourceDefinition {
                 crate::crd::resource_from_crd(&next)?;
                 crate::crd::establish(&mut next);
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::error::{ApiError, ApiResult};
@@ -85,10 +85,10 @@ async fn finalize(api: &Arc<Api>, ns: &str) -> ApiResult<bool> {
                 namespace: ns.into(),
                 name: object::name_of(&item).into(),
             };
-            let graceful = crate::strategy::deletes_gracefully(r);
+            let strategy = r.strategy();
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
-                    Some(cur) => object::deletion(cur, graceful),
+                    Some(cur) => object::deletion(cur, strategy),
                     None => Ok(Mutation::Keep),
                 })
                 .await??;

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use http::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::write::{body_of, guaranteed_update};
-use super::{dry_run, Ctx};
+use super::{Ctx, dry_run};
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult, Cause};
+use crate::kinds::{CreateOnly, Extra};
 use crate::object;
 use crate::store::Mutation;
-use crate::strategy::{CreateOnly, Extra};
 
 /// A request to an extra subresource of a named pod.
 pub(super) async fn subresource(
@@ -167,7 +167,7 @@ fn parse_binding(call: &Call, namespace: Option<&str>) -> ApiResult<Binding> {
         Some(_) => {
             return Err(ApiError::bad_request(
                 "Binding in version \"v1\" cannot be handled as a Binding: metadata.annotations: expected a map of strings",
-            ))
+            ));
         }
     };
     let name = str_at(&body, "/metadata/name")?.unwrap_or("").to_string();
@@ -214,7 +214,7 @@ async fn bind(api: &Arc<Api>, call: &Call, ctx: &Ctx, url_name: Option<&str>) ->
         Some(n) if n != b.name => {
             return Err(ApiError::bad_request(
                 "name in URL does not match name in Binding object",
-            ))
+            ));
         }
         Some(n) => n.to_string(),
         None if b.name.is_empty() => return Err(ApiError::bad_request("Name parameter required.")),

@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{dry_run, namespaces, services, Ctx};
+use super::{Ctx, dry_run, namespaces, services};
 use crate::admission::{self, Operation};
 use crate::api::{Api, Call, Reply};
 use crate::crd;
 use crate::decode::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
+use crate::kinds::Rest;
 use crate::object;
 use crate::ssa;
 use crate::store::{Mutation, Written};
-use crate::strategy;
 
 /// Why a guarded write did not happen.
 pub(super) enum Guard {
@@ -102,13 +102,13 @@ pub(super) async fn create_object(
     }
     // Held until the create is stored or failed.
     let mut _reserved = None;
-    match (ctx.r.group.as_str(), ctx.r.kind.as_str()) {
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+    match ctx.r.strategy().rest() {
+        Rest::CustomResourceDefinition => {
             crd::resource_from_crd(&obj)?;
             crd::establish(&mut obj);
         }
-        ("", "Service") => _reserved = Some(services::allocate(api, &mut obj)?),
-        _ => {}
+        Rest::Service => _reserved = Some(services::allocate(api, &mut obj)?),
+        Rest::Generic | Rest::Namespace => {}
     }
     let name = object::name_of(&obj).to_string();
     if dry {
@@ -135,7 +135,7 @@ pub(super) async fn create_object(
 
 /// Kind-specific effects of a stored write (CRDs change what is served).
 pub(super) fn after_write(api: &Arc<Api>, ctx: &Ctx, w: &Written) {
-    if ctx.r.group != "apiextensions.k8s.io" || ctx.r.kind != "CustomResourceDefinition" {
+    if ctx.r.strategy().rest() != Rest::CustomResourceDefinition {
         return;
     }
     match w {
@@ -201,8 +201,7 @@ fn allocated_on_update(
     old: &Value,
     new: &mut Value,
 ) -> ApiResult<Option<services::Reservation>> {
-    let service = !ctx.r.custom && ctx.r.group.is_empty() && ctx.r.kind == "Service";
-    if ctx.subresource.is_none() && service {
+    if ctx.subresource.is_none() && ctx.r.strategy().rest() == Rest::Service {
         return services::update(api, old, new).map(Some);
     }
     Ok(None)
@@ -291,11 +290,11 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         ) {
             m.insert("managedFields".into(), mf.clone());
         }
-        strategy::prepare_status_update(&ctx.r, cur, &mut new);
+        ctx.r.strategy().prepare_status_update(cur, &mut new);
     } else if track {
         ssa::track_update(&ctx.r, &ctx.version, Some(cur), &mut new, &ctx.manager);
     }
-    if ctx.r.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
+    if ctx.r.strategy().rest() == Rest::CustomResourceDefinition && ctx.subresource.is_none() {
         crd::resource_from_crd(&new)?;
         crd::establish(&mut new);
     }
@@ -305,8 +304,8 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         // defaults what it reads from storage: objects stored before a default existed
         // stay updatable.
         let mut old = cur.clone();
-        crate::defaults::apply_spec(&ctx.r, &mut old);
-        let mut causes = strategy::validate_update(&ctx.r, &old, &new);
+        ctx.r.strategy().default(&mut old);
+        let mut causes = ctx.r.strategy().validate_update(&old, &new);
         causes.extend(crate::validation::validate(&ctx.r, &new));
         check_causes(ctx, &new, causes)?;
     }
@@ -327,7 +326,7 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
 fn should_delete_during_update(ctx: &Ctx, cur: &Value, new: &Value) -> bool {
     object::is_deleting(cur)
         && !object::has_finalizers(new)
-        && (!strategy::deletes_gracefully(&ctx.r)
+        && (!ctx.r.strategy().deletes_gracefully()
             || object::deletion_grace(cur).is_none_or(|g| g == 0))
 }
 
@@ -437,7 +436,8 @@ fn apply_patch(
             let p: Value = serde_json::from_slice(body).map_err(|e| {
                 ApiError::bad_request(format!("invalid strategic merge patch: {e}"))
             })?;
-            doc = crate::strategic::apply(&ctx.r.kind, cur, &p).map_err(strategic_error)?;
+            doc = crate::strategic::apply(ctx.r.strategy().merge_schema(), cur, &p)
+                .map_err(strategic_error)?;
         }
         "application/apply-patch+yaml" => {
             let config = decode::parse_body(mime, body)?;

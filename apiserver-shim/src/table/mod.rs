@@ -1,13 +1,13 @@
 //! Server-side printing: `meta.k8s.io/v1` `Table` answers for clients that ask for them
 //! (`Accept: …;as=Table;…`, as `kubectl get` does), with kube-apiserver's columns for
-//! built-in kinds (`builtin.rs`) and a CRD's `additionalPrinterColumns` for custom
-//! resources. Rows carry the object as `includeObject` asks (`None`, `Metadata` — the
+//! built-in kinds (each kind's strategy in `kinds/` lists them, built from `cells.rs`)
+//! and a CRD's `additionalPrinterColumns` for custom resources. Rows carry the object as `includeObject` asks (`None`, `Metadata` — the
 //! default, as `PartialObjectMetadata` — or `Object`). Watch events become one-row
 //! Tables with the same columns, so `kubectl get -w` prints one header.
 
-mod builtin;
+pub mod cells;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
@@ -73,7 +73,7 @@ pub fn columns(r: &Resource, version: &str) -> Vec<Column> {
     if r.custom {
         return custom_columns(r, version);
     }
-    builtin::columns(&r.kind)
+    r.strategy().columns()
 }
 
 fn custom_columns(r: &Resource, version: &str) -> Vec<Column> {
@@ -116,10 +116,11 @@ pub fn name_column() -> Column {
         priority: 0,
         description: "Name must be unique within a namespace.".into(),
         cell: Cell::Fn(|o| {
-            json!(o
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or(""))
+            json!(
+                o.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            )
         }),
     }
 }

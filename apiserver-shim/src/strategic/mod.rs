@@ -2,11 +2,11 @@
 //! kube-apiserver applies it (`StrategicMergeMapPatch` in kubernetes/apimachinery
 //! `pkg/util/strategicpatch`, server side: parallel lists merged, unmatched nulls dropped).
 //!
-//! This module owns:
-//! - the merge-key table (`KINDS`, `POD_SPEC`, `CONTAINER`, `ANY_DEPTH`): which list
-//!   fields of the built-in kinds merge by which key, keyed by the field's path inside the
-//!   object (`[]` stands for "each element"); lists not in the table are replaced whole, and
-//!   kinds not in the table (custom resources) get JSON merge patch semantics for every list;
+//! This module owns the algorithm; which lists merge by which key is the
+//! merge-key table ([`merge_keys`]: the shared paths, and each built-in kind's
+//! [`MergeSchema`] from its strategy in `kinds/`). Lists not in the table are replaced
+//! whole, and a kind without a schema (custom resources) gets JSON merge patch semantics
+//! for every list. The algorithm owns:
 //! - the directives `$patch: delete|replace|merge`, `$setElementOrder/<field>`,
 //!   `$retainKeys` and `$deleteFromPrimitiveList/<field>`, and `null` deleting a key. No
 //!   directive ever reaches the result;
@@ -34,6 +34,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
+
+pub mod merge_keys;
+
+use ListStrategy::{ByKey, Replace, Set};
+use merge_keys::{ListStrategy, MergeSchema, lookup};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -139,7 +144,9 @@ pub enum StrategicError {
         value: String,
     },
     /// A patch field that `$retainKeys` does not list.
-    #[error("invalid patch format of retainKeys at {path}: field {field:?} is not in $retainKeys {value}")]
+    #[error(
+        "invalid patch format of retainKeys at {path}: field {field:?} is not in $retainKeys {value}"
+    )]
     RetainKeysMismatch {
         /// The map's path.
         path: String,
@@ -176,215 +183,10 @@ pub enum StrategicError {
     },
 }
 
-/// How a list field is patched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
-    /// The patch's list replaces the stored one (no `patchStrategy`; JSON merge patch).
-    Replace,
-    /// Elements are matched by this key and merged (`patchStrategy:"merge"`, `patchMergeKey`).
-    ByKey(&'static str),
-    /// A list of scalars merged as a set (`patchStrategy:"merge"` without a key).
-    Set,
-}
-
-use ListStrategy::{ByKey, Replace, Set};
-
-/// A field path inside the object (`[]` = each element of a list) and its list strategy.
-type Rule = (&'static str, ListStrategy);
-
-/// Path suffixes that hold at any depth of every built-in kind (`ObjectMeta` also sits in pod
-/// templates; every `conditions` list of core and apps merges by `type`).
-const ANY_DEPTH: &[Rule] = &[
-    ("metadata.ownerReferences", ByKey("uid")),
-    ("metadata.finalizers", Set),
-    ("conditions", ByKey("type")),
-];
-
-/// Paths relative to a `PodSpec`. Lists absent here (`tolerations`, `readinessGates`, ...) are
-/// replaced whole. `volumes` is `merge,retainKeys` upstream: its items carry `$retainKeys`,
-/// which this module honours on any map, as kube-apiserver does.
-const POD_SPEC: &[Rule] = &[
-    ("containers", ByKey("name")),
-    ("initContainers", ByKey("name")),
-    ("ephemeralContainers", ByKey("name")),
-    ("volumes", ByKey("name")),
-    ("imagePullSecrets", ByKey("name")),
-    ("hostAliases", ByKey("ip")),
-    ("topologySpreadConstraints", ByKey("topologyKey")),
-    ("schedulingGates", ByKey("name")),
-    ("resourceClaims", ByKey("name")),
-];
-
-/// The three container lists of a `PodSpec`; [`CONTAINER`] applies to the items of each.
-const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
-
-/// Paths relative to a container. `args`, `command`, `envFrom`, `resizePolicy` are replaced.
-const CONTAINER: &[Rule] = &[
-    ("ports", ByKey("containerPort")),
-    ("env", ByKey("name")),
-    ("volumeMounts", ByKey("mountPath")),
-    ("volumeDevices", ByKey("devicePath")),
-];
-
-/// The built-in kinds: where their pod spec sits and their own list rules. Deployment's
-/// `spec.strategy` is `retainKeys` upstream: kubectl sends `$retainKeys` there.
-struct KindSchema {
-    kinds: &'static [&'static str],
-    pod_spec: Option<&'static str>,
-    rules: &'static [Rule],
-}
-
-const KINDS: &[KindSchema] = &[
-    KindSchema {
-        kinds: &["Pod"],
-        pod_spec: Some("spec"),
-        rules: &[
-            ("status.podIPs", ByKey("ip")),
-            ("status.hostIPs", ByKey("ip")),
-            ("status.resourceClaimStatuses", ByKey("name")),
-        ],
-    },
-    KindSchema {
-        kinds: &[
-            "Deployment",
-            "ReplicaSet",
-            "DaemonSet",
-            "StatefulSet",
-            "Job",
-            "ReplicationController",
-        ],
-        pod_spec: Some("spec.template.spec"),
-        rules: &[],
-    },
-    KindSchema {
-        kinds: &["CronJob"],
-        pod_spec: Some("spec.jobTemplate.spec.template.spec"),
-        rules: &[],
-    },
-    KindSchema {
-        kinds: &["PodTemplate"],
-        pod_spec: Some("template.spec"),
-        rules: &[],
-    },
-    KindSchema {
-        kinds: &["Service"],
-        pod_spec: None,
-        rules: &[("spec.ports", ByKey("port"))],
-    },
-    KindSchema {
-        kinds: &["Node"],
-        pod_spec: None,
-        rules: &[("spec.podCIDRs", Set), ("status.addresses", ByKey("type"))],
-    },
-    KindSchema {
-        kinds: &["ServiceAccount"],
-        pod_spec: None,
-        rules: &[("secrets", ByKey("name"))],
-    },
-    KindSchema {
-        kinds: &[
-            "MutatingWebhookConfiguration",
-            "ValidatingWebhookConfiguration",
-        ],
-        pod_spec: None,
-        rules: &[("webhooks", ByKey("name"))],
-    },
-    KindSchema {
-        kinds: &[
-            "APIService",
-            "CSIDriver",
-            "CSINode",
-            "CertificateSigningRequest",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "ConfigMap",
-            "ControllerRevision",
-            "CustomResourceDefinition",
-            "EndpointSlice",
-            "Endpoints",
-            "Event",
-            "HorizontalPodAutoscaler",
-            "Ingress",
-            "IngressClass",
-            "Lease",
-            "LimitRange",
-            "Namespace",
-            "NetworkPolicy",
-            "PersistentVolume",
-            "PersistentVolumeClaim",
-            "PodDisruptionBudget",
-            "PriorityClass",
-            "ResourceQuota",
-            "Role",
-            "RoleBinding",
-            "RuntimeClass",
-            "Secret",
-            "StorageClass",
-            "VolumeAttachment",
-        ],
-        pod_spec: None,
-        rules: &[],
-    },
-];
-
-/// The strategy of the list at `path` (e.g. `spec.template.spec.containers[].ports`).
-fn lookup(schema: Option<&KindSchema>, path: &str) -> ListStrategy {
-    let Some(schema) = schema else {
-        return Replace;
-    };
-    let by_suffix = |(rule, _): &&Rule| {
-        path.strip_suffix(rule)
-            .is_some_and(|head| head.is_empty() || head.ends_with('.'))
-    };
-    if let Some((_, s)) = ANY_DEPTH.iter().find(by_suffix) {
-        return *s;
-    }
-    let exact = |rules: &[Rule], p: &str| rules.iter().find(|(r, _)| *r == p).map(|(_, s)| *s);
-    if let Some(s) = exact(schema.rules, path) {
-        return s;
-    }
-    let in_pod_spec = schema
-        .pod_spec
-        .and_then(|root| path.strip_prefix(root)?.strip_prefix('.'));
-    if let Some(rest) = in_pod_spec {
-        if let Some(s) = exact(POD_SPEC, rest) {
-            return s;
-        }
-        for list in CONTAINER_LISTS {
-            if let Some(field) = rest.strip_prefix(list).and_then(|r| r.strip_prefix("[].")) {
-                if let Some(s) = exact(CONTAINER, field) {
-                    return s;
-                }
-            }
-        }
-    }
-    Replace
-}
-
-/// How a list is merged, for other mechanisms that share the merge-key table
-/// (server-side apply's field ownership).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListKind {
-    /// The list is one value, replaced whole.
-    Atomic,
-    /// Items are identified by this key.
-    Map(&'static str),
-    /// Items are scalars forming a set.
-    Set,
-}
-
-/// The list kind at `path` (fields joined by `.`, `[]` after a list) of a built-in `kind`.
-pub fn list_kind(kind: &str, path: &str) -> ListKind {
-    match lookup(KINDS.iter().find(|k| k.kinds.contains(&kind)), path) {
-        Replace => ListKind::Atomic,
-        ByKey(k) => ListKind::Map(k),
-        Set => ListKind::Set,
-    }
-}
-
-/// Applies the strategic merge patch `patch` to `original`, an object of kind `kind`.
+/// Applies the strategic merge patch `patch` to `original`, an object whose kind's list
+/// merge keys are `schema` (its strategy's `merge_schema`).
 ///
-/// Kinds outside the built-in table get JSON merge patch semantics for lists (replaced
+/// Without a schema (custom resources) lists get JSON merge patch semantics for lists (replaced
 /// whole); maps merge and directives are honoured for every kind. A `null` original is an
 /// empty object, and a `null` patch changes nothing, as upstream.
 ///
@@ -394,7 +196,11 @@ pub fn list_kind(kind: &str, path: &str) -> ListKind {
 /// malformed: an unknown `$patch`, a list item without its merge key, a `$setElementOrder`
 /// that contradicts the patch list, a field outside `$retainKeys`, and the like. Nothing is
 /// half-applied: the caller's `original` is never modified.
-pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, StrategicError> {
+pub fn apply(
+    schema: Option<&'static MergeSchema>,
+    original: &Value,
+    patch: &Value,
+) -> Result<Value, StrategicError> {
     let mut result = match original {
         Value::Object(map) => map.clone(),
         Value::Null => Map::new(),
@@ -402,7 +208,7 @@ pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, Strat
             return Err(StrategicError::NotAnObject {
                 which: "original",
                 value: render(other),
-            })
+            });
         }
     };
     let patch = match patch {
@@ -412,11 +218,11 @@ pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, Strat
             return Err(StrategicError::NotAnObject {
                 which: "patch",
                 value: render(other),
-            })
+            });
         }
     };
     let mut ctx = Ctx {
-        schema: KINDS.iter().find(|k| k.kinds.contains(&kind)),
+        schema,
         schema_path: String::new(),
         shown_path: String::new(),
         depth: 0,
@@ -451,7 +257,7 @@ struct Placed {
 
 /// The walk's state: the kind's schema and where we are (for lookups and for errors).
 struct Ctx {
-    schema: Option<&'static KindSchema>,
+    schema: Option<&'static MergeSchema>,
     /// `spec.template.spec.containers[].ports`: the key into the table.
     schema_path: String,
     /// `spec.template.spec.containers[0].ports`: the path errors name.
@@ -1342,9 +1148,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A kind the server does not serve, whose pod spec sits deepest.
+    const CRON_JOB: MergeSchema = MergeSchema {
+        pod_spec: Some("spec.jobTemplate.spec.template.spec"),
+        rules: &[],
+    };
+
+    /// The merge schema of a built-in kind by name (`CronJob` too); `None` otherwise.
+    fn schema(kind: &str) -> Option<&'static MergeSchema> {
+        if kind == "CronJob" {
+            return Some(&CRON_JOB);
+        }
+        crate::kinds::BUILTIN
+            .iter()
+            .find(|k| k.kind == kind)
+            .and_then(|k| k.strategy.merge_schema())
+    }
+
     /// Applies and asserts that no directive reached the result.
     fn patch(kind: &str, original: Value, patch: Value) -> Value {
-        let out = match apply(kind, &original, &patch) {
+        let out = match apply(schema(kind), &original, &patch) {
             Ok(out) => out,
             Err(err) => panic!("apply failed: {err}"),
         };
@@ -1530,7 +1353,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "a"}],
             "containers": [{"name": "b", "image": "b:2"}]
         }});
-        let err = apply("Pod", &original, &body).err();
+        let err = apply(schema("Pod"), &original, &body).err();
         assert!(
             matches!(&err, Some(StrategicError::OrderMismatch { path, .. }) if path == "spec.containers"),
             "{err:?}"
@@ -1564,7 +1387,7 @@ mod tests {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1}
         }}});
-        let err = apply("Deployment", &original, &body).err();
+        let err = apply(schema("Deployment"), &original, &body).err();
         assert!(
             matches!(&err, Some(StrategicError::RetainKeysMismatch { path, field, .. })
                 if path == "spec.strategy" && field == "rollingUpdate"),
@@ -1636,7 +1459,7 @@ mod tests {
 
         // Bad shapes name the directive.
         let err = apply(
-            "ConfigMap",
+            schema("ConfigMap"),
             &original,
             &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "b"}}),
         )
@@ -1654,7 +1477,7 @@ mod tests {
         let body = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "hello", "$patch": "foo"}
         ]}}}});
-        let err = apply("Deployment", &original, &body).err();
+        let err = apply(schema("Deployment"), &original, &body).err();
         let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
         assert!(
             matches!(&err, Some(StrategicError::UnknownDirective { path, value })
@@ -1669,7 +1492,7 @@ mod tests {
 
         // On a map, and with a non-string value.
         let err = apply(
-            "Deployment",
+            schema("Deployment"),
             &original,
             &json!({"spec": {"strategy": {"$patch": 7}}}),
         )
@@ -1826,7 +1649,7 @@ mod tests {
     fn merge_key_errors_name_the_item() {
         let original = json!({"spec": {"containers": [{"name": "a"}]}});
         let err = apply(
-            "Pod",
+            schema("Pod"),
             &original,
             &json!({"spec": {"containers": [{"name": "a"}, {"image": "x"}]}}),
         )
@@ -1843,7 +1666,7 @@ mod tests {
         );
 
         let err = apply(
-            "Pod",
+            schema("Pod"),
             &original,
             &json!({"spec": {"containers": [{"$patch": "delete"}]}}),
         )
@@ -1854,7 +1677,7 @@ mod tests {
         );
 
         let err = apply(
-            "Pod",
+            schema("Pod"),
             &json!({"spec": {"containers": []}}),
             &json!({"spec": {"containers": [["a"]]}}),
         )
@@ -1864,7 +1687,7 @@ mod tests {
             "{err:?}"
         );
         let err = apply(
-            "Pod",
+            schema("Pod"),
             &original,
             &json!({"metadata": {"finalizers": ["a"]}, "spec": {"containers": ["a"]}}),
         )
@@ -1912,7 +1735,6 @@ mod tests {
 
     #[test]
     fn table_lookup() {
-        let schema = |kind: &str| KINDS.iter().find(|k| k.kinds.contains(&kind));
         let cases = [
             ("Deployment", "spec.template.spec.containers", ByKey("name")),
             (
@@ -1968,19 +1790,19 @@ mod tests {
     #[test]
     fn non_object_documents_and_null() {
         assert!(matches!(
-            apply("Pod", &json!([]), &json!({})),
+            apply(schema("Pod"), &json!([]), &json!({})),
             Err(StrategicError::NotAnObject {
                 which: "original",
                 ..
             })
         ));
         assert!(matches!(
-            apply("Pod", &json!({}), &json!("x")),
+            apply(schema("Pod"), &json!({}), &json!("x")),
             Err(StrategicError::NotAnObject { which: "patch", .. })
         ));
-        let out = apply("Pod", &Value::Null, &json!({"a": 1})).ok();
+        let out = apply(schema("Pod"), &Value::Null, &json!({"a": 1})).ok();
         assert_eq!(out, Some(json!({"a": 1})));
-        let out = apply("Pod", &json!({"a": 1}), &Value::Null).ok();
+        let out = apply(schema("Pod"), &json!({"a": 1}), &Value::Null).ok();
         assert_eq!(out, Some(json!({"a": 1})));
     }
 
@@ -1990,7 +1812,7 @@ mod tests {
         for _ in 0..MAX_DEPTH + 5 {
             deep = json!({ "a": deep });
         }
-        let err = apply("Pod", &json!({}), &deep).err();
+        let err = apply(schema("Pod"), &json!({}), &deep).err();
         assert!(
             matches!(err, Some(StrategicError::TooDeep { .. })),
             "{err:?}"
@@ -2140,20 +1962,20 @@ mod tests {
             ),
         ];
         for (description, original, body, want) in rows {
-            let got = apply("Pod", &original, &body);
+            let got = apply(schema("Pod"), &original, &body);
             assert_eq!(got.ok(), Some(want), "{description}");
         }
 
         // Errors upstream expects ("doesn't match", "does not contain declared merge key").
         let mismatch = apply(
-            "Pod",
+            schema("Pod"),
             &json!({"metadata": {"finalizers": [1, 3, 2]}}),
             &json!({"metadata": {"$setElementOrder/finalizers": [1, 2, 3], "finalizers": [3, 1]}}),
         );
         let text = mismatch.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("doesn't match"), "{text}");
         let missing = apply(
-            "Pod",
+            schema("Pod"),
             &json!({"spec": {"containers": [{"name": "1", "value": "a"}]}}),
             &json!({"spec": {"containers": [{"value": "b"}]}}),
         );
@@ -2320,7 +2142,7 @@ mod tests {
                 other => std::iter::once(("spec".to_owned(), other)).collect(),
             });
             let body = random_value(&mut rng, 6, true);
-            if let Ok(out) = apply(kind, &original, &body) {
+            if let Ok(out) = apply(schema(kind), &original, &body) {
                 assert_no_directives(&out, "");
                 ok += 1;
             }
