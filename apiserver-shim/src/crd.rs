@@ -4,12 +4,15 @@
 //! (`ApiOptions::crds`; `spinlet server` passes SpinApp and SpinAppExecutor from
 //! `spinlet-types`).
 //!
-//! Only the translation lives here; storing CRDs and their custom resources is the
-//! handlers' job, through the store like any other object.
+//! Only the translation lives here, and the defaulting of custom resources by their
+//! schema ([`defaults`]); storing CRDs and their custom resources is the handlers' job,
+//! through the store like any other object.
+
+pub mod defaults;
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::registry::{Resource, ScalePaths};

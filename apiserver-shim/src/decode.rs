@@ -1,7 +1,8 @@
 //! Decoding a request body into an object the way kube-apiserver does: JSON or YAML,
 //! `apiVersion`/`kind` checked against the URL, then the body decoded against the kind's
 //! schema: built-in kinds by a round trip through their `k8s-openapi` types, custom
-//! resources by their CRD's `openAPIV3Schema`. Fields the schema does not know are
+//! resources by their CRD's `openAPIV3Schema` (after its `default:` values are applied,
+//! `crd::defaults`). Fields the schema does not know are
 //! *unknown fields*: an error under `fieldValidation=Strict`, a warning under `Warn`
 //! (the default) and silently dropped in every mode, as the apiserver prunes them.
 //!
@@ -234,9 +235,16 @@ const META_FIELDS: &[&str] = &[
     "managedFields",
 ];
 
-fn decode_custom(r: &Resource, version: &str, object: Value) -> ApiResult<(Value, Vec<String>)> {
+fn decode_custom(
+    r: &Resource,
+    version: &str,
+    mut object: Value,
+) -> ApiResult<(Value, Vec<String>)> {
     let mut unknown = Vec::new();
     let mut causes = Vec::new();
+    // Defaults first, so the checks below see the object as it will be stored (a required
+    // field with a default is satisfied), as upstream validates after defaulting.
+    crate::crd::defaults::apply(r, version, &mut object);
     let Value::Object(mut map) = object else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };

@@ -124,8 +124,10 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
         let api_version = ctx.r.api_version(&ctx.version);
         let kind = ctx.r.kind.clone();
         let r = ctx.r.clone();
+        let version = ctx.version.clone();
         move |o: Value| {
             let mut o = crate::conversion::from_storage(&r, o);
+            crate::crd::defaults::apply(&r, &version, &mut o);
             if let Some(m) = o.as_object_mut() {
                 m.insert("apiVersion".into(), json!(api_version));
                 m.insert("kind".into(), json!(kind));

@@ -69,6 +69,7 @@ impl Ctx {
     /// The object as served at the request's version.
     pub fn present(&self, obj: Value) -> Value {
         let mut obj = crate::conversion::from_storage(&self.r, obj);
+        crate::crd::defaults::apply(&self.r, &self.version, &mut obj);
         if let Some(o) = obj.as_object_mut() {
             o.insert(
                 "apiVersion".into(),

@@ -45,7 +45,9 @@ struct Head<'a> {
 /// GET one object (or its status).
 pub(super) fn get(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let name = ctx.name.as_deref().unwrap_or("");
-    if !table::wants_table(call.header("accept")) {
+    if !table::wants_table(call.header("accept"))
+        && !crate::crd::defaults::declares_defaults(&ctx.r)
+    {
         // Fast path: the stored bytes are the answer when stored at this API version.
         let Some(raw) = api.store.get_raw(&ctx.key(name))? else {
             return Err(ctx.not_found(name));
