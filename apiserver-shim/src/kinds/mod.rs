@@ -261,6 +261,25 @@ mod tests {
         }
     }
 
+    /// Adding a kind also needs its k8s-openapi type (`typed.rs`), or its bodies cannot
+    /// be decoded.
+    #[test]
+    fn each_kind_has_its_type() {
+        struct Found;
+        impl crate::typed::Visitor for Found {
+            type Out = ();
+            fn visit<T>(self) {}
+        }
+        for k in BUILTIN {
+            assert!(
+                crate::typed::with_type(k.kind, k.group, Found).is_some(),
+                "{}/{} has no type in typed.rs",
+                k.group,
+                k.kind
+            );
+        }
+    }
+
     #[test]
     fn pods_serve_binding_exec_and_attach() {
         let subresource = |group: &str, kind: &str, name: &str| {

@@ -131,3 +131,79 @@ pub fn list_kind(schema: Option<&MergeSchema>, path: &str) -> ListKind {
         Set => ListKind::Set,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kind the server does not serve, whose pod spec sits deepest.
+    const CRON_JOB: MergeSchema = MergeSchema {
+        pod_spec: Some("spec.jobTemplate.spec.template.spec"),
+        rules: &[],
+    };
+
+    /// The merge schema of a built-in kind by name (`CronJob` too); `None` otherwise.
+    fn schema(kind: &str) -> Option<&'static MergeSchema> {
+        if kind == "CronJob" {
+            return Some(&CRON_JOB);
+        }
+        crate::kinds::BUILTIN
+            .iter()
+            .find(|k| k.kind == kind)
+            .and_then(|k| k.strategy.merge_schema())
+    }
+
+    #[test]
+    fn table_lookup() {
+        let cases = [
+            ("Deployment", "spec.template.spec.containers", ByKey("name")),
+            (
+                "Deployment",
+                "spec.template.spec.initContainers[].ports",
+                ByKey("containerPort"),
+            ),
+            (
+                "Deployment",
+                "spec.template.spec.containers[].env",
+                ByKey("name"),
+            ),
+            (
+                "Deployment",
+                "spec.template.spec.containers[].args",
+                Replace,
+            ),
+            ("Deployment", "spec.template.spec.tolerations", Replace),
+            ("Deployment", "spec.template.metadata.finalizers", Set),
+            ("Deployment", "status.conditions", ByKey("type")),
+            ("Pod", "spec.containers[].volumeMounts", ByKey("mountPath")),
+            (
+                "Pod",
+                "spec.ephemeralContainers[].volumeDevices",
+                ByKey("devicePath"),
+            ),
+            ("Pod", "spec.volumes", ByKey("name")),
+            ("Pod", "spec.hostAliases", ByKey("ip")),
+            (
+                "Pod",
+                "spec.topologySpreadConstraints",
+                ByKey("topologyKey"),
+            ),
+            ("Pod", "spec.template.spec.containers", Replace),
+            (
+                "CronJob",
+                "spec.jobTemplate.spec.template.spec.imagePullSecrets",
+                ByKey("name"),
+            ),
+            ("Service", "spec.ports", ByKey("port")),
+            ("Pod", "spec.ports", Replace),
+            ("ServiceAccount", "secrets", ByKey("name")),
+            ("Node", "status.conditions", ByKey("type")),
+            ("Secret", "metadata.ownerReferences", ByKey("uid")),
+            ("Namespace", "spec.finalizers", Replace),
+            ("SpinApp", "metadata.finalizers", Replace),
+        ];
+        for (kind, path, want) in cases {
+            assert_eq!(lookup(schema(kind), path), want, "{kind} {path}");
+        }
+    }
+}
