@@ -61,6 +61,48 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     }
 }
 
+/// Takes a create or update body as kube-apiserver's decoder does: for a built-in kind,
+/// a missing `kind` is the endpoint's kind and a missing `apiVersion` (or a version
+/// missing under the endpoint's group) the endpoint's (generated SDK clients send such
+/// bodies); the body then carries them. Custom resources are decoded as unstructured
+/// objects upstream, which fills nothing in: both stay required. Then [`check_type`].
+pub fn typed_body(mut object: Value, r: &Resource, version: &str) -> ApiResult<Value> {
+    if !r.custom {
+        fill_type(&mut object, r, version);
+    }
+    check_type(&object, r, version)?;
+    Ok(object)
+}
+
+/// Fills the parts of the body's group, version and kind it leaves out from the
+/// endpoint's, as apimachinery's `gvkWithDefaults`.
+fn fill_type(object: &mut Value, r: &Resource, version: &str) {
+    let Some(obj) = object.as_object_mut() else {
+        return;
+    };
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (kind, api_version) = (text("kind"), text("apiVersion"));
+    let (mut group, mut ver) = match api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.clone()),
+    };
+    if ver.is_empty() && (group.is_empty() || group == r.group) {
+        group = r.group.clone();
+        ver = version.to_string();
+    }
+    if kind.is_empty() {
+        obj.insert("kind".into(), Value::String(r.kind.clone()));
+    }
+    let filled = if group.is_empty() {
+        ver
+    } else {
+        format!("{group}/{ver}")
+    };
+    if filled != api_version {
+        obj.insert("apiVersion".into(), Value::String(filled));
+    }
+}
+
 /// Checks `apiVersion` and `kind` of a body against the URL's resource.
 pub fn check_type(object: &Value, r: &Resource, version: &str) -> ApiResult<()> {
     let Some(obj) = object.as_object() else {
@@ -71,9 +113,9 @@ pub fn check_type(object: &Value, r: &Resource, version: &str) -> ApiResult<()> 
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if kind.is_empty() {
+        // apimachinery's missingKindErr quotes the whole body.
         return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{}'",
-            truncate(&object.to_string(), 200)
+            "Object 'Kind' is missing in '{object}'"
         )));
     }
     let want = r.api_version(version);
@@ -99,13 +141,6 @@ impl OrKind for ApiError {
         } else {
             self
         }
-    }
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

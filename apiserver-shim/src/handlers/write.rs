@@ -44,7 +44,7 @@ fn decode_body(
     body: Value,
 ) -> ApiResult<(Value, Vec<String>, FieldValidation)> {
     let mode = FieldValidation::parse(call.query.get("fieldValidation"))?;
-    decode::check_type(&body, &ctx.r, &ctx.version)?;
+    let body = decode::typed_body(body, &ctx.r, &ctx.version)?;
     let (obj, unknown) = decode::decode(&ctx.r, &ctx.version, body, mode)?;
     Ok((obj, unknown, mode))
 }
