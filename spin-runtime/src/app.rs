@@ -6,8 +6,9 @@
 //!
 //! 1. parse and validate `spin.toml` ([`crate::manifest`]) and the runtime config
 //!    ([`crate::runtime_config`]);
-//! 2. resolve application variables (a missing required one stops here) and render each
-//!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]);
+//! 2. resolve application variables (a missing required one stops here), render each
+//!    component's variables and `allowed_outbound_hosts` ([`crate::variables`]) and
+//!    parse the rules ([`crate::outbound_rules`]: a malformed one stops here);
 //! 3. open the key-value stores and sqlite databases under the state directory that
 //!    some served component is granted, and no other ([`crate::key_value`],
 //!    [`crate::sqlite`]): an app that uses neither starts without sled or SQLite;
@@ -271,6 +272,7 @@ impl InstanceConfig {
     pub fn new_state(&self) -> wasmtime::Result<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env).inherit_stdout().inherit_stderr();
+        crate::outbound_sockets::configure(&mut wasi, &self.allowed_hosts);
         for (host, guest) in &self.files {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
         }
@@ -350,6 +352,7 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Instanc
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut base)?;
     wasmtime_wasi::p3::add_to_linker(&mut base)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut base)?;
+    crate::outbound_sockets::add_to_linker(&mut base)?;
     variables::add_to_linker(&mut base)?;
     crate::key_value::add_to_linker(&mut base)?;
     crate::sqlite::add_to_linker(&mut base)?;
@@ -468,6 +471,24 @@ pub fn load_manifest(
         })
         .collect();
 
+    // Every served component's allowed_outbound_hosts, rendered and parsed before anything
+    // is opened or compiled: a malformed rule stops the app here.
+    let mut allowed_hosts: HashMap<&str, Arc<AllowedHosts>> = HashMap::new();
+    for (id, component) in components
+        .iter()
+        .filter(|(id, _)| used.contains(id.as_str()))
+    {
+        let mut rendered = Vec::new();
+        for rule in &component.allowed_outbound_hosts {
+            rendered.push((rule.as_str(), variables::render(rule, &app_values)?));
+        }
+        let parsed = AllowedHosts::parse_rendered(rendered).map_err(|source| Error::Outbound {
+            component: id.clone(),
+            source,
+        })?;
+        allowed_hosts.insert(id.as_str(), Arc::new(parsed));
+    }
+
     // Only the stores and databases some served component is granted are opened.
     let granted = |labels: fn(&crate::manifest::Component) -> &Vec<String>| -> HashSet<&str> {
         components
@@ -577,14 +598,7 @@ pub fn load_manifest(
         let pre = link_http_component(&engine.engine, &base, &wasm).map_err(link(id))?;
 
         let variables = variables::render_component_variables(&component.variables, &app_values)?;
-        let mut allowed = Vec::new();
-        for entry in &component.allowed_outbound_hosts {
-            allowed.push(variables::render(entry, &app_values)?);
-        }
-        let allowed_hosts = AllowedHosts::parse(&allowed).map_err(|source| Error::Outbound {
-            component: id.clone(),
-            source,
-        })?;
+        let allowed_hosts = allowed_hosts.remove(id.as_str()).unwrap_or_default();
         key_value.check_grants(id, &component.key_value_stores)?;
         sqlite.check_grants(id, &component.sqlite_databases)?;
         let mut env: Vec<(String, String)> = component
@@ -625,7 +639,7 @@ pub fn load_manifest(
                         sqlite.clone(),
                         Arc::new(component.sqlite_databases.iter().cloned().collect()),
                     ),
-                    allowed_hosts: Arc::new(allowed_hosts),
+                    allowed_hosts,
                     local: local.clone(),
                     max_instance_memory,
                 },

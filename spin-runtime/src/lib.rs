@@ -14,7 +14,11 @@
 //! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
 //!   `wasi:keyvalue` (draft2);
 //! - [`sqlite`]: SQLite databases, `fermyon:spin/sqlite` and `spin:sqlite`;
-//! - [`outbound`]: `allowed_outbound_hosts` and outgoing HTTP;
+//! - [`outbound_rules`]: the `allowed_outbound_hosts` rule grammar and matcher every
+//!   outbound interface shares;
+//! - [`outbound`]: outgoing HTTP (`wasi:http`) under those rules;
+//! - [`outbound_sockets`]: `wasi:sockets` (TCP, UDP, name lookup; 0.2 and 0.3) under
+//!   those rules;
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
 //! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
 //! - [`outbound_pg`]: outbound PostgreSQL, `fermyon:spin/postgres` and `spin:postgres`;
@@ -82,6 +86,8 @@ pub mod outbound_mqtt;
 pub mod outbound_mysql;
 pub mod outbound_pg;
 pub mod outbound_redis;
+pub mod outbound_rules;
+pub mod outbound_sockets;
 pub mod response_body;
 pub mod routing;
 pub mod runtime_config;

@@ -1,16 +1,15 @@
 //! Outbound HTTP from guests, checked against the component's `allowed_outbound_hosts`.
 //!
-//! This module owns the allow-list syntax and the `wasi:http/outgoing-handler` hook.
-//! Entries are `scheme://host[:port]` where the scheme, the host and the port may be `*`,
-//! the host may be `*.domain` (any subdomain), and `{{ variable }}` templates are
-//! rendered at start. A missing port means the scheme's default port. A request whose
-//! URL matches no entry fails with `HTTP-request-denied`, as in Spin.
+//! This module owns the `wasi:http/outgoing-handler` hook. The rule grammar and matching
+//! are [`crate::outbound_rules`] (re-exported here as [`AllowedHosts`] and [`Error`]),
+//! shared by every outbound interface. A request whose URL matches no rule fails with
+//! `HTTP-request-denied`, as in Spin.
 //!
 //! Service chaining never opens a socket: a request to `http://<component>.spin.internal`
 //! (allowed by an entry such as `http://*.spin.internal`) goes to that component, and a
-//! relative URL or `http://self/...` (allowed by `http://self`) goes through the app's own
-//! router, both through the [`LocalHandler`] the HTTP trigger registers in the app's
-//! [`LocalHandlerSlot`]. (spin-sdk sends a relative URL with the authority `:80` or
+//! relative URL, `http://self/...` or Spin's `http://self.alt/...` (allowed by
+//! `http://self`) goes through the app's own router, all through the [`LocalHandler`] the
+//! HTTP trigger registers in the app's [`LocalHandlerSlot`]. (spin-sdk sends a relative URL with the authority `:80` or
 //! `:443`, i.e. an empty host.)
 //!
 //! Not implemented yet: the deprecated `allowed_http_hosts`.
@@ -21,132 +20,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-/// An allow-list entry that failed to parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid allowed_outbound_hosts entry `{entry}`: {reason}")]
-pub struct Error {
-    entry: String,
-    reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
-    Any,
-    Exact(String),
-    Subdomain(String),
-}
-
-#[derive(Debug, Clone)]
-struct AllowedHost {
-    scheme: Option<String>,
-    host: HostPattern,
-    port: Option<u16>,
-}
-
-/// A component's parsed `allowed_outbound_hosts`.
-#[derive(Debug, Clone, Default)]
-pub struct AllowedHosts {
-    entries: Vec<AllowedHost>,
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" | "ws" => Some(80),
-        "https" | "wss" => Some(443),
-        "redis" | "rediss" => Some(6379),
-        "mysql" => Some(3306),
-        "postgres" => Some(5432),
-        "mqtt" => Some(1883),
-        "mqtts" => Some(8883),
-        _ => None,
-    }
-}
-
-impl AllowedHosts {
-    /// Parses rendered entries.
-    pub fn parse(entries: &[String]) -> Result<AllowedHosts, Error> {
-        let mut parsed = Vec::new();
-        for entry in entries {
-            let err = |reason: &str| Error {
-                entry: entry.clone(),
-                reason: reason.to_string(),
-            };
-            let (scheme, rest) = entry
-                .split_once("://")
-                .ok_or_else(|| err("expected scheme://host[:port]"))?;
-            let rest = rest.trim_end_matches('/');
-            if rest.contains('/') {
-                return Err(err("paths are not allowed"));
-            }
-            let (host, port) = match rest.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            };
-            let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
-            let port = match port {
-                Some("*") => None,
-                Some(p) => Some(p.parse::<u16>().map_err(|_| err("invalid port"))?),
-                None => match &scheme {
-                    Some(s) => Some(
-                        default_port(s).ok_or_else(|| err("a port is required for this scheme"))?,
-                    ),
-                    None => return Err(err("a port is required when the scheme is `*`")),
-                },
-            };
-            let host = match host {
-                "*" => HostPattern::Any,
-                h if h.starts_with("*.") => HostPattern::Subdomain(h[1..].to_ascii_lowercase()),
-                "" => return Err(err("empty host")),
-                h => HostPattern::Exact(h.to_ascii_lowercase()),
-            };
-            parsed.push(AllowedHost { scheme, host, port });
-        }
-        Ok(AllowedHosts { entries: parsed })
-    }
-
-    /// Whether a connection address such as `redis://host:port` (Redis, MQTT, ...) parses
-    /// and its scheme, host and port are allowed.
-    pub fn allows_address(&self, address: &str) -> bool {
-        let Ok(url) = url::Url::parse(address) else {
-            return false;
-        };
-        let Some(host) = url.host_str() else {
-            return false;
-        };
-        self.allows(url.scheme(), host, url.port())
-    }
-
-    /// Whether a request to `scheme://host:port` is allowed. `self` is allowed only by a
-    /// `self` entry, never by wildcards; so is an empty host (a relative URL, whatever
-    /// scheme the SDK gave it: spin-sdk makes them `https`), by one for `http` or `https`.
-    pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        let host = host.to_ascii_lowercase();
-        if host.is_empty() {
-            return self.allows_self("http") || self.allows_self("https");
-        }
-        if host == "self" {
-            return self.allows_self(scheme);
-        }
-        let port = port.or_else(|| default_port(scheme));
-        self.entries.iter().any(|e| {
-            e.scheme.as_deref().is_none_or(|s| s == scheme)
-                && e.port.is_none_or(|p| Some(p) == port)
-                && match &e.host {
-                    HostPattern::Any => true,
-                    HostPattern::Exact(h) => *h == host,
-                    HostPattern::Subdomain(suffix) => host.ends_with(suffix.as_str()),
-                }
-        })
-    }
-
-    /// Whether requests to the app itself (`http://self` entries) are allowed.
-    fn allows_self(&self, scheme: &str) -> bool {
-        self.entries.iter().any(|e| {
-            e.scheme.as_deref().is_none_or(|s| s == scheme)
-                && e.host == HostPattern::Exact("self".into())
-        })
-    }
-}
+pub use crate::outbound_rules::{AllowedHosts, Error};
 
 /// Where an in-process request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +35,7 @@ impl LocalTarget {
     /// The in-process target of a request to `host`, if it has one.
     pub fn for_host(host: &str) -> Option<LocalTarget> {
         let host = host.to_ascii_lowercase();
-        if host.is_empty() || host == "self" {
+        if host.is_empty() || host == "self" || host == "self.alt" {
             return Some(LocalTarget::App);
         }
         host.strip_suffix(".spin.internal")
@@ -220,6 +94,12 @@ impl OutboundHttp {
     pub fn new(allowed: Arc<AllowedHosts>, local: LocalHandlerSlot) -> Self {
         Self { allowed, local }
     }
+
+    /// The component's rules (also what its `wasi:sockets` name lookups are checked
+    /// against).
+    pub fn allowed(&self) -> &AllowedHosts {
+        &self.allowed
+    }
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -271,46 +151,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matching() {
-        let a = AllowedHosts::parse(&[
-            "https://example.com".to_string(),
-            "http://*.test:8080".to_string(),
-            "*://any.org:*".to_string(),
-        ])
-        .unwrap();
-        assert!(a.allows("https", "example.com", None));
-        assert!(a.allows("https", "EXAMPLE.com", Some(443)));
-        assert!(!a.allows("http", "example.com", None));
-        assert!(!a.allows("https", "example.com", Some(8443)));
-        assert!(a.allows("http", "a.b.test", Some(8080)));
-        assert!(!a.allows("http", "test", Some(8080)));
-        assert!(a.allows("http", "any.org", Some(1)));
-        assert!(!a.allows("http", "self", None));
-        assert!(!a.allows("http", "", Some(80)));
-        let chaining = AllowedHosts::parse(&[
-            "http://self".to_string(),
-            "http://*.spin.internal".to_string(),
-        ])
-        .unwrap();
-        assert!(chaining.allows("http", "self", None));
-        assert!(chaining.allows("http", "", Some(80)));
-        assert!(chaining.allows("https", "", Some(443)));
-        assert!(!chaining.allows("https", "self", None));
-        assert!(chaining.allows("http", "backend.spin.internal", None));
-        assert!(!chaining.allows("http", "example.com", None));
-        let any = AllowedHosts::parse(&["*://*:*".to_string()]).unwrap();
-        assert!(
-            !any.allows("http", "self", None),
-            "wildcards do not cover self"
-        );
+    fn local_targets() {
         assert_eq!(LocalTarget::for_host(""), Some(LocalTarget::App));
         assert_eq!(LocalTarget::for_host("self"), Some(LocalTarget::App));
+        assert_eq!(LocalTarget::for_host("self.alt"), Some(LocalTarget::App));
         assert_eq!(
             LocalTarget::for_host("Backend.spin.internal"),
             Some(LocalTarget::Component("backend".into()))
         );
         assert_eq!(LocalTarget::for_host("example.com"), None);
-        assert!(AllowedHosts::parse(&["example.com".to_string()]).is_err());
-        assert!(!AllowedHosts::default().allows("https", "x", None));
     }
 }

@@ -25,11 +25,12 @@ use crate::variables::{VariablesCtx, VariablesCtxView, VariablesView};
 pub struct InstanceState {
     /// Resources handed to the guest.
     pub table: ResourceTable,
-    /// WASI context (environment, preopens, stdio).
+    /// WASI context (environment, preopens, stdio, and `wasi:sockets` checked against
+    /// `allowed_outbound_hosts`: [`crate::outbound_sockets`]).
     pub wasi: WasiCtx,
     /// WASI-HTTP context.
     pub http: WasiHttpCtx,
-    /// Outbound HTTP policy.
+    /// Outbound HTTP policy (its rules also gate `wasi:sockets` name lookups).
     pub hooks: OutboundHttp,
     /// The header filter of the request entering the guest (lets `Host` through).
     pub incoming: IncomingHeaders,

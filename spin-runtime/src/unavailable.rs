@@ -14,6 +14,9 @@
 //!
 //! Which imports are real is decided by [`is_implemented`]; keep it in sync with the
 //! linker set up in `crate::app`.
+//!
+//! `wasi:sockets` (0.2 and 0.3) is real: wasmtime-wasi's, permitted per component by
+//! `allowed_outbound_hosts` ([`crate::outbound_sockets`]).
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, Linker, ResourceType, Val};
@@ -189,5 +192,9 @@ mod tests {
         assert!(is_implemented("spin:postgres/postgres@4.0.0"));
         assert!(is_implemented("spin:postgres/postgres@4.2.0"));
         assert!(is_implemented("spin:mysql/mysql@3.0.0"));
+        assert!(is_implemented("wasi:sockets/tcp@0.2.0"));
+        assert!(is_implemented("wasi:sockets/ip-name-lookup@0.2.6"));
+        assert!(is_implemented("wasi:sockets/types@0.3.0"));
+        assert!(is_implemented("wasi:sockets/ip-name-lookup@0.3.0"));
     }
 }
