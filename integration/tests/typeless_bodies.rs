@@ -81,6 +81,19 @@ async fn builtin_bodies_take_the_endpoints_kind_custom_resources_need_theirs() {
         "the API version in the data (v1) does not match the expected API version (apps/v1)"
     );
 
+    // A server-side apply configuration still names its type, created or not.
+    let config = r#"{"metadata":{"name":"applied"},"data":{"a":"1"}}"#;
+    let req = http::Request::builder()
+        .method("PATCH")
+        .uri(format!("{CMS}/applied?fieldManager=test"))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(config.as_bytes().to_vec())
+        .expect("request");
+    assert_eq!(
+        bad_request(client.request::<Value>(req).await),
+        format!("Object 'Kind' is missing in '{config}'")
+    );
+
     // kubectl create --raw sends the file as it is.
     let file = server.dir.path().join("bare-secret.json");
     std::fs::write(

@@ -484,6 +484,8 @@ pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<R
     let force = call.query.flag("force");
     if is_apply && ctx.subresource.is_none() && api.store.get(&ctx.key(&name))?.is_none() {
         let body = decode::parse_body(&ct, &call.body)?;
+        // An apply configuration names its type, whether or not the object exists yet.
+        decode::check_type(&body, &ctx.r, &ctx.version)?;
         let (obj, unknown, mode) = decode_body(call, ctx, body)?;
         let obj = ssa::apply(&ctx.r, &ctx.version, None, obj, &ctx.manager, force)?;
         let (stored, code) = create_object(api, ctx, obj, dry, false).await?;
