@@ -8,10 +8,14 @@
 //! never writes a Deployment's spec (`kubectl rollout undo` is kubectl's own patch of the
 //! template, as upstream), nor pods (the ReplicaSet controller's).
 //!
-//! A kube-runtime [`Controller`] over Deployments, woken by the ReplicaSets they own
-//! (`owns`), by orphan ReplicaSets their selector matches, and by the pods of a Recreate
-//! Deployment going away. Each reconcile lists the namespace's ReplicaSets fresh, claims
-//! them ([`crate::ownership`]), then takes upstream's `syncDeployment` path:
+//! A kube-runtime [`Controller`] over Deployments, woken by the ReplicaSets they own, by
+//! orphan ReplicaSets their selector matches (both from one ReplicaSet watch that also
+//! fills the cache reconciles read, through kube-runtime's `watches_stream`), and by the
+//! pods of a Recreate Deployment going away. Each reconcile takes the namespace's
+//! ReplicaSets from that cache (as upstream's lister; a set the cache has not shown yet is
+//! found by its create's 409, and every write to a set carries the resourceVersion it was
+//! computed from, so a stale cache costs a retry, never a wrong scale), claims them
+//! ([`crate::ownership`]), then takes upstream's `syncDeployment` path:
 //! status only while being deleted; the paused condition; scaling only when paused or
 //! when `spec.replicas` changed ([`scaling`]); otherwise a [`rollout`] step — RollingUpdate
 //! or Recreate — through [`sync::Pass`], with revisions in [`history`], the hash in
@@ -33,9 +37,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -91,6 +96,7 @@ fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 pub struct Context {
     client: kube::Client,
     events: Events,
+    replica_sets: Store<ReplicaSet>,
 }
 
 fn selector_of(s: &LabelSelector) -> Option<Selector> {
@@ -144,22 +150,35 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     );
     let for_orphans = controller.store();
     let for_pods = controller.store();
+    let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
+    let rs_events = reflector::reflector(
+        rs_writer,
+        watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
+            .default_backoff(),
+    )
+    .touched_objects();
+    let rs_to_deployments = move |rs: ReplicaSet| -> Vec<ObjectRef<Deployment>> {
+        match ownership::controller_of(&rs.metadata) {
+            Some(owner) if owner.kind == "Deployment" && owner.api_version == "apps/v1" => {
+                let mut r = ObjectRef::new(&owner.name);
+                if let Some(ns) = rs.namespace() {
+                    r = r.within(&ns);
+                }
+                vec![r]
+            }
+            Some(_) => Vec::new(),
+            None => deployments_selecting(&for_orphans, &rs),
+        }
+    };
     let ctx = Arc::new(Context {
         events: Events::new(client.clone(), CONTROLLER_NAME, &config.instance),
         client: client.clone(),
+        replica_sets,
     });
     tracing::info!("deployment controller started");
     let stop = shutdown.clone();
     controller
-        .owns(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .watches(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-            move |rs| deployments_selecting(&for_orphans, &rs),
-        )
+        .watches_stream(rs_events, rs_to_deployments)
         .watches(
             Api::<Pod>::all(client),
             watcher::Config::default(),
@@ -274,11 +293,18 @@ async fn claim_replica_sets(
     let name = d.name_any();
     let uid = d.uid().unwrap_or_default();
     let deleting = d.meta().deletion_timestamp.is_some();
-    let listed = api
-        .list(&ListParams::default())
-        .await
-        .map_err(api_error(format!("listing the replica sets of {name}")))?
-        .items;
+    // A pass on a cache that has not had its first list would see no sets at all.
+    if ctx.replica_sets.wait_until_ready().await.is_err() {
+        return Err(Error::Invalid("the replica set cache is gone".into()));
+    }
+    let ns = d.namespace();
+    let listed: Vec<ReplicaSet> = ctx
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.namespace() == ns)
+        .map(|rs| (**rs).clone())
+        .collect();
     let owner = ownership::controller_ref(d);
     let mut fresh_checked = false;
     let mut sets = Vec::new();

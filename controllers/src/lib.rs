@@ -16,6 +16,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod executor;
+pub mod expectations;
 pub mod ownership;
 mod recorder;
 pub mod replicaset;

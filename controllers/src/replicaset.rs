@@ -7,12 +7,15 @@
 //! Events. It never writes a ReplicaSet's spec or metadata (that is the Deployment
 //! controller's or the user's), nor pods controlled by anything else.
 //!
-//! A kube-runtime [`Controller`] over ReplicaSets, woken by the pods they own (`owns`)
-//! and by orphan pods their selector matches (`watches`). Each reconcile reads the
-//! namespace's pods fresh from the API (a consistent list, so a pod created by the
-//! previous pass is always seen and no "expectations" bookkeeping is needed), then:
-//! claim ([`crate::ownership`]), create or delete the difference ([`pods`], in the order
-//! of [`ranking`]), write the status ([`status`]).
+//! A kube-runtime [`Controller`] over ReplicaSets, woken by the pods they own and by
+//! orphan pods their selector matches, both from one pod watch that also fills a cache
+//! (a kube-runtime reflector, fed through `watches_stream`: kube-runtime's
+//! `unstable-runtime` feature). Each reconcile reads the namespace's pods from
+//! that cache — never a list from the API per pass, which with a hundred sets made every
+//! pass decode every pod — then: claim ([`crate::ownership`]), create or delete the
+//! difference ([`pods`], in the order of [`ranking`]) unless the cache has not yet shown
+//! the previous pass's creations and deletions ([`crate::expectations`], as upstream),
+//! write the status ([`status`]).
 
 pub mod pods;
 pub mod ranking;
@@ -25,15 +28,16 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::expectations::{Expectations, Seen};
 use crate::ownership::{self, Claim};
 use crate::recorder::Events;
 
@@ -85,7 +89,12 @@ struct Context {
     config: Config,
     events: Events,
     replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    expectations: Expectations,
 }
+
+/// How long a pass's creations and deletions are waited for at most (upstream: 5 min).
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
 
 /// The selector of a workload as a [`Selector`]; `None` when it has none.
 fn selector_of(
@@ -106,8 +115,26 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     );
     let store = controller.store();
     let orphans = store.clone();
-    let orphan_to_replica_sets = move |pod: Pod| -> Vec<ObjectRef<ReplicaSet>> {
-        if ownership::controller_of(&pod.metadata).is_some() || !status::is_active(&pod) {
+    // One pod watch: it fills the cache reconciles read, and wakes the set that owns a
+    // pod (as `owns` would) or the sets an active orphan's labels match.
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let pod_to_replica_sets = move |pod: Pod| -> Vec<ObjectRef<ReplicaSet>> {
+        if let Some(owner) = ownership::controller_of(&pod.metadata) {
+            if owner.kind != "ReplicaSet" || owner.api_version != "apps/v1" {
+                return Vec::new();
+            }
+            let mut r = ObjectRef::new(&owner.name);
+            if let Some(ns) = pod.namespace() {
+                r = r.within(&ns);
+            }
+            return vec![r];
+        }
+        if !status::is_active(&pod) {
             return Vec::new();
         }
         let ns = pod.namespace();
@@ -129,16 +156,13 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         client: client.clone(),
         config,
         replica_sets: store,
+        pods,
+        expectations: Expectations::new(EXPECTATIONS_TTL),
     });
     tracing::info!("replicaset controller started");
     let stop = shutdown.clone();
     controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            orphan_to_replica_sets,
-        )
+        .watches_stream(pod_events, pod_to_replica_sets)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -182,12 +206,25 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             "the selector does not match the template's labels".into(),
         ));
     }
+    // A pass on a cache that has not had its first list would see no pods at all.
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::await_change());
+    }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = pods_api
-        .list(&ListParams::default())
-        .await
-        .map_err(api_error(format!("listing pods of {ns}/{name}")))?
-        .items;
+    let all: Vec<Pod> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .map(|p| (**p).clone())
+        .collect();
+    let needs_sync = ctx.expectations.satisfied(&uid, |pod_uid| {
+        match all.iter().find(|p| p.uid().as_deref() == Some(pod_uid)) {
+            None => Seen::Absent,
+            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Deleting,
+            Some(_) => Seen::Present,
+        }
+    });
     let deleting = rs.meta().deletion_timestamp.is_some();
     let owner = ownership::controller_ref(&*rs);
 
@@ -243,7 +280,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
 
     // Create or delete the difference.
     let mut manage_error = None;
-    if !deleting {
+    if !deleting && needs_sync {
         if let Some(owner) = &owner {
             manage_error = manage(&ctx, &rs, owner, &pods_api, &claimed, &all).await;
         }
@@ -291,11 +328,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .filter(|p| !status::is_available(p, min_ready, now))
         .filter_map(|p| status::available_at(p, min_ready))
         .min();
-    Ok(match next {
-        Some(at) => {
-            let wait = at.duration_since(now).unsigned_abs() + Duration::from_millis(500);
-            Action::requeue(wait)
-        }
+    // Writes the cache has not shown yet wake the set through their watch events; the
+    // requeue is the fallback should an event be missed.
+    let recheck = (!needs_sync).then_some(Duration::from_secs(1));
+    let available = next.map(|at| at.duration_since(now).unsigned_abs() + Duration::from_millis(500));
+    Ok(match recheck.into_iter().chain(available).min() {
+        Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
 }
@@ -324,16 +362,20 @@ async fn manage(
         .unwrap_or(1)
         .max(0) as usize;
     let have = claimed.len();
+    let uid = rs.uid().unwrap_or_default();
     if have < want {
         let count = (want - have).min(ctx.config.burst_replicas);
-        let (_, error) = pods::create(api, &ctx.events, rs, owner, count).await;
+        let (created, error) = pods::create(api, &ctx.events, rs, owner, count).await;
+        ctx.expectations.expect(&uid, created, Vec::new());
         error
     } else if have > want {
         let count = (have - want).min(ctx.config.burst_replicas);
         let related = related_pods(ctx, rs, all);
         let candidates: Vec<&Pod> = claimed.iter().collect();
         let doomed = ranking::to_delete(&candidates, &related, count, Timestamp::now());
-        pods::delete(api, &ctx.events, rs, &doomed).await
+        let (deleted, error) = pods::delete(api, &ctx.events, rs, &doomed).await;
+        ctx.expectations.expect(&uid, Vec::new(), deleted);
+        error
     } else {
         None
     }

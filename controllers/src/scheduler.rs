@@ -17,8 +17,10 @@
 //!    each runs the [`filters`] against every node, with what the node's pods already
 //!    request ([`resources`]) plus the pods bound in this run that the cache has not yet
 //!    seen bound ("assumed", as kube-scheduler's cache has them).
-//! 3. Among the nodes that fit, the least allocated wins (ties by name); the pod is bound
-//!    (a 409 means someone else bound or is deleting it, which is fine).
+//! 3. Among the nodes that fit, the least allocated wins (ties by name); the pod is assumed
+//!    there at once and the pass goes on to the next pod; the pass's bindings are then
+//!    written concurrently (a 409 means someone else bound or is deleting it, which is
+//!    fine; any other failure drops the assumption and retries the pod after a back-off).
 //! 4. When none fits, the pod gets `PodScheduled=False`/`Unschedulable` with
 //!    kube-scheduler's message and a `FailedScheduling` Event, and is retried after a
 //!    back-off (1 s doubling to 10 s) once the cluster changes, and every 30 s anyway.
@@ -319,6 +321,28 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     Ok(())
 }
 
+/// How many bindings are written at once.
+const BIND_CONCURRENCY: usize = 32;
+
+/// Writes the `pods/binding` of `pod` to `node`.
+async fn bind(
+    client: &kube::Client,
+    pod: &Pod,
+    uid: &str,
+    node: &str,
+) -> Result<Value, kube::Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.name_any();
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    api.create_subresource("binding", &name, &PostParams::default(), &binding)
+        .await
+}
+
 fn is_pending(pod: &Pod) -> bool {
     let Some(spec) = &pod.spec else {
         return false;
@@ -420,6 +444,7 @@ impl Scheduler {
             pending.iter().filter_map(|p| p.uid()).collect();
         self.queue.retain(|uid, _| pending_uids.contains(uid));
 
+        let mut decided = Vec::new();
         for pod in pending {
             let Some(uid) = pod.uid() else { continue };
             if let Some(q) = self.queue.get(&uid) {
@@ -453,22 +478,47 @@ impl Scheduler {
             }
             match best {
                 Some((_, node)) => {
-                    if self.bind(pod, &uid, &node, generation).await {
-                        usage.entry(node.clone()).or_default().add(pod);
-                        self.assumed.insert(
-                            uid,
-                            Assumed {
-                                node,
-                                pod: pod.clone(),
-                            },
-                        );
-                    }
+                    // Assumed at once, so the next pod in this pass sees the node's
+                    // room taken; the binding itself runs below, with the others.
+                    usage.entry(node.clone()).or_default().add(pod);
+                    self.assumed.insert(
+                        uid.clone(),
+                        Assumed {
+                            node: node.clone(),
+                            pod: (*pod).clone(),
+                        },
+                    );
+                    decided.push(((*pod).clone(), uid, node));
                 }
                 None => {
                     let message =
                         filters::fit_error_message(nodes.len(), &unfit, facts.never_preempts);
                     self.unschedulable(pod, &uid, &message, generation).await;
                 }
+            }
+        }
+        self.bind_all(decided, generation).await;
+    }
+
+    /// Writes the bindings decided in a pass, up to [`BIND_CONCURRENCY`] at once (as
+    /// kube-scheduler's binding cycles run beside its scheduling cycle: a burst of pods is
+    /// bound in a few group commits of the store instead of one round trip after another).
+    async fn bind_all(&mut self, decided: Vec<(Arc<Pod>, String, String)>, generation: u64) {
+        let client = self.client.clone();
+        let results: Vec<_> = futures::stream::iter(decided)
+            .map(|(pod, uid, node)| {
+                let client = client.clone();
+                async move {
+                    let result = bind(&client, &pod, &uid, &node).await;
+                    (pod, uid, node, result)
+                }
+            })
+            .buffer_unordered(BIND_CONCURRENCY)
+            .collect()
+            .await;
+        for (pod, uid, node, result) in results {
+            if !self.bound(&pod, &uid, &node, result, generation).await {
+                self.assumed.remove(&uid);
             }
         }
     }
@@ -492,19 +542,15 @@ impl Scheduler {
         q.event.take()
     }
 
-    /// Binds `pod` to `node`; true when this scheduler bound it.
-    async fn bind(&mut self, pod: &Pod, uid: &str, node: &str, generation: u64) -> bool {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let name = pod.name_any();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, "uid": uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        });
-        let result: Result<Value, kube::Error> = api
-            .create_subresource("binding", &name, &PostParams::default(), &binding)
-            .await;
+    /// Takes the outcome of binding `pod` to `node`; true when this scheduler bound it.
+    async fn bound(
+        &mut self,
+        pod: &Pod,
+        uid: &str,
+        node: &str,
+        result: Result<Value, kube::Error>,
+        generation: u64,
+    ) -> bool {
         match result {
             Ok(_) => {
                 tracing::info!(pod = %full_name(pod), node, "pod scheduled");

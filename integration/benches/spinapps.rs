@@ -75,6 +75,42 @@ async fn one_app(apps: &Api<DynamicObject>, pods: &Api<Pod>, name: &str) -> (f64
     )
 }
 
+/// When each burst app's pod was first seen, bound to the node, running and Ready (ms
+/// since the creates began): where the burst's time goes.
+#[derive(Default)]
+struct BurstPhases {
+    seen: std::collections::HashMap<String, f64>,
+    bound: std::collections::HashMap<String, f64>,
+    running: std::collections::HashMap<String, f64>,
+    ready: std::collections::HashMap<String, f64>,
+}
+
+impl BurstPhases {
+    fn saw(&mut self, app: String, p: &Pod, at: f64) {
+        self.seen.entry(app.clone()).or_insert(at);
+        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+            self.bound.entry(app.clone()).or_insert(at);
+        }
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            self.running.entry(app.clone()).or_insert(at);
+        }
+        if ready(p) {
+            self.ready.entry(app).or_insert(at);
+        }
+    }
+
+    fn print(&self) {
+        let values = |m: &std::collections::HashMap<String, f64>| m.values().copied().collect();
+        summary(
+            "burst: pod created (since creates began)",
+            values(&self.seen),
+        );
+        summary("burst: pod bound", values(&self.bound));
+        summary("burst: pod Running", values(&self.running));
+        summary("burst: pod Ready", values(&self.ready));
+    }
+}
+
 fn main() {
     let count: usize = std::env::var("SPINLET_BENCH_APPS")
         .ok()
@@ -141,9 +177,10 @@ fn main() {
             }
         });
         futures::future::join_all(creates).await;
-        let mut ready_apps = std::collections::HashSet::new();
+        let created_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut phases = BurstPhases::default();
         let deadline = start + Duration::from_secs(300);
-        while ready_apps.len() < burst && Instant::now() < deadline {
+        while phases.ready.len() < burst && Instant::now() < deadline {
             let next = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
             let Ok(Some(Ok(p))) = next else { continue };
             let app = p
@@ -153,15 +190,20 @@ fn main() {
                 .and_then(|l| l.get(APP_LABEL))
                 .cloned()
                 .unwrap_or_default();
-            if app.starts_with("burst-") && ready(&p) {
-                ready_apps.insert(app);
+            if app.starts_with("burst-") {
+                phases.saw(app, &p, start.elapsed().as_secs_f64() * 1e3);
             }
         }
         let burst_ms = start.elapsed().as_secs_f64() * 1e3;
-        (to_ready, to_serving, burst_ms, ready_apps.len())
+        println!("burst: the {burst} creates answered {created_ms:.0} ms after they began");
+        phases.print();
+        (to_ready, to_serving, burst_ms, phases.ready.len())
     });
 
-    // Idle with every app running.
+    // Idle with every app running, once the burst's aftermath (statuses, endpoints,
+    // Events written after the pods turned Ready) has settled.
+    let settle = Duration::from_secs(20);
+    std::thread::sleep(settle);
     let sandboxes_dir = env.server.data_dir.join("agent/sandboxes");
     let pids: Vec<u32> = std::fs::read_dir(&sandboxes_dir)
         .into_iter()
@@ -202,10 +244,13 @@ fn main() {
     );
     summary("SpinApp create → pod Ready", to_ready);
     summary("SpinApp create → first 200 from its pod", to_serving);
-    println!("burst: {burst_ready}/{burst} SpinApps with a Ready pod {burst_ms:.0} ms after the creates began");
     println!(
-        "idle over {} s with {} apps running: server {:.2} % of a core, sandboxes {:.2} % together; PSS server {:.1} MiB + sandboxes {:.1} MiB = {:.1} MiB",
+        "burst: {burst_ready}/{burst} SpinApps with a Ready pod {burst_ms:.0} ms after the creates began"
+    );
+    println!(
+        "idle over {} s ({} s after the burst) with {} apps running: server {:.2} % of a core, sandboxes {:.2} % together; PSS server {:.1} MiB + sandboxes {:.1} MiB = {:.1} MiB",
         window.as_secs(),
+        settle.as_secs(),
         pids.len(),
         percent(after.0 - before.0),
         percent(after.1 - before.1),

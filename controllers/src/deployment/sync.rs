@@ -353,8 +353,10 @@ impl Pass<'_> {
             return Ok(false);
         }
         let name = rs.name_any();
+        // The resourceVersion makes the size a precondition on what it was computed from
+        // (the cache may lag): a set changed since answers 409 and the pass is retried.
         let patch = json!({
-            "metadata": {"annotations": {
+            "metadata": {"resourceVersion": rs.resource_version(), "annotations": {
                 history::DESIRED_REPLICAS: want.to_string(),
                 history::MAX_REPLICAS: (want + max_surge(&self.d)).to_string(),
             }},

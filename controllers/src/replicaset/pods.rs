@@ -43,27 +43,27 @@ fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.message.contains("because it is being terminated"))
 }
 
-/// Creates `count` pods for `rs` in slow-start batches; returns how many were created and
-/// the first error.
+/// Creates `count` pods for `rs` in slow-start batches; returns the uids of those
+/// created and the first error.
 pub async fn create(
     api: &Api<Pod>,
     events: &Events,
     rs: &ReplicaSet,
     owner: &OwnerReference,
     count: usize,
-) -> (usize, Option<kube::Error>) {
+) -> (Vec<String>, Option<kube::Error>) {
     let pod = from_template(rs, owner);
     let params = PostParams::default();
-    let mut created = 0;
+    let mut created = Vec::new();
     let mut batch = 1;
-    while created < count {
-        let size = batch.min(count - created);
+    while created.len() < count {
+        let size = batch.min(count - created.len());
         let results = join_all((0..size).map(|_| api.create(&params, &pod))).await;
         let mut failure = None;
         for result in results {
             match result {
                 Ok(p) => {
-                    created += 1;
+                    created.extend(p.uid());
                     tracing::debug!(rs = %rs.name_any(), pod = %p.name_any(), "created pod");
                     events.normal(
                         rs,
@@ -86,37 +86,40 @@ pub async fn create(
     (created, None)
 }
 
-/// Deletes `pods` of `rs` concurrently; returns the first error (a pod already gone is
-/// no error).
+/// Deletes `pods` of `rs` concurrently; returns the uids of those deleted (or gone
+/// already) and the first error (a pod already gone is no error).
 pub async fn delete(
     api: &Api<Pod>,
     events: &Events,
     rs: &ReplicaSet,
     pods: &[&Pod],
-) -> Option<kube::Error> {
+) -> (Vec<String>, Option<kube::Error>) {
     let results = join_all(pods.iter().map(|p| {
         let name = p.name_any();
+        let uid = p.uid().unwrap_or_default();
         async move {
             let result = api.delete(&name, &DeleteParams::default()).await;
-            (name, result)
+            (name, uid, result)
         }
     }))
     .await;
     let mut failure = None;
-    for (name, result) in results {
+    let mut deleted = Vec::new();
+    for (name, uid, result) in results {
         match result {
             Ok(_) => {
+                deleted.push(uid);
                 tracing::debug!(rs = %rs.name_any(), pod = %name, "deleted pod");
                 events.normal(rs, "SuccessfulDelete", format!("Deleted pod: {name}"));
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => deleted.push(uid),
             Err(e) => {
                 events.warning(rs, "FailedDelete", format!("Error deleting: {e}"));
                 failure.get_or_insert(e);
             }
         }
     }
-    failure
+    (deleted, failure)
 }
 
 #[cfg(test)]
