@@ -10,8 +10,13 @@
 #   make installer-test  # the installer's tests (scratch root, no service started)
 #
 # Cross-linking goes through zig (cargo-zigbuild), so no C cross toolchain is needed.
+# The binaries are built with Cargo.toml's `dist` profile (fat LTO, one codegen unit,
+# stripped: docs/PERFORMANCE.md, "Release binary"); CARGO_TARGET_DIR moves the build
+# (e.g. off a target dir others are building in).
 
 CARGO ?= cargo
+PROFILE ?= dist
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 ARCHES ?= amd64 arm64
 DIST := dist
 TARGET_amd64 := x86_64-unknown-linux-musl
@@ -27,9 +32,9 @@ release-tools:
 
 $(DIST)/spinlet-%: FORCE
 	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
-	$(CARGO) zigbuild --release --locked -p spinlet --target $(TARGET_$*)
+	$(CARGO) zigbuild --profile $(PROFILE) --locked -p spinlet --target $(TARGET_$*)
 	mkdir -p $(DIST)
-	cp target/$(TARGET_$*)/release/spinlet $@.tmp
+	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $@.tmp
 	mv -f $@.tmp $@
 
 $(DIST)/sha256sum-%.txt: $(DIST)/spinlet-%
