@@ -9,10 +9,11 @@
 //! a selector (the user's, or the API server's for `kubernetes`). It reads through the
 //! `kube` client only.
 //!
-//! One pass per Service ([`reconcile`]): list the selected pods, turn each into a
-//! [`Member`] (address, readiness, ports resolved against the pod's container ports),
-//! then write both kinds from the same members ([`legacy`], [`slices`]). A pod change
-//! wakes the Services whose selector matches it.
+//! One pass per Service ([`reconcile`]): take the selected pods from a cache (one pod
+//! watch, reflected, which also wakes the Services whose selector a changed pod matches —
+//! no list from the API per pass), turn each into a [`Member`] (address, readiness, ports
+//! resolved against the pod's container ports), then write both kinds from the same
+//! members ([`legacy`], [`slices`]).
 
 pub mod legacy;
 pub mod slices;
@@ -24,9 +25,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
@@ -213,16 +214,10 @@ fn matches(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn label_selector(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 struct Ctx {
     client: kube::Client,
+    pods: Store<Pod>,
 }
 
 /// Writes the Endpoints and EndpointSlices of one Service.
@@ -230,16 +225,19 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     let Some(sel) = selector(&service) else {
         return Ok(Action::await_change());
     };
-    let ns = service.namespace().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selected = pods
-        .list(&ListParams::default().labels(&label_selector(sel)))
-        .await
-        .map_err(api_error(format!(
-            "listing the pods of service {ns}/{}",
-            service.name_any()
-        )))?;
-    let members = members(&service, &selected.items);
+    // A pass on a cache that has not had its first list would empty the endpoints.
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::await_change());
+    }
+    let ns = service.namespace();
+    let selected: Vec<Pod> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == ns && matches(sel, p))
+        .map(|p| (**p).clone())
+        .collect();
+    let members = members(&service, &selected);
     legacy::write(&ctx.client, &service, &members).await?;
     slices::write(&ctx.client, &service, &members).await?;
     Ok(Action::await_change())
@@ -271,9 +269,18 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
         }
         Some(r)
     };
+    // One pod watch: it fills the cache reconciles read and wakes the Services whose
+    // selector a changed pod matches.
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
     let cleanup = tokio::spawn(legacy::remove_orphans(client.clone(), shutdown.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        pods,
     });
     let stop = shutdown.clone();
     controller
@@ -281,11 +288,7 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
             Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default(),
         )
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            pod_to_services,
-        )
+        .watches_stream(pod_events, pod_to_services)
         .watches(
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default(),
