@@ -298,11 +298,16 @@ async fn claim_replica_sets(
         return Err(Error::Invalid("the replica set cache is gone".into()));
     }
     let ns = d.namespace();
+    // Only sets this Deployment controls or could adopt matter to the claim below.
     let listed: Vec<ReplicaSet> = ctx
         .replica_sets
         .state()
         .iter()
         .filter(|rs| rs.namespace() == ns)
+        .filter(|rs| match ownership::controller_of(&rs.metadata) {
+            Some(owner) => owner.uid == uid,
+            None => sel.matches(rs.labels()),
+        })
         .map(|rs| (**rs).clone())
         .collect();
     let owner = ownership::controller_ref(d);

@@ -211,12 +211,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let all: Vec<Pod> = ctx
+    let all: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .map(|p| (**p).clone())
         .collect();
     let needs_sync = ctx.expectations.satisfied(&uid, |pod_uid| {
         match all.iter().find(|p| p.uid().as_deref() == Some(pod_uid)) {
@@ -234,7 +233,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     for pod in all.iter().filter(|p| status::is_active(p)) {
         let selected = selector.matches(pod.labels());
         match ownership::decide(&uid, deleting, &pod.metadata, selected) {
-            Claim::Keep => claimed.push(pod.clone()),
+            Claim::Keep => claimed.push((**pod).clone()),
             Claim::Ignore => {}
             Claim::Release => {
                 ownership::release(
@@ -353,7 +352,7 @@ async fn manage(
     owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     api: &Api<Pod>,
     claimed: &[Pod],
-    all: &[Pod],
+    all: &[Arc<Pod>],
 ) -> Option<kube::Error> {
     let want = rs
         .spec
@@ -383,7 +382,7 @@ async fn manage(
 
 /// The active pods of every ReplicaSet with the same controller as `rs` (itself
 /// included), for the "doubled up" rank of the deletion order.
-fn related_pods<'a>(ctx: &Context, rs: &ReplicaSet, all: &'a [Pod]) -> Vec<&'a Pod> {
+fn related_pods<'a>(ctx: &Context, rs: &ReplicaSet, all: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
     let own_uid = rs.uid();
     let siblings: Vec<String> = match ownership::controller_of(&rs.metadata) {
         None => own_uid.into_iter().collect(),
@@ -398,6 +397,7 @@ fn related_pods<'a>(ctx: &Context, rs: &ReplicaSet, all: &'a [Pod]) -> Vec<&'a P
             .collect(),
     };
     all.iter()
+        .map(|p| &**p)
         .filter(|p| status::is_active(p))
         .filter(|p| {
             ownership::controller_of(&p.metadata).is_some_and(|r| siblings.contains(&r.uid))
