@@ -4,8 +4,8 @@ use std::hint::black_box;
 
 use apiserver_shim::kinds;
 use apiserver_shim::strategic::apply;
-use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::{Value, json};
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::{json, Value};
 
 const CONTAINERS: usize = 100;
 

@@ -12,7 +12,7 @@ pub mod defaults;
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::registry::{Resource, ScalePaths};

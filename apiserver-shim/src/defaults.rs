@@ -4,7 +4,7 @@
 //! every write (`default`, as kube-apiserver defaults every decoded body), is the kind's
 //! own; only fields a client reads back are defaulted. Knows no kind.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// Sets the field at the JSON pointer `pointer` to `value` when it is absent or null,
 /// creating the maps on the way (a non-map on the way leaves `obj` unchanged).

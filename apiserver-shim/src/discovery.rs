@@ -4,7 +4,7 @@
 //!
 //! Everything is derived from a registry snapshot; nothing is cached or stored.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use crate::registry::{Resource, Table};
 

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use crate::registry::{Resource, Table};
 /// A built-in kind's schema: its component name and every definition it references.

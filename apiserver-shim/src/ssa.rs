@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
-use crate::strategic::merge_keys::{ListKind, list_kind};
+use crate::strategic::merge_keys::{list_kind, ListKind};
 
 /// Where list semantics come from.
 struct Rules<'a> {

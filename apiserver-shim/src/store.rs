@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Event, EventType, set_resource_version};
+use crate::store::{set_resource_version, Event, EventType};
 
 struct Filter {
     group: String,

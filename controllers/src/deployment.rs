@@ -37,11 +37,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -153,8 +153,11 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
     let rs_events = reflector::reflector(
         rs_writer,
-        watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-            .default_backoff(),
+        watcher(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
     )
     .touched_objects();
     let rs_to_deployments = move |rs: ReplicaSet| -> Vec<ObjectRef<Deployment>> {

@@ -214,7 +214,6 @@ fn matches(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-
 struct Ctx {
     client: kube::Client,
     pods: Store<Pod>,

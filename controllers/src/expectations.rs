@@ -114,10 +114,21 @@ mod tests {
         assert!(e.satisfied("rs", |_| Seen::Absent), "nothing expected");
         e.expect("rs", vec!["a".into(), "b".into()], vec![]);
         assert!(!e.satisfied("rs", |_| Seen::Absent));
-        assert!(!e.satisfied("rs", |u| if u == "a" { Seen::Present } else { Seen::Absent }));
+        assert!(!e.satisfied("rs", |u| if u == "a" {
+            Seen::Present
+        } else {
+            Seen::Absent
+        }));
         // "a" was seen: only "b" is still awaited, even if "a" is gone again by now.
-        assert!(e.satisfied("rs", |u| if u == "b" { Seen::Present } else { Seen::Absent }));
-        assert!(e.satisfied("rs", |_| Seen::Absent), "met expectations are forgotten");
+        assert!(e.satisfied("rs", |u| if u == "b" {
+            Seen::Present
+        } else {
+            Seen::Absent
+        }));
+        assert!(
+            e.satisfied("rs", |_| Seen::Absent),
+            "met expectations are forgotten"
+        );
     }
 
     #[test]
@@ -125,7 +136,11 @@ mod tests {
         let e = Expectations::new(Duration::from_secs(300));
         e.expect("rs", vec![], vec!["a".into(), "b".into()]);
         assert!(!e.satisfied("rs", |_| Seen::Present));
-        assert!(e.satisfied("rs", |u| if u == "a" { Seen::Absent } else { Seen::Deleting }));
+        assert!(e.satisfied("rs", |u| if u == "a" {
+            Seen::Absent
+        } else {
+            Seen::Deleting
+        }));
     }
 
     #[test]

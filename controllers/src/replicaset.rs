@@ -330,7 +330,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     // Writes the cache has not shown yet wake the set through their watch events; the
     // requeue is the fallback should an event be missed.
     let recheck = (!needs_sync).then_some(Duration::from_secs(1));
-    let available = next.map(|at| at.duration_since(now).unsigned_abs() + Duration::from_millis(500));
+    let available =
+        next.map(|at| at.duration_since(now).unsigned_abs() + Duration::from_millis(500));
     Ok(match recheck.into_iter().chain(available).min() {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),

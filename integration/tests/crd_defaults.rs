@@ -11,7 +11,7 @@ mod common;
 use common::Server;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 fn crd(extra_default: bool) -> String {
     let mut spec_props = json!({

@@ -9,7 +9,7 @@
 mod common;
 
 use common::Server;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";

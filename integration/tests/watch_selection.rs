@@ -14,9 +14,9 @@ use std::time::Duration;
 use common::Server;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use serde_json::{Value, json};
+use kube::ResourceExt;
+use serde_json::{json, Value};
 
 /// How long to wait for the events a test expects (state, not speed).
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -7,8 +7,8 @@ pub mod kubectl;
 pub mod notify;
 pub mod push;
 pub mod run;
-pub mod save;
 pub mod sandbox;
+pub mod save;
 pub mod server;
 pub mod uninstall;
 

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::write::guaranteed_update;
-use super::{Ctx, dry_run, namespaces};
+use super::{dry_run, namespaces, Ctx};
 use crate::api::{Api, Call, Reply};
-use crate::error::{ApiError, ApiResult, success_status};
+use crate::error::{success_status, ApiError, ApiResult};
 use crate::gc;
 use crate::kinds::Rest;
 use crate::object;

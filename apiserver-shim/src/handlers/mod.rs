@@ -41,7 +41,7 @@ use crate::request::ResourcePath;
 use crate::store::ObjectKey;
 
 pub use namespaces::resume_terminating;
-pub use proxy::{UpgradeRoute, node_proxy, upgrade, upgrade_route};
+pub use proxy::{node_proxy, upgrade, upgrade_route, UpgradeRoute};
 pub(crate) use read::{matching, selectors};
 pub use services::DEFAULT_NODE_PORT_RANGE;
 

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use super::write::{body_of, guaranteed_update};
-use super::{Ctx, dry_run};
+use super::{dry_run, Ctx};
 use crate::api::{Api, Call, Reply};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::kinds::{CreateOnly, Extra};

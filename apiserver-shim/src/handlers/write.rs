@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Ctx, dry_run, namespaces, services};
+use super::{dry_run, namespaces, services, Ctx};
 use crate::admission::{self, Operation};
 use crate::api::{Api, Call, Reply};
 use crate::crd;

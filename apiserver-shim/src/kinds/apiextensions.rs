@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Kind, KindStrategy, Rest};
 use crate::table::cells::{col, s};
-use crate::table::{Column, name_column};
+use crate::table::{name_column, Column};
 
 /// `/apis/apiextensions.k8s.io/v1/customresourcedefinitions`.
 pub const CUSTOM_RESOURCE_DEFINITION: Kind = Kind {

@@ -4,7 +4,7 @@
 //! `restartPolicy: Always`), the immutable selector on update, generation tracking,
 //! printer columns, field labels and the template's merge keys. Both serve `scale`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use super::pod_spec;
 use super::{Kind, KindStrategy};
@@ -12,7 +12,7 @@ use crate::defaults::set_default;
 use crate::error::Cause;
 use crate::strategic::merge_keys::MergeSchema;
 use crate::table::cells::{col, containers, i, selector_string};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 use crate::validation::{
     invalid, invalid_value, labels, non_negative, not_supported, required, semantic_eq,
 };

@@ -1,12 +1,12 @@
 //! autoscaling/v2 HorizontalPodAutoscalers: `maxReplicas` validation, generation
 //! tracking, printer columns.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy};
 use crate::error::Cause;
 use crate::table::cells::{arr, col, i, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 use crate::validation::invalid;
 
 /// `/apis/autoscaling/v2/horizontalpodautoscalers`.
@@ -63,11 +63,10 @@ impl KindStrategy for HorizontalPodAutoscaler {
             })
         }));
         c.push(col("MinPods", 0, |o| {
-            json!(
-                o.pointer("/spec/minReplicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1)
-            )
+            json!(o
+                .pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1))
         }));
         c.push(col("MaxPods", 0, |o| json!(i(o, "/spec/maxReplicas"))));
         c.push(col("Replicas", 0, |o| {

@@ -3,14 +3,14 @@
 //! config keys, field label `type`) and ServiceAccounts (merge keys of `secrets`), with
 //! their printer columns.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy};
 use crate::defaults::set_default;
 use crate::error::Cause;
 use crate::strategic::merge_keys::{ListStrategy::ByKey, MergeSchema};
 use crate::table::cells::{arr, col, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 use crate::validation::config_keys;
 
 /// `/api/v1/configmaps`.
@@ -115,11 +115,10 @@ impl KindStrategy for Secret {
         let mut c = vec![name_column()];
         c.push(col("Type", 0, |o| json!(s(o, "/type"))));
         c.push(col("Data", 0, |o| {
-            json!(
-                o.get("data")
-                    .and_then(Value::as_object)
-                    .map_or(0, |d| d.len())
-            )
+            json!(o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |d| d.len()))
         }));
         c.push(age_column());
         c

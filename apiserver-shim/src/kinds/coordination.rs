@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{Kind, KindStrategy};
 use crate::table::cells::{col, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/apis/coordination.k8s.io/v1/leases`.
 pub const LEASE: Kind = Kind {

@@ -1,11 +1,11 @@
 //! Where a Service's endpoints are listed: core Endpoints and discovery.k8s.io
 //! EndpointSlices, with kube-apiserver's printer columns.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy};
 use crate::table::cells::{arr, col, none_if_empty, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/api/v1/endpoints`.
 pub const ENDPOINTS: Kind = Kind {
@@ -157,10 +157,8 @@ mod tests {
             "10.42.0.2,10.42.0.3,10.42.0.4 + 1 more..."
         );
         let empty = cells("EndpointSlice", &json!({"addressType": "IPv4"}));
-        assert!(
-            empty
-                .iter()
-                .any(|(n, v)| n == "Endpoints" && v == "<unset>")
-        );
+        assert!(empty
+            .iter()
+            .any(|(n, v)| n == "Endpoints" && v == "<unset>"));
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Kind, KindStrategy, SharedStorage};
 use crate::table::cells::{col, s};
-use crate::table::{Column, name_column};
+use crate::table::{name_column, Column};
 
 /// `/api/v1/events`.
 pub const CORE_EVENT: Kind = Kind {

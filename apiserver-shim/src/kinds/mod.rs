@@ -37,9 +37,9 @@ use serde_json::Value;
 use crate::error::Cause;
 use crate::registry::Resource;
 use crate::strategic::merge_keys::MergeSchema;
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
-pub use subresources::{CREATE_ONLY, CreateOnly, Extra, Subresource, create_only};
+pub use subresources::{create_only, CreateOnly, Extra, Subresource, CREATE_ONLY};
 
 /// A built-in kind's registry entry: where and how it is served, and its strategy.
 pub struct Kind {

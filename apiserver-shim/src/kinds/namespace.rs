@@ -3,12 +3,12 @@
 //! columns, field labels, and the custom REST storage (deletion marks `Terminating` and
 //! runs the namespace finalizer; the `finalize` subresource).
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy, NameRule, Rest};
 use crate::defaults::set_default;
 use crate::table::cells::{col, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/api/v1/namespaces`.
 pub const NAMESPACE: Kind = Kind {

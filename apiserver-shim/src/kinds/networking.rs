@@ -1,10 +1,10 @@
 //! networking.k8s.io Ingresses and IngressClasses: generation tracking, printer columns.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy};
 use crate::table::cells::{arr, col, none_if_empty, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/apis/networking.k8s.io/v1/ingresses`.
 pub const INGRESS: Kind = Kind {
@@ -61,13 +61,11 @@ impl KindStrategy for Ingress {
             })
         }));
         c.push(col("Address", 0, |o| {
-            json!(
-                arr(o, "/status/loadBalancer/ingress")
-                    .iter()
-                    .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            json!(arr(o, "/status/loadBalancer/ingress")
+                .iter()
+                .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(","))
         }));
         c.push(col("Ports", 0, |o| {
             json!(if arr(o, "/spec/tls").is_empty() {

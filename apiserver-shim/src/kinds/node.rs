@@ -2,7 +2,7 @@
 //! kubelet registers kept at create, the `proxy` subresource, printer columns, field
 //! labels, merge keys) and RuntimeClasses (node.k8s.io: printer columns).
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Extra, Kind, KindStrategy, Subresource};
 use crate::strategic::merge_keys::{
@@ -10,7 +10,7 @@ use crate::strategic::merge_keys::{
     MergeSchema,
 };
 use crate::table::cells::{arr, col, none_if_empty, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/api/v1/nodes`.
 pub const NODE: Kind = Kind {

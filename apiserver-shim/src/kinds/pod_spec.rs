@@ -3,7 +3,7 @@
 //! (containers; restart, DNS, image pull and termination message policies), with
 //! kube-apiserver's field paths. Shared by `pod.rs` and `apps.rs`; knows no kind.
 
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use crate::defaults::set_default;
 use crate::error::Cause;

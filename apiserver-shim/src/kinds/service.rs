@@ -3,14 +3,14 @@
 //! selector), DNS-label names, printer columns, field labels, merge keys of `ports`, and
 //! the custom REST storage that allocates cluster IPs and node ports (`handlers::services`).
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Kind, KindStrategy, NameRule, Rest};
 use crate::defaults::set_default;
 use crate::error::Cause;
 use crate::strategic::merge_keys::{ListStrategy::ByKey, MergeSchema};
 use crate::table::cells::{arr, col, none_if_empty, s, selector_string};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 use crate::validation::{invalid, labels, port_range, required};
 
 /// `/api/v1/services`.

@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 
 pub mod merge_keys;
 
+use merge_keys::{lookup, ListStrategy, MergeSchema};
 use ListStrategy::{ByKey, Replace, Set};
-use merge_keys::{ListStrategy, MergeSchema, lookup};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";

@@ -3,7 +3,7 @@
 //! kube-apiserver's printers share (`<none>`, `k=v` selectors, comma-joined container
 //! fields). Knows no kind.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::{Cell, Column};
 

@@ -7,7 +7,7 @@
 
 pub mod cells;
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
@@ -116,11 +116,10 @@ pub fn name_column() -> Column {
         priority: 0,
         description: "Name must be unique within a namespace.".into(),
         cell: Cell::Fn(|o| {
-            json!(
-                o.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-            )
+            json!(o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(""))
         }),
     }
 }

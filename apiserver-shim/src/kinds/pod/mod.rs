@@ -7,7 +7,7 @@
 //! merge keys of `status`. What an update may change is `update.rs`; the QoS class
 //! `qos.rs`.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 mod qos;
 mod update;
@@ -18,7 +18,7 @@ use crate::defaults::set_default;
 use crate::error::Cause;
 use crate::strategic::merge_keys::{ListStrategy::ByKey, MergeSchema};
 use crate::table::cells::{arr, col, none_if_empty, s};
-use crate::table::{Column, age_column, name_column};
+use crate::table::{age_column, name_column, Column};
 
 /// `/api/v1/pods`.
 pub const POD: Kind = Kind {
@@ -124,12 +124,10 @@ impl KindStrategy for Pod {
         }));
         c.push(col("Status", 0, pod_status_cell));
         c.push(col("Restarts", 0, |o| {
-            json!(
-                arr(o, "/status/containerStatuses")
-                    .iter()
-                    .map(|cs| cs.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
-                    .sum::<i64>()
-            )
+            json!(arr(o, "/status/containerStatuses")
+                .iter()
+                .map(|cs| cs.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
+                .sum::<i64>())
         }));
         c.push(age_column());
         c.push(col("IP", 1, |o| {
@@ -316,11 +314,9 @@ mod tests {
     #[test]
     fn pods_are_deleted_gracefully() {
         assert!(Pod.deletes_gracefully());
-        assert!(
-            !super::super::config::CONFIG_MAP
-                .strategy
-                .deletes_gracefully()
-        );
+        assert!(!super::super::config::CONFIG_MAP
+            .strategy
+            .deletes_gracefully());
         let bound = json!({"spec": {"nodeName": "n", "terminationGracePeriodSeconds": 30}});
         assert_eq!(Pod.grace_period(&bound, None), 30);
         assert_eq!(Pod.grace_period(&bound, Some(5)), 5);
