@@ -269,7 +269,17 @@ mod tests {
             .spawn()
             .unwrap();
         std::fs::write(dir.path().join("pid"), child.id().to_string()).unwrap();
-        // sh's own command line holds the spec path as an argument.
+        // sh's own command line holds the spec path as an argument — once it has exec'd:
+        // until then the child's command line is this test binary's (seen on loaded CI).
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let spec_arg = spec.to_string_lossy().into_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read(&cmdline)
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(spec_arg.as_str()))
+        {
+            assert!(std::time::Instant::now() < deadline, "sh never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut adopted = Sandbox::adopt(dir.path(), "t".into()).expect("adopted");
         let reaper = std::thread::spawn(move || child.wait());
         std::fs::write(dir.path().join("go"), "").unwrap();
