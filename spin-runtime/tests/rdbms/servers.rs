@@ -232,6 +232,15 @@ impl Mariadb {
     fn launch(tls: Option<(&Path, &Path)>) -> Mariadb {
         let dir = temp_dir("mariadb");
         let data = dir.join("data");
+        // Each server keeps its temporary tables in its own directory, and data
+        // directories are created one at a time: two bootstraps sharing the system temp
+        // dir once lost a temporary table to each other on a loaded CI run
+        // ("Could not remove temporary table … Unknown table 'mysql.tmp_user_sys'").
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create mariadb tmpdir");
+        let tmpdir = format!("--tmpdir={}", tmp.display());
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let user = if is_root() {
             vec!["--user=root"]
         } else {
@@ -242,9 +251,11 @@ impl Mariadb {
                 .arg("--no-defaults")
                 .args(&user)
                 .arg(format!("--datadir={}", data.display()))
-                .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .arg(&tmpdir),
             "mariadb-install-db",
         );
+        drop(installing);
         let port = super::common::free_port();
         let socket = dir.join("sock");
         let log_path = dir.join("log");
@@ -253,6 +264,7 @@ impl Mariadb {
             .arg("--no-defaults")
             .args(&user)
             .arg(format!("--datadir={}", data.display()))
+            .arg(&tmpdir)
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", socket.display()))
