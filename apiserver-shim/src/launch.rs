@@ -142,7 +142,10 @@ pub async fn launch(config: Config, shutdown: CancellationToken) -> Result<Launc
         api.clone(),
         listener,
         tls,
-        pki.token.clone(),
+        crate::server::Credentials {
+            tokens: vec![pki.token.clone(), pki.join_token.clone()],
+            cacerts: pki.ca_cert.clone(),
+        },
         shutdown,
     ));
     Ok(Launched {

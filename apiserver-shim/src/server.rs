@@ -1,6 +1,7 @@
 //! The HTTPS listener: TLS handshake (rustls), HTTP/1.1 (with connection upgrades) and
-//! HTTP/2 (hyper), authentication, and the translation between HTTP and the API's
-//! [`Call`]/[`Reply`]. Upgrade requests bound for a kubelet (`pods/portforward`,
+//! HTTP/2 (hyper), authentication (`GET /cacerts`, the CA a joining agent checks against
+//! its token, is the one unauthenticated route), and the translation between HTTP and the
+//! API's [`Call`]/[`Reply`]. Upgrade requests bound for a kubelet (`pods/portforward`,
 //! `nodes/{name}/proxy`) skip the body and go to `handlers::upgrade` with the request
 //! itself, which hyper needs to hand the connection over. One task per connection; no
 //! logging on the request path unless `debug` is enabled.
@@ -88,13 +89,33 @@ fn render(reply: Reply) -> Response<Body> {
     }
 }
 
+/// What the listener authenticates requests with and what it hands out without.
+pub struct Credentials {
+    /// Bearer tokens accepted for the admin: the join token's secret, and the whole join
+    /// token (`K10…::server:<secret>`, what `server/token` holds) for clients that send the
+    /// file as it is.
+    pub tokens: Vec<String>,
+    /// The CA bundle `GET /cacerts` answers with.
+    pub cacerts: String,
+}
+
 async fn handle(
     api: Arc<Api>,
-    token: Arc<str>,
+    credentials: Arc<Credentials>,
     has_cert: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    if auth::authenticate(has_cert, req.headers(), &token).is_none() {
+    // The cluster CA, unauthenticated, as k3s serves it: a joining agent checks it against
+    // its token's hash before trusting it (`pki::join`).
+    if req.uri().path() == "/cacerts" && req.method() == http::Method::GET {
+        let ca = credentials.cacerts.as_bytes().to_vec();
+        return Ok(full(200, "text/plain; charset=utf-8", ca, &[]));
+    }
+    let authenticated = credentials
+        .tokens
+        .iter()
+        .any(|t| auth::authenticate(has_cert, req.headers(), t).is_some());
+    if !authenticated {
         return Ok(render(ApiError::unauthorized().into()));
     }
     if let Some(route) = handlers::upgrade_route(req.headers(), req.uri().path()) {
@@ -138,11 +159,11 @@ pub async fn serve(
     api: Arc<Api>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    token: String,
+    credentials: Credentials,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let token: Arc<str> = token.into();
+    let credentials = Arc::new(credentials);
     loop {
         let (tcp, _peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -158,7 +179,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = api.clone();
-        let token = token.clone();
+        let credentials = credentials.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else {
@@ -170,7 +191,7 @@ pub async fn serve(
                 .peer_certificates()
                 .is_some_and(|c| !c.is_empty());
             let service = hyper::service::service_fn(move |req| {
-                handle(api.clone(), token.clone(), has_cert, req)
+                handle(api.clone(), credentials.clone(), has_cert, req)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
