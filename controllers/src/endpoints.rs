@@ -9,9 +9,9 @@
 //! a selector (the user's, or the API server's for `kubernetes`). It reads through the
 //! `kube` client only.
 //!
-//! One pass per Service ([`reconcile`]): take the selected pods from a cache (one pod
-//! watch, reflected, which also wakes the Services whose selector a changed pod matches —
-//! no list from the API per pass), turn each into a [`Member`] (address, readiness, ports
+//! One pass per Service ([`reconcile`]): take the selected pods, the Endpoints and the
+//! slices from caches (one watch per kind, reflected, which also wakes the Services
+//! concerned — no read from the API per pass but the list before a slice is created), turn each into a [`Member`] (address, readiness, ports
 //! resolved against the pod's container ports), then write both kinds from the same
 //! members ([`legacy`], [`slices`]).
 
@@ -217,6 +217,8 @@ fn matches(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 struct Ctx {
     client: kube::Client,
     pods: Store<Pod>,
+    endpoints: Store<Endpoints>,
+    slices: Store<EndpointSlice>,
 }
 
 /// Writes the Endpoints and EndpointSlices of one Service.
@@ -224,9 +226,15 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     let Some(sel) = selector(&service) else {
         return Ok(Action::await_change());
     };
-    // A pass on a cache that has not had its first list would empty the endpoints.
-    if ctx.pods.wait_until_ready().await.is_err() {
-        return Ok(Action::await_change());
+    // A pass on caches that have not had their first list would empty the endpoints.
+    for ready in [
+        ctx.pods.wait_until_ready().await,
+        ctx.endpoints.wait_until_ready().await,
+        ctx.slices.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return Ok(Action::await_change());
+        }
     }
     let ns = service.namespace();
     let selected: Vec<Pod> = ctx
@@ -237,14 +245,78 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
         .map(|p| (**p).clone())
         .collect();
     let members = members(&service, &selected);
-    legacy::write(&ctx.client, &service, &members).await?;
-    slices::write(&ctx.client, &service, &members).await?;
+    let name = service.name_any();
+    let mut current = ObjectRef::<Endpoints>::new(&name);
+    if let Some(ns) = &ns {
+        current = current.within(ns);
+    }
+    let current = ctx.endpoints.get(&current).map(|e| (*e).clone());
+    legacy::write(&ctx.client, &service, &members, current).await?;
+    let cached: Vec<EndpointSlice> = ctx
+        .slices
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == ns && slices::managed_for(s, &name))
+        .map(|s| (**s).clone())
+        .collect();
+    slices::write(&ctx.client, &service, &members, cached).await?;
     Ok(Action::await_change())
 }
 
 fn error_policy(service: Arc<Service>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(service = %service.name_any(), %error, "endpoints not written; retrying");
-    Action::requeue(Duration::from_secs(5))
+    match error {
+        // Written from a cached copy that was stale: again once the cache has caught up.
+        Error::Api {
+            source: kube::Error::Api(s),
+            ..
+        } if s.code == 409 => {
+            tracing::debug!(service = %service.name_any(), %error, "conflict; retrying");
+            Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(service = %service.name_any(), %error, "endpoints not written; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// A reflector over every `K`: the store reconciles read and the stream of changed
+/// objects that wakes them.
+fn reflected<K>(
+    client: &kube::Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    (store, stream)
+}
+
+/// The Service controlling `slice`.
+fn slice_to_service(slice: EndpointSlice) -> Option<ObjectRef<Service>> {
+    let owner = slice
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Service" && o.api_version == "v1")?;
+    let mut r = ObjectRef::<Service>::new(&owner.name);
+    if let Some(ns) = slice.namespace() {
+        r = r.within(&ns);
+    }
+    Some(r)
 }
 
 /// Runs the controller until `shutdown` is cancelled.
@@ -268,31 +340,23 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
         }
         Some(r)
     };
-    // One pod watch: it fills the cache reconciles read and wakes the Services whose
-    // selector a changed pod matches.
-    let (pods, pods_writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+    // One watch per kind read: each fills the cache reconciles read and wakes the
+    // Services concerned (a pod: those whose selector it matches).
+    let (pods, pod_events) = reflected::<Pod>(&client);
+    let (endpoints, endpoints_events) = reflected::<Endpoints>(&client);
+    let (slices, slice_events) = reflected::<EndpointSlice>(&client);
     let cleanup = tokio::spawn(legacy::remove_orphans(client.clone(), shutdown.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods,
+        endpoints,
+        slices,
     });
     let stop = shutdown.clone();
     controller
-        .owns(
-            Api::<EndpointSlice>::all(client.clone()),
-            watcher::Config::default(),
-        )
+        .watches_stream(slice_events, slice_to_service)
         .watches_stream(pod_events, pod_to_services)
-        .watches(
-            Api::<Endpoints>::all(client.clone()),
-            watcher::Config::default(),
-            endpoints_to_service,
-        )
+        .watches_stream(endpoints_events, endpoints_to_service)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})

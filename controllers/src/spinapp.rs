@@ -18,12 +18,20 @@
 //! 3. The Service ([`service`]), always.
 //! 4. The status ([`status`]), only with `createDeployment: true`, written when changed.
 //!
+//! It reads its children and the executors from watch-fed caches (kube-runtime reflectors
+//! fed through `watches_stream`, the same watches that wake it), and applies a child only
+//! when its cached copy lacks a field of what would be applied ([`applied`]): during a
+//! burst every Deployment status change wakes the app, and a reconcile that finds
+//! everything in place costs no request. A cache miss on the executor is checked with a
+//! GET before the app is called executor-less (the executor may be newer than the cache).
+//!
 //! Both groups share storage, so the controller watches `core.spinkube.dev` only and sees
 //! every app once; [`group`] decides per app which group's label keys and owner
 //! references it gets (the group it was written under). Owned objects map back to their
 //! app through owner references of either group; executors to the apps naming them.
 
 pub mod admission;
+pub mod applied;
 pub mod deployment;
 pub mod group;
 pub mod runtime_config;
@@ -40,8 +48,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spinlet_types::keys::{FIELD_MANAGER, GROUPS, REASON_MISSING_EXECUTOR, VERSION};
@@ -104,6 +112,45 @@ struct Context {
     client: kube::Client,
     recorder: Recorder,
     config: Config,
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    secrets: Store<Secret>,
+    executors: Store<SpinAppExecutor>,
+}
+
+/// The cached `K` named `name` in `ns`.
+fn cached<K>(store: &Store<K>, ns: &str, name: &str) -> Option<Arc<K>>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store.get(&ObjectRef::new(name).within(ns))
+}
+
+/// A reflector over every `K`: the store reconciles read and the stream of changed
+/// objects that wakes them.
+fn reflected<K>(
+    client: &kube::Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    (store, stream)
 }
 
 /// The app's reference for Events, under `group`.
@@ -172,23 +219,29 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         controller: FIELD_MANAGER.into(),
         instance: Some(config.instance.clone()),
     };
+    let (deployments, deployment_events) = reflected::<Deployment>(&client);
+    let (services, service_events) = reflected::<Service>(&client);
+    let (secrets, secret_events) = reflected::<Secret>(&client);
+    let (executors, executor_events) = reflected::<SpinAppExecutor>(&client);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         config,
+        deployments,
+        services,
+        secrets,
+        executors,
     });
-    let wc = watcher::Config::default;
-    let controller = Controller::new(Api::<SpinApp>::all(client.clone()), wc());
+    let controller = Controller::new(
+        Api::<SpinApp>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let store = controller.store();
     controller
-        .watches(Api::<Deployment>::all(client.clone()), wc(), owners)
-        .watches(Api::<Service>::all(client.clone()), wc(), owners)
-        .watches(Api::<Secret>::all(client.clone()), wc(), owners)
-        .watches(
-            Api::<SpinAppExecutor>::all(client.clone()),
-            wc(),
-            move |e| apps_using(&store, &e),
-        )
+        .watches_stream(deployment_events, owners)
+        .watches_stream(service_events, owners)
+        .watches_stream(secret_events, owners)
+        .watches_stream(executor_events, move |e| apps_using(&store, &e))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -253,11 +306,18 @@ async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action> {
     let name = app.name_any();
     let client = &ctx.client;
     let apps: Api<SpinApp> = Api::namespaced(client.clone(), &ns);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let existing = deployments
-        .get_opt(&name)
-        .await
-        .map_err(api_err("reading the app's Deployment"))?;
+    // A pass on caches that have not had their first list would see no children.
+    for ready in [
+        ctx.deployments.wait_until_ready().await,
+        ctx.services.wait_until_ready().await,
+        ctx.secrets.wait_until_ready().await,
+        ctx.executors.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return Ok(Action::await_change());
+        }
+    }
+    let existing = cached(&ctx.deployments, &ns, &name).map(|d| (*d).clone());
     let controlled = |d: &Deployment| {
         d.owner_references()
             .iter()
@@ -270,10 +330,13 @@ async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action> {
     // No name (no executor defaulted at admission) is a missing executor, not a list.
     let executor = match app.spec.executor.as_str() {
         "" => None,
-        name => executors
-            .get_opt(name)
-            .await
-            .map_err(api_err("reading the app's executor"))?,
+        name => match cached(&ctx.executors, &ns, name) {
+            Some(e) => Some((*e).clone()),
+            None => executors
+                .get_opt(name)
+                .await
+                .map_err(api_err("reading the app's executor"))?,
+        },
     };
     let Some(executor) = executor else {
         let message = format!("Could not find SpinAppExecutor {ns}/{}", app.spec.executor);
@@ -321,23 +384,27 @@ async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action> {
             .await;
         }
     }
-    result?;
+    let children = result?;
     if executor.spec.create_deployment {
-        let deployment = deployments
-            .get_opt(&name)
-            .await
-            .map_err(api_err("reading the app's Deployment"))?;
-        let service = Api::<Service>::namespaced(client.clone(), &ns)
-            .get_opt(&name)
-            .await
-            .map_err(api_err("reading the app's Service"))?;
-        let observed = status::observed(&app, deployment.as_ref(), service.as_ref(), &now());
+        let observed = status::observed(
+            &app,
+            children.deployment.as_ref(),
+            children.service.as_ref(),
+            &now(),
+        );
         write_status(&apps, &app, observed).await?;
     }
     Ok(Action::requeue(ctx.config.resync))
 }
 
-/// Runtime-config Secret and Deployment (or its removal), then the Service.
+/// The app's Deployment and Service as last applied or cached.
+struct Children {
+    deployment: Option<Deployment>,
+    service: Option<Service>,
+}
+
+/// Runtime-config Secret and Deployment (or its removal), then the Service; each written
+/// only when its cached copy differs from what would be written.
 async fn apply_children(
     ctx: &Context,
     app: &SpinApp,
@@ -345,11 +412,12 @@ async fn apply_children(
     group: &str,
     executor: &SpinAppExecutor,
     controlled: Option<&Deployment>,
-) -> Result<()> {
+) -> Result<Children> {
     let client = &ctx.client;
     let name = app.name_any();
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut deployment = controlled.cloned();
     if executor.spec.create_deployment {
         let rc = app.spec.runtime_config.clone().unwrap_or_default();
         let sources = runtime_config::fetch(client, ns, &rc).await?;
@@ -357,13 +425,17 @@ async fn apply_children(
             None => None,
             Some(toml) => {
                 let secret = runtime_config::secret(&name, ns, group, &toml, owner(app, group));
-                let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-                match secrets.create(&PostParams::default(), &secret).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(api_err("creating the runtime-config Secret")(e)),
+                let secret_name = secret.metadata.name.clone().unwrap_or_default();
+                // The name carries the content's hash: a Secret of that name is this one.
+                if cached(&ctx.secrets, ns, &secret_name).is_none() {
+                    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+                    match secrets.create(&PostParams::default(), &secret).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => return Err(api_err("creating the runtime-config Secret")(e)),
+                    }
                 }
-                secret.metadata.name
+                Some(secret_name)
             }
         };
         let desired = deployment::build(&deployment::Inputs {
@@ -373,10 +445,13 @@ async fn apply_children(
             runtime_config_secret: secret_name.as_deref(),
             owner: owner(app, group),
         })?;
-        deployments
-            .patch(&name, &ssa, &Patch::Apply(&desired))
-            .await
-            .map_err(api_err("applying the app's Deployment"))?;
+        if !applied::already_applied(controlled, &desired) {
+            let applied = deployments
+                .patch(&name, &ssa, &Patch::Apply(&desired))
+                .await
+                .map_err(api_err("applying the app's Deployment"))?;
+            deployment = Some(applied);
+        }
     } else if controlled.is_some() {
         match deployments.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
@@ -385,11 +460,18 @@ async fn apply_children(
         }
     }
     let svc = service::build(app, group, owner(app, group));
-    Api::<Service>::namespaced(client.clone(), ns)
-        .patch(&name, &ssa, &Patch::Apply(&svc))
-        .await
-        .map_err(api_err("applying the app's Service"))?;
-    Ok(())
+    let mut service = cached(&ctx.services, ns, &name).map(|s| (*s).clone());
+    if !applied::already_applied(service.as_ref(), &svc) {
+        let applied = Api::<Service>::namespaced(client.clone(), ns)
+            .patch(&name, &ssa, &Patch::Apply(&svc))
+            .await
+            .map_err(api_err("applying the app's Service"))?;
+        service = Some(applied);
+    }
+    Ok(Children {
+        deployment,
+        service,
+    })
 }
 
 #[cfg(test)]

@@ -96,21 +96,20 @@ fn now() -> String {
         .to_string()
 }
 
-/// Creates or updates the Service's Endpoints when what they list changed.
+/// Creates or updates the Service's Endpoints when what they list changed; `current` is
+/// the cached copy (a stale one makes the update fail with a conflict, retried, or the
+/// create find it there: its watch event wakes the Service again).
 pub async fn write(
     client: &kube::Client,
     service: &Service,
     members: &[Member],
+    current: Option<Endpoints>,
 ) -> Result<(), Error> {
     let ns = service.namespace().unwrap_or_default();
     let name = service.name_any();
     let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
     let subsets = subsets(service, members);
     let labels = labels_of(service);
-    let current = api
-        .get_opt(&name)
-        .await
-        .map_err(api_error(format!("reading endpoints {ns}/{name}")))?;
     let mut annotations = BTreeMap::new();
     annotations.insert(TRIGGER_ANNOTATION.to_string(), now());
     match current {

@@ -80,24 +80,48 @@ fn owner(service: &Service) -> OwnerReference {
     }
 }
 
+/// Whether `slice` is one this controller manages for the Service `name`.
+pub fn managed_for(slice: &EndpointSlice, name: &str) -> bool {
+    let labels = slice.labels();
+    labels.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
+        && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+}
+
 /// Makes the Service's slices list `members`: updates slices whose port set is still
-/// wanted, creates the missing ones, deletes the rest.
+/// wanted, creates the missing ones, deletes the rest. `cached` are its slices as the
+/// watch cache has them: updates from a stale copy fail with a conflict (retried), and
+/// before creating a slice the slices are listed from the API server, so a slice created
+/// moments ago and not yet in the cache is never created twice.
 pub async fn write(
     client: &kube::Client,
     service: &Service,
     members: &[Member],
+    cached: Vec<EndpointSlice>,
 ) -> Result<(), Error> {
     let ns = service.namespace().unwrap_or_default();
     let name = service.name_any();
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-    let selector = format!("{SERVICE_NAME_LABEL}={name},{MANAGED_BY_LABEL}={MANAGED_BY}");
-    let existing = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(api_error(format!(
-            "listing the endpoint slices of {ns}/{name}"
-        )))?
-        .items;
+    let mut wanted_ports: Vec<Vec<EndpointPort>> = desired(service, members)
+        .keys()
+        .map(|ports| ports.iter().map(port).collect())
+        .collect();
+    if wanted_ports.is_empty() {
+        wanted_ports.push(Vec::new()); // the placeholder, as below
+    }
+    let creates = wanted_ports
+        .iter()
+        .any(|ports| !cached.iter().any(|s| &ports_of(s) == ports));
+    let existing = if creates {
+        let selector = format!("{SERVICE_NAME_LABEL}={name},{MANAGED_BY_LABEL}={MANAGED_BY}");
+        api.list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(api_error(format!(
+                "listing the endpoint slices of {ns}/{name}"
+            )))?
+            .items
+    } else {
+        cached
+    };
     let mut labels = labels_of(service);
     labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
