@@ -96,6 +96,23 @@ impl Expectations {
         met
     }
 
+    /// Lowers `owner`'s expectations by one sighting of pod `pod` in the watch (as
+    /// upstream's `CreationObserved`/`DeletionObserved` from its informer handlers): any
+    /// sighting meets its creation, and one `seen` not [`Seen::Present`] its deletion. A
+    /// pod created and gone again before the owner's next pass is never in the cache that
+    /// pass reads; without this its creation would be waited for until the TTL.
+    pub fn observe(&self, owner: &str, pod: &str, seen: Seen) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if let Some(entry) = pending.get_mut(owner) {
+            entry.created.remove(pod);
+            if seen != Seen::Present {
+                entry.deleted.remove(pod);
+            }
+        }
+    }
+
     /// Forgets `owner` (it is gone).
     pub fn forget(&self, owner: &str) {
         if let Ok(mut pending) = self.pending.lock() {
@@ -129,6 +146,25 @@ mod tests {
             e.satisfied("rs", |_| Seen::Absent),
             "met expectations are forgotten"
         );
+    }
+
+    #[test]
+    fn a_creation_seen_in_the_watch_is_met_even_if_the_pod_is_gone_by_the_pass() {
+        let e = Expectations::new(Duration::from_secs(300));
+        e.expect("rs", vec!["a".into()], vec!["b".into()]);
+        e.observe("rs", "a", Seen::Present);
+        e.observe("rs", "b", Seen::Present);
+        let b_present = |u: &str| {
+            if u == "b" {
+                Seen::Present
+            } else {
+                Seen::Absent
+            }
+        };
+        assert!(!e.satisfied("rs", b_present), "b is still there");
+        e.observe("rs", "b", Seen::Deleting);
+        assert!(e.satisfied("rs", b_present), "b's deletion was seen");
+        e.observe("other", "x", Seen::Absent); // nothing expected: nothing to do
     }
 
     #[test]

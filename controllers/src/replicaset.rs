@@ -90,7 +90,7 @@ struct Context {
     events: Events,
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    expectations: Expectations,
+    expectations: Arc<Expectations>,
 }
 
 /// How long a pass's creations and deletions are waited for at most (upstream: 5 min).
@@ -118,6 +118,9 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     // One pod watch: it fills the cache reconciles read, and wakes the set that owns a
     // pod (as `owns` would) or the sets an active orphan's labels match.
     let (pods, pods_writer) = reflector::store::<Pod>();
+    let expectations = Arc::new(Expectations::new(EXPECTATIONS_TTL));
+    let observer = expectations.clone();
+    let cache = pods.clone();
     let pod_events = reflector::reflector(
         pods_writer,
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
@@ -128,6 +131,14 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
             if owner.kind != "ReplicaSet" || owner.api_version != "apps/v1" {
                 return Vec::new();
             }
+            // The reflector has applied this event before handing it on: a pod the
+            // cache no longer has was deleted.
+            let seen = match cache.get(&ObjectRef::from_obj(&pod)) {
+                None => Seen::Absent,
+                Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Deleting,
+                Some(_) => Seen::Present,
+            };
+            observer.observe(&owner.uid, &pod.uid().unwrap_or_default(), seen);
             let mut r = ObjectRef::new(&owner.name);
             if let Some(ns) = pod.namespace() {
                 r = r.within(&ns);
@@ -157,7 +168,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         config,
         replica_sets: store,
         pods,
-        expectations: Expectations::new(EXPECTATIONS_TTL),
+        expectations,
     });
     tracing::info!("replicaset controller started");
     let stop = shutdown.clone();
