@@ -1,17 +1,20 @@
-//! Key-value storage: the `default` store in sled under the state directory, and the
-//! guest interfaces `fermyon:spin/key-value@2.0.0`, its component-model `async` successor
-//! `spin:key-value/key-value@3.0.0` (spin-sdk 7, in [`v3_async`]) and
-//! `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`; a bucket identifier is a
-//! store label).
+//! Key-value storage: the `default` store in sled under the state directory, the stores
+//! the runtime config names (`spin`: a sled database; `redis`: a Redis database, see
+//! [`redis`]), and the guest interfaces `fermyon:spin/key-value@2.0.0`, its
+//! component-model `async` successor `spin:key-value/key-value@3.0.0` (spin-sdk 7, in
+//! [`v3_async`]) and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`; a bucket
+//! identifier is a store label).
 //!
 //! This module owns the store backends and access control. [`KeyValueStores`] is opened
 //! once per app, only for the labels its components are granted (one sled database at
-//! `<state_dir>/key_value.sled`, one tree per label);
-//! each instance gets a [`KeyValueCtx`] holding the labels its component was granted in
-//! `key_value_stores`. Opening a label that is not granted fails with `access-denied`;
-//! a granted label with no configured store stops the app at start (as Spin does).
-//! Writes are flushed to disk before returning, so values survive a restart or a crash;
-//! sled's periodic background flush is off (it would fsync twice a second while idle).
+//! `<state_dir>/key_value.sled`, one tree per label; a Redis store connects when a guest
+//! first opens it); each instance gets a [`KeyValueCtx`] holding the labels its component
+//! was granted in `key_value_stores`. Opening a label that is not granted fails with
+//! `access-denied`; a granted label with no configured store stops the app at start (as
+//! Spin does). Writes to sled are flushed to disk (on tokio's blocking pool) before they
+//! return, so values survive a restart or a crash; sled's periodic background flush is off
+//! (it would fsync twice a second while idle). Every interface reaches the backends
+//! through [`ops`], so a backend behaves the same under each.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,9 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use crate::runtime_config::KeyValueStoreConfig;
+
+pub mod redis;
 mod v3_async;
 
 mod gen_ {
@@ -28,6 +34,8 @@ mod gen_ {
         imports: {
             // Its result has no error case for a lost resource: that is a trap.
             "spin:key-value/key-value.[method]store.get-keys": trappable,
+            // A Redis store answers over the network.
+            default: async,
         },
         with: {
             "fermyon:spin/key-value.store": super::OpenStore,
@@ -40,6 +48,7 @@ mod gen_wasi {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "spinlet:host/wasi-keyvalue",
+        imports: { default: async },
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
             "wasi:keyvalue/atomics.cas": super::Cas,
@@ -69,6 +78,15 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// A Redis store's settings are unusable.
+    #[error("key_value_store.{label}: {source}")]
+    Redis {
+        /// The label.
+        label: String,
+        /// What is wrong.
+        #[source]
+        source: redis::Error,
+    },
     /// A component was granted a label with no configured store.
     #[error("component `{component}` uses key-value store `{label}`, which is not configured (add [key_value_store.{label}] to the runtime config file)")]
     Unconfigured {
@@ -79,21 +97,31 @@ pub enum Error {
     },
 }
 
+/// Where one store's keys live.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// A tree of a sled database.
+    Sled(sled::Tree),
+    /// A Redis database.
+    Redis(Arc<redis::RedisStore>),
+}
+
 /// The key-value stores of one app.
 #[derive(Debug, Clone)]
 pub struct KeyValueStores {
     dbs: Vec<sled::Db>,
-    trees: HashMap<String, sled::Tree>,
+    stores: HashMap<String, Backend>,
 }
 
 impl KeyValueStores {
     /// Opens the stores that some component of the app is `granted`, and no other:
     ///
-    /// - `default` and every runtime-config label without a path are trees of the main
-    ///   database, `<state_dir>/key_value.sled` (in memory without a state directory,
-    ///   as Spin does for apps from a registry);
+    /// - `default` and every runtime-config label of type `spin` without a path are trees
+    ///   of the main database, `<state_dir>/key_value.sled` (in memory without a state
+    ///   directory, as Spin does for apps from a registry);
     /// - a runtime-config label with a path (`configured`, from
-    ///   `[key_value_store.<label>]`, which may also move `default`) is its own database.
+    ///   `[key_value_store.<label>]`, which may also move `default`) is its own database;
+    /// - a label of type `redis` is kept in the Redis database its URL names.
     ///
     /// An app whose components use no key-value store opens no database at all: sled's
     /// start-up (its thread pool, recovery and an fsync) would otherwise be most of the
@@ -101,19 +129,29 @@ impl KeyValueStores {
     /// reported by [`Self::check_grants`].
     pub fn open_granted(
         state_dir: Option<&Path>,
-        configured: &BTreeMap<String, Option<PathBuf>>,
+        configured: &BTreeMap<String, KeyValueStoreConfig>,
         granted: &HashSet<&str>,
     ) -> Result<KeyValueStores, Error> {
         let mut stores = KeyValueStores {
             dbs: Vec::new(),
-            trees: HashMap::new(),
+            stores: HashMap::new(),
         };
         let mut main: Option<sled::Db> = None;
         let mut labels: Vec<&str> = granted.iter().copied().collect();
         labels.sort_unstable();
         for label in labels {
             let path = match configured.get(label) {
-                Some(path) => path.as_deref(),
+                Some(KeyValueStoreConfig::Spin(path)) => path.as_deref(),
+                Some(KeyValueStoreConfig::Redis { url }) => {
+                    let store = redis::RedisStore::new(url).map_err(|source| Error::Redis {
+                        label: label.to_string(),
+                        source,
+                    })?;
+                    stores
+                        .stores
+                        .insert(label.to_string(), Backend::Redis(Arc::new(store)));
+                    continue;
+                }
                 None if label == DEFAULT_STORE => None,
                 None => continue,
             };
@@ -133,7 +171,7 @@ impl KeyValueStores {
                         path: PathBuf::from(format!("(tree {label})")),
                         source,
                     })?;
-                    stores.trees.insert(label.to_string(), tree);
+                    stores.stores.insert(label.to_string(), Backend::Sled(tree));
                 }
             }
         }
@@ -153,7 +191,7 @@ impl KeyValueStores {
             .open()
             .map_err(open_err)?;
         let tree = db.open_tree(label).map_err(open_err)?;
-        self.trees.insert(label.to_string(), tree);
+        self.stores.insert(label.to_string(), Backend::Sled(tree));
         self.dbs.push(db);
         Ok(())
     }
@@ -165,7 +203,7 @@ impl KeyValueStores {
         labels: impl IntoIterator<Item = &'a String>,
     ) -> Result<(), Error> {
         for label in labels {
-            if !self.trees.contains_key(label) {
+            if !self.stores.contains_key(label) {
                 return Err(Error::Unconfigured {
                     component: component.to_string(),
                     label: label.clone(),
@@ -175,7 +213,7 @@ impl KeyValueStores {
         Ok(())
     }
 
-    /// Flushes everything to disk (called at shutdown).
+    /// Flushes everything to disk (called at shutdown; Redis keeps its own).
     pub fn flush(&self) -> Result<(), sled::Error> {
         for db in &self.dbs {
             db.flush()?;
@@ -205,19 +243,27 @@ fn open_main(state_dir: Option<&Path>) -> Result<sled::Db, Error> {
 
 /// An open store, the host side of a guest `store` resource.
 pub struct OpenStore {
-    tree: sled::Tree,
+    backend: Backend,
 }
 
 /// An open bucket, the host side of a guest `wasi:keyvalue/store.bucket` resource.
 pub struct Bucket {
-    tree: sled::Tree,
+    backend: Backend,
 }
 
-/// A compare-and-swap handle: the bucket, the key and the value it was read at.
-pub struct Cas {
-    tree: sled::Tree,
-    key: String,
-    current: Option<sled::IVec>,
+/// A compare-and-swap handle, the host side of `wasi:keyvalue/atomics.cas`.
+pub enum Cas {
+    /// The tree, the key and the value it was read at.
+    Sled {
+        /// The bucket's tree.
+        tree: sled::Tree,
+        /// The key.
+        key: String,
+        /// The value when read.
+        current: Option<sled::IVec>,
+    },
+    /// A Redis transaction watching the key.
+    Redis(redis::Cas),
 }
 
 /// Per-instance key-value state: the app's stores and the component's grants.
@@ -285,63 +331,80 @@ impl From<OpenError> for wasi_store::Error {
 
 impl KeyValueCtxView<'_> {
     /// The store `label`, if the component was granted it and it is configured.
-    fn granted_tree(&self, label: &str) -> Result<sled::Tree, OpenError> {
+    fn granted_backend(&self, label: &str) -> Result<Backend, OpenError> {
         if !self.ctx.granted.contains(label) {
             return Err(OpenError::AccessDenied);
         }
         self.ctx
             .stores
-            .trees
+            .stores
             .get(label)
             .cloned()
             .ok_or(OpenError::NoSuchStore)
     }
 
-    fn tree(&self, store: &Resource<OpenStore>) -> Result<sled::Tree, spin_v2::Error> {
-        self.table.get(store).map(|s| s.tree.clone()).map_err(other)
+    fn store(&self, store: &Resource<OpenStore>) -> Result<Backend, spin_v2::Error> {
+        self.table
+            .get(store)
+            .map(|s| s.backend.clone())
+            .map_err(other)
     }
 }
 
 impl spin_v2::Host for KeyValueCtxView<'_> {}
 
 impl spin_v2::HostStore for KeyValueCtxView<'_> {
-    fn open(&mut self, label: String) -> Result<Resource<OpenStore>, spin_v2::Error> {
-        let tree = self.granted_tree(&label)?;
+    async fn open(&mut self, label: String) -> Result<Resource<OpenStore>, spin_v2::Error> {
+        let backend = self.granted_backend(&label)?;
+        ops::connect(&backend).await.map_err(other)?;
         self.table
-            .push(OpenStore { tree })
+            .push(OpenStore { backend })
             .map_err(|_| spin_v2::Error::StoreTableFull)
     }
 
-    fn get(
+    async fn get(
         &mut self,
         store: Resource<OpenStore>,
         key: String,
     ) -> Result<Option<Vec<u8>>, spin_v2::Error> {
-        ops::get(&self.tree(&store)?, &key).map_err(other)
+        ops::get(&self.store(&store)?, &key).await.map_err(other)
     }
 
-    fn set(
+    async fn set(
         &mut self,
         store: Resource<OpenStore>,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), spin_v2::Error> {
-        ops::set(&self.tree(&store)?, &key, value).map_err(other)
+        ops::set(&self.store(&store)?, key, value)
+            .await
+            .map_err(other)
     }
 
-    fn delete(&mut self, store: Resource<OpenStore>, key: String) -> Result<(), spin_v2::Error> {
-        ops::delete(&self.tree(&store)?, &key).map_err(other)
+    async fn delete(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> Result<(), spin_v2::Error> {
+        ops::delete(&self.store(&store)?, key).await.map_err(other)
     }
 
-    fn exists(&mut self, store: Resource<OpenStore>, key: String) -> Result<bool, spin_v2::Error> {
-        ops::exists(&self.tree(&store)?, &key).map_err(other)
+    async fn exists(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> Result<bool, spin_v2::Error> {
+        ops::exists(&self.store(&store)?, &key).await.map_err(other)
     }
 
-    fn get_keys(&mut self, store: Resource<OpenStore>) -> Result<Vec<String>, spin_v2::Error> {
-        ops::keys(&self.tree(&store)?).map_err(other)
+    async fn get_keys(
+        &mut self,
+        store: Resource<OpenStore>,
+    ) -> Result<Vec<String>, spin_v2::Error> {
+        ops::keys(&self.store(&store)?).await.map_err(other)
     }
 
-    fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
         Ok(())
     }
@@ -352,52 +415,65 @@ fn wasi_other(e: impl std::fmt::Display) -> wasi_store::Error {
 }
 
 impl KeyValueCtxView<'_> {
-    fn open_tree(&self, label: &str) -> Result<sled::Tree, wasi_store::Error> {
-        Ok(self.granted_tree(label)?)
-    }
-
-    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<sled::Tree, wasi_store::Error> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<Backend, wasi_store::Error> {
         self.table
             .get(bucket)
-            .map(|b| b.tree.clone())
+            .map(|b| b.backend.clone())
             .map_err(wasi_other)
     }
 }
 
 impl wasi_store::Host for KeyValueCtxView<'_> {
-    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, wasi_store::Error> {
-        let tree = self.open_tree(&identifier)?;
-        self.table.push(Bucket { tree }).map_err(wasi_other)
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, wasi_store::Error> {
+        let backend = self.granted_backend(&identifier)?;
+        ops::connect(&backend).await.map_err(wasi_other)?;
+        self.table.push(Bucket { backend }).map_err(wasi_other)
     }
 }
 
 impl wasi_store::HostBucket for KeyValueCtxView<'_> {
-    fn get(
+    async fn get(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, wasi_store::Error> {
-        ops::get(&self.bucket(&bucket)?, &key).map_err(wasi_other)
+        ops::get(&self.bucket(&bucket)?, &key)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn set(
+    async fn set(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), wasi_store::Error> {
-        ops::set(&self.bucket(&bucket)?, &key, value).map_err(wasi_other)
+        ops::set(&self.bucket(&bucket)?, key, value)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), wasi_store::Error> {
-        ops::delete(&self.bucket(&bucket)?, &key).map_err(wasi_other)
+    async fn delete(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<(), wasi_store::Error> {
+        ops::delete(&self.bucket(&bucket)?, key)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, wasi_store::Error> {
-        ops::exists(&self.bucket(&bucket)?, &key).map_err(wasi_other)
+    async fn exists(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<bool, wasi_store::Error> {
+        ops::exists(&self.bucket(&bucket)?, &key)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         bucket: Resource<Bucket>,
         cursor: Option<String>,
@@ -406,137 +482,129 @@ impl wasi_store::HostBucket for KeyValueCtxView<'_> {
         if cursor.is_some() {
             return Err(wasi_other("list-keys cursors are not used by this host"));
         }
-        let keys = ops::keys(&self.bucket(&bucket)?).map_err(wasi_other)?;
+        let keys = ops::keys(&self.bucket(&bucket)?)
+            .await
+            .map_err(wasi_other)?;
         Ok(wasi_store::KeyResponse { keys, cursor: None })
     }
 
-    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
     }
 }
 
 impl wasi_atomics::Host for KeyValueCtxView<'_> {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
         delta: i64,
     ) -> Result<i64, wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        let mut result = Ok(0);
-        tree.update_and_fetch(key.as_bytes(), |old| {
-            let current = match old {
-                None => 0,
-                Some(bytes) => match <[u8; 8]>::try_from(bytes) {
-                    Ok(b) => i64::from_le_bytes(b),
-                    Err(_) => {
-                        result = Err(wasi_other("the value is not a 64-bit integer"));
-                        return old.map(<[u8]>::to_vec);
-                    }
-                },
-            };
-            let next = current.wrapping_add(delta);
-            result = Ok(next);
-            Some(next.to_le_bytes().to_vec())
-        })
-        .map_err(wasi_other)?;
-        tree.flush().map_err(wasi_other)?;
-        result
+        ops::increment(&self.bucket(&bucket)?, key, delta)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Result<(), wasi_atomics::CasError> {
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> Result<(), wasi_atomics::CasError> {
         let store_err = |e: wasi_store::Error| wasi_atomics::CasError::StoreError(e);
-        let (tree, key, current) = {
-            let c = self.table.get(&cas).map_err(|e| store_err(wasi_other(e)))?;
-            (c.tree.clone(), c.key.clone(), c.current.clone())
+        let c = self
+            .table
+            .get_mut(&cas)
+            .map_err(|e| store_err(wasi_other(e)))?;
+        let swapped = match c {
+            Cas::Sled { tree, key, current } => {
+                match tree.compare_and_swap(key.as_bytes(), current.clone(), Some(value)) {
+                    Ok(Ok(())) => {
+                        let tree = tree.clone();
+                        ops::blocking(move || tree.flush().map(drop))
+                            .await
+                            .map_err(|e| store_err(wasi_other(e)))?;
+                        true
+                    }
+                    Ok(Err(conflict)) => {
+                        *current = conflict.current;
+                        false
+                    }
+                    Err(e) => return Err(store_err(wasi_other(e))),
+                }
+            }
+            Cas::Redis(c) => c.swap(value).await.map_err(|e| store_err(wasi_other(e)))?,
         };
-        match tree.compare_and_swap(key.as_bytes(), current, Some(value)) {
-            Ok(Ok(())) => {
-                tree.flush().map_err(|e| store_err(wasi_other(e)))?;
-                let _ = self.table.delete(cas);
-                Ok(())
-            }
-            Ok(Err(conflict)) => {
-                let c = self
-                    .table
-                    .get_mut(&cas)
-                    .map_err(|e| store_err(wasi_other(e)))?;
-                c.current = conflict.current;
-                Err(wasi_atomics::CasError::CasFailed(cas))
-            }
-            Err(e) => Err(store_err(wasi_other(e))),
+        if swapped {
+            let _ = self.table.delete(cas);
+            Ok(())
+        } else {
+            // The handle now holds the value that won, for the guest to retry with.
+            Err(wasi_atomics::CasError::CasFailed(cas))
         }
     }
 }
 
 impl wasi_atomics::HostCas for KeyValueCtxView<'_> {
-    fn new(
+    async fn new(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Resource<Cas>, wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        let current = tree.get(key.as_bytes()).map_err(wasi_other)?;
-        self.table
-            .push(Cas { tree, key, current })
-            .map_err(wasi_other)
+        let cas = match self.bucket(&bucket)? {
+            Backend::Sled(tree) => {
+                let current = tree.get(key.as_bytes()).map_err(wasi_other)?;
+                Cas::Sled { tree, key, current }
+            }
+            Backend::Redis(store) => {
+                Cas::Redis(store.compare_and_swap(key).await.map_err(wasi_other)?)
+            }
+        };
+        self.table.push(cas).map_err(wasi_other)
     }
 
-    fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, wasi_store::Error> {
-        let c = self.table.get(&cas).map_err(wasi_other)?;
-        Ok(c.current.as_ref().map(|v| v.to_vec()))
+    async fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, wasi_store::Error> {
+        Ok(match self.table.get(&cas).map_err(wasi_other)? {
+            Cas::Sled { current, .. } => current.as_ref().map(|v| v.to_vec()),
+            Cas::Redis(c) => c.current().map(<[u8]>::to_vec),
+        })
     }
 
-    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
         Ok(())
     }
 }
 
 impl wasi_batch::Host for KeyValueCtxView<'_> {
-    fn get_many(
+    async fn get_many(
         &mut self,
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        keys.into_iter()
-            .map(|k| {
-                let v = tree.get(k.as_bytes()).map_err(wasi_other)?;
-                Ok((k, v.map(|v| v.to_vec())))
-            })
-            .collect()
+        ops::get_many(&self.bucket(&bucket)?, keys)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn set_many(
+    async fn set_many(
         &mut self,
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in key_values {
-            batch.insert(k.as_bytes(), v);
-        }
-        tree.apply_batch(batch).map_err(wasi_other)?;
-        tree.flush().map_err(wasi_other)?;
-        Ok(())
+        ops::set_many(&self.bucket(&bucket)?, key_values)
+            .await
+            .map_err(wasi_other)
     }
 
-    fn delete_many(
+    async fn delete_many(
         &mut self,
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<(), wasi_store::Error> {
-        let tree = self.bucket(&bucket)?;
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(k.as_bytes());
-        }
-        tree.apply_batch(batch).map_err(wasi_other)?;
-        tree.flush().map_err(wasi_other)?;
-        Ok(())
+        ops::delete_many(&self.bucket(&bucket)?, keys)
+            .await
+            .map_err(wasi_other)
     }
 }
 
@@ -556,8 +624,8 @@ mod tests {
     use super::*;
     use spin_v2::HostStore;
 
-    #[test]
-    fn access_control_and_persistence() {
+    #[tokio::test]
+    async fn access_control_and_persistence() {
         let dir = std::env::temp_dir().join(format!("spinlet-kv-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let stores = Arc::new(
@@ -576,14 +644,14 @@ mod tests {
             table: &mut table,
         };
         assert!(matches!(
-            view.open("other".into()),
+            view.open("other".into()).await,
             Err(spin_v2::Error::AccessDenied)
         ));
-        let s = view.open(DEFAULT_STORE.into()).unwrap();
+        let s = view.open(DEFAULT_STORE.into()).await.unwrap();
         let s2 = Resource::<OpenStore>::new_borrow(s.rep());
-        view.set(s2, "k".into(), b"v".to_vec()).unwrap();
+        view.set(s2, "k".into(), b"v".to_vec()).await.unwrap();
         let s3 = Resource::<OpenStore>::new_borrow(s.rep());
-        assert_eq!(view.get(s3, "k".into()).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(view.get(s3, "k".into()).await.unwrap(), Some(b"v".to_vec()));
         assert!(stores.check_grants("c", &["nope".to_string()]).is_err());
         drop(ctx);
         drop(stores);
@@ -597,23 +665,34 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let own = dir.join("own.sled");
         let configured = BTreeMap::from([
-            ("shared".to_string(), None),
-            ("own".to_string(), Some(own.clone())),
+            ("shared".to_string(), KeyValueStoreConfig::Spin(None)),
+            (
+                "own".to_string(),
+                KeyValueStoreConfig::Spin(Some(own.clone())),
+            ),
+            (
+                "remote".to_string(),
+                KeyValueStoreConfig::Redis {
+                    url: "redis://127.0.0.1:1".into(),
+                },
+            ),
         ]);
 
         let none = KeyValueStores::open_granted(Some(&dir), &configured, &HashSet::new()).unwrap();
-        assert!(none.dbs.is_empty() && none.trees.is_empty());
+        assert!(none.dbs.is_empty() && none.stores.is_empty());
         assert!(!dir.join(DB_DIR_NAME).exists() && !own.exists());
         drop(none);
 
-        let granted = HashSet::from([DEFAULT_STORE, "shared", "own", "unconfigured"]);
+        let granted = HashSet::from([DEFAULT_STORE, "shared", "own", "remote", "unconfigured"]);
         let some = KeyValueStores::open_granted(Some(&dir), &configured, &granted).unwrap();
         assert!(dir.join(DB_DIR_NAME).exists() && own.exists());
         // `default` and `shared` share the main database; `own` has its own.
         assert_eq!(some.dbs.len(), 2);
-        let mut labels: Vec<&str> = some.trees.keys().map(String::as_str).collect();
+        let mut labels: Vec<&str> = some.stores.keys().map(String::as_str).collect();
         labels.sort_unstable();
-        assert_eq!(labels, [DEFAULT_STORE, "own", "shared"]);
+        // A Redis store connects only when a guest opens it (nothing listens on port 1).
+        assert_eq!(labels, [DEFAULT_STORE, "own", "remote", "shared"]);
+        assert!(matches!(some.stores["remote"], Backend::Redis(_)));
         let err = some
             .check_grants("c", &["unconfigured".to_string()])
             .unwrap_err();
@@ -626,33 +705,173 @@ mod tests {
     }
 }
 
-/// The store operations both key-value interfaces share; each interface maps the errors
-/// to its own type. Writes are flushed before they return.
+/// The store operations every interface shares, per backend; each interface maps the
+/// errors to its own type. Sled writes are flushed on tokio's blocking pool before they
+/// return.
 mod ops {
-    pub(super) fn get(tree: &sled::Tree, key: &str) -> sled::Result<Option<Vec<u8>>> {
-        Ok(tree.get(key.as_bytes())?.map(|v| v.to_vec()))
+    use super::{redis, Backend};
+
+    /// A failure of either backend.
+    #[derive(Debug, thiserror::Error)]
+    pub(super) enum OpError {
+        #[error(transparent)]
+        Sled(#[from] sled::Error),
+        #[error(transparent)]
+        Redis(#[from] redis::Error),
+        #[error("the value is not a 64-bit integer")]
+        NotAnInteger,
+        #[error("a blocking store task failed: {0}")]
+        Join(#[from] tokio::task::JoinError),
     }
 
-    pub(super) fn set(tree: &sled::Tree, key: &str, value: Vec<u8>) -> sled::Result<()> {
-        tree.insert(key.as_bytes(), value)?;
-        tree.flush()?;
-        Ok(())
+    type Result<T> = std::result::Result<T, OpError>;
+
+    /// Runs `f` (a write that flushes) on the blocking pool.
+    pub(super) async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> sled::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        Ok(tokio::task::spawn_blocking(f).await??)
     }
 
-    pub(super) fn delete(tree: &sled::Tree, key: &str) -> sled::Result<()> {
-        tree.remove(key.as_bytes())?;
-        tree.flush()?;
-        Ok(())
+    /// Makes sure the store can be used: a Redis store's connection is opened.
+    pub(super) async fn connect(b: &Backend) -> Result<()> {
+        match b {
+            Backend::Sled(_) => Ok(()),
+            Backend::Redis(r) => Ok(r.connect().await?),
+        }
     }
 
-    pub(super) fn exists(tree: &sled::Tree, key: &str) -> sled::Result<bool> {
-        tree.contains_key(key.as_bytes())
+    pub(super) async fn get(b: &Backend, key: &str) -> Result<Option<Vec<u8>>> {
+        match b {
+            Backend::Sled(tree) => Ok(tree.get(key.as_bytes())?.map(|v| v.to_vec())),
+            Backend::Redis(r) => Ok(r.get(key).await?),
+        }
     }
 
-    pub(super) fn keys(tree: &sled::Tree) -> sled::Result<Vec<String>> {
-        tree.iter()
-            .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
-            .collect()
+    pub(super) async fn set(b: &Backend, key: String, value: Vec<u8>) -> Result<()> {
+        match b {
+            Backend::Sled(tree) => {
+                let tree = tree.clone();
+                blocking(move || {
+                    tree.insert(key.as_bytes(), value)?;
+                    tree.flush().map(drop)
+                })
+                .await
+            }
+            Backend::Redis(r) => Ok(r.set(&key, &value).await?),
+        }
+    }
+
+    pub(super) async fn delete(b: &Backend, key: String) -> Result<()> {
+        match b {
+            Backend::Sled(tree) => {
+                let tree = tree.clone();
+                blocking(move || {
+                    tree.remove(key.as_bytes())?;
+                    tree.flush().map(drop)
+                })
+                .await
+            }
+            Backend::Redis(r) => Ok(r.delete(&key).await?),
+        }
+    }
+
+    pub(super) async fn exists(b: &Backend, key: &str) -> Result<bool> {
+        match b {
+            Backend::Sled(tree) => Ok(tree.contains_key(key.as_bytes())?),
+            Backend::Redis(r) => Ok(r.exists(key).await?),
+        }
+    }
+
+    pub(super) async fn keys(b: &Backend) -> Result<Vec<String>> {
+        match b {
+            Backend::Sled(tree) => Ok(tree
+                .iter()
+                .keys()
+                .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+                .collect::<sled::Result<_>>()?),
+            Backend::Redis(r) => Ok(r.keys().await?),
+        }
+    }
+
+    /// Adds `delta` to the integer at `key` (absent: 0). Sled keeps it as 8 little-endian
+    /// bytes, Redis as its decimal string (`INCRBY`), as Spin's backends do.
+    pub(super) async fn increment(b: &Backend, key: String, delta: i64) -> Result<i64> {
+        match b {
+            Backend::Sled(tree) => {
+                let tree = tree.clone();
+                let mut result = Ok(0);
+                tree.update_and_fetch(key.as_bytes(), |old| {
+                    let current = match old {
+                        None => 0,
+                        Some(bytes) => match <[u8; 8]>::try_from(bytes) {
+                            Ok(b) => i64::from_le_bytes(b),
+                            Err(_) => {
+                                result = Err(OpError::NotAnInteger);
+                                return old.map(<[u8]>::to_vec);
+                            }
+                        },
+                    };
+                    let next = current.wrapping_add(delta);
+                    result = Ok(next);
+                    Some(next.to_le_bytes().to_vec())
+                })?;
+                blocking(move || tree.flush().map(drop)).await?;
+                result
+            }
+            Backend::Redis(r) => Ok(r.increment(&key, delta).await?),
+        }
+    }
+
+    pub(super) async fn get_many(
+        b: &Backend,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+        match b {
+            Backend::Sled(tree) => keys
+                .into_iter()
+                .map(|k| {
+                    let v = tree.get(k.as_bytes())?;
+                    Ok((k, v.map(|v| v.to_vec())))
+                })
+                .collect(),
+            Backend::Redis(r) => Ok(r.get_many(keys).await?),
+        }
+    }
+
+    pub(super) async fn set_many(b: &Backend, key_values: Vec<(String, Vec<u8>)>) -> Result<()> {
+        match b {
+            Backend::Sled(tree) => {
+                let mut batch = sled::Batch::default();
+                for (k, v) in key_values {
+                    batch.insert(k.as_bytes(), v);
+                }
+                let tree = tree.clone();
+                blocking(move || {
+                    tree.apply_batch(batch)?;
+                    tree.flush().map(drop)
+                })
+                .await
+            }
+            Backend::Redis(r) => Ok(r.set_many(key_values).await?),
+        }
+    }
+
+    pub(super) async fn delete_many(b: &Backend, keys: Vec<String>) -> Result<()> {
+        match b {
+            Backend::Sled(tree) => {
+                let mut batch = sled::Batch::default();
+                for k in keys {
+                    batch.remove(k.as_bytes());
+                }
+                let tree = tree.clone();
+                blocking(move || {
+                    tree.apply_batch(batch)?;
+                    tree.flush().map(drop)
+                })
+                .await
+            }
+            Backend::Redis(r) => Ok(r.delete_many(keys).await?),
+        }
     }
 }

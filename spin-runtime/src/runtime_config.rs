@@ -9,13 +9,14 @@
 //!   default `SPIN_VARIABLE`; `dotenv_path`) and `static` (`values`), consulted in file
 //!   order after `--variable` and before the default `SPIN_VARIABLE_*` provider;
 //! - `[key_value_store.<label>]` of type `spin` (`path`: a sled database; without a
-//!   path the store lives in the state directory's database);
+//!   path the store lives in the state directory's database) and `redis` (`url`: the
+//!   store's keys are the keys of that Redis database, see [`crate::key_value::redis`]);
 //! - `[sqlite_database.<label>]` of type `spin` (`path`: a database file; without a path
 //!   the database is in memory).
 //!
 //! Recognised but not supported yet, so they stop the app with a clear error rather than
 //! being ignored: `vault` and `azure_key_vault` providers, key-value stores of type
-//! `redis`, `azure_cosmos` and `aws_dynamo`, sqlite databases of type `libsql`, `[llm_compute]`,
+//! `azure_cosmos` and `aws_dynamo`, sqlite databases of type `libsql`, `[llm_compute]`,
 //! `[outbound_*]`, `[outbound_networking]` and `[[client_tls]]`.
 
 use std::collections::BTreeMap;
@@ -43,6 +44,14 @@ pub enum Error {
         /// The TOML error, with position.
         #[source]
         source: Box<toml::de::Error>,
+    },
+    /// A setting has a value that cannot work.
+    #[error("runtime config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The setting and what is wrong with it.
+        message: String,
     },
     /// A setting spinlet does not support yet.
     #[error("runtime config {path}: {message}")]
@@ -126,9 +135,15 @@ struct StaticProviderFile {
 )]
 enum KeyValueFile {
     Spin(SpinPathFile),
-    Redis(toml::Table),
+    Redis(RedisFile),
     AzureCosmos(toml::Table),
     AwsDynamo(toml::Table),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisFile {
+    url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +178,18 @@ pub enum VariablesProvider {
     Static(BTreeMap<String, String>),
 }
 
+/// Where a key-value store from `[key_value_store.<label>]` keeps its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValueStoreConfig {
+    /// Type `spin`: a sled database at this path, or (`None`) the state directory's.
+    Spin(Option<PathBuf>),
+    /// Type `redis`: the Redis database at `url`.
+    Redis {
+        /// `redis://` or `rediss://` URL.
+        url: String,
+    },
+}
+
 /// The runtime config, resolved.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -172,8 +199,8 @@ pub struct RuntimeConfig {
     pub max_instance_memory: Option<u64>,
     /// Variables providers in file order.
     pub variables_providers: Vec<VariablesProvider>,
-    /// Key-value stores: label → database path (`None`: the state directory's database).
-    pub key_value_stores: BTreeMap<String, Option<PathBuf>>,
+    /// Key-value stores by label.
+    pub key_value_stores: BTreeMap<String, KeyValueStoreConfig>,
     /// SQLite databases: label → database file (`None`: in memory).
     pub sqlite_databases: BTreeMap<String, Option<PathBuf>>,
 }
@@ -261,11 +288,19 @@ impl RuntimeConfig {
         for (label, store) in file.key_value_store {
             match store {
                 KeyValueFile::Spin(SpinPathFile { path }) => {
-                    key_value_stores.insert(label, path.map(|p| base.join(p)));
+                    let path = path.map(|p| base.join(p));
+                    key_value_stores.insert(label, KeyValueStoreConfig::Spin(path));
+                }
+                KeyValueFile::Redis(RedisFile { url }) => {
+                    // Checked here so a bad URL stops the app at start, naming the store.
+                    crate::key_value::redis::RedisStore::new(&url).map_err(|e| Error::Invalid {
+                        path: path.to_owned(),
+                        message: format!("key_value_store.{label}: {e}"),
+                    })?;
+                    key_value_stores.insert(label, KeyValueStoreConfig::Redis { url });
                 }
                 other => {
                     let kind = match other {
-                        KeyValueFile::Redis(_) => "redis",
                         KeyValueFile::AzureCosmos(_) => "azure_cosmos",
                         _ => "aws_dynamo",
                     };
@@ -359,6 +394,9 @@ type = "spin"
 [key_value_store.cache]
 type = "spin"
 path = "cache.db"
+[key_value_store.remote]
+type = "redis"
+url = "redis://127.0.0.1:6379/1"
 [sqlite_database.reports]
 type = "spin"
 path = "reports.db"
@@ -373,7 +411,13 @@ type = "spin"
         assert_eq!(c.variables_providers.len(), 2);
         assert_eq!(
             c.key_value_stores["cache"],
-            Some(PathBuf::from("/etc/app/cache.db"))
+            KeyValueStoreConfig::Spin(Some(PathBuf::from("/etc/app/cache.db")))
+        );
+        assert_eq!(
+            c.key_value_stores["remote"],
+            KeyValueStoreConfig::Redis {
+                url: "redis://127.0.0.1:6379/1".into()
+            }
         );
         assert_eq!(
             c.sqlite_databases["reports"],
@@ -391,11 +435,28 @@ type = "spin"
         let err = RuntimeConfig::parse("stat_dir = 1", Path::new("rc.toml")).unwrap_err();
         assert!(err.to_string().contains("stat_dir"), "{err}");
         let err = RuntimeConfig::parse(
-            "[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://\"",
+            "[key_value_store.x]\ntype = \"redis\"\nurl = \"http://u:secret@h\"",
             Path::new("rc.toml"),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("redis"), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("key_value_store.x") && text.contains("Redis URL"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        let err = RuntimeConfig::parse(
+            "[key_value_store.x]\ntype = \"redis\"\nurll = \"redis://h\"",
+            Path::new("rc.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+        let err = RuntimeConfig::parse(
+            "[key_value_store.x]\ntype = \"azure_cosmos\"",
+            Path::new("rc.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("azure_cosmos"), "{err}");
         let err =
             RuntimeConfig::parse("[llm_compute]\ntype = \"x\"", Path::new("rc.toml")).unwrap_err();
         assert!(err.to_string().contains("llm_compute"), "{err}");

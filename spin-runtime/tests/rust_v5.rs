@@ -1002,8 +1002,12 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> RedisServer {
+        RedisServer::start_on(common::free_port())
+    }
+
+    /// A server on `port` (another one's, after that one stopped).
+    fn start_on(port: u16) -> RedisServer {
         let dir = common::scratch_dir("redis");
-        let port = common::free_port();
         let bin = std::env::var("SPINLET_TEST_REDIS_BIN").unwrap_or_else(|_| "redis-server".into());
         let log = std::fs::File::create(dir.join("log")).expect("redis log");
         let child = std::process::Command::new(&bin)
@@ -1044,6 +1048,91 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn a_redis_key_value_store_from_the_runtime_config_keeps_keys_in_redis() {
+    let wasm = build_app("rust-v5-hello");
+    let redis = RedisServer::start();
+    let dir = app_with_manifest("redis-kv", &wasm, KV);
+    std::fs::write(
+        dir.join("runtime-config.toml"),
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}/3\"\n",
+            redis.port
+        ),
+    )
+    .expect("write runtime config");
+    let rc = dir
+        .join("runtime-config.toml")
+        .to_string_lossy()
+        .into_owned();
+    let s = Spinlet::start(
+        &dir,
+        Start {
+            args: vec!["--runtime-config-file".into(), rc],
+            ..Default::default()
+        },
+    );
+    let db3 = |args: &[&str]| {
+        let mut all = vec!["-n", "3"];
+        all.extend_from_slice(args);
+        redis.cli(&all)
+    };
+
+    // fermyon:spin/key-value@2.0.0: plain string keys of the URL's database.
+    assert_eq!(s.get("/?op=kv-get&key=greeting").status, 404);
+    assert_eq!(
+        s.get("/?op=kv-set&key=greeting&value=hello").text(),
+        "stored"
+    );
+    assert_eq!(db3(&["GET", "greeting"]), "hello");
+    assert_eq!(db3(&["TYPE", "greeting"]), "string");
+    assert_eq!(
+        redis.cli(&["EXISTS", "greeting"]),
+        "0",
+        "database 0 untouched"
+    );
+    db3(&["SET", "from-cli", "set by redis-cli"]);
+    assert_eq!(s.get("/?op=kv-get&key=from-cli").text(), "set by redis-cli");
+    assert_eq!(s.get("/?op=kv-keys").text(), "from-cli,greeting");
+    assert_eq!(s.get("/?op=kv-delete&key=from-cli").text(), "deleted");
+    assert_eq!(db3(&["EXISTS", "from-cli"]), "0");
+
+    // wasi:keyvalue: store, atomics (INCRBY; WATCH/MULTI/EXEC) and batch.
+    assert_eq!(s.get("/?op=wkv-set&key=a&value=one").text(), "stored");
+    assert_eq!(s.get("/?op=wkv-incr&key=n&delta=5").text(), "5");
+    assert_eq!(s.get("/?op=wkv-incr&key=n&delta=-2").text(), "3");
+    assert_eq!(db3(&["GET", "n"]), "3");
+    assert_eq!(
+        s.get("/?op=wkv-cas&key=a&value=two").text(),
+        "swapped from one"
+    );
+    assert_eq!(db3(&["GET", "a"]), "two");
+    assert_eq!(
+        s.get("/?op=wkv-cas&key=a&value=three&conflict=1").text(),
+        "cas failed"
+    );
+    assert_eq!(db3(&["GET", "a"]), "changed");
+    assert_eq!(
+        s.get("/?op=wkv-batch").text(),
+        r#"[("b1", None), ("b2", Some([50]))]"#
+    );
+    assert_eq!(db3(&["GET", "b2"]), "2");
+    let r = s.get("/?op=wkv-incr&key=a&delta=1");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("not an integer"), "{}", r.text());
+
+    // A server that went away: the store's open fails with `other`; back, it works again.
+    let port = redis.port;
+    drop(redis);
+    let r = s.get("/?op=kv-get&key=greeting");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("Other"), "{}", r.text());
+    let redis = RedisServer::start_on(port);
+    redis.cli(&["-n", "3", "SET", "greeting", "again"]);
+    assert_eq!(s.get("/?op=kv-get&key=greeting").text(), "again");
+    s.stop();
 }
 
 #[test]

@@ -2,14 +2,14 @@
 //! functions (spin-sdk 7).
 //!
 //! Same stores, grants and operations as 2.0 ([`super::ops`]): each function takes the
-//! sled tree out of the store and runs without holding it; writes, which flush to disk
-//! before they return, run on tokio's blocking pool. `get-keys` answers with a stream of
-//! every key and a completion future that is already resolved (an error, such as a store
-//! that failed to read, arrives there after an empty stream).
+//! store's backend out of the store data and awaits it without holding the store (sled
+//! writes flush on tokio's blocking pool, Redis answers over the network). `get-keys`
+//! answers with a stream of every key and a completion future that is already resolved
+//! (an error, such as a store that failed to read, arrives there after an empty stream).
 
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-use super::{ops, spin_v3, KeyValue, KeyValueCtxView, OpenError, OpenStore};
+use super::{ops, spin_v3, Backend, KeyValue, KeyValueCtxView, OpenError, OpenStore};
 
 fn other(e: impl std::fmt::Display) -> spin_v3::Error {
     spin_v3::Error::Other(e.to_string())
@@ -24,34 +24,24 @@ impl From<OpenError> for spin_v3::Error {
     }
 }
 
-/// The tree behind the guest's `store`, taken from the store data without holding it.
-fn tree_of<T>(
+/// The backend behind the guest's `store`, taken from the store data without holding it.
+fn backend_of<T>(
     accessor: &Accessor<T, KeyValue>,
     store: &Resource<OpenStore>,
-) -> Result<sled::Tree, spin_v3::Error> {
+) -> Result<Backend, spin_v3::Error> {
     accessor.with(|mut a| {
         a.get()
             .table
             .get(store)
-            .map(|s| s.tree.clone())
+            .map(|s| s.backend.clone())
             .map_err(other)
     })
-}
-
-/// Runs a flushing write on the blocking pool.
-async fn write(
-    f: impl FnOnce() -> sled::Result<()> + Send + 'static,
-) -> Result<(), spin_v3::Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(other)?
-        .map_err(other)
 }
 
 impl spin_v3::Host for KeyValueCtxView<'_> {}
 
 impl spin_v3::HostStore for KeyValueCtxView<'_> {
-    fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
         Ok(())
     }
@@ -62,11 +52,12 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         accessor: &Accessor<T, Self>,
         label: String,
     ) -> Result<Resource<OpenStore>, spin_v3::Error> {
+        let backend = accessor.with(|mut a| a.get().granted_backend(&label))?;
+        ops::connect(&backend).await.map_err(other)?;
         accessor.with(|mut a| {
-            let view = a.get();
-            let tree = view.granted_tree(&label)?;
-            view.table
-                .push(OpenStore { tree })
+            a.get()
+                .table
+                .push(OpenStore { backend })
                 .map_err(|_| spin_v3::Error::StoreTableFull)
         })
     }
@@ -76,7 +67,8 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         store: Resource<OpenStore>,
         key: String,
     ) -> Result<Option<Vec<u8>>, spin_v3::Error> {
-        ops::get(&tree_of(accessor, &store)?, &key).map_err(other)
+        let backend = backend_of(accessor, &store)?;
+        ops::get(&backend, &key).await.map_err(other)
     }
 
     async fn set(
@@ -85,8 +77,8 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), spin_v3::Error> {
-        let tree = tree_of(accessor, &store)?;
-        write(move || ops::set(&tree, &key, value)).await
+        let backend = backend_of(accessor, &store)?;
+        ops::set(&backend, key, value).await.map_err(other)
     }
 
     async fn delete(
@@ -94,8 +86,8 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         store: Resource<OpenStore>,
         key: String,
     ) -> Result<(), spin_v3::Error> {
-        let tree = tree_of(accessor, &store)?;
-        write(move || ops::delete(&tree, &key)).await
+        let backend = backend_of(accessor, &store)?;
+        ops::delete(&backend, key).await.map_err(other)
     }
 
     async fn exists(
@@ -103,7 +95,8 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         store: Resource<OpenStore>,
         key: String,
     ) -> Result<bool, spin_v3::Error> {
-        ops::exists(&tree_of(accessor, &store)?, &key).map_err(other)
+        let backend = backend_of(accessor, &store)?;
+        ops::exists(&backend, &key).await.map_err(other)
     }
 
     async fn get_keys(
@@ -113,7 +106,10 @@ impl<T> spin_v3::HostStoreWithStore<T> for KeyValue {
         StreamReader<String>,
         FutureReader<Result<(), spin_v3::Error>>,
     )> {
-        let keys = tree_of(accessor, &store).and_then(|tree| ops::keys(&tree).map_err(other));
+        let keys = match backend_of(accessor, &store) {
+            Ok(backend) => ops::keys(&backend).await.map_err(other),
+            Err(e) => Err(e),
+        };
         let (keys, done) = match keys {
             Ok(keys) => (keys, Ok(())),
             Err(e) => (Vec::new(), Err(e)),
