@@ -26,6 +26,8 @@ enum Command {
     /// One pod's sandbox process, started by the node agent.
     #[command(hide = true)]
     Sandbox(cli::sandbox::SandboxArgs),
+    /// Certificate management, as `k3s certificate`: rotate (server stopped) and check.
+    Certificate(cli::certificate::CertificateArgs),
     /// Run the system kubectl against this server's kubeconfig (like `k3s kubectl`).
     #[command(disable_help_flag = true)]
     Kubectl(cli::kubectl::KubectlArgs),
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => cli::server::run(args),
         Command::Agent(args) => cli::agent::run(args),
         Command::Sandbox(args) => cli::sandbox::run(args),
+        Command::Certificate(args) => cli::certificate::run(args),
         Command::Kubectl(args) => cli::kubectl::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Push(args) => cli::push::run(args),

@@ -1,5 +1,7 @@
 //! `spinlet agent`: the node agent alone, against spinlet's API server or a real cluster's
-//! (the scale-out path), and the agent flags `spinlet server` shares. Flags map onto
+//! (the scale-out path), joining with k3s's secure token (the server's CA fetched and
+//! checked against the token's hash when no CA file is given), and the agent flags
+//! `spinlet server` shares. Flags map onto
 //! `node_agent::AgentConfig`; the work is in the `node-agent` crate.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -132,10 +134,16 @@ pub struct AgentArgs {
     /// The API server's URL, e.g. https://192.0.2.10:6443.
     #[arg(long, short = 's', env = "SPINLET_URL")]
     pub server: Option<String>,
-    /// File holding the bearer token (spinlet's is <server data dir>/server/token).
+    /// The join token: the server's <data-dir>/server/token, K10<sha256 of the CA>::server:<secret>
+    /// (or, from older servers, the bare secret).
+    #[arg(long, short = 't', env = "SPINLET_TOKEN")]
+    pub token: Option<String>,
+    /// File holding the join token.
     #[arg(long, env = "SPINLET_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// The cluster CA certificate (PEM) to trust the API server with.
+    /// The cluster CA certificate (PEM) to trust the API server with. Optional with a K10
+    /// token: the CA is then fetched from the server's /cacerts and trusted only when its
+    /// sha256 is the token's (given both, the file must match the token's hash too).
     #[arg(long, env = "SPINLET_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// A kubeconfig to use instead of --server/--token-file/--ca-file.
@@ -193,28 +201,54 @@ pub async fn client_from_kubeconfig(text: &str) -> anyhow::Result<kube::Client> 
     kube::Client::try_from(config).context("creating the API client")
 }
 
-fn kubeconfig_text(args: &AgentArgs) -> anyhow::Result<String> {
+/// The kubeconfig the agent runs with: `--kubeconfig`'s, or one built from `--server`, the
+/// join token and the CA — the CA from `--ca-file`, or fetched from the server and checked
+/// against the token's hash before it is trusted (k3s's secure join).
+async fn kubeconfig_text(args: &AgentArgs) -> anyhow::Result<String> {
+    use apiserver_shim::pki::{join, token::JoinToken};
     use base64::Engine;
     if let Some(path) = &args.kubeconfig {
-        if args.server.is_some() || args.token_file.is_some() {
-            bail!("--kubeconfig cannot be combined with --server or --token-file");
+        if args.server.is_some() || args.token.is_some() || args.token_file.is_some() {
+            bail!("--kubeconfig cannot be combined with --server, --token or --token-file");
         }
         return std::fs::read_to_string(path)
             .with_context(|| format!("--kubeconfig: reading {}", path.display()));
     }
-    let (Some(server), Some(token_file), Some(ca_file)) =
-        (&args.server, &args.token_file, &args.ca_file)
-    else {
-        bail!("spinlet agent needs --server, --token-file and --ca-file (or --kubeconfig)");
+    let Some(server) = &args.server else {
+        bail!("spinlet agent needs --server and --token (or --token-file), or --kubeconfig");
     };
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("--token-file: reading {}", token_file.display()))?;
-    let ca = std::fs::read(ca_file)
-        .with_context(|| format!("--ca-file: reading {}", ca_file.display()))?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(_), Some(_)) => bail!("give --token or --token-file, not both"),
+        (Some(t), None) => JoinToken::parse(t).context("--token")?,
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--token-file: reading {}", file.display()))?;
+            JoinToken::parse(&text).with_context(|| format!("--token-file {}", file.display()))?
+        }
+        (None, None) => bail!("spinlet agent needs --token or --token-file with --server"),
+    };
+    let ca = match &args.ca_file {
+        Some(ca_file) => {
+            let ca = std::fs::read(ca_file)
+                .with_context(|| format!("--ca-file: reading {}", ca_file.display()))?;
+            token
+                .verify_ca(&ca)
+                .with_context(|| format!("--ca-file {}", ca_file.display()))?;
+            ca
+        }
+        None if token.ca_hash.is_none() => bail!(
+            "spinlet agent needs --ca-file, or a K10 join token (the server's <data-dir>/server/token) to fetch and verify the CA with"
+        ),
+        None => {
+            let ca = join::trusted_ca(server, &token).await?;
+            tracing::info!(server = %server, "the server's CA matches the join token's hash");
+            ca.into_bytes()
+        }
+    };
     let ca = base64::engine::general_purpose::STANDARD.encode(ca);
     Ok(format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: default\n  context: {{cluster: default, user: default}}\ncurrent-context: default\nusers:\n- name: default\n  user:\n    token: {}\n",
-        token.trim()
+        serde_json::to_string(&token.secret).context("encoding the token")?
     ))
 }
 
@@ -231,7 +265,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             None => crate::cli::server::default_data_dir()?,
         };
         let mut config = args.agent.config(&data_dir)?;
-        let kubeconfig = kubeconfig_text(&args)?;
+        let kubeconfig = kubeconfig_text(&args).await?;
         config.client_ca = kubeconfig_ca(&kubeconfig)?;
         let client = client_from_kubeconfig(&kubeconfig).await?;
         let shutdown = CancellationToken::new();

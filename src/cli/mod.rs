@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap flags and the glue from flags to library calls.
 
 pub mod agent;
+pub mod certificate;
 pub mod config;
 pub mod killall;
 pub mod kubectl;

@@ -191,6 +191,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         args.bind_address
     };
+    // The data dir's lock, held until exit: `certificate rotate` refuses while it is held.
+    let _lock = crate::cli::certificate::lock(&data_dir)?;
     // spin-operator's webhooks, in process; they get their client once the API listens.
     let admission = crate::admission::SpinAdmission::new();
     let shutdown = CancellationToken::new();
@@ -220,6 +222,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await?;
     agent_config.client_ca = Some(launched.pki.ca_cert.clone());
+    let renewed = crate::cli::certificate::renewal_message(&launched.pki.issued);
     let port = launched.addr.port();
     let admin = launched.admin_kubeconfig.clone();
     let (store, server) = (launched.store, launched.serving);
@@ -230,6 +233,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("creating the controllers' API client")?;
         admission.connect(client.clone());
+        // Leaf certificates renewed at start: a Warning event on the Node, now the API is up.
+        if let Some(message) = renewed {
+            crate::cli::certificate::report_renewals(
+                client.clone(),
+                &node_name,
+                &hostname,
+                message,
+            )
+            .await;
+        }
         // The docs' RuntimeClass and executor exist before the kubeconfig tells anyone
         // the server is up: the docs' first `kubectl apply` of a SpinApp names them.
         if let Err(e) = controllers::executor::ensure_builtins(&client).await {
