@@ -445,18 +445,20 @@ fn write_entries(obj: &mut Value, list: Vec<Entry>) {
         .into_iter()
         .filter(|e| !e.set.is_empty())
         .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": e.set.to_fields_v1(),
-            });
-            if let Some(s) = e.subresource {
-                v["subresource"] = json!(s);
+            let mut v = Map::new();
+            // `manager` is omitted when empty, as metav1.ManagedFieldsEntry's omitempty.
+            if !e.manager.is_empty() {
+                v.insert("manager".into(), json!(e.manager));
             }
-            v
+            v.insert("operation".into(), json!(e.operation));
+            v.insert("apiVersion".into(), json!(e.api_version));
+            v.insert("time".into(), json!(e.time));
+            v.insert("fieldsType".into(), json!("FieldsV1"));
+            v.insert("fieldsV1".into(), e.set.to_fields_v1());
+            if let Some(s) = e.subresource {
+                v.insert("subresource".into(), json!(s));
+            }
+            Value::Object(v)
         })
         .collect();
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -603,18 +605,45 @@ pub fn apply(
     Ok(merged)
 }
 
-/// Records an ordinary write by `manager`: it takes the fields whose values changed
-/// (all fields on create), which other managers lose.
+/// kube-apiserver's limit on a field manager's length, in bytes.
+pub const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// The field manager of a write that names none, as kube-apiserver's
+/// `prefixFromUserAgent`: the User-Agent up to its first `/`, non-printable characters
+/// dropped, cut at [`FIELD_MANAGER_MAX_LENGTH`] bytes. Empty without a User-Agent
+/// (kube-rs and raw HTTP clients send none); such a write is still recorded.
+pub fn manager_from_user_agent(user_agent: &str) -> String {
+    let product = user_agent.split('/').next().unwrap_or_default();
+    let mut out = String::new();
+    for c in product.chars() {
+        // Go's unicode.IsPrint: graphic characters and the ASCII space.
+        if c != ' ' && (c.is_control() || c.is_whitespace()) {
+            continue;
+        }
+        if out.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Records an ordinary write by `manager` (`None`: the server's own write, not recorded):
+/// it takes the fields whose values changed (all fields on create), which other managers
+/// lose. As in kube-apiserver, an `Update` entry is one per manager *and* API version, so
+/// the entry says which version the writer used, and a manager may be empty (a client
+/// that sent neither `fieldManager` nor a User-Agent).
 pub fn track_update(
     r: &Resource,
     version: &str,
     old: Option<&Value>,
     new: &mut Value,
-    manager: &str,
+    manager: Option<&str>,
 ) {
-    if manager.is_empty() {
+    let Some(manager) = manager else {
         return;
-    }
+    };
+    let api_version = r.api_version(version);
     let rules = Rules { r, version };
     let new_set = FieldSet::of_object(&rules, new);
     let mut list = match old {
@@ -632,10 +661,9 @@ pub fn track_update(
         write_entries(new, list);
         return;
     }
-    for e in list
-        .iter_mut()
-        .filter(|e| e.manager != manager || e.operation != "Update")
-    {
+    let is_mine =
+        |e: &Entry| e.manager == manager && e.operation == "Update" && e.api_version == api_version;
+    for e in list.iter_mut().filter(|e| !is_mine(e)) {
         for p in &changed {
             e.set.disown(p);
         }
@@ -648,10 +676,7 @@ pub fn track_update(
         }
         node.own = true;
     }
-    match list
-        .iter_mut()
-        .find(|e| e.manager == manager && e.operation == "Update")
-    {
+    match list.iter_mut().find(|e| is_mine(e)) {
         Some(e) => {
             e.set.union(&mine);
             e.time = crate::object::now();
@@ -659,7 +684,7 @@ pub fn track_update(
         None => list.push(Entry {
             manager: manager.to_string(),
             operation: "Update".into(),
-            api_version: r.api_version(version),
+            api_version,
             time: crate::object::now(),
             subresource: None,
             set: mine,
@@ -756,5 +781,55 @@ mod tests {
             o2["spec"]["template"]["spec"]["containers"][0]["image"],
             "b"
         );
+    }
+
+    #[test]
+    fn the_manager_without_field_manager_is_the_user_agents_product() {
+        assert_eq!(
+            manager_from_user_agent("kubectl/v1.31.0 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
+        assert_eq!(manager_from_user_agent(""), "");
+        assert_eq!(manager_from_user_agent("my tool\t\u{7}x/1"), "my toolx");
+        let long = "é".repeat(100);
+        let cut = manager_from_user_agent(&long);
+        assert_eq!(cut.len(), FIELD_MANAGER_MAX_LENGTH);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn writes_without_a_manager_are_recorded_with_their_api_version() {
+        let r = configmaps();
+        let mut created = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let mut internal = created.clone();
+        track_update(&r, "v1", None, &mut internal, None);
+        assert!(internal.pointer("/metadata/managedFields").is_none());
+
+        track_update(&r, "v1", None, &mut created, Some(""));
+        let entries = created["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        assert_eq!(entries.len(), 1, "{created}");
+        assert!(entries[0].get("manager").is_none(), "{created}");
+        assert_eq!(entries[0]["operation"], "Update");
+        assert_eq!(entries[0]["apiVersion"], "v1");
+
+        // The same (empty) manager through another version gets an entry of its own for
+        // the field it changed; the first keeps the rest.
+        let mut updated = created.clone();
+        updated["data"]["b"] = json!("3");
+        track_update(&r, "v2", Some(&created), &mut updated, Some(""));
+        let entries = updated["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        let versions: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e["apiVersion"].as_str())
+            .collect();
+        assert_eq!(versions, ["v1", "v2"], "{updated}");
+        assert!(entries[0]["fieldsV1"]["f:data"].get("f:a").is_some());
+        assert!(entries[0]["fieldsV1"]["f:data"].get("f:b").is_none());
+        assert!(entries[1]["fieldsV1"]["f:data"].get("f:b").is_some());
     }
 }

@@ -1006,3 +1006,56 @@ async fn streaming_list_watcher_gets_initial_events() {
         "{ev:?}"
     );
 }
+
+/// kube-rs sends no User-Agent, and `PostParams::default()` no `fieldManager`: the create
+/// is still recorded in managedFields (manager empty, as kube-apiserver records it) with
+/// the API version it was made under, which is how the SpinApp controller tells an app
+/// created under `core.spinoperator.dev` and gives it that group's label keys.
+#[tokio::test]
+async fn a_spinapp_created_without_a_field_manager_keeps_its_group() {
+    let server = Server::start();
+    let client = server.client().await;
+    let [op_group, _] = SPIN_GROUPS;
+    let op: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &spinapp_resource(op_group));
+    let created = op
+        .create(&PostParams::default(), &spinapp(op_group, "anonymous"))
+        .await
+        .expect("create under core.spinoperator.dev");
+    let entries = created.metadata.managed_fields.clone().unwrap_or_default();
+    let entry = entries
+        .iter()
+        .find(|e| e.operation.as_deref() == Some("Update"))
+        .unwrap_or_else(|| panic!("no Update entry in {entries:?}"));
+    assert_eq!(entry.manager, None, "{entries:?}");
+    assert_eq!(
+        entry.api_version.as_deref(),
+        Some("core.spinoperator.dev/v1alpha1")
+    );
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deployment = loop {
+        if let Some(d) = deployments.get_opt("anonymous").await.expect("get") {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Deployment for the app"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let labels = deployment.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("core.spinoperator.dev/app-name")
+            .map(String::as_str),
+        Some("anonymous"),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.contains_key("core.spinkube.dev/app-name"),
+        "{labels:?}"
+    );
+}

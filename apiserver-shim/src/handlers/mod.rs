@@ -52,8 +52,11 @@ pub(crate) struct Ctx {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
-    /// The field manager of this write: `fieldManager`, else the User-Agent's product.
-    pub manager: String,
+    /// The field manager of this write: `fieldManager`, else the User-Agent's product
+    /// ([`crate::ssa::manager_from_user_agent`]; empty when there is no User-Agent, and
+    /// still recorded, as kube-apiserver does). `None` for the server's own writes
+    /// (bootstrap objects, bindings), whose ownership is not recorded.
+    pub manager: Option<String>,
 }
 
 impl Ctx {
@@ -120,16 +123,10 @@ pub async fn handle(api: &Arc<Api>, call: &Call, path: ResourcePath) -> ApiResul
         namespace: path.namespace,
         name: path.name,
         subresource: path.subresource,
-        manager: match call.query.get("fieldManager") {
+        manager: Some(match call.query.get("fieldManager") {
             Some(m) if !m.is_empty() => m.to_string(),
-            _ => call
-                .header("user-agent")
-                .split('/')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-        },
+            _ => crate::ssa::manager_from_user_agent(call.header("user-agent")),
+        }),
     };
     let extra = ctx.subresource.as_deref().and_then(|s| {
         let subs = ctx.r.strategy().subresources();
@@ -191,7 +188,7 @@ pub async fn ensure(
         namespace: namespace.map(str::to_string),
         name: None,
         subresource: None,
-        manager: String::new(),
+        manager: None,
     };
     let name = crate::object::name_of(&obj).to_string();
     if let Some(cur) = api.store.get(&ctx.key(&name))? {

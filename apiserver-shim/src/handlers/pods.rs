@@ -100,7 +100,7 @@ pub(super) async fn create_only(
         namespace,
         name: None,
         subresource: Some("binding".into()),
-        manager: String::new(),
+        manager: None,
     };
     match what.extra {
         Extra::Binding => bind(api, call, &ctx, None).await,

@@ -95,7 +95,7 @@ pub(super) async fn create_object(
     check_valid(ctx, &obj)?;
     admit(api, ctx, Operation::Create, None, &mut obj, dry).await?;
     if track {
-        ssa::track_update(&ctx.r, &ctx.version, None, &mut obj, &ctx.manager);
+        ssa::track_update(&ctx.r, &ctx.version, None, &mut obj, ctx.manager.as_deref());
     }
     if let Some(ns) = ctx.namespace.as_deref() {
         namespaces::check_accepting(api, ns)?;
@@ -292,7 +292,13 @@ fn decide_update(ctx: &Ctx, cur: &Value, candidate: Value, track: bool) -> ApiRe
         }
         ctx.r.strategy().prepare_status_update(cur, &mut new);
     } else if track {
-        ssa::track_update(&ctx.r, &ctx.version, Some(cur), &mut new, &ctx.manager);
+        ssa::track_update(
+            &ctx.r,
+            &ctx.version,
+            Some(cur),
+            &mut new,
+            ctx.manager.as_deref(),
+        );
     }
     if ctx.r.strategy().rest() == Rest::CustomResourceDefinition && ctx.subresource.is_none() {
         crd::resource_from_crd(&new)?;
@@ -442,7 +448,14 @@ fn apply_patch(
         "application/apply-patch+yaml" => {
             let config = decode::parse_body(mime, body)?;
             decode::check_type(&config, &ctx.r, &ctx.version)?;
-            doc = ssa::apply(&ctx.r, &ctx.version, Some(cur), config, &ctx.manager, force)?;
+            doc = ssa::apply(
+                &ctx.r,
+                &ctx.version,
+                Some(cur),
+                config,
+                ctx.manager.as_deref().unwrap_or_default(),
+                force,
+            )?;
         }
         _ => return Err(ApiError::unsupported_media_type(mime, PATCH_TYPES)),
     }
@@ -487,7 +500,14 @@ pub(super) async fn patch(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<R
         // An apply configuration names its type, whether or not the object exists yet.
         decode::check_type(&body, &ctx.r, &ctx.version)?;
         let (obj, unknown, mode) = decode_body(call, ctx, body)?;
-        let obj = ssa::apply(&ctx.r, &ctx.version, None, obj, &ctx.manager, force)?;
+        let obj = ssa::apply(
+            &ctx.r,
+            &ctx.version,
+            None,
+            obj,
+            ctx.manager.as_deref().unwrap_or_default(),
+            force,
+        )?;
         let (stored, code) = create_object(api, ctx, obj, dry, false).await?;
         return Ok(Reply::json(code, ctx.present(stored)).with_warnings(warnings(mode, &unknown)));
     }
