@@ -8,11 +8,13 @@
 //! - [`serviceaccounts`]: the `default` ServiceAccount of every namespace.
 //! - [`spinapp`]: spin-operator's SpinApp controller (Deployment, Service, runtime-config
 //!   Secret, status) and its admission rules; [`executor`]: SpinAppExecutors (finalizer,
-//!   how spinlet runs them) and the docs' RuntimeClass and executor, created on start.
+//!   how spinlet runs them) and the docs' RuntimeClass and executor, created on start;
+//!   [`ca_bundle`]: the CA bundle Secret of executors with `installDefaultCACerts`.
 //! - [`replicaset`]: pods of ReplicaSets; [`deployment`]: rollouts through ReplicaSets
 //!   (sharing [`ownership`], the controller-reference claim rules, and the Events
 //!   recorder `recorder`).
 
+pub mod ca_bundle;
 pub mod deployment;
 pub mod endpoints;
 pub mod executor;

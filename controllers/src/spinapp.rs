@@ -4,17 +4,20 @@
 //! It owns, per SpinApp, the Deployment, the Service and the runtime-config Secret named
 //! after it (applied server-side as field manager `spin-operator`, force, each with the
 //! app as controlling owner so the API server's garbage collector deletes them with it)
-//! and the app's `status`. It reads the app's SpinAppExecutor and the ConfigMaps and
-//! Secrets its runtime config names, and never writes anything else: pods are the
-//! Deployment controller's, endpoints the Endpoints controller's.
+//! and the app's `status`, and creates the namespace's CA bundle Secret when the executor
+//! asks for it and it is missing ([`crate::ca_bundle`]). It reads the app's
+//! SpinAppExecutor and the ConfigMaps and Secrets its runtime config names, and never
+//! writes anything else: pods are the Deployment controller's, endpoints the Endpoints
+//! controller's.
 //!
 //! One reconcile, as spin-operator's:
 //! 1. The executor named by `spec.executor` in the app's namespace; missing → Warning
 //!    Event `MissingExecutor` (`Could not find SpinAppExecutor ns/name`),
 //!    `Available=False` with that reason, and a retry.
 //! 2. Executor `createDeployment: true`: the runtime-config Secret (unless
-//!    `loadFromSecret`; created once, its name changes with its content), then the
-//!    Deployment ([`deployment`]). `false`: a Deployment this app controls is deleted.
+//!    `loadFromSecret`; created once, its name changes with its content), the CA bundle
+//!    Secret (`installDefaultCACerts`), then the Deployment ([`deployment`]). `false`: a
+//!    Deployment this app controls is deleted.
 //! 3. The Service ([`service`]), always.
 //! 4. The status ([`status`]), only with `createDeployment: true`, written when changed.
 //!
@@ -438,6 +441,18 @@ async fn apply_children(
                 Some(secret_name)
             }
         };
+        // spin-operator's ensureCASecret: the executor's CA bundle Secret, when missing,
+        // before the Deployment that mounts it.
+        let ca = executor
+            .spec
+            .deployment_config
+            .as_ref()
+            .and_then(crate::ca_bundle::secret_to_install);
+        if let Some(ca) = ca.filter(|ca| cached(&ctx.secrets, ns, ca).is_none()) {
+            crate::ca_bundle::ensure(client, ns, ca)
+                .await
+                .map_err(api_err("creating the CA bundle Secret"))?;
+        }
         let desired = deployment::build(&deployment::Inputs {
             app,
             group,

@@ -207,3 +207,243 @@ spec:
         || state(s),
     );
 }
+
+/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An executor's CA bundle (spin-operator's `caCertSecret` / `installDefaultCACerts`,
+/// mounted at /etc/ssl/certs/ca-certificates.crt) is what the app's outbound HTTPS
+/// trusts: with the user's CA in `caCertSecret`, a fetch from a loopback TLS server that
+/// CA signed succeeds; with the default `spin-ca` (made by spinlet from the host's trust
+/// bundle, as the operator makes it from its own) the same fetch is refused, and the
+/// user's Secret is left as it was.
+#[test]
+fn an_executors_ca_certificates_are_what_the_apps_outbound_tls_trusts() {
+    let Some(env) = PodEnv::start("ca-certs", &[]) else {
+        return;
+    };
+    let (s, ns) = (&env.server, &env.ns);
+    let dir = env.scratch.path().join("tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A CA of the test's own and a certificate it signs for 127.0.0.1.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=spinlet test CA",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    std::fs::write(dir.join("hello.txt"), "hello over tls").expect("page");
+    // openssl's web server on the namespace's loopback.
+    let log = std::fs::File::create(dir.join("s_server.log")).expect("log");
+    let _tls_server = common::pods::Killed(
+        ns.cmd("openssl")
+            .current_dir(&dir)
+            .args([
+                "s_server",
+                "-accept",
+                "127.0.0.1:8443",
+                "-cert",
+                "server.pem",
+            ])
+            .args(["-key", "server.key", "-WWW", "-quiet"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("openssl s_server"),
+    );
+
+    // The hello app allowed to reach that server, pushed as its own image.
+    let wasm = {
+        let (app, support) = test_apps::spin_runtime_app("rust-v5-hello");
+        test_apps::build(&app, &[&support], "wasm32-wasip2")
+    };
+    let app_dir = dir.join("app");
+    std::fs::create_dir_all(&app_dir).expect("app dir");
+    std::fs::write(
+        app_dir.join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "ca-hello"
+version = "1.0.0"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "{}"
+allowed_outbound_hosts = ["https://127.0.0.1:8443"]
+"#,
+            wasm.display()
+        ),
+    )
+    .expect("spin.toml");
+    let push = ns
+        .cmd(&common::spinlet_bin().to_string_lossy())
+        .args(["push"])
+        .arg(&app_dir)
+        .arg("127.0.0.1:5000/ca-hello:v1")
+        .output()
+        .expect("push");
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+
+    // The user's CA Secret, then two executors and an app on each.
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("ca");
+    let ca_file = format!("ca-certificates.crt={}", dir.join("ca.pem").display());
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "test-ca",
+        "--from-file",
+        &ca_file,
+    ]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinAppExecutor
+metadata:
+  name: own-ca
+spec:
+  createDeployment: true
+  deploymentConfig:
+    runtimeClassName: wasmtime-spin-v2
+    installDefaultCACerts: true
+    caCertSecret: test-ca
+---
+apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinAppExecutor
+metadata:
+  name: default-ca
+spec:
+  createDeployment: true
+  deploymentConfig:
+    runtimeClassName: wasmtime-spin-v2
+    installDefaultCACerts: true
+---
+apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinApp
+metadata:
+  name: trusting
+spec:
+  image: 127.0.0.1:5000/ca-hello:v1
+  replicas: 1
+  executor: own-ca
+---
+apiVersion: core.spinoperator.dev/v1alpha1
+kind: SpinApp
+metadata:
+  name: defaulted
+spec:
+  image: 127.0.0.1:5000/ca-hello:v1
+  replicas: 1
+  executor: default-ca
+"#,
+    );
+    let fetch = "/?op=fetch&url=https%3A%2F%2F127.0.0.1%3A8443%2Fhello.txt";
+    let trusting = ready_pods(s, "trusting", 1);
+    let (code, body) = ns.curl(&format!("http://{}:80{fetch}", trusting[0]));
+    assert_eq!((code, body.as_str()), (200, "200 hello over tls"));
+
+    // spin-ca: made from the host's bundle, annotated as the operator's; the test's CA is
+    // not in it, so the other app's fetch fails the certificate check.
+    let spin_ca = json(s, &["secret", "spin-ca"]).expect("the spin-ca Secret");
+    assert_eq!(
+        spin_ca["metadata"]["annotations"]["app.kubernetes.io/managed-by"],
+        "spin-operator.spinkube.dev"
+    );
+    let bundle = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        spin_ca["data"]["ca-certificates.crt"]
+            .as_str()
+            .expect("bundle"),
+    )
+    .expect("base64");
+    let bundle = String::from_utf8_lossy(&bundle);
+    assert!(bundle.contains("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        !bundle.contains(ca.trim()),
+        "the test's CA is not the host's"
+    );
+    let defaulted = ready_pods(s, "defaulted", 1);
+    let (code, body) = ns.curl(&format!("http://{}:80{fetch}", defaulted[0]));
+    assert_eq!(code, 502, "{body}");
+
+    // The user's Secret is theirs: not rewritten, not annotated.
+    let own = json(s, &["secret", "test-ca"]).expect("test-ca");
+    assert!(own["metadata"]["annotations"]["app.kubernetes.io/managed-by"].is_null());
+    let own_bundle = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        own["data"]["ca-certificates.crt"].as_str().expect("bundle"),
+    )
+    .expect("base64");
+    assert_eq!(String::from_utf8_lossy(&own_bundle), ca);
+}

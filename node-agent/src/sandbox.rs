@@ -100,6 +100,10 @@ impl Sandbox {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
+        if let Some(bundle) = &options.ca_bundle {
+            // rustls-native-certs then reads this file instead of the host's store.
+            command.env("SSL_CERT_FILE", bundle);
+        }
         let child = tokio::process::Command::from(command).spawn()?;
         let pid = child.id().unwrap_or_default();
         let _ = std::fs::write(sandbox_dir.join("pid"), pid.to_string());

@@ -45,6 +45,11 @@ pub struct Options {
     /// The app's runtime config file (the one mounted at `/runtime-config.toml`).
     #[serde(default)]
     pub runtime_config: Option<PathBuf>,
+    /// The app's trust bundle (the file mounted at `/etc/ssl/certs/ca-certificates.crt`):
+    /// the sandbox runs with `SSL_CERT_FILE` pointing at it, so its outbound TLS trusts
+    /// those roots (plus the compiled-in Mozilla ones), as Spin in a container does.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
     /// When the log file is rotated.
     #[serde(default)]
     pub log_rotation: crate::cri_log::Rotation,

@@ -7,7 +7,9 @@
 //!
 //! A file mounted at `/runtime-config.toml` (spin-operator mounts the app's runtime-config
 //! Secret key there with a `subPath`) is the app's runtime config, as containerd-shim-spin
-//! reads it from the container's root: [`Mounted::runtime_config`].
+//! reads it from the container's root: [`Mounted::runtime_config`]. A file mounted at
+//! `/etc/ssl/certs/ca-certificates.crt` (spin-operator's `spin-ca` volume) is the app's
+//! trust bundle, as Spin in a container reads the system bundle: [`Mounted::ca_bundle`].
 //!
 //! Files are written under `<sandbox dir>/volumes/<volume>/`, each replaced atomically, so
 //! a refresh after a ConfigMap or Secret changes ([`Volumes::refresh`]) never shows a
@@ -25,6 +27,10 @@ use crate::sources::Kind;
 /// Where containerd-shim-spin reads an app's runtime config in its container.
 pub const RUNTIME_CONFIG_PATH: &str = "/runtime-config.toml";
 
+/// The system trust bundle in a (Debian-based) container, where spin-operator mounts the
+/// executor's CA Secret.
+pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// What a container's volume mounts give the sandbox.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mounted {
@@ -32,6 +38,8 @@ pub struct Mounted {
     pub preopens: Vec<Mount>,
     /// The runtime config file mounted at [`RUNTIME_CONFIG_PATH`], if any.
     pub runtime_config: Option<PathBuf>,
+    /// The trust bundle mounted at [`CA_BUNDLE_PATH`], if any.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// Why a volume cannot be set up (the pod's `FailedMount` event).
@@ -188,6 +196,7 @@ impl Volumes {
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         let mut out = Vec::new();
         let mut runtime_config = None;
+        let mut ca_bundle = None;
         for m in container.volume_mounts.iter().flatten() {
             let v = volumes
                 .and_then(|vs| vs.iter().find(|v| v.name == m.name))
@@ -217,9 +226,12 @@ impl Volumes {
                 if host.is_file() {
                     // One file of the volume (a key at `subPath`): WASI preopens only
                     // directories, so the guest does not see it; the runtime config at
-                    // the root is the host's to read, as the shim reads it.
+                    // the root and the trust bundle are the host's to read, as the shim
+                    // and Spin read them.
                     if m.mount_path == RUNTIME_CONFIG_PATH {
                         runtime_config = Some(host);
+                    } else if m.mount_path == CA_BUNDLE_PATH {
+                        ca_bundle = Some(host);
                     } else {
                         tracing::debug!(volume = %m.name, path = %m.mount_path, "a file subPath is not preopened");
                     }
@@ -236,6 +248,7 @@ impl Volumes {
         Ok(Mounted {
             preopens: out,
             runtime_config,
+            ca_bundle,
         })
     }
 }

@@ -11,19 +11,20 @@
 //! - [`files`]: component files as data layers and inline content, and back;
 //! - [`filled_stream`]: the already-filled streams the async query functions answer with;
 //! - [`variables`]: providers, templates and the variables interfaces;
-//! - [`key_value`]: sled-backed key-value stores, `fermyon:spin/key-value` and
+//! - [`key_value`]: key-value stores in sled or Redis, `fermyon:spin/key-value` and
 //!   `wasi:keyvalue` (draft2);
 //! - [`sqlite`]: SQLite databases, `fermyon:spin/sqlite` and `spin:sqlite`;
 //! - [`outbound_rules`]: the `allowed_outbound_hosts` rule grammar and matcher every
 //!   outbound interface shares;
-//! - [`outbound`]: outgoing HTTP (`wasi:http`) under those rules;
+//! - [`outbound`]: outgoing HTTP (`wasi:http`) under those rules, sent by
+//!   [`http_client`];
 //! - [`outbound_sockets`]: `wasi:sockets` (TCP, UDP, name lookup; 0.2 and 0.3) under
 //!   those rules;
 //! - [`outbound_redis`]: outbound Redis, `fermyon:spin/redis`;
 //! - [`outbound_mqtt`]: outbound MQTT, `fermyon:spin/mqtt`;
 //! - [`outbound_pg`]: outbound PostgreSQL, `fermyon:spin/postgres` and `spin:postgres`;
 //! - [`outbound_mysql`]: outbound MySQL, `fermyon:spin/mysql` and `spin:mysql`;
-//! - [`tls`]: the TLS client configuration of outbound Redis and MQTT;
+//! - [`tls`]: the TLS client configuration of outbound HTTP, Redis and MQTT;
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
 //! - [`engine`] and [`cache`]: the wasmtime engine and the compiled-code cache;
@@ -74,6 +75,7 @@ pub mod engine;
 pub mod files;
 pub mod filled_stream;
 pub mod headers;
+pub mod http_client;
 pub mod http_p3;
 pub mod http_trigger;
 pub mod key_value;

@@ -12,6 +12,9 @@
 //! HTTP trigger registers in the app's [`LocalHandlerSlot`]. (spin-sdk sends a relative URL with the authority `:80` or
 //! `:443`, i.e. an empty host.)
 //!
+//! Requests that leave the process go through [`crate::http_client`] (TLS with the shared
+//! trust roots of [`crate::tls`]).
+//!
 //! Not implemented yet: the deprecated `allowed_http_hosts`.
 
 use std::future::Future;
@@ -137,7 +140,7 @@ impl WasiHttpHooks for OutboundHttp {
         }
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (res, io) = crate::http_client::send(request, options).await?;
             Ok((
                 res.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,

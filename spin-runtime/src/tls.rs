@@ -1,5 +1,5 @@
-//! TLS for outbound connections that are not HTTP: Redis (`rediss://`) and MQTT
-//! (`mqtts://`), and the trusted roots of PostgreSQL and MySQL.
+//! TLS for outbound connections: HTTPS ([`crate::http_client`]), Redis (`rediss://`, also
+//! key-value stores) and MQTT (`mqtts://`), and the trusted roots of PostgreSQL and MySQL.
 //!
 //! This module owns the one rustls client configuration those connections share, and how
 //! a TLS stream is opened with it; MySQL's client (`mysql_async`) builds its own rustls

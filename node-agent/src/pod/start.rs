@@ -316,6 +316,7 @@ impl Worker {
             cgroup: self.cgroup.as_ref().map(|c| c.path().to_string()),
             mounts: mounts.preopens,
             runtime_config: mounts.runtime_config,
+            ca_bundle: mounts.ca_bundle,
             log_rotation: config.log_rotation,
         };
         Sandbox::spawn(
