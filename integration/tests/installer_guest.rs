@@ -14,7 +14,9 @@
 //! wrote — is served from the host by `python3 -m http.server` on that namespace's
 //! loopback. Commands run in the guest through `nsenter` into all its namespaces.
 //!
-//! In the guest, in order: `curl -sfL …/install.sh | sh -` installs the binary and the
+//! In the guest, in order: a release whose kubectl arrives truncated is refused with
+//! nothing installed (the machine's snapshot unchanged); `curl -sfL …/install.sh | sh -`
+//! installs the binary and the
 //! pinned kubectl (no kubectl there before), the service runs (systemd: `Type=notify`,
 //! active once the node is Ready), `spinlet kubectl get nodes` and the `kubectl` link
 //! show the node Ready, a SpinApp whose image exists only in an archive dropped in
@@ -240,6 +242,20 @@ fn release(www: &Path) -> (String, String) {
         format!("{expected}  spinlet-amd64\n"),
     )
     .expect("write");
+
+    // A release whose kubectl arrives truncated (the binary is fine).
+    let bad_kubectl = www.join("bad-kubectl");
+    std::fs::create_dir_all(&bad_kubectl).expect("bad-kubectl");
+    if std::fs::hard_link(www.join("spinlet-amd64"), bad_kubectl.join("spinlet-amd64")).is_err() {
+        std::fs::copy(www.join("spinlet-amd64"), bad_kubectl.join("spinlet-amd64")).expect("copy");
+    }
+    let kubectl_bytes = std::fs::read(&kubectl).expect("read kubectl");
+    std::fs::write(
+        bad_kubectl.join("kubectl-amd64"),
+        &kubectl_bytes[..(1 << 20).min(kubectl_bytes.len())],
+    )
+    .expect("write");
+    std::fs::write(bad_kubectl.join("sha256sum-amd64.txt"), &sums).expect("sums");
 
     // The air-gap archive of the hello app, built from source.
     let app = hello_app(www.parent().expect("scratch"));
@@ -659,6 +675,25 @@ fn startup_ms(log: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Snapshot lines that change without spinlet: journald's files, systemd's and OpenRC's own
+/// state, login records, and kubectl's discovery cache (kubectl's, in root's home, as with
+/// any kubectl).
+fn not_spinlets(line: &str) -> bool {
+    [
+        "F /var/log/journal",
+        "F /run/systemd/",
+        "F /var/lib/systemd/",
+        "F /run/openrc/",
+        "F /root/.kube",
+        "F /var/log/rc.log",
+        "F /run/utmp",
+        "F /var/log/wtmp",
+        "F /var/log/lastlog",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
+}
+
 const SPINAPP: &str = r#"apiVersion: core.spinoperator.dev/v1alpha1
 kind: SpinApp
 metadata:
@@ -684,6 +719,27 @@ fn scenario(init: Init) {
     // A fresh machine: no kubectl, no spinlet.
     assert!(!g.sh("command -v kubectl").status.success());
     let before = g.snapshot();
+
+    // A corrupted kubectl in the release: refused before anything is installed.
+    let url = g.url();
+    let out = g.sh(&format!(
+        "curl -sfL {url}/install.sh | INSTALL_SPINLET_BASE_URL={url}/bad-kubectl sh -"
+    ));
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("Download sha256 does not match: kubectl-amd64"),
+        "{log}"
+    );
+    let untouched = g.snapshot();
+    let changed: Vec<&String> = untouched
+        .symmetric_difference(&before)
+        .filter(|l| !not_spinlets(l))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a refused install changed the machine: {changed:?}\n{log}"
+    );
 
     // curl | sh: binary and pinned kubectl verified, the service up once the node is Ready.
     let started = Instant::now();
@@ -724,7 +780,6 @@ fn scenario(init: Init) {
     assert!(!pid.is_empty(), "no spinlet server process");
 
     // A SpinApp from an archive in agent/images (no registry reachable from the guest).
-    let url = g.url();
     g.ok(&format!(
         "mkdir -p /var/lib/spinlet/agent/images && \
          curl -sf -o /var/lib/spinlet/agent/images/hello.tar.zst {url}/hello.tar.zst"
@@ -830,25 +885,8 @@ fn scenario(init: Init) {
     // Uninstall: the machine as it was before the install.
     let log = g.ok("/usr/local/bin/spinlet-uninstall.sh");
     let after = g.snapshot();
-    let allowed = |l: &str| {
-        // journald's files, systemd's and OpenRC's own state, kubectl's discovery cache
-        // (kubectl's, in root's home, as with any kubectl).
-        [
-            "F /var/log/journal",
-            "F /run/systemd/",
-            "F /var/lib/systemd/",
-            "F /run/openrc/",
-            "F /root/.kube",
-            "F /var/log/rc.log",
-            "F /run/utmp",
-            "F /var/log/wtmp",
-            "F /var/log/lastlog",
-        ]
-        .iter()
-        .any(|p| l.starts_with(p))
-    };
     let (tolerated, left): (Vec<&String>, Vec<&String>) =
-        after.difference(&before).partition(|l| allowed(l));
+        after.difference(&before).partition(|l| not_spinlets(l));
     let tops: Vec<&&String> = tolerated
         .iter()
         .filter(|l| l.matches('/').count() <= 3)
