@@ -16,16 +16,16 @@
 //!
 //! In the guest, in order: a release whose kubectl arrives truncated is refused with
 //! nothing installed (the machine's snapshot unchanged); `curl -sfL …/install.sh | sh -`
-//! installs the binary and the
-//! pinned kubectl (no kubectl there before), the service runs (systemd: `Type=notify`,
-//! active once the node is Ready), `spinlet kubectl get nodes` and the `kubectl` link
-//! show the node Ready, a SpinApp whose image exists only in an archive dropped in
-//! `/var/lib/spinlet/agent/images/` serves from its pod, a re-run prints "No change
-//! detected" and keeps the process, a changed `INSTALL_SPINLET_EXEC` restarts it with the
-//! new flag (the API moves to port 7443), a truncated download is refused by its checksum
-//! with the installed binary and process unchanged, and `spinlet-uninstall.sh` leaves the
-//! machine as before the install: files, processes, cgroups, addresses and links, units
-//! or services are listed before and after and compared.
+//! installs the binary and the pinned kubectl (no kubectl there before), the service runs
+//! (systemd: `Type=notify`, active once the node is Ready), `spinlet kubectl get nodes`
+//! and the `kubectl` link show the node Ready, a SpinApp whose image exists only in an
+//! archive dropped in `/var/lib/spinlet/agent/images/` serves from its pod, a re-run
+//! prints "No change detected" and keeps the process, a changed `INSTALL_SPINLET_EXEC`
+//! restarts it with the new flag (the API moves to port 7443), a truncated download is
+//! refused by its checksum with the installed binary and process unchanged, and
+//! `spinlet-uninstall.sh` leaves the machine as before the install: files, processes,
+//! cgroups, addresses and links, units or services are listed before and after and
+//! compared.
 //!
 //! Host quirks handled here, not in the installer: nspawn without a systemd host needs
 //! `--register=no --keep-unit`, and `--capability=CAP_NET_ADMIN` (it drops it for a network
