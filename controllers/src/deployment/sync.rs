@@ -96,15 +96,24 @@ impl Pass<'_> {
         if same_status(&self.d.status.clone().unwrap_or_default(), &new) {
             return Ok(false);
         }
-        let patch = json!({"status": new});
-        self.d_api
+        // The resourceVersion makes the write conditional on the Deployment this status
+        // was computed from, as upstream's UpdateStatus: from a cache that lags (a pass
+        // woken by a ReplicaSet before its Deployment's last change arrived) it would
+        // see "progress" over an old status and stamp a new lastUpdateTime, whose event
+        // wakes another lagging pass. A stale pass gets 409 and is retried.
+        let patch = json!({
+            "metadata": {"resourceVersion": self.d.resource_version()},
+            "status": new,
+        });
+        let updated = self
+            .d_api
             .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error(format!(
                 "writing the status of deployment {}",
                 self.name()
             )))?;
-        self.d.status = Some(new);
+        self.d = updated;
         Ok(true)
     }
 
@@ -120,13 +129,13 @@ impl Pass<'_> {
             return Ok(());
         }
         let patch = json!({"metadata": {"annotations": {history::REVISION: revision}}});
-        self.d_api
+        let updated = self
+            .d_api
             .patch(&self.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error(format!("annotating deployment {}", self.name())))?;
-        self.d
-            .annotations_mut()
-            .insert(history::REVISION.into(), revision.into());
+        // Later writes of this pass are conditional on the version this one made.
+        self.d.metadata = updated.metadata;
         Ok(())
     }
 
