@@ -14,16 +14,24 @@ use std::time::Duration;
 use common::pods::{Killed, Netns};
 use common::spinlet_bin;
 
-/// The next datagram, as text (panics after `limit`).
+/// The next datagram, as text (panics after `limit`). A signal interrupting the wait
+/// (EINTR: the other test's children come and go) is waited through.
 fn receive(socket: &UnixDatagram, limit: Duration, log: &Path) -> String {
-    socket.set_read_timeout(Some(limit)).expect("timeout");
+    let deadline = std::time::Instant::now() + limit;
     let mut buf = [0u8; 4096];
-    match socket.recv(&mut buf) {
-        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        Err(e) => panic!(
-            "no notification ({e}); server log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        ),
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        match socket.recv(&mut buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && !left.is_zero() => {}
+            Err(e) => panic!(
+                "no notification ({e}); server log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
     }
 }
 
