@@ -87,8 +87,83 @@ pub fn managed_for(slice: &EndpointSlice, name: &str) -> bool {
         && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
 }
 
-/// Makes the Service's slices list `members`: updates slices whose port set is still
-/// wanted, creates the missing ones, deletes the rest. `cached` are its slices as the
+/// What to write to make a Service's slices hold `wanted` (port set → endpoints).
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Slices to replace with the new content (their ports, endpoints, labels, owner).
+    pub update: Vec<EndpointSlice>,
+    /// Slices to create.
+    pub create: Vec<EndpointSlice>,
+    /// Slices to delete.
+    pub delete: Vec<EndpointSlice>,
+}
+
+/// The writes turning `existing` into `wanted` (a Service with no endpoints wants
+/// upstream's placeholder: one empty slice). A slice whose port set is still wanted is
+/// updated when its content differs; a new port set takes over a slice that would
+/// otherwise be deleted, as upstream's reconciler prefers an update to a delete plus a
+/// create; only what is left is created or deleted.
+pub fn plan(
+    service: &Service,
+    labels: &BTreeMap<String, String>,
+    mut wanted: Vec<(Vec<EndpointPort>, Vec<Endpoint>)>,
+    existing: Vec<EndpointSlice>,
+) -> Plan {
+    if wanted.is_empty() {
+        wanted.push((Vec::new(), Vec::new()));
+    }
+    let content = |mut slice: EndpointSlice, ports: Vec<EndpointPort>, endpoints| {
+        slice.endpoints = endpoints;
+        slice.ports = (!ports.is_empty()).then_some(ports);
+        slice.metadata.labels = Some(labels.clone());
+        slice.metadata.owner_references = Some(vec![owner(service)]);
+        slice
+    };
+    let mut out = Plan::default();
+    let mut unused = existing;
+    let mut missing = Vec::new();
+    for (ports, endpoints) in wanted {
+        let found = unused
+            .iter()
+            .position(|s| ports_of(s) == ports)
+            .map(|i| unused.remove(i));
+        match found {
+            Some(cur) => {
+                let same = cur.endpoints == endpoints
+                    && cur.labels() == labels
+                    && cur
+                        .owner_references()
+                        .iter()
+                        .any(|o| o.controller == Some(true));
+                if !same {
+                    out.update.push(content(cur, ports, endpoints));
+                }
+            }
+            None => missing.push((ports, endpoints)),
+        }
+    }
+    for (ports, endpoints) in missing {
+        match unused.pop() {
+            Some(reused) => out.update.push(content(reused, ports, endpoints)),
+            None => {
+                let fresh = EndpointSlice {
+                    metadata: ObjectMeta {
+                        generate_name: Some(format!("{}-", service.name_any())),
+                        namespace: service.namespace(),
+                        ..ObjectMeta::default()
+                    },
+                    address_type: "IPv4".into(),
+                    ..EndpointSlice::default()
+                };
+                out.create.push(content(fresh, ports, endpoints));
+            }
+        }
+    }
+    out.delete = unused;
+    out
+}
+
+/// Makes the Service's slices list `members` ([`plan`]). `cached` are its slices as the
 /// watch cache has them: updates from a stale copy fail with a conflict (retried), and
 /// before creating a slice the slices are listed from the API server, so a slice created
 /// moments ago and not yet in the cache is never created twice.
@@ -101,89 +176,39 @@ pub async fn write(
     let ns = service.namespace().unwrap_or_default();
     let name = service.name_any();
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-    let mut wanted_ports: Vec<Vec<EndpointPort>> = desired(service, members)
-        .keys()
-        .map(|ports| ports.iter().map(port).collect())
+    let mut labels = labels_of(service);
+    labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    let wanted: Vec<(Vec<EndpointPort>, Vec<Endpoint>)> = desired(service, members)
+        .into_iter()
+        .map(|(ports, eps)| (ports.iter().map(port).collect(), eps))
         .collect();
-    if wanted_ports.is_empty() {
-        wanted_ports.push(Vec::new()); // the placeholder, as below
-    }
-    let creates = wanted_ports
-        .iter()
-        .any(|ports| !cached.iter().any(|s| &ports_of(s) == ports));
-    let existing = if creates {
+    let mut todo = plan(service, &labels, wanted.clone(), cached);
+    if !todo.create.is_empty() {
         let selector = format!("{SERVICE_NAME_LABEL}={name},{MANAGED_BY_LABEL}={MANAGED_BY}");
-        api.list(&ListParams::default().labels(&selector))
+        let listed = api
+            .list(&ListParams::default().labels(&selector))
             .await
             .map_err(api_error(format!(
                 "listing the endpoint slices of {ns}/{name}"
             )))?
-            .items
-    } else {
-        cached
-    };
-    let mut labels = labels_of(service);
-    labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-
-    let mut wanted: Vec<(Vec<EndpointPort>, Vec<Endpoint>)> = desired(service, members)
-        .into_iter()
-        .map(|(ports, eps)| (ports.iter().map(port).collect(), eps))
-        .collect();
-    if wanted.is_empty() {
-        // Upstream's placeholder: a Service with no endpoints keeps one empty slice.
-        wanted.push((Vec::new(), Vec::new()));
+            .items;
+        todo = plan(service, &labels, wanted, listed);
     }
-    let mut unused: Vec<EndpointSlice> = existing;
-    for (ports, endpoints) in wanted {
-        let found = unused
-            .iter()
-            .position(|s| ports_of(s) == ports)
-            .map(|i| unused.remove(i));
-        match found {
-            Some(cur) => {
-                let same = cur.endpoints == endpoints
-                    && cur.labels() == &labels
-                    && cur
-                        .owner_references()
-                        .iter()
-                        .any(|o| o.controller == Some(true));
-                if same {
-                    continue;
-                }
-                let mut next = cur.clone();
-                next.endpoints = endpoints;
-                next.metadata.labels = Some(labels.clone());
-                next.metadata.owner_references = Some(vec![owner(service)]);
-                api.replace(&cur.name_any(), &PostParams::default(), &next)
-                    .await
-                    .map_err(api_error(format!(
-                        "updating endpoint slice {ns}/{}",
-                        cur.name_any()
-                    )))?;
-            }
-            None => {
-                let slice = EndpointSlice {
-                    metadata: ObjectMeta {
-                        generate_name: Some(format!("{name}-")),
-                        namespace: Some(ns.clone()),
-                        labels: Some(labels.clone()),
-                        owner_references: Some(vec![owner(service)]),
-                        ..ObjectMeta::default()
-                    },
-                    address_type: "IPv4".into(),
-                    endpoints,
-                    ports: (!ports.is_empty()).then_some(ports),
-                };
-                api.create(&PostParams::default(), &slice)
-                    .await
-                    .map_err(api_error(format!(
-                        "creating an endpoint slice for {ns}/{name}"
-                    )))?;
-            }
-        }
+    for next in todo.update {
+        let slice = next.name_any();
+        api.replace(&slice, &PostParams::default(), &next)
+            .await
+            .map_err(api_error(format!("updating endpoint slice {ns}/{slice}")))?;
     }
-    for stale in unused {
+    for fresh in todo.create {
+        api.create(&PostParams::default(), &fresh)
+            .await
+            .map_err(api_error(format!(
+                "creating an endpoint slice for {ns}/{name}"
+            )))?;
+    }
+    for stale in todo.delete {
         match api
             .delete(&stale.name_any(), &DeleteParams::default())
             .await
@@ -253,6 +278,41 @@ mod tests {
         assert_eq!(
             (cond(2).ready, cond(2).serving, cond(2).terminating),
             (Some(false), Some(true), Some(true))
+        );
+    }
+
+    #[test]
+    fn a_new_port_set_takes_over_the_placeholder_instead_of_create_and_delete() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
+        }))
+        .expect("service");
+        let labels = BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), "web".to_string())]);
+        let empty = plan(&svc, &labels, Vec::new(), Vec::new());
+        assert_eq!(
+            (empty.update.len(), empty.create.len(), empty.delete.len()),
+            (0, 1, 0)
+        );
+        let mut placeholder = empty.create[0].clone();
+        placeholder.metadata.name = Some("web-abcde".into());
+        let ports = vec![port(&member("a", true, false, 8080).ports[0])];
+        let eps = vec![endpoint(&member("a", true, false, 8080), false)];
+        let next = plan(
+            &svc,
+            &labels,
+            vec![(ports.clone(), eps.clone())],
+            vec![placeholder.clone()],
+        );
+        assert!(next.create.is_empty() && next.delete.is_empty());
+        assert_eq!(next.update.len(), 1);
+        assert_eq!(next.update[0].metadata.name.as_deref(), Some("web-abcde"));
+        assert_eq!(next.update[0].ports.as_ref(), Some(&ports));
+        assert_eq!(next.update[0].endpoints, eps);
+        // Unchanged: nothing to write.
+        let settled = plan(&svc, &labels, vec![(ports, eps)], next.update);
+        assert!(
+            settled.update.is_empty() && settled.create.is_empty() && settled.delete.is_empty()
         );
     }
 }
