@@ -397,14 +397,15 @@ async fn p3_instance(
     Ok(())
 }
 
-/// The component's `ServicePre`, linked again from the loaded app's engine (the compile
-/// cache makes `Component::new` a cache hit).
+/// The component's `ServicePre`, linked again from the loaded app's engine (mapped from
+/// the compile cache the load filled).
 fn p3_pre(app: &App, wasm: &Path) -> ServicePre<InstanceState> {
     let engine = &app.engine.engine;
-    let bytes =
-        std::fs::read(wasm).unwrap_or_else(|e| fail(&format!("reading {}: {e}", wasm.display())));
-    let component = wasmtime::component::Component::new(engine, &bytes)
-        .unwrap_or_else(|e| fail(&format!("compiling {}: {e:#}", wasm.display())));
+    let (component, _) = app
+        .engine
+        .cache
+        .load(engine, wasm, Ok)
+        .unwrap_or_else(|e| fail(&format!("compiling {}: {e}", wasm.display())));
     let base = spin_runtime::app::base_linker(engine)
         .unwrap_or_else(|e| fail(&format!("base linker: {e:#}")));
     match spin_runtime::app::link_http_component(engine, &base, &component) {

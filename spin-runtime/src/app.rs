@@ -109,16 +109,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A component failed to compile.
-    #[error("component `{component}`: cannot compile {path}: {source:#}")]
+    /// A component failed to compile (or its compiled code to be stored or loaded).
+    #[error("component `{component}`: cannot compile {path}: {source}")]
     Compile {
         /// Component id.
         component: String,
         /// The file.
         path: PathBuf,
-        /// The wasmtime error.
+        /// The cause.
         #[source]
-        source: wasmtime::Error,
+        source: crate::cache::Error,
     },
     /// A component failed to link or is not an HTTP component.
     #[error("component `{component}`: {source:#}")]
@@ -128,17 +128,6 @@ pub enum Error {
         /// The wasmtime error.
         #[source]
         source: wasmtime::Error,
-    },
-    /// A core module could not be componentized.
-    #[error("component `{component}`: {path}: {source}")]
-    Componentize {
-        /// Component id.
-        component: String,
-        /// The file.
-        path: PathBuf,
-        /// The componentize error.
-        #[source]
-        source: crate::componentize::Error,
     },
     /// A route is invalid.
     #[error(transparent)]
@@ -568,27 +557,29 @@ pub fn load_manifest(
         let wasm = match compiled.get(&source_path) {
             Some(c) => c.clone(),
             None => {
-                let bytes = std::fs::read(&source_path).map_err(|source| Error::ReadSource {
-                    component: id.clone(),
-                    path: source_path.clone(),
-                    source,
-                })?;
-                let (bytes, adapted) =
-                    crate::componentize::componentize_if_needed(bytes).map_err(|source| {
-                        Error::Componentize {
+                let component_id = id.clone();
+                let prepare = |bytes| {
+                    let (bytes, adapted) = crate::componentize::componentize_if_needed(bytes)
+                        .map_err(|e| e.to_string())?;
+                    if adapted {
+                        tracing::debug!(component = %component_id, "core module componentized with the preview1 reactor adapter");
+                    }
+                    Ok(bytes)
+                };
+                let (c, _) = engine
+                    .cache
+                    .load(&engine.engine, &source_path, prepare)
+                    .map_err(|source| match source {
+                        crate::cache::Error::Read { path, source } => Error::ReadSource {
+                            component: id.clone(),
+                            path,
+                            source,
+                        },
+                        source => Error::Compile {
                             component: id.clone(),
                             path: source_path.clone(),
                             source,
-                        }
-                    })?;
-                if adapted {
-                    tracing::debug!(component = %id, "core module componentized with the preview1 reactor adapter");
-                }
-                let c =
-                    Component::new(&engine.engine, &bytes).map_err(|source| Error::Compile {
-                        component: id.clone(),
-                        path: source_path.clone(),
-                        source,
+                        },
                     })?;
                 compiled.insert(source_path.clone(), c.clone());
                 c

@@ -1,23 +1,47 @@
-//! The on-disk cache of compiled code, so a restart or a new replica never recompiles.
+//! The on-disk cache of compiled code: each Wasm file is compiled at most once per
+//! content hash and engine, and a warm start maps the compiled artifact instead of
+//! reading, decompressing and copying it.
 //!
-//! This module owns where compiled artifacts live and how hits are counted. It uses
-//! wasmtime's own cache (`Config::cache`): each entry is the engine's serialized
-//! artifact, keyed by a hash of the Wasm bytes together with the engine's compiler and
-//! settings fingerprint (the same inputs as `Engine::precompile_compatibility_hash`), so a
-//! different wasmtime version or configuration never loads a stale entry. wasmtime's
-//! cache is used rather than `Component::deserialize` because deserializing is `unsafe`
-//! and the workspace forbids unsafe code; wasmtime's cache performs the same
-//! deserialization internally after validating the key.
+//! This module owns where compiled artifacts live, how they are keyed, written and found,
+//! and how hits are counted. It does not compile by itself (the caller passes the bytes
+//! to compile, e.g. componentized) and does not link or instantiate.
+//!
+//! Layout under the compiled-code directory (`<cache root>/compiled`):
+//!
+//! - `<engine>/` — one directory per engine fingerprint: a SHA-256 over
+//!   `Engine::precompile_compatibility_hash` (compiler, target, flags, tunables, wasm
+//!   features, wasmtime version) and this crate's version (the componentize adapter). A
+//!   different wasmtime, configuration or spinlet never sees another's artifacts.
+//! - `<engine>/<sha256 of the Wasm file>.cwasm` — the artifact
+//!   (`Engine::precompile_component`), written to a temporary file in the same directory
+//!   and renamed into place, never modified after.
+//! - `<engine>/sources/<key>` — a small index from a file's identity (canonical path,
+//!   length, modification time, inode, device) to its content hash, so a warm start does
+//!   not read or hash a 12–37 MB file. A stale entry can only point at another artifact of
+//!   this cache, never at foreign bytes: the index affects which of our artifacts is
+//!   loaded, not whether it is one.
+//!
+//! Loading an artifact goes through [`mapped`], the one module allowed `unsafe` code: the
+//! artifact is mapped (`Component::deserialize_file`), so its code pages and the initial
+//! linear-memory images (copy-on-write, `Config::memory_init_cow`) come from the page
+//! cache on first touch instead of being copied at load.
 //!
 //! Compiled code lives in `<cache root>/compiled`; the cache root is
 //! `$XDG_CACHE_HOME/spinlet` (or `~/.cache/spinlet`) unless `spinlet run --cache-dir`
 //! names another (registry pulls share the root, under `registry/`).
 
+mod mapped;
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wasmtime::{Cache, CacheConfig, Config};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
 
-/// Errors from setting up the cache.
+/// Errors from the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The cache directory could not be created.
@@ -29,10 +53,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// wasmtime rejected the cache configuration.
-    #[error("cannot configure the compile cache in {path}: {source}")]
-    Configure {
-        /// The directory.
+    /// The Wasm file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes could not be prepared for compilation (e.g. componentized).
+    #[error("{0}")]
+    Prepare(String),
+    /// Compilation failed.
+    #[error("{0:#}")]
+    Compile(#[source] wasmtime::Error),
+    /// The artifact could not be written.
+    #[error("cannot write compiled code to {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The artifact just written could not be loaded.
+    #[error("cannot load compiled code from {path}: {source:#}")]
+    Load {
+        /// The artifact.
         path: PathBuf,
         /// The wasmtime error.
         #[source]
@@ -40,42 +88,241 @@ pub enum Error {
     },
 }
 
-/// The compile cache attached to an engine.
-#[derive(Debug, Clone)]
-pub struct CompileCache {
-    cache: Cache,
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Mapped from an existing artifact; nothing was compiled.
+    Hit,
+    /// Compiled now and stored.
+    Compiled,
 }
 
+/// The compiled-code cache of one engine.
+#[derive(Debug)]
+pub struct CompileCache {
+    dir: PathBuf,
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+}
+
+/// Subdirectory of the engine directory holding the file-identity index.
+const SOURCES: &str = "sources";
+
 impl CompileCache {
-    /// Creates `dir` and attaches a cache stored there to `config`.
-    pub fn attach(config: &mut Config, dir: &Path) -> Result<CompileCache, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-            path: dir.to_owned(),
+    /// The cache of `engine` under `compiled_dir` (created if missing).
+    pub fn open(engine: &Engine, compiled_dir: &Path) -> Result<CompileCache, Error> {
+        let dir = compiled_dir.join(engine_fingerprint(engine));
+        let sources = dir.join(SOURCES);
+        std::fs::create_dir_all(&sources).map_err(|source| Error::CreateDir {
+            path: sources,
             source,
         })?;
-        let mut cache_config = CacheConfig::new();
-        cache_config.with_directory(dir);
-        let cache = Cache::new(cache_config).map_err(|source| Error::Configure {
-            path: dir.to_owned(),
-            source,
-        })?;
-        config.cache(Some(cache.clone()));
-        Ok(CompileCache { cache })
+        Ok(CompileCache {
+            dir,
+            hits: AtomicUsize::new(0),
+            misses: AtomicUsize::new(0),
+        })
     }
 
-    /// How many compilations were served from the cache.
+    /// The component in `path`: mapped from its artifact when this engine compiled the
+    /// same bytes before, else read, passed through `prepare` (e.g. componentize),
+    /// compiled, stored and mapped.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        prepare: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, String>,
+    ) -> Result<(Component, Outcome), Error> {
+        let identity = identity_key(path);
+        if let Some(id) = &identity {
+            if let Some(hash) = self.indexed(id) {
+                if let Some(c) = self.try_map(engine, &self.artifact(&hash)) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((c, Outcome::Hit));
+                }
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let hash = hex(&Sha256::digest(&bytes));
+        let artifact = self.artifact(&hash);
+        let remember = |hash: &str| {
+            if let Some(id) = &identity {
+                self.index(id, hash);
+            }
+        };
+        if let Some(c) = self.try_map(engine, &artifact) {
+            remember(&hash);
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((c, Outcome::Hit));
+        }
+        let bytes = prepare(bytes).map_err(Error::Prepare)?;
+        let started = std::time::Instant::now();
+        let code = engine
+            .precompile_component(&bytes)
+            .map_err(Error::Compile)?;
+        tracing::debug!(
+            path = %path.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "compiled"
+        );
+        write_atomic(&artifact, &code).map_err(|source| Error::Write {
+            path: artifact.clone(),
+            source,
+        })?;
+        drop(code);
+        evict_from_page_cache(&artifact);
+        let c = mapped::component(engine, &artifact).map_err(|source| Error::Load {
+            path: artifact.clone(),
+            source,
+        })?;
+        remember(&hash);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Ok((c, Outcome::Compiled))
+    }
+
+    /// Compiles `path` ahead of time (at pull or push) so that a later start maps it.
+    pub fn precompile(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        prepare: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, String>,
+    ) -> Result<Outcome, Error> {
+        self.load(engine, path, prepare).map(|(_, outcome)| outcome)
+    }
+
+    /// Maps an artifact if it exists; a damaged one is logged and treated as missing.
+    fn try_map(&self, engine: &Engine, artifact: &Path) -> Option<Component> {
+        if !artifact.is_file() {
+            return None;
+        }
+        match mapped::component(engine, artifact) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(artifact = %artifact.display(), error = %format!("{e:#}"), "unusable compiled artifact: compiling again");
+                None
+            }
+        }
+    }
+
+    fn artifact(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.cwasm"))
+    }
+
+    fn indexed(&self, identity: &str) -> Option<String> {
+        let s = std::fs::read_to_string(self.dir.join(SOURCES).join(identity)).ok()?;
+        let s = s.trim();
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_owned())
+    }
+
+    fn index(&self, identity: &str, hash: &str) {
+        let path = self.dir.join(SOURCES).join(identity);
+        if let Err(e) = write_atomic(&path, hash.as_bytes()) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot index the source file");
+        }
+    }
+
+    /// Components mapped from an existing artifact.
     pub fn hits(&self) -> usize {
-        self.cache.cache_hits()
+        self.hits.load(Ordering::Relaxed)
     }
 
-    /// How many compilations missed the cache (and compiled).
+    /// Components compiled (and stored).
     pub fn misses(&self) -> usize {
-        self.cache.cache_misses()
+        self.misses.load(Ordering::Relaxed)
     }
 
-    /// The cache directory.
+    /// This engine's artifact directory.
     pub fn directory(&self) -> &Path {
-        self.cache.directory()
+        &self.dir
+    }
+}
+
+/// A SHA-256 fed by `Hash` implementations.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The directory name of `engine`'s artifacts.
+fn engine_fingerprint(engine: &Engine) -> String {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    hex(&h.0.finalize()[..16])
+}
+
+/// The index key of the file at `path` as it is now, if it can be stat'ed.
+fn identity_key(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let m = std::fs::metadata(&canonical).ok()?;
+    let mut h = Sha256::new();
+    h.update(canonical.as_os_str().as_encoded_bytes());
+    for n in [
+        m.len() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino() as i64,
+        m.dev() as i64,
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    Some(hex(&h.finalize()))
+}
+
+/// Drops a just-written artifact's pages from the page cache: written through `write`,
+/// they sit in large folios that a mapping would make resident 2 MiB at a time; read back
+/// by faults (the mapping is `MADV_RANDOM`, see [`mapped`]) they come one page at a time,
+/// only those the guest touches. Advisory: failures are ignored.
+fn evict_from_page_cache(path: &Path) {
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place, so a
+/// reader sees the whole file or none.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1.write_all(bytes)?;
+    tmp.1.sync_data()?;
+    std::fs::rename(&tmp.0, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp.0);
+    })
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        let name = format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! [`EPOCH_TICK`], and the pooling instance allocator sized by
 //! `SPIN_MAX_INSTANCE_COUNT` (default 1000) with Spin's per-component limits. Pooling can
 //! be turned off with `SPIN_WASMTIME_POOLING=0`. The compiled-code cache is attached here
-//! (see [`crate::cache`]).
+//! (see [`crate::cache`]), which maps compiled artifacts rather than copying them.
 //!
 //! The ticker only ticks while a store exists in the process ([`Activity`]): an idle
 //! app (no request in flight, no pooled instance kept warm) costs no wake-ups. Ticking
@@ -164,8 +164,12 @@ impl RuntimeEngine {
                 options.max_instance_count,
             )));
         }
-        let cache = CompileCache::attach(&mut config, cache_dir)?;
+        // Initial linear memory from copy-on-write images; with artifacts mapped from the
+        // compile cache the images are the artifact file's own pages (wasmtime's default,
+        // stated because the heavy apps' RSS depends on it).
+        config.memory_init_cow(true);
         let engine = Engine::new(&config).map_err(Error::Create)?;
+        let cache = CompileCache::open(&engine, cache_dir)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("spinlet-epoch".into())
