@@ -676,10 +676,11 @@ fn startup_ms(log: &str) -> Vec<u64> {
 }
 
 /// Snapshot lines that change without spinlet: journald's files, systemd's and OpenRC's own
-/// state, login records, and kubectl's discovery cache (kubectl's, in root's home, as with
-/// any kubectl).
+/// state, login records, agetty's reload flag (written a moment after boot), and kubectl's
+/// discovery cache (kubectl's, in root's home, as with any kubectl).
 fn not_spinlets(line: &str) -> bool {
     [
+        "F /run/agetty.reload",
         "F /var/log/journal",
         "F /run/systemd/",
         "F /var/lib/systemd/",
