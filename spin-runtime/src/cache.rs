@@ -343,3 +343,67 @@ pub fn default_root(fallback: &Path) -> PathBuf {
     }
     fallback.to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component: the preamble of a layer-1 binary.
+    const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    /// The same component with a custom section: other bytes, still valid.
+    fn with_custom_section() -> Vec<u8> {
+        let mut b = EMPTY.to_vec();
+        b.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']);
+        b
+    }
+
+    fn load(cache: &CompileCache, engine: &Engine, path: &Path) -> Outcome {
+        cache.load(engine, path, Ok).expect("load").1
+    }
+
+    #[test]
+    fn compiles_once_per_content_and_recompiles_what_changed_or_broke() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::default();
+        let cache = CompileCache::open(&engine, &dir.path().join("compiled")).expect("open");
+        let wasm = dir.path().join("app.wasm");
+        std::fs::write(&wasm, EMPTY).expect("write");
+
+        assert_eq!(load(&cache, &engine, &wasm), Outcome::Compiled);
+        assert_eq!(load(&cache, &engine, &wasm), Outcome::Hit);
+        let copy = dir.path().join("copy.wasm");
+        std::fs::write(&copy, EMPTY).expect("write");
+        assert_eq!(load(&cache, &engine, &copy), Outcome::Hit, "same bytes");
+        assert_eq!((cache.hits(), cache.misses()), (2, 1));
+
+        // New bytes at the same path: the index no longer matches the file.
+        std::fs::write(&wasm, with_custom_section()).expect("rewrite");
+        assert_eq!(load(&cache, &engine, &wasm), Outcome::Compiled);
+        assert_eq!(load(&cache, &engine, &wasm), Outcome::Hit);
+
+        // A damaged artifact is compiled again, not an error.
+        let artifact = cache.artifact(&hex(&Sha256::digest(EMPTY)));
+        std::fs::write(&artifact, b"not an artifact").expect("damage");
+        assert_eq!(load(&cache, &engine, &copy), Outcome::Compiled);
+        assert_eq!(load(&cache, &engine, &copy), Outcome::Hit);
+    }
+
+    #[test]
+    fn another_engine_configuration_has_its_own_artifacts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compiled = dir.path().join("compiled");
+        let wasm = dir.path().join("app.wasm");
+        std::fs::write(&wasm, EMPTY).expect("write");
+        let plain = Engine::default();
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let epochs = Engine::new(&config).expect("engine");
+        let a = CompileCache::open(&plain, &compiled).expect("open");
+        let b = CompileCache::open(&epochs, &compiled).expect("open");
+        assert_ne!(a.directory(), b.directory());
+        assert_eq!(load(&a, &plain, &wasm), Outcome::Compiled);
+        assert_eq!(load(&b, &epochs, &wasm), Outcome::Compiled);
+        assert_eq!(load(&b, &epochs, &wasm), Outcome::Hit);
+    }
+}
