@@ -10,7 +10,9 @@
 //!
 //! The apps are the tests' `tests/apps/js-hello` and `tests/apps/python-hello` (built by
 //! the tests' builders, cached by content hash), served as one component `hello` on
-//! `/...`; `GET /` answers the SDK's greeting. `SPINLET_HEAVY_APPS` picks them (`js,py`).
+//! `/...`; `GET /` answers the SDK's greeting. Both import Spin interfaces, which `wasmtime
+//! serve` cannot link, so `js-bare` (`tests/apps/js-bare`: the JS hello without Spin
+//! imports) is the app both servers run. `SPINLET_HEAVY_APPS` picks them (`js,js-bare,py`).
 //!
 //! Part 1, in process (this crate's API, release build), per app: where a warm load's
 //! time goes, each step timed with `Instant`, median and min–max of
@@ -80,6 +82,13 @@ const APPS: &[HeavyApp] = &[
         key: "js",
         what: "JS SDK hello (componentize-js, wasi:http 0.2)",
         build: || common::toolchains::build_js_app("js-hello"),
+        greeting: "Hello from the JS SDK",
+    },
+    HeavyApp {
+        key: "js-bare",
+        what:
+            "JS SDK hello without Spin imports (tests/apps/js-bare), which `wasmtime serve` links",
+        build: || common::toolchains::build_js_app("js-bare"),
         greeting: "Hello from the JS SDK",
     },
     HeavyApp {
@@ -552,7 +561,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let keys = std::env::var("SPINLET_HEAVY_APPS").unwrap_or_else(|_| "js,py".into());
+    let keys = std::env::var("SPINLET_HEAVY_APPS").unwrap_or_else(|_| "js,js-bare,py".into());
     let parts = std::env::var("SPINLET_HEAVY_PARTS").unwrap_or_else(|_| "1,2".into());
     let servers = Servers {
         spinlet: spinlet_bin(),
