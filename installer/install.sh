@@ -3,8 +3,9 @@
 #
 #   curl -sfL https://<base-url>/install.sh | sh -
 #   curl -sfL https://<base-url>/install.sh | INSTALL_SPINLET_EXEC="server --tls-san edge.local" sh -
-#   curl -sfL https://<base-url>/install.sh | SPINLET_URL=https://server:6443 SPINLET_TOKEN=... \
-#       SPINLET_CA_FILE=/path/server-ca.crt sh -
+#   curl -sfL https://<base-url>/install.sh | SPINLET_URL=https://server:6443 SPINLET_TOKEN=K10... sh -
+#   (a K10 token from the server's <data-dir>/server/token carries the CA's hash: the agent
+#   fetches the CA and checks it; with an older bare token, SPINLET_CA_FILE names the CA)
 #
 # Environment:
 #   INSTALL_SPINLET_BASE_URL      folder holding spinlet-<arch> and sha256sum-<arch>.txt
@@ -139,8 +140,16 @@ setup_command() {
         esac
         [ -n "${SPINLET_TOKEN:-}" ] || [ -n "${SPINLET_TOKEN_FILE:-}" ] ||
             fatal "SPINLET_URL is set: SPINLET_TOKEN or SPINLET_TOKEN_FILE is required (the server's <data-dir>/server/token)"
-        [ -n "${SPINLET_CA_FILE:-}" ] ||
-            fatal "SPINLET_URL is set: SPINLET_CA_FILE is required (the server's <data-dir>/server/tls/server-ca.crt)"
+        if [ -z "${SPINLET_CA_FILE:-}" ]; then
+            token="${SPINLET_TOKEN:-}"
+            if [ -z "${token}" ] && [ -r "${SPINLET_TOKEN_FILE:-}" ]; then
+                token=$(head -n 1 "${SPINLET_TOKEN_FILE}")
+            fi
+            case "${token}" in
+                K10*) ;;
+                *) fatal "SPINLET_URL is set with a token that is not in K10 form: SPINLET_CA_FILE is required (the server's <data-dir>/server/tls/server-ca.crt)" ;;
+            esac
+        fi
     fi
     if [ "${CMD}" = agent ]; then
         SERVICE=spinlet-agent
@@ -245,10 +254,13 @@ write_config() {
         elif [ -n "${SPINLET_TOKEN_FILE:-}" ]; then
             (umask 077 && cp "${SPINLET_TOKEN_FILE}" "${ETC_DIR}/agent-token.new") || fatal "cannot read SPINLET_TOKEN_FILE ${SPINLET_TOKEN_FILE}"
         fi
-        cp "${SPINLET_CA_FILE}" "${ETC_DIR}/server-ca.crt.new" || fatal "cannot read SPINLET_CA_FILE ${SPINLET_CA_FILE}"
         replace_if_changed "${ETC_DIR}/agent-token"
-        replace_if_changed "${ETC_DIR}/server-ca.crt"
-        printf 'server\t%s\ntoken-file\t/etc/spinlet/agent-token\nca-file\t/etc/spinlet/server-ca.crt\n' "${SPINLET_URL}" >>"${OPTIONS_FILE}"
+        printf 'server\t%s\ntoken-file\t/etc/spinlet/agent-token\n' "${SPINLET_URL}" >>"${OPTIONS_FILE}"
+        if [ -n "${SPINLET_CA_FILE:-}" ]; then
+            cp "${SPINLET_CA_FILE}" "${ETC_DIR}/server-ca.crt.new" || fatal "cannot read SPINLET_CA_FILE ${SPINLET_CA_FILE}"
+            replace_if_changed "${ETC_DIR}/server-ca.crt"
+            printf 'ca-file\t/etc/spinlet/server-ca.crt\n' >>"${OPTIONS_FILE}"
+        fi
         NEW_OPTIONS=true
     fi
     if [ "${NEW_OPTIONS}" = false ] && [ -f "${CONFIG_FILE}" ]; then

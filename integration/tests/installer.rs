@@ -377,6 +377,39 @@ fn over_http_an_agent_install_and_an_openrc_service() {
         text(&check)
     );
 
+    // A K10 token carries the CA's hash: no CA file needed (the agent fetches and checks
+    // the CA); a bare token without one is refused before anything is written.
+    let k = Install::new(dir.path(), "agent-k10");
+    let bare = k.run(
+        &url,
+        &[
+            ("SPINLET_URL", "https://192.0.2.1:6443"),
+            ("SPINLET_TOKEN", "secret-token"),
+        ],
+    );
+    assert!(!bare.status.success());
+    assert!(
+        text(&bare).contains("SPINLET_CA_FILE is required"),
+        "{}",
+        text(&bare)
+    );
+    assert!(!k.etc("spinlet/config.yaml").exists());
+    let k10 = format!("K10{}::server:secret-token", "ab".repeat(32));
+    k.ok(
+        &url,
+        &[
+            ("SPINLET_URL", "https://192.0.2.1:6443"),
+            ("SPINLET_TOKEN", &k10),
+        ],
+    );
+    let config = k.read("spinlet/config.yaml");
+    assert!(
+        config.contains("token-file: \"/etc/spinlet/agent-token\""),
+        "{config}"
+    );
+    assert!(!config.contains("ca-file"), "{config}");
+    assert_eq!(k.read("spinlet/agent-token").trim(), k10);
+
     // The OpenRC service.
     let o = Install::new(dir.path(), "openrc");
     let log = o.ok(&url, &[("INSTALL_SPINLET_INIT", "openrc")]);

@@ -163,6 +163,11 @@ fn remove_binary() {
     for wrapper in WRAPPERS {
         remove("script", &dir.join(wrapper));
     }
+    // The pinned kubectl install.sh puts beside the binary where none was on PATH.
+    let pinned = dir.join("spinlet-kubectl");
+    if pinned.exists() {
+        remove("pinned kubectl", &pinned);
+    }
     remove("binary", &exe);
 }
 
