@@ -39,13 +39,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::caches;
 use crate::ownership::{self, Claim};
 use crate::recorder::Events;
 
@@ -97,6 +97,7 @@ pub struct Context {
     client: kube::Client,
     events: Events,
     replica_sets: Store<ReplicaSet>,
+    shutdown: CancellationToken,
 }
 
 fn selector_of(s: &LabelSelector) -> Option<Selector> {
@@ -150,16 +151,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     );
     let for_orphans = controller.store();
     let for_pods = controller.store();
-    let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
-    let rs_events = reflector::reflector(
-        rs_writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .touched_objects();
+    let (replica_sets, rs_events) = caches::reflected::<ReplicaSet>(&client);
     let rs_to_deployments = move |rs: ReplicaSet| -> Vec<ObjectRef<Deployment>> {
         match ownership::controller_of(&rs.metadata) {
             Some(owner) if owner.kind == "Deployment" && owner.api_version == "apps/v1" => {
@@ -177,6 +169,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         events: Events::new(client.clone(), CONTROLLER_NAME, &config.instance),
         client: client.clone(),
         replica_sets,
+        shutdown: shutdown.clone(),
     });
     tracing::info!("deployment controller started");
     let stop = shutdown.clone();
@@ -297,7 +290,8 @@ async fn claim_replica_sets(
     let uid = d.uid().unwrap_or_default();
     let deleting = d.meta().deletion_timestamp.is_some();
     // A pass on a cache that has not had its first list would see no sets at all.
-    if ctx.replica_sets.wait_until_ready().await.is_err() {
+    let first_list = async { ctx.replica_sets.wait_until_ready().await.is_ok() };
+    if !caches::ready(&ctx.shutdown, first_list).await {
         return Err(Error::Invalid("the replica set cache is gone".into()));
     }
     let ns = d.namespace();

@@ -27,10 +27,12 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::caches::{self, reflected};
 
 /// Errors of one reconcile (retried) or of the controller.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +221,7 @@ struct Ctx {
     pods: Store<Pod>,
     endpoints: Store<Endpoints>,
     slices: Store<EndpointSlice>,
+    shutdown: CancellationToken,
 }
 
 /// Writes the Endpoints and EndpointSlices of one Service.
@@ -227,14 +230,13 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
         return Ok(Action::await_change());
     };
     // A pass on caches that have not had their first list would empty the endpoints.
-    for ready in [
-        ctx.pods.wait_until_ready().await,
-        ctx.endpoints.wait_until_ready().await,
-        ctx.slices.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return Ok(Action::await_change());
-        }
+    let first_lists = async {
+        ctx.pods.wait_until_ready().await.is_ok()
+            && ctx.endpoints.wait_until_ready().await.is_ok()
+            && ctx.slices.wait_until_ready().await.is_ok()
+    };
+    if !caches::ready(&ctx.shutdown, first_lists).await {
+        return Ok(Action::await_change());
     }
     let ns = service.namespace();
     let selected: Vec<Pod> = ctx
@@ -278,32 +280,6 @@ fn error_policy(service: Arc<Service>, error: &Error, _: Arc<Ctx>) -> Action {
             Action::requeue(Duration::from_secs(5))
         }
     }
-}
-
-/// A reflector over every `K`: the store reconciles read and the stream of changed
-/// objects that wakes them.
-fn reflected<K>(
-    client: &kube::Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
-    (store, stream)
 }
 
 /// The Service controlling `slice`.
@@ -351,6 +327,7 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
         pods,
         endpoints,
         slices,
+        shutdown: shutdown.clone(),
     });
     let stop = shutdown.clone();
     controller

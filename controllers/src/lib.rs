@@ -15,6 +15,7 @@
 //!   recorder `recorder`).
 
 pub mod ca_bundle;
+pub mod caches;
 pub mod deployment;
 pub mod endpoints;
 pub mod executor;
@@ -57,43 +58,80 @@ pub enum Error {
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Runs the configured controllers until `shutdown` is cancelled.
+/// How long the controllers get to finish their running passes once shutdown begins
+/// (controller-runtime's `GracefulShutdownTimeout` is 30 s; a single node's controllers
+/// hold nothing that needs that long); what has not stopped then is aborted, with a
+/// warning. A kube-runtime `Controller` told to stop before its first list can wait for
+/// that list for good (seen as a server that never exited after a SIGTERM right after its
+/// start).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+type Task = tokio::task::JoinHandle<Result<()>>;
+
+/// A controller that ends without an error of its own, as a task.
+fn spawn(run: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
+    tokio::spawn(async move {
+        run.await;
+        Ok(())
+    })
+}
+
+/// Runs the configured controllers until `shutdown` is cancelled, then waits for them
+/// at most [`SHUTDOWN_GRACE`]. A scheduler that stops with an error ends this at once.
 pub async fn run(client: kube::Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let mut tasks: Vec<(&'static str, Task)> = Vec::new();
+    if let Some(c) = config.scheduler {
+        let (client, stop) = (client.clone(), shutdown.clone());
+        let run = async move { Ok(scheduler::run(client, c, stop).await?) };
+        tasks.push(("scheduler", tokio::spawn(run)));
+    }
     // kube-controller-manager's core loops that need no configuration always run.
-    let core = [
-        tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
-        tokio::spawn(serviceaccounts::run(client.clone(), shutdown.clone())),
-    ];
-    let workloads = [
-        config
-            .replica_sets
-            .map(|c| tokio::spawn(replicaset::run(client.clone(), c, shutdown.clone()))),
-        config
-            .deployments
-            .map(|c| tokio::spawn(deployment::run(client.clone(), c, shutdown.clone()))),
-    ];
-    let spin = [
-        config
-            .spinapps
-            .map(|c| tokio::spawn(spinapp::run(client.clone(), c, shutdown.clone()))),
-        config
-            .executors
-            .map(|c| tokio::spawn(executor::run(client.clone(), c, shutdown.clone()))),
-    ];
-    let scheduler = config
-        .scheduler
-        .map(|c| tokio::spawn(scheduler::run(client.clone(), c, shutdown.clone())));
-    if let Some(task) = scheduler {
-        task.await??;
+    let (c, stop) = (client.clone(), shutdown.clone());
+    tasks.push(("endpoints", spawn(endpoints::run(c, stop))));
+    let (c, stop) = (client.clone(), shutdown.clone());
+    tasks.push(("serviceaccounts", spawn(serviceaccounts::run(c, stop))));
+    if let Some(cfg) = config.replica_sets {
+        let (c, stop) = (client.clone(), shutdown.clone());
+        tasks.push(("replicaset", spawn(replicaset::run(c, cfg, stop))));
     }
-    for task in core {
-        task.await?;
+    if let Some(cfg) = config.deployments {
+        let (c, stop) = (client.clone(), shutdown.clone());
+        tasks.push(("deployment", spawn(deployment::run(c, cfg, stop))));
     }
-    for task in workloads.into_iter().flatten() {
-        task.await?;
+    if let Some(cfg) = config.spinapps {
+        let (c, stop) = (client.clone(), shutdown.clone());
+        tasks.push(("spinapp", spawn(spinapp::run(c, cfg, stop))));
     }
-    for task in spin.into_iter().flatten() {
-        task.await?;
+    if let Some(cfg) = config.executors {
+        let (c, stop) = (client.clone(), shutdown.clone());
+        tasks.push(("executor", spawn(executor::run(c, cfg, stop))));
+    }
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::pin!(deadline);
+    let mut expired = false;
+    for (name, mut task) in tasks {
+        if expired && task.is_finished() {
+            (&mut task).await??;
+            continue;
+        }
+        if !expired {
+            tokio::select! {
+                joined = &mut task => {
+                    joined??;
+                    continue;
+                }
+                () = &mut deadline => expired = true,
+            }
+        }
+        tracing::warn!(
+            controller = name,
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "a controller did not stop within the grace period after shutdown; aborted"
+        );
+        task.abort();
     }
     Ok(())
 }

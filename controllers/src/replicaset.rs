@@ -31,12 +31,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::caches;
 use crate::expectations::{Expectations, Seen};
 use crate::ownership::{self, Claim};
 use crate::recorder::Events;
@@ -91,6 +92,7 @@ struct Context {
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     expectations: Arc<Expectations>,
+    shutdown: CancellationToken,
 }
 
 /// How long a pass's creations and deletions are waited for at most (upstream: 5 min).
@@ -117,15 +119,10 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     let orphans = store.clone();
     // One pod watch: it fills the cache reconciles read, and wakes the set that owns a
     // pod (as `owns` would) or the sets an active orphan's labels match.
-    let (pods, pods_writer) = reflector::store::<Pod>();
+    let (pods, pod_events) = caches::reflected::<Pod>(&client);
     let expectations = Arc::new(Expectations::new(EXPECTATIONS_TTL));
     let observer = expectations.clone();
     let cache = pods.clone();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
     let pod_to_replica_sets = move |pod: Pod| -> Vec<ObjectRef<ReplicaSet>> {
         if let Some(owner) = ownership::controller_of(&pod.metadata) {
             if owner.kind != "ReplicaSet" || owner.api_version != "apps/v1" {
@@ -169,6 +166,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         replica_sets: store,
         pods,
         expectations,
+        shutdown: shutdown.clone(),
     });
     tracing::info!("replicaset controller started");
     let stop = shutdown.clone();
@@ -218,7 +216,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         ));
     }
     // A pass on a cache that has not had its first list would see no pods at all.
-    if ctx.pods.wait_until_ready().await.is_err() {
+    if !caches::ready(&ctx.shutdown, async {
+        ctx.pods.wait_until_ready().await.is_ok()
+    })
+    .await
+    {
         return Ok(Action::await_change());
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);

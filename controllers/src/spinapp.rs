@@ -51,13 +51,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spinlet_types::keys::{FIELD_MANAGER, GROUPS, REASON_MISSING_EXECUTOR, VERSION};
 use spinlet_types::{SpinApp, SpinAppExecutor};
 use tokio_util::sync::CancellationToken;
+
+use crate::caches::{self, reflected};
 
 /// How the SpinApp controller runs.
 #[derive(Debug, Clone)]
@@ -119,6 +121,7 @@ struct Context {
     services: Store<Service>,
     secrets: Store<Secret>,
     executors: Store<SpinAppExecutor>,
+    shutdown: CancellationToken,
 }
 
 /// The cached `K` named `name` in `ns`.
@@ -128,32 +131,6 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     store.get(&ObjectRef::new(name).within(ns))
-}
-
-/// A reflector over every `K`: the store reconciles read and the stream of changed
-/// objects that wakes them.
-fn reflected<K>(
-    client: &kube::Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
-    (store, stream)
 }
 
 /// The app's reference for Events, under `group`.
@@ -226,6 +203,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
     let (services, service_events) = reflected::<Service>(&client);
     let (secrets, secret_events) = reflected::<Secret>(&client);
     let (executors, executor_events) = reflected::<SpinAppExecutor>(&client);
+    let stop = shutdown.clone();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -234,6 +212,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: CancellationTok
         services,
         secrets,
         executors,
+        shutdown: stop,
     });
     let controller = Controller::new(
         Api::<SpinApp>::all(client.clone()),
@@ -310,15 +289,14 @@ async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action> {
     let client = &ctx.client;
     let apps: Api<SpinApp> = Api::namespaced(client.clone(), &ns);
     // A pass on caches that have not had their first list would see no children.
-    for ready in [
-        ctx.deployments.wait_until_ready().await,
-        ctx.services.wait_until_ready().await,
-        ctx.secrets.wait_until_ready().await,
-        ctx.executors.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return Ok(Action::await_change());
-        }
+    let first_lists = async {
+        ctx.deployments.wait_until_ready().await.is_ok()
+            && ctx.services.wait_until_ready().await.is_ok()
+            && ctx.secrets.wait_until_ready().await.is_ok()
+            && ctx.executors.wait_until_ready().await.is_ok()
+    };
+    if !caches::ready(&ctx.shutdown, first_lists).await {
+        return Ok(Action::await_change());
     }
     let existing = cached(&ctx.deployments, &ns, &name).map(|d| (*d).clone());
     let controlled = |d: &Deployment| {
