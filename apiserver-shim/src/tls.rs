@@ -1,11 +1,17 @@
 //! The rustls server configuration: the serving certificate, ALPN `h2` and `http/1.1`, and
 //! optional client certificates verified against the cluster CA (a request without one
-//! may still authenticate with the bearer token, see `auth.rs`).
+//! may still authenticate with the bearer token, see `auth.rs`). Also the one client-side
+//! verifier that accepts a server's certificate unchecked ([`AnyServerCert`]), for the
+//! connections that do so on purpose (`kubelet.rs`, `pki/join.rs`); what those clients
+//! send and how they connect stays theirs.
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::pki::Pki;
 
@@ -60,4 +66,57 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         .with_single_cert(certs(&pki.serving_cert, "serving certificate")?, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate, chain and name unchecked; the handshake's signatures
+/// are still verified with the provider's algorithms. For a client that trusts the peer
+/// some other way or not at all: kube-apiserver's kubelet client without
+/// `--kubelet-certificate-authority` (`kubelet.rs`), and the join's `GET /cacerts`, whose
+/// answer is checked by hash afterwards (`pki/join.rs`).
+#[derive(Debug)]
+pub(crate) struct AnyServerCert(pub(crate) Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -12,12 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 
 use super::token::{HashMismatch, JoinToken};
+use crate::tls::AnyServerCert;
 
 /// How long the whole fetch may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,7 +117,9 @@ async fn fetch(host: &str, port: u16) -> Result<Vec<u8>, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NotYetTrusted(provider)))
+        // The server's certificate is not trusted yet: what it sends is checked by hash
+        // afterwards, and nothing secret is sent on this connection.
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
@@ -153,56 +153,6 @@ async fn fetch(host: &str, port: u16) -> Result<Vec<u8>, String> {
         return Err(format!("the server answered {status}"));
     }
     Ok(body.to_vec())
-}
-
-/// Accepts the server's certificate for this one request: what it sends is checked by
-/// hash afterwards, and nothing secret is sent. Handshake signatures are still verified.
-#[derive(Debug)]
-struct NotYetTrusted(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NotYetTrusted {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
