@@ -28,8 +28,10 @@
 //!
 //! Compiled code lives in `<cache root>/compiled`; the cache root is
 //! `$XDG_CACHE_HOME/spinlet` (or `~/.cache/spinlet`) unless `spinlet run --cache-dir`
-//! names another (registry pulls share the root, under `registry/`).
+//! names another (registry pulls share the root, under `registry/`). [`evict`] keeps the
+//! directory under a size cap.
 
+pub mod evict;
 mod mapped;
 
 use std::hash::{Hash, Hasher};
