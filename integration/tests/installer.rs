@@ -14,12 +14,12 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::pods::{Killed, Netns};
+use common::installer::{self, sha256, text};
+use common::pods::Netns;
 use common::spinlet_bin;
 
 fn script() -> PathBuf {
@@ -38,13 +38,8 @@ fn release(dir: &Path, corrupt: bool) -> PathBuf {
     let www = dir.join(if corrupt { "bad-www" } else { "www" });
     std::fs::create_dir_all(&www).expect("www");
     let asset = format!("spinlet-{}", arch());
-    std::fs::copy(spinlet_bin(), www.join(&asset)).expect("copy binary");
-    let out = Command::new("sha256sum")
-        .arg(&asset)
-        .current_dir(&www)
-        .output()
-        .expect("sha256sum");
-    let mut line = String::from_utf8_lossy(&out.stdout).into_owned();
+    installer::place(&spinlet_bin(), &www, &asset);
+    let mut line = installer::checksums(&www, &[&asset]);
     if corrupt {
         line = format!("{}{}", "0".repeat(64), &line[64..]);
     }
@@ -100,26 +95,6 @@ impl Install {
         let file = self.etc(path);
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]
@@ -285,32 +260,14 @@ fn a_corrupted_checksum_is_refused_and_nothing_is_installed() {
 fn over_http_an_agent_install_and_an_openrc_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let www = release(dir.path(), false);
-    // python3's http.server on loopback, port chosen by the kernel and read from its output.
-    let mut child = match Command::new("python3")
-        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
-        .current_dir(&www)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
+    // python3's http.server on loopback, port chosen by the kernel.
+    let (_server, port) = match installer::serve(Command::new("python3"), &www) {
+        Ok(served) => served,
         Err(e) => {
             eprintln!("skipping: python3 is not available ({e})");
             return;
         }
     };
-    let stdout = child.stdout.take().expect("stdout");
-    let _server = Killed(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("http.server's first line");
-    let port = line
-        .split_whitespace()
-        .skip_while(|w| *w != "port")
-        .nth(1)
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
     let url = format!("http://127.0.0.1:{port}");
 
     // An agent joining a server.

@@ -42,11 +42,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::installer::{self, sha256, text};
 use common::pods::{hello_app, Killed, Netns};
 use common::spinlet_bin;
 
@@ -104,28 +104,12 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn run_ok(c: &mut Command) -> String {
     let out = c
         .output()
         .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
     assert!(out.status.success(), "{c:?} failed:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run_ok(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn need(tool: &str, package: &str) {
@@ -213,17 +197,10 @@ fn release(www: &Path) -> (String, String) {
         "{} is missing: `make dist/kubectl-amd64` (make installer-test does)",
         kubectl.display()
     );
-    for (from, to) in [(&bin, "spinlet-amd64"), (&kubectl, "kubectl-amd64")] {
-        if std::fs::hard_link(from, www.join(to)).is_err() {
-            std::fs::copy(from, www.join(to)).expect("copy a release asset");
-        }
-    }
+    installer::place(&bin, www, "spinlet-amd64");
+    installer::place(&kubectl, www, "kubectl-amd64");
     std::fs::copy(repo().join("installer/install.sh"), www.join("install.sh")).expect("script");
-    let sums = run_ok(
-        Command::new("sha256sum")
-            .args(["spinlet-amd64", "kubectl-amd64"])
-            .current_dir(www),
-    );
+    let sums = installer::checksums(www, &["spinlet-amd64", "kubectl-amd64"]);
     std::fs::write(www.join("sha256sum-amd64.txt"), &sums).expect("sums");
 
     // A truncated download: the first MiB of a release whose checksum is of its first 2 MiB.
@@ -246,9 +223,7 @@ fn release(www: &Path) -> (String, String) {
     // A release whose kubectl arrives truncated (the binary is fine).
     let bad_kubectl = www.join("bad-kubectl");
     std::fs::create_dir_all(&bad_kubectl).expect("bad-kubectl");
-    if std::fs::hard_link(www.join("spinlet-amd64"), bad_kubectl.join("spinlet-amd64")).is_err() {
-        std::fs::copy(www.join("spinlet-amd64"), bad_kubectl.join("spinlet-amd64")).expect("copy");
-    }
+    installer::place(&www.join("spinlet-amd64"), &bad_kubectl, "spinlet-amd64");
     let kubectl_bytes = std::fs::read(&kubectl).expect("read kubectl");
     std::fs::write(
         bad_kubectl.join("kubectl-amd64"),
@@ -384,26 +359,8 @@ impl Guest {
         // The release, served on the namespace's loopback.
         let www = scratch.path().join("www");
         std::fs::create_dir_all(&www).expect("www");
-        let mut child = ns
-            .cmd("python3")
-            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
-            .current_dir(&www)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server");
-        let stdout = child.stdout.take().expect("stdout");
-        let http = Killed(child);
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("http.server's first line");
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let (http, port) =
+            installer::serve(ns.cmd("python3"), &www).expect("python3 -m http.server");
 
         let log = std::fs::File::create(scratch.path().join("boot.log")).expect("boot log");
         let machine = format!("spinlet-{}-{}", init.tag(), std::process::id());

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod installer;
 pub mod pods;
 
 use std::path::{Path, PathBuf};
