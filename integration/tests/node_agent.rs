@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::pods::{pod_field, state, wait_or_show, PodEnv};
+use common::private_registry::PrivateRegistry;
 
 const POD: &str = r#"
 apiVersion: v1
@@ -800,40 +801,10 @@ fn image_pull_secrets_and_pull_policies_are_honoured() {
     let (s, ns) = (&env.server, &env.ns);
     // A second registry that wants credentials.
     let private = env.scratch.path().join("private");
-    std::fs::create_dir_all(&private).expect("dir");
-    let htpasswd = private.join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("puller:{}\n", bcrypt::hash("pa55", 4).expect("bcrypt")),
-    )
-    .expect("htpasswd");
-    let auth = format!(
-        "auth:\n  htpasswd:\n    realm: spinlet-test\n    path: {}\n",
-        htpasswd.display()
-    );
-    let _private = common::pods::registry_on(ns, &private, 5001, &auth);
+    let registry = PrivateRegistry::start(ns, &private, 5001, "puller", "pa55");
     // Push there with credentials from a Docker config, as `spin registry push` would.
-    let docker = private.join("docker");
-    std::fs::create_dir_all(&docker).expect("dir");
-    std::fs::write(
-        docker.join("config.json"),
-        r#"{"auths":{"127.0.0.1:5001":{"auth":"cHVsbGVyOnBhNTU="}}}"#,
-    )
-    .expect("docker config");
     let app = common::pods::hello_app(&private);
-    let push = ns
-        .cmd(&common::spinlet_bin().to_string_lossy())
-        .env("DOCKER_CONFIG", &docker)
-        .arg("push")
-        .arg(&app)
-        .arg("127.0.0.1:5001/private:v1")
-        .output()
-        .expect("push");
-    assert!(
-        push.status.success(),
-        "{}",
-        String::from_utf8_lossy(&push.stderr)
-    );
+    registry.push(ns, &app, "127.0.0.1:5001/private:v1");
 
     let pod = |name: &str, image: &str, extra: &str| {
         format!(

@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::pods::{registry_on, state, wait_or_show, PodEnv, HELLO_IMAGE};
+use common::pods::{state, wait_or_show, PodEnv, HELLO_IMAGE};
+use common::private_registry::{push, PrivateRegistry};
 use common::Server;
 use serde_json::Value;
 
@@ -59,40 +60,10 @@ fn the_private_registry_tutorial_pulls_with_a_docker_registry_secret() {
     };
     let (s, ns) = (&env.server, &env.ns);
     let dir = env.scratch.path().join("private");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let htpasswd = dir.join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("gh-user:{}\n", bcrypt::hash("gh-token", 4).expect("bcrypt")),
-    )
-    .expect("htpasswd");
-    let auth = format!(
-        "auth:\n  htpasswd:\n    realm: spinlet-test\n    path: {}\n",
-        htpasswd.display()
-    );
-    let _registry = registry_on(ns, &dir, 5002, &auth);
     // spin registry login + push, as the tutorial does (credentials in a Docker config).
-    let docker = dir.join("docker");
-    std::fs::create_dir_all(&docker).expect("dir");
-    std::fs::write(
-        docker.join("config.json"),
-        r#"{"auths":{"127.0.0.1:5002":{"auth":"Z2gtdXNlcjpnaC10b2tlbg=="}}}"#,
-    )
-    .expect("docker config");
+    let registry = PrivateRegistry::start(ns, &dir, 5002, "gh-user", "gh-token");
     let app = common::pods::hello_app(&dir);
-    let push = ns
-        .cmd(&common::spinlet_bin().to_string_lossy())
-        .env("DOCKER_CONFIG", &docker)
-        .args(["push"])
-        .arg(&app)
-        .arg("127.0.0.1:5002/gh-user/hello-spin:0.0.1")
-        .output()
-        .expect("push");
-    assert!(
-        push.status.success(),
-        "{}",
-        String::from_utf8_lossy(&push.stderr)
-    );
+    registry.push(ns, &app, "127.0.0.1:5002/gh-user/hello-spin:0.0.1");
 
     // The tutorial's secret and manifest, with its image in our registry.
     s.kubectl(&[
@@ -341,18 +312,7 @@ allowed_outbound_hosts = ["https://127.0.0.1:8443"]
         ),
     )
     .expect("spin.toml");
-    let push = ns
-        .cmd(&common::spinlet_bin().to_string_lossy())
-        .args(["push"])
-        .arg(&app_dir)
-        .arg("127.0.0.1:5000/ca-hello:v1")
-        .output()
-        .expect("push");
-    assert!(
-        push.status.success(),
-        "{}",
-        String::from_utf8_lossy(&push.stderr)
-    );
+    push(ns, &app_dir, "127.0.0.1:5000/ca-hello:v1");
 
     // The user's CA Secret, then two executors and an app on each.
     let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("ca");

@@ -10,6 +10,7 @@
 
 pub mod installer;
 pub mod pods;
+pub mod private_registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
