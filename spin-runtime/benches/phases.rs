@@ -309,7 +309,8 @@ async fn p2_request(app: &App, samples: Option<&mut Samples>) -> Result<(), Stri
         spin_runtime::headers::prepare_request("http", &parts.uri, &mut parts.headers, extra)
             .map_err(|e| format!("prepare_request: {e}"))?;
     let req = http::Request::from_parts(parts, body);
-    let ComponentHandler::P2(pre) = &component.pre else {
+    let handler = component.handler();
+    let ComponentHandler::P2(pre) = &*handler else {
         return Err("not a WASI 0.2 component".into());
     };
     laps.lap("route");
@@ -317,7 +318,7 @@ async fn p2_request(app: &App, samples: Option<&mut Samples>) -> Result<(), Stri
     let state = component.new_state().map_err(err("new_state"))?;
     laps.lap("state");
 
-    let mut store = Store::new(&app.engine.engine, state);
+    let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
@@ -381,7 +382,7 @@ async fn p3_instance(
     let mut laps = Laps::start();
     let state = component.new_state().map_err(err("new_state"))?;
     laps.lap("state");
-    let mut store = Store::new(&app.engine.engine, state);
+    let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
@@ -505,7 +506,8 @@ fn bench_app(app: &PhasesApp, cfg: &Config, rt: &tokio::runtime::Runtime) {
     );
     println!("loadavg at start: {}", loadavg());
     let loaded = Arc::new(loaded);
-    let p3 = match loaded.components.get("hello").map(|c| &c.pre) {
+    let handler = loaded.components.get("hello").map(|c| c.handler());
+    let p3 = match handler.as_deref() {
         Some(ComponentHandler::P2(_)) => None,
         Some(ComponentHandler::P3(_)) => Some(p3_pre(&loaded, &wasm)),
         None => fail("no component `hello`"),

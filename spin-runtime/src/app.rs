@@ -14,7 +14,8 @@
 //!    [`crate::sqlite`]): an app that uses neither starts without sled or SQLite;
 //! 4. build the engine with the compile cache ([`crate::engine`], [`crate::cache`]);
 //! 5. componentize core modules ([`crate::componentize`]), compile each distinct Wasm
-//!    file once, link it (real host interfaces, then
+//!    file once (on a compile-cache miss with Winch first, Cranelift in the background:
+//!    [`crate::tiers`]), link it (real host interfaces, then
 //!    "unavailable" stubs for the rest, [`crate::unavailable`]) and pre-instantiate it
 //!    as a `wasi:http/incoming-handler` proxy;
 //! 6. build the router ([`crate::routing`]).
@@ -23,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
@@ -46,6 +47,7 @@ use crate::routing::Router;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteCtx, SqliteDatabases};
 use crate::state::InstanceState;
+use crate::tiers::{Tier, Tiering};
 use crate::variables::{self, Providers, VariablesCtx};
 
 /// Errors from loading an app.
@@ -196,36 +198,84 @@ pub enum Target {
 pub struct AppComponent {
     /// Component id.
     pub id: String,
-    /// How requests reach the component's handler.
-    pub pre: ComponentHandler,
+    /// How requests reach the component's handler, and from which compiler's code; the
+    /// fast tier's is replaced when the optimised code is ready ([`crate::tiers`]).
+    handler: RwLock<(Arc<ComponentHandler>, Tier)>,
     /// What each instance's store is built from.
     pub instance: Arc<InstanceConfig>,
+    request_timeout: Option<Duration>,
+    reuse: crate::http_p3::Reuse,
 }
 
 impl AppComponent {
-    /// A component serving requests through `pre`; WASI 0.3 handlers get an instance
-    /// pool ([`crate::http_p3`]) reusing instances as `reuse` says, whose requests expire
-    /// after `request_timeout`.
+    /// A component serving requests through `pre` (code from `tier`); WASI 0.3 handlers
+    /// get an instance pool ([`crate::http_p3`]) reusing instances as `reuse` says, whose
+    /// requests expire after `request_timeout`.
     pub fn new(
         id: String,
         pre: AnyProxyPre<InstanceState>,
-        engine: &wasmtime::Engine,
+        tier: Tier,
         request_timeout: Option<Duration>,
         reuse: crate::http_p3::Reuse,
         instance: InstanceConfig,
     ) -> Self {
         let instance = Arc::new(instance);
-        let pre = match pre {
+        let handler = Self::handler_for(pre, &instance, request_timeout, reuse);
+        Self {
+            id,
+            handler: RwLock::new((Arc::new(handler), tier)),
+            instance,
+            request_timeout,
+            reuse,
+        }
+    }
+
+    fn handler_for(
+        pre: AnyProxyPre<InstanceState>,
+        instance: &Arc<InstanceConfig>,
+        request_timeout: Option<Duration>,
+        reuse: crate::http_p3::Reuse,
+    ) -> ComponentHandler {
+        match pre {
             AnyProxyPre::P2(pre) => ComponentHandler::P2(pre),
-            AnyProxyPre::P3(pre) => ComponentHandler::P3(crate::http_p3::P3Handler::new(
-                pre,
-                engine.clone(),
-                instance.clone(),
-                request_timeout,
-                reuse,
-            )),
-        };
-        Self { id, pre, instance }
+            AnyProxyPre::P3(pre) => {
+                let engine = pre.engine().clone();
+                ComponentHandler::P3(crate::http_p3::P3Handler::new(
+                    pre,
+                    engine,
+                    instance.clone(),
+                    request_timeout,
+                    reuse,
+                ))
+            }
+        }
+    }
+
+    /// The handler new requests go to (requests in flight keep the one they started
+    /// with).
+    pub fn handler(&self) -> Arc<ComponentHandler> {
+        self.handler
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Which compiler's code new requests run.
+    pub fn tier(&self) -> Tier {
+        self.handler
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+    }
+
+    /// Sends new requests to `pre` (code from `tier`) from now on.
+    pub fn replace(&self, pre: AnyProxyPre<InstanceState>, tier: Tier) {
+        let handler = Self::handler_for(pre, &self.instance, self.request_timeout, self.reuse);
+        *self
+            .handler
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (Arc::new(handler), tier);
     }
 
     /// Builds fresh store data for one instance.
@@ -234,7 +284,8 @@ impl AppComponent {
     }
 }
 
-/// A component's HTTP handler, by the `wasi:http` version it exports.
+/// A component's HTTP handler, by the `wasi:http` version it exports; its engine is the
+/// one its code was compiled by.
 pub enum ComponentHandler {
     /// `wasi:http/incoming-handler@0.2.x`: one fresh instance per request.
     P2(ProxyPre<InstanceState>),
@@ -303,8 +354,11 @@ pub struct LoadStats {
     pub wasm_files: usize,
     /// Served from the compile cache.
     pub cache_hits: usize,
-    /// Compiled (and stored in the cache).
+    /// Compiled with Cranelift (and stored in the cache) before serving.
     pub compiled: usize,
+    /// Compiled with the fast tier, served from it until Cranelift's code replaces it
+    /// ([`crate::tiers`]).
+    pub fast_tier: usize,
     /// Time spent loading.
     pub elapsed: Duration,
 }
@@ -531,7 +585,8 @@ pub fn load_manifest(
     let files_copy_root = state_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("spinlet-{}", std::process::id())));
-    let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
+    let mut compiled: HashMap<PathBuf, (Component, Tier)> = HashMap::new();
+    let mut tiering = Tiering::new(&engine);
     let mut loaded: HashMap<String, Arc<AppComponent>> = HashMap::new();
     for (id, component) in &components {
         if !used.contains(id.as_str()) {
@@ -566,9 +621,8 @@ pub fn load_manifest(
                     }
                     Ok(bytes)
                 };
-                let (c, _) = engine
-                    .cache
-                    .load(&engine.engine, &source_path, prepare)
+                let c = tiering
+                    .load(&source_path, prepare)
                     .map_err(|source| match source {
                         crate::cache::Error::Read { path, source } => Error::ReadSource {
                             component: id.clone(),
@@ -585,8 +639,15 @@ pub fn load_manifest(
                 c
             }
         };
+        let (wasm, tier) = wasm;
 
-        let pre = link_http_component(&engine.engine, &base, &wasm).map_err(link(id))?;
+        let pre = match tier {
+            Tier::Optimized => link_http_component(&engine.engine, &base, &wasm),
+            Tier::Fast => tiering
+                .fast_linker()
+                .and_then(|fast| link_http_component(wasm.engine(), fast, &wasm)),
+        }
+        .map_err(link(id))?;
 
         let variables = variables::render_component_variables(&component.variables, &app_values)?;
         let allowed_hosts = allowed_hosts.remove(id.as_str()).unwrap_or_default();
@@ -609,34 +670,37 @@ pub fn load_manifest(
             &copy_dir,
         )
         .map_err(|e| unsupported(e.to_string()))?;
-        loaded.insert(
+        let served = Arc::new(AppComponent::new(
             id.clone(),
-            Arc::new(AppComponent::new(
-                id.clone(),
-                pre,
-                &engine.engine,
-                options.request_timeout,
-                options.reuse,
-                InstanceConfig {
-                    env,
-                    files,
-                    mounts: options.mounts.clone(),
-                    variables: Arc::new(variables),
-                    key_value: KeyValueCtx::new(
-                        key_value.clone(),
-                        Arc::new(component.key_value_stores.iter().cloned().collect()),
-                    ),
-                    sqlite: SqliteCtx::new(
-                        sqlite.clone(),
-                        Arc::new(component.sqlite_databases.iter().cloned().collect()),
-                    ),
-                    allowed_hosts,
-                    local: local.clone(),
-                    max_instance_memory,
-                },
-            )),
-        );
+            pre,
+            tier,
+            options.request_timeout,
+            options.reuse,
+            InstanceConfig {
+                env,
+                files,
+                mounts: options.mounts.clone(),
+                variables: Arc::new(variables),
+                key_value: KeyValueCtx::new(
+                    key_value.clone(),
+                    Arc::new(component.key_value_stores.iter().cloned().collect()),
+                ),
+                sqlite: SqliteCtx::new(
+                    sqlite.clone(),
+                    Arc::new(component.sqlite_databases.iter().cloned().collect()),
+                ),
+                allowed_hosts,
+                local: local.clone(),
+                max_instance_memory,
+            },
+        ));
+        if tier == Tier::Fast {
+            tiering.serves(&source_path, &served);
+        }
+        loaded.insert(id.clone(), served);
     }
+    let fast_tier = tiering.fast_files();
+    tiering.optimise_in_background(base);
 
     let mut entries = Vec::new();
     for (_trigger, target, route) in routes {
@@ -661,6 +725,7 @@ pub fn load_manifest(
         wasm_files: compiled.len(),
         cache_hits: engine.cache.hits(),
         compiled: engine.cache.misses(),
+        fast_tier,
         elapsed: started.elapsed(),
     };
     Ok(App {

@@ -99,6 +99,29 @@ pub enum Outcome {
     Compiled,
 }
 
+/// What [`CompileCache::lookup`] found.
+pub enum Lookup {
+    /// This engine's artifact, mapped.
+    Hit(Component),
+    /// No artifact: the file's bytes, to compile.
+    Miss(Missing),
+}
+
+/// A Wasm file with no artifact yet.
+pub struct Missing {
+    /// The file's bytes, as read.
+    pub bytes: Vec<u8>,
+    /// Where its artifact goes.
+    pub key: SourceKey,
+}
+
+/// A Wasm file's content hash and identity: the artifact's name and index entry.
+#[derive(Debug, Clone)]
+pub struct SourceKey {
+    hash: String,
+    identity: Option<String>,
+}
+
 /// The compiled-code cache of one engine.
 #[derive(Debug)]
 pub struct CompileCache {
@@ -135,12 +158,26 @@ impl CompileCache {
         path: &Path,
         prepare: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, String>,
     ) -> Result<(Component, Outcome), Error> {
+        match self.lookup(engine, path)? {
+            Lookup::Hit(c) => Ok((c, Outcome::Hit)),
+            Lookup::Miss(missing) => {
+                let bytes = prepare(missing.bytes).map_err(Error::Prepare)?;
+                let c = self.compile(engine, path, &missing.key, &bytes)?;
+                Ok((c, Outcome::Compiled))
+            }
+        }
+    }
+
+    /// The component in `path` mapped from its artifact when this engine compiled the
+    /// same bytes before; else the file's bytes, to be compiled by [`Self::compile`]
+    /// (now or later, e.g. in the background while a faster tier serves).
+    pub fn lookup(&self, engine: &Engine, path: &Path) -> Result<Lookup, Error> {
         let identity = identity_key(path);
         if let Some(id) = &identity {
             if let Some(hash) = self.indexed(id) {
                 if let Some(c) = self.try_map(engine, &self.artifact(&hash)) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((c, Outcome::Hit));
+                    return Ok(Lookup::Hit(c));
                 }
             }
         }
@@ -148,23 +185,30 @@ impl CompileCache {
             path: path.to_owned(),
             source,
         })?;
-        let hash = hex(&Sha256::digest(&bytes));
-        let artifact = self.artifact(&hash);
-        let remember = |hash: &str| {
-            if let Some(id) = &identity {
-                self.index(id, hash);
-            }
+        let key = SourceKey {
+            hash: hex(&Sha256::digest(&bytes)),
+            identity,
         };
-        if let Some(c) = self.try_map(engine, &artifact) {
-            remember(&hash);
+        if let Some(c) = self.try_map(engine, &self.artifact(&key.hash)) {
+            self.remember(&key);
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((c, Outcome::Hit));
+            return Ok(Lookup::Hit(c));
         }
-        let bytes = prepare(bytes).map_err(Error::Prepare)?;
+        Ok(Lookup::Miss(Missing { bytes, key }))
+    }
+
+    /// Compiles `bytes` (the file [`Self::lookup`] missed, prepared), stores the
+    /// artifact under `key` and maps it.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        key: &SourceKey,
+        bytes: &[u8],
+    ) -> Result<Component, Error> {
+        let artifact = self.artifact(&key.hash);
         let started = std::time::Instant::now();
-        let code = engine
-            .precompile_component(&bytes)
-            .map_err(Error::Compile)?;
+        let code = engine.precompile_component(bytes).map_err(Error::Compile)?;
         tracing::debug!(
             path = %path.display(),
             ms = started.elapsed().as_millis() as u64,
@@ -180,9 +224,15 @@ impl CompileCache {
             path: artifact.clone(),
             source,
         })?;
-        remember(&hash);
+        self.remember(key);
         self.misses.fetch_add(1, Ordering::Relaxed);
-        Ok((c, Outcome::Compiled))
+        Ok(c)
+    }
+
+    fn remember(&self, key: &SourceKey) {
+        if let Some(id) = &key.identity {
+            self.index(id, &key.hash);
+        }
     }
 
     /// Compiles `path` ahead of time (at pull or push) so that a later start maps it.

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -92,6 +92,9 @@ fn tick(engine: wasmtime::EngineWeak) {
         .retain(|t| t.id() != me.id());
 }
 
+/// Environment variable choosing [`FastTier`].
+pub const FAST_TIER_ENV: &str = "SPINLET_FAST_TIER";
+
 /// Default for `SPIN_MAX_INSTANCE_COUNT`.
 pub const DEFAULT_MAX_INSTANCE_COUNT: u32 = 1000;
 
@@ -115,6 +118,9 @@ pub struct EngineOptions {
     pub pooling: bool,
     /// Pool size: instances, memories and stacks (`SPIN_MAX_INSTANCE_COUNT`).
     pub max_instance_count: u32,
+    /// Whether code not in the compile cache is served from the baseline compiler
+    /// first (`SPINLET_FAST_TIER`, see [`crate::tiers`]).
+    pub fast_tier: FastTier,
 }
 
 impl Default for EngineOptions {
@@ -122,6 +128,33 @@ impl Default for EngineOptions {
         Self {
             pooling: true,
             max_instance_count: DEFAULT_MAX_INSTANCE_COUNT,
+            fast_tier: FastTier::On,
+        }
+    }
+}
+
+/// Tiered compilation on a compile-cache miss ([`crate::tiers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastTier {
+    /// Compile with Winch, serve, and swap to Cranelift's code when it is ready
+    /// (`SPINLET_FAST_TIER=on`, the default).
+    On,
+    /// Compile with Cranelift before serving (`SPINLET_FAST_TIER=off`).
+    Off,
+    /// Compile with Winch with every Wasm proposal beyond the MVP's core switched off,
+    /// so that real components fail the fast tier and take the fallback path
+    /// (`SPINLET_FAST_TIER=mvp-only`; for tests of the fallback).
+    MvpOnly,
+}
+
+impl FastTier {
+    /// Parses `SPINLET_FAST_TIER`'s value.
+    pub fn parse(value: &str) -> Option<FastTier> {
+        match value {
+            "on" | "1" | "true" | "yes" => Some(FastTier::On),
+            "off" | "0" | "false" | "no" => Some(FastTier::Off),
+            "mvp-only" => Some(FastTier::MvpOnly),
+            _ => None,
         }
     }
 }
@@ -139,44 +172,93 @@ impl EngineOptions {
         {
             options.max_instance_count = n;
         }
+        if let Ok(v) = std::env::var(FAST_TIER_ENV) {
+            match FastTier::parse(&v) {
+                Some(t) => options.fast_tier = t,
+                None => tracing::warn!(
+                    value = %v,
+                    "{FAST_TIER_ENV}: expected on, off or mvp-only; tiered compilation stays on"
+                ),
+            }
+        }
         options
     }
 }
 
 /// An engine with its compile cache and a running epoch ticker.
 pub struct RuntimeEngine {
-    /// The wasmtime engine.
+    /// The wasmtime engine (Cranelift, optimising): cached code is always its.
     pub engine: Engine,
     /// The compiled-code cache.
-    pub cache: CompileCache,
+    pub cache: Arc<CompileCache>,
+    /// The settings it was built with (the fast tier's engine is built from them too).
+    pub options: EngineOptions,
 }
 
 impl RuntimeEngine {
     /// Builds the engine and starts the epoch ticker (it stops when the engine is dropped).
     pub fn new(options: &EngineOptions, cache_dir: &Path) -> Result<RuntimeEngine, Error> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        // WASI 0.3 components (spin-sdk 7) use the component model's async ABI.
-        config.wasm_component_model_async(true);
-        config.epoch_interruption(true);
-        if options.pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-                options.max_instance_count,
-            )));
-        }
-        // Initial linear memory from copy-on-write images; with artifacts mapped from the
-        // compile cache the images are the artifact file's own pages (wasmtime's default,
-        // stated because the heavy apps' RSS depends on it).
-        config.memory_init_cow(true);
-        let engine = Engine::new(&config).map_err(Error::Create)?;
-        let cache = CompileCache::open(&engine, cache_dir)?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("spinlet-epoch".into())
-            .spawn(move || tick(weak))
-            .map_err(|e| Error::Create(wasmtime::Error::from(e)))?;
-        Ok(RuntimeEngine { engine, cache })
+        let engine = Engine::new(&config(options)).map_err(Error::Create)?;
+        let cache = Arc::new(CompileCache::open(&engine, cache_dir)?);
+        start_ticker(&engine)?;
+        Ok(RuntimeEngine {
+            engine,
+            cache,
+            options: options.clone(),
+        })
     }
+
+    /// A second engine compiling with Winch, wasmtime's baseline compiler, with the same
+    /// settings (pooling, limits, epochs) and its own epoch ticker: the fast tier
+    /// ([`crate::tiers`]). With [`FastTier::MvpOnly`] it accepts only the MVP's core.
+    pub fn fast_tier(&self) -> Result<Engine, Error> {
+        let mut config = config(&self.options);
+        config.strategy(wasmtime::Strategy::Winch);
+        // Winch hands the trampolines (one per function that escapes: thousands in the
+        // JS SDK's component) to Cranelift; unoptimised, they cost ~10 % less compile
+        // CPU (`wasmtime compile -C compiler=winch -O opt-level=0`: 1.49–1.57 vs 1.69 s).
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
+        if self.options.fast_tier == FastTier::MvpOnly {
+            config.wasm_features(
+                wasmtime::WasmFeatures::all()
+                    - wasmtime::WasmFeatures::WASM1
+                    - wasmtime::WasmFeatures::COMPONENT_MODEL,
+                false,
+            );
+        }
+        let engine = Engine::new(&config).map_err(Error::Create)?;
+        start_ticker(&engine)?;
+        Ok(engine)
+    }
+}
+
+/// The configuration both tiers share.
+fn config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // WASI 0.3 components (spin-sdk 7) use the component model's async ABI.
+    config.wasm_component_model_async(true);
+    config.epoch_interruption(true);
+    if options.pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+            options.max_instance_count,
+        )));
+    }
+    // Initial linear memory from copy-on-write images; with artifacts mapped from the
+    // compile cache the images are the artifact file's own pages (wasmtime's default,
+    // stated because the heavy apps' RSS depends on it).
+    config.memory_init_cow(true);
+    config
+}
+
+/// Starts `engine`'s epoch ticker thread; it ends when the engine is dropped.
+fn start_ticker(engine: &Engine) -> Result<(), Error> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("spinlet-epoch".into())
+        .spawn(move || tick(weak))
+        .map_err(|e| Error::Create(wasmtime::Error::from(e)))?;
+    Ok(())
 }
 
 fn pooling_config(n: u32) -> PoolingAllocationConfig {

@@ -322,14 +322,17 @@ impl HttpServer {
             crate::headers::prepare_request(self.scheme, &parts.uri, &mut parts.headers, extra)?;
         let req = Request::from_parts(parts, body);
 
-        let pre = match &component.pre {
+        let handler = component.handler();
+        let pre = match &*handler {
             ComponentHandler::P2(pre) => pre.clone(),
             ComponentHandler::P3(handler) => {
                 let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
                 return handler.handle(req).await;
             }
         };
-        let mut store = Store::new(&self.app.engine.engine, component.new_state()?);
+        drop(handler);
+        // The engine that compiled the code (the fast tier's until it is replaced).
+        let mut store = Store::new(pre.engine(), component.new_state()?);
         store.limiter(|s| &mut s.limits);
         let deadline = self.app.request_timeout.map(|t| Instant::now() + t);
         store.set_epoch_deadline(1);

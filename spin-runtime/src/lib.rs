@@ -28,6 +28,7 @@
 //! - [`unavailable`]: link-time stubs for interfaces not implemented yet;
 //! - [`componentize`]: WASI preview1 core modules → components;
 //! - [`engine`] and [`cache`]: the wasmtime engine and the compiled-code cache;
+//! - [`tiers`]: tiered compilation, Winch's code served while Cranelift's compiles;
 //! - [`state`]: the per-instance store data;
 //! - [`app`]: the load sequence, from manifest to pre-instantiated components;
 //! - [`routing`] and [`headers`]: Spin's route matching and `spin-*` headers;
@@ -96,6 +97,7 @@ pub mod runtime_config;
 pub mod serve;
 pub mod sqlite;
 pub mod state;
+pub mod tiers;
 pub mod tls;
 pub mod unavailable;
 pub mod variables;

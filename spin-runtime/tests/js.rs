@@ -53,6 +53,12 @@ source = "{wasm}"
         let options = spin_runtime::app::AppOptions {
             app: app.to_owned(),
             cache_dir: Some(cache.clone()),
+            // Compiled before serving, so that the artifact exists when load returns
+            // (tiering, which compiles it in the background, is tests/tiers.rs's).
+            engine: spin_runtime::engine::EngineOptions {
+                fast_tier: spin_runtime::engine::FastTier::Off,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let loaded = spin_runtime::app::load(&options).expect("load");

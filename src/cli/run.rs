@@ -133,6 +133,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         wasm_files = stats.wasm_files,
         from_cache = stats.cache_hits,
         compiled = stats.compiled,
+        fast_tier = stats.fast_tier,
         elapsed_ms = stats.elapsed.as_millis() as u64,
         "app loaded"
     );

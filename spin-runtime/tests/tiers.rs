@@ -1,0 +1,184 @@
+//! Tiered compilation ([`spin_runtime::tiers`]) with the JS and Python SDK hellos: a
+//! cold start serves from Winch's code, the background compile swaps Cranelift's in and
+//! the app keeps answering; the next start maps Cranelift's artifact; a component the
+//! fast tier cannot compile falls back to Cranelift before serving.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use spin_runtime::app::{App, AppOptions};
+use spin_runtime::engine::{EngineOptions, FastTier};
+use spin_runtime::http_trigger::HttpServer;
+use spin_runtime::tiers::Tier;
+
+/// Longest the background compile may take (debug build, loaded machine).
+const OPTIMISE_DEADLINE: Duration = Duration::from_secs(900);
+
+fn write_app(dir: &Path, wasm: &Path) -> PathBuf {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).expect("app dir");
+    std::fs::write(
+        app.join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "tiers"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "{}"
+"#,
+            wasm.display()
+        ),
+    )
+    .expect("manifest");
+    app
+}
+
+fn load(app: &Path, cache: &Path, fast_tier: FastTier) -> Arc<App> {
+    let options = AppOptions {
+        app: app.to_owned(),
+        cache_dir: Some(cache.to_owned()),
+        engine: EngineOptions {
+            fast_tier,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Arc::new(spin_runtime::app::load(&options).expect("load"))
+}
+
+fn tier(app: &App) -> Tier {
+    app.components.get("hello").expect("component hello").tier()
+}
+
+/// `GET /` through the trigger, in process: status and body.
+fn get(server: &HttpServer, rt: &tokio::runtime::Runtime) -> (u16, String) {
+    rt.block_on(async {
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "127.0.0.1:3000")
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
+                    .boxed_unsync(),
+            )
+            .expect("request");
+        let client: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let resp = server.handle(req, client).await;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+fn assert_greets(server: &HttpServer, rt: &tokio::runtime::Runtime, greeting: &str, when: &str) {
+    for i in 0..3 {
+        let (status, body) = get(server, rt);
+        assert_eq!(status, 200, "{when}, request {i}: {body}");
+        assert!(body.contains(greeting), "{when}, request {i}: {body:?}");
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Cold start on the fast tier, the swap, then a warm start on the cached optimised code.
+fn cold_start_swaps_to_optimised_code(name: &str, wasm: &Path, greeting: &str) {
+    let dir = common::scratch_dir(name);
+    let cache = dir.join("cache");
+    let app = write_app(&dir, wasm);
+    let rt = runtime();
+
+    let cold = load(&app, &cache, FastTier::On);
+    assert_eq!(
+        (
+            cold.stats.fast_tier,
+            cold.stats.compiled,
+            cold.stats.cache_hits
+        ),
+        (1, 0, 0),
+        "an empty cache: the file is compiled by the fast tier only before serving"
+    );
+    let server = HttpServer::new(cold.clone());
+    // The background compile may already have finished on a fast machine: either tier
+    // serves; what matters is that the fast one did first and the optimised one follows.
+    assert_greets(&server, &rt, greeting, "cold start");
+
+    let started = Instant::now();
+    while tier(&cold) != Tier::Optimized {
+        assert!(
+            started.elapsed() < OPTIMISE_DEADLINE,
+            "the optimised code did not replace the fast tier's within {OPTIMISE_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_greets(&server, &rt, greeting, "after the swap to optimised code");
+
+    // The background compile stored Cranelift's artifact: the next start maps it.
+    let warm = load(&app, &cache, FastTier::On);
+    assert_eq!(
+        (
+            warm.stats.fast_tier,
+            warm.stats.compiled,
+            warm.stats.cache_hits
+        ),
+        (0, 0, 1),
+        "a warm start maps the optimised code"
+    );
+    assert_eq!(tier(&warm), Tier::Optimized);
+    assert_greets(&HttpServer::new(warm), &rt, greeting, "warm start");
+}
+
+#[test]
+fn js_cold_start_serves_from_winch_then_from_cranelift() {
+    let wasm = common::toolchains::build_js_app("js-hello");
+    cold_start_swaps_to_optimised_code("tiers-js", &wasm, "Hello from the JS SDK");
+}
+
+#[test]
+fn python_cold_start_serves_from_winch_then_from_cranelift() {
+    let wasm = common::toolchains::build_python_app("python-hello");
+    cold_start_swaps_to_optimised_code("tiers-py", &wasm, "Hello from the Python SDK");
+}
+
+/// A Winch engine that accepts no proposal beyond the MVP's core rejects the JS
+/// component: the load compiles it with Cranelift before serving, and it serves. With
+/// the fast tier off, the same.
+#[test]
+fn what_winch_cannot_compile_falls_back_to_cranelift() {
+    let wasm = common::toolchains::build_js_app("js-hello");
+    let rt = runtime();
+    for (name, fast_tier) in [
+        ("tiers-fallback", FastTier::MvpOnly),
+        ("tiers-off", FastTier::Off),
+    ] {
+        let dir = common::scratch_dir(name);
+        let app = write_app(&dir, &wasm);
+        let loaded = load(&app, &dir.join("cache"), fast_tier);
+        assert_eq!(
+            (loaded.stats.fast_tier, loaded.stats.compiled),
+            (0, 1),
+            "{fast_tier:?}: compiled by Cranelift before serving"
+        );
+        assert_eq!(tier(&loaded), Tier::Optimized, "{fast_tier:?}");
+        assert_greets(
+            &HttpServer::new(loaded),
+            &rt,
+            "Hello from the JS SDK",
+            &format!("{fast_tier:?}"),
+        );
+    }
+}
