@@ -1,7 +1,8 @@
-//! Tiered compilation ([`spin_runtime::tiers`]) with the JS and Python SDK hellos: a
-//! cold start serves from Winch's code, the background compile swaps Cranelift's in and
-//! the app keeps answering; the next start maps Cranelift's artifact; a component the
-//! fast tier cannot compile falls back to Cranelift before serving.
+//! Tiered compilation ([`spin_runtime::tiers`]) with the JS and Python SDK hellos and a
+//! spin-sdk 7 (WASI 0.3) component: a cold start serves from Winch's code, the background
+//! compile swaps Cranelift's in and the app keeps answering; the next start maps
+//! Cranelift's artifact; a component the fast tier cannot compile falls back to Cranelift
+//! before serving.
 
 mod common;
 
@@ -152,6 +153,14 @@ fn js_cold_start_serves_from_winch_then_from_cranelift() {
 fn python_cold_start_serves_from_winch_then_from_cranelift() {
     let wasm = common::toolchains::build_python_app("python-hello");
     cold_start_swaps_to_optimised_code("tiers-py", &wasm, "Hello from the Python SDK");
+}
+
+#[test]
+fn wasi_0_3_cold_start_serves_from_winch_then_from_cranelift() {
+    // spin-sdk 7: a WASI 0.3 handler, whose instances are pooled and reused
+    // (spin_runtime::http_p3); the swap replaces the pool.
+    let wasm = common::build_app("rust-v7-hello");
+    cold_start_swaps_to_optimised_code("tiers-p3", &wasm, "Hello from spin-sdk 7");
 }
 
 /// A Winch engine that accepts no proposal beyond the MVP's core rejects the JS
