@@ -3,19 +3,27 @@
 //! store here has no leases, so a sweep does the same: every minute (or every tenth of
 //! the TTL, if shorter) it deletes the Events last seen longer ago than the TTL.
 //!
-//! Owns only that deletion. "Last seen" is the newest of `series.lastObservedTime`,
-//! `lastTimestamp`, `eventTime` and `creationTimestamp`, so an Event that keeps
-//! recurring stays. Events of both groups share one storage (see `conversion`), so one
+//! Owns only that deletion. The sweep walks the Events without the store's write lock,
+//! reading only their times, and deletes the expired ones many at a time: a sweep that
+//! listed every Event under the lock held up all writers for as long as the list took,
+//! and one that deleted one Event per group commit fell behind a stream of new Events
+//! (1 M Events at 6,500/s with a 60 s TTL left 1.7 GB in the data dir).
+//!
+//! "Last seen" is the newest of `series.lastObservedTime`, `lastTimestamp`, `eventTime`
+//! and `creationTimestamp`, so an Event that keeps recurring stays. Events of both groups share one storage (see `conversion`), so one
 //! sweep covers them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::Api;
 use crate::error::ApiResult;
-use crate::store::{Mutation, ObjectKey};
+use crate::store::{Consistency, Mutation, ObjectKey, Visit, Written};
 
 /// kube-apiserver's default `--event-ttl`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -41,7 +49,59 @@ fn expired(ev: &Value, cutoff: jiff::Timestamp) -> bool {
     last_seen(ev).is_some_and(|t| t < cutoff)
 }
 
-/// Deletes the Events last seen before now − `ttl`; returns how many.
+/// The times an Event's "last seen" is made of, read from its stored JSON without
+/// decoding the rest.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Times<'a> {
+    #[serde(borrow)]
+    metadata: MetaTimes<'a>,
+    #[serde(borrow)]
+    last_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    series: Option<SeriesTimes<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetaTimes<'a> {
+    #[serde(borrow)]
+    creation_timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SeriesTimes<'a> {
+    #[serde(borrow)]
+    last_observed_time: Option<Cow<'a, str>>,
+}
+
+impl Times<'_> {
+    fn last_seen(&self) -> Option<jiff::Timestamp> {
+        [
+            self.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_deref()),
+            self.last_timestamp.as_deref(),
+            self.event_time.as_deref(),
+            self.metadata.creation_timestamp.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.parse().ok())
+        .max()
+    }
+}
+
+/// How many expired Events are deleted at once: their deletions share group commits, so
+/// the sweep keeps up with a flood of new Events.
+const DELETES_IN_FLIGHT: usize = 64;
+
+/// Deletes the Events last seen before now − `ttl`; returns how many. The walk over the
+/// Events does not hold the store's write lock and reads only their times; each deletion
+/// re-checks its Event under its own write.
 pub async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
     let Ok(ttl) = jiff::SignedDuration::try_from(ttl) else {
         return Ok(0);
@@ -49,26 +109,40 @@ pub async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
     let Ok(cutoff) = jiff::Timestamp::now().checked_sub(ttl) else {
         return Ok(0);
     };
-    let (items, _) = api.store.list("", "events", None)?;
-    let mut deleted = 0;
-    for ev in items.iter().filter(|e| expired(e, cutoff)) {
-        let key = ObjectKey {
-            group: String::new(),
-            resource: "events".into(),
-            namespace: crate::object::namespace_of(ev).into(),
-            name: crate::object::name_of(ev).into(),
-        };
-        // Re-checked under the write: an update since the list keeps it.
-        let gone = api
-            .store
-            .mutate::<()>(&key, |cur| {
-                Ok(match cur {
-                    Some(c) if expired(&c, cutoff) => Mutation::Delete,
-                    _ => Mutation::Keep,
+    let mut keys = Vec::new();
+    api.store.scan(
+        ("", "events", None),
+        None,
+        Consistency::Live,
+        |_| Ok(()),
+        |stored| {
+            let times: Times = serde_json::from_slice(stored.bytes()).unwrap_or_default();
+            if times.last_seen().is_some_and(|t| t < cutoff) {
+                keys.push(ObjectKey {
+                    group: String::new(),
+                    resource: "events".into(),
+                    namespace: stored.namespace.into(),
+                    name: stored.name.into(),
+                });
+            }
+            Ok(Visit::Next)
+        },
+    )?;
+    let mut deletions = futures::stream::iter(keys)
+        .map(|key| async move {
+            api.store
+                .mutate::<()>(&key, |cur| {
+                    Ok(match cur {
+                        Some(c) if expired(&c, cutoff) => Mutation::Delete,
+                        _ => Mutation::Keep,
+                    })
                 })
-            })
-            .await?;
-        if matches!(gone, Ok(crate::store::Written::Deleted(_))) {
+                .await
+        })
+        .buffer_unordered(DELETES_IN_FLIGHT);
+    let mut deleted = 0;
+    while let Some(gone) = deletions.next().await {
+        if matches!(gone?, Ok(Written::Deleted(_))) {
             deleted += 1;
         }
     }

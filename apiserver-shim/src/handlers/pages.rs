@@ -5,17 +5,24 @@
 //! many are left. Every page of one list shows the collection as it was at that
 //! revision, however it changed since.
 //!
+//! A page costs what it holds, not what the collection holds: one walk in key order from
+//! the continue key decodes the page's objects (with selectors, also those it tests) and
+//! only counts the rest (`Store::scan`).
+//!
 //! The store keeps only current objects and a history of changes, so an older snapshot
 //! is rebuilt: objects untouched since the revision are read as they are; for the others
-//! the history says what they were then (the last change at or before it, or absence
-//! when their first change after it created them). When the history no longer reaches
-//! back far enough the continue token is too old: 410 Expired, as kube-apiserver answers
-//! after etcd's compaction, and the client relists.
+//! the history since the revision says what they were then — what their first change
+//! after it replaced (a modification's or deletion's object before it), or absence when
+//! that change created them (`Store::collection_changes`). When the history no longer
+//! reaches back far enough the continue token is too old: 410 Expired, as kube-apiserver
+//! answers after etcd's compaction, and the client relists.
 //!
 //! Owns the token format (kube-apiserver's: base64 of `{"v":"meta.k8s.io/v1","rv":N,
 //! "start":"<namespace>/<name>\u0000"}`) and the rebuild; reads the store, never writes.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -25,7 +32,7 @@ use super::Ctx;
 use crate::api::{Api, Call};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
-use crate::store::EventType;
+use crate::store::{Consistency, EventType, Result as StoreResult, Stored, Visit};
 
 /// Which revision a list reads, from `resourceVersion` and `resourceVersionMatch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,10 +109,18 @@ impl Read {
     }
 }
 
+/// One object of a page.
+pub(crate) enum Item {
+    /// Decoded, as stored (not yet presented).
+    Decoded(Value),
+    /// The stored JSON, already what the list serves (stored at the served version).
+    Raw(bytes::Bytes),
+}
+
 /// One page of a list.
 pub(crate) struct Page {
-    /// The objects, as stored (not yet presented).
-    pub items: Vec<Value>,
+    /// The objects.
+    pub items: Vec<Item>,
     /// The revision the whole list is at.
     pub rev: u64,
     /// Where the next page starts, when there is one.
@@ -160,64 +175,150 @@ fn key(o: &Value) -> (String, String) {
     )
 }
 
-/// The collection as it was at `rev`, or `None` when the history no longer tells.
-fn snapshot(api: &Arc<Api>, ctx: &Ctx, rev: u64) -> ApiResult<Option<Vec<Value>>> {
-    let (current, now) = api.store.list(
-        &ctx.r.storage_group,
-        &ctx.r.plural,
-        ctx.namespace.as_deref(),
-    )?;
-    if now == rev {
-        return Ok(Some(current));
-    }
-    let oldest = api.store.compacted_revision();
-    if rev < oldest {
-        return Ok(None);
-    }
-    let Some(events) = api.store.history(oldest, now)? else {
-        return Ok(None);
-    };
-    // Per object of this collection: its last change at or before `rev`, and whether
-    // its first change after `rev` created it.
-    let mut before: HashMap<(String, String), Arc<crate::store::Event>> = HashMap::new();
-    let mut after: HashMap<(String, String), bool> = HashMap::new();
-    for ev in events {
-        let same_collection = ev.group == ctx.r.storage_group
-            && ev.resource == ctx.r.plural
-            && ctx.namespace.as_deref().is_none_or(|ns| ev.namespace == ns);
-        if !same_collection {
-            continue;
-        }
-        let k = key(&ev.object);
-        if ev.rev <= rev {
-            before.insert(k, ev);
-        } else {
-            after.entry(k).or_insert(ev.kind == EventType::Added);
-        }
-    }
-    let mut out: Vec<Value> = current
-        .into_iter()
-        .filter(|o| !after.contains_key(&key(o)))
-        .collect();
-    for (k, created_after) in after {
-        match before.get(&k) {
-            Some(ev) if ev.kind == EventType::Deleted => {}
-            Some(ev) => out.push(ev.object.clone()),
-            None if created_after => {}
-            // Changed after `rev`, last changed before the history begins.
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(out))
+/// An object's place in a collection: (namespace, name).
+type Key = (String, String);
+
+/// What the objects of one collection that changed after `rev` were at `rev` (`None`: the
+/// object did not exist then), from the history of changes since.
+struct Past {
+    /// The history has been read up to here.
+    read_upto: u64,
+    then: BTreeMap<Key, Option<Value>>,
+    /// The history no longer reaches back to `rev` (or does not say what an object was).
+    expired: bool,
 }
 
-/// The page a list request asks for, from objects passing `keep`.
+impl Past {
+    fn new() -> Past {
+        Past {
+            read_upto: 0,
+            then: BTreeMap::new(),
+            expired: false,
+        }
+    }
+
+    /// Folds in the changes in `(read_upto or rev, upto]`; an object's first change after
+    /// `rev` says what it was at `rev`.
+    fn read(
+        &mut self,
+        api: &Api,
+        collection: (&str, &str, Option<&str>),
+        rev: u64,
+        upto: u64,
+    ) -> StoreResult<()> {
+        let after = self.read_upto.max(rev);
+        if self.expired || upto <= after {
+            return Ok(());
+        }
+        let Some(changes) = api.store.collection_changes(collection, after, upto)? else {
+            self.expired = true;
+            return Ok(());
+        };
+        for change in changes {
+            let k = key(&change.event.object);
+            if self.then.contains_key(&k) {
+                continue;
+            }
+            let was = match change.event.kind {
+                EventType::Added => None,
+                EventType::Modified | EventType::Deleted => match change.before {
+                    Some(before) => Some(before),
+                    None => {
+                        self.expired = true;
+                        return Ok(());
+                    }
+                },
+            };
+            self.then.insert(k, was);
+        }
+        self.read_upto = upto;
+        Ok(())
+    }
+}
+
+/// Fills one page from the objects offered in key order.
+struct Filler<'a, K> {
+    keep: K,
+    /// 0: no limit.
+    limit: usize,
+    filtered: bool,
+    /// The apiVersion of objects whose stored JSON can be served as it is, if any.
+    raw_version: Option<&'a str>,
+    items: Vec<Item>,
+    /// The key of the page's last object.
+    last_key: Option<(String, String)>,
+    /// Objects after the page (counted only without selectors).
+    remaining: u64,
+    more: bool,
+}
+
+/// The `apiVersion` of a stored object, read without building the whole document.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<K: Fn(&Value) -> bool> Filler<'_, K> {
+    fn full(&self) -> bool {
+        self.limit > 0 && self.items.len() >= self.limit
+    }
+
+    /// Offers a stored object: without selectors, one stored at the served version goes
+    /// into the page as its bytes, never decoded.
+    fn offer_stored(&mut self, stored: &Stored<'_>) -> StoreResult<Visit> {
+        if let (false, false, Some(served)) = (self.full(), self.filtered, self.raw_version) {
+            let at_served = serde_json::from_slice::<Head>(stored.bytes())
+                .ok()
+                .and_then(|h| h.api_version)
+                .is_some_and(|v| v == served);
+            if at_served {
+                self.items
+                    .push(Item::Raw(bytes::Bytes::copy_from_slice(stored.bytes())));
+                self.last_key = Some((stored.namespace.to_string(), stored.name.to_string()));
+                return Ok(Visit::Next);
+            }
+        }
+        self.offer(|| stored.decode())
+    }
+
+    /// Offers the next object; `get` decodes it, only when needed.
+    fn offer(&mut self, get: impl FnOnce() -> StoreResult<Value>) -> StoreResult<Visit> {
+        if !self.full() {
+            let o = get()?;
+            if (self.keep)(&o) {
+                self.last_key = Some(key(&o));
+                self.items.push(Item::Decoded(o));
+            }
+            return Ok(Visit::Next);
+        }
+        if self.filtered {
+            // With selectors there is no count: one more match is enough to go on.
+            let o = get()?;
+            if (self.keep)(&o) {
+                self.more = true;
+                return Ok(Visit::Stop);
+            }
+            return Ok(Visit::Next);
+        }
+        self.more = true;
+        self.remaining += 1;
+        Ok(Visit::Next)
+    }
+}
+
+/// The page a list request asks for, from objects passing `keep`: one walk over the
+/// collection from the continue key, decoding the page's objects (and, with selectors,
+/// those it tests), counting the rest; a page of an older revision puts the objects
+/// changed since back as they were. `raw_version`: the apiVersion at which stored JSON
+/// is the answer as it is (`None`: every object is decoded).
 pub(crate) fn page(
     api: &Arc<Api>,
     call: &Call,
     ctx: &Ctx,
     keep: impl Fn(&Value) -> bool,
     filtered: bool,
+    raw_version: Option<&str>,
 ) -> ApiResult<Page> {
     let limit = match call.query.get("limit") {
         None | Some("") => 0,
@@ -230,56 +331,113 @@ pub(crate) fn page(
         Some(t) => Some(decode(t)?),
     };
     let read = Read::parse(call, token.is_some())?;
-    let (objects, rev) = match (&token, read) {
-        (Some(t), _) => match snapshot(api, ctx, t.rev)? {
-            Some(objects) => (objects, t.rev),
-            None => return Err(ApiError::continue_expired()),
-        },
-        (None, Read::Exact(rev)) => match snapshot(api, ctx, rev)? {
-            Some(objects) => (objects, rev),
-            None => {
-                let now = api.store.current_revision();
-                return Err(if rev > now {
-                    ApiError::too_large_resource_version(rev, now)
-                } else {
-                    ApiError::expired(rev, api.store.compacted_revision())
-                });
+    let now = api.store.current_revision();
+    // The revision of an older snapshot to rebuild; `None` reads the newest.
+    let past_rev = match (&token, read) {
+        (Some(t), _) if t.rev > now => return Err(ApiError::continue_expired()),
+        (Some(t), _) => Some(t.rev),
+        (None, Read::Exact(rev) | Read::NotOlderThan(rev)) if rev > now => {
+            return Err(ApiError::too_large_resource_version(rev, now))
+        }
+        (None, Read::Exact(rev)) => Some(rev),
+        (None, Read::Latest | Read::NotOlderThan(_)) => None,
+    };
+    let collection = (
+        ctx.r.storage_group.as_str(),
+        ctx.r.plural.as_str(),
+        ctx.namespace.as_deref(),
+    );
+    let start = token.as_ref().map(|t| t.start.clone());
+    // Most of the history is read before the scan, off the write lock; what lands before
+    // the scan starts is read under it.
+    let past = RefCell::new(Past::new());
+    if let Some(rev) = past_rev {
+        past.borrow_mut().read(api, collection, rev, now)?;
+    }
+    // The changed objects after the continue key, in key order, as they were.
+    let then: RefCell<Vec<(Key, Option<Value>)>> = RefCell::default();
+    let mut cursor = 0;
+    let mut filler = Filler {
+        keep,
+        limit: usize::try_from(limit.max(0)).unwrap_or(usize::MAX),
+        filtered,
+        raw_version,
+        items: Vec::new(),
+        last_key: None,
+        remaining: 0,
+        more: false,
+    };
+    let mut stopped = false;
+    let scanned_at = api.store.scan(
+        collection,
+        start
+            .as_ref()
+            .map(|(ns, name)| (ns.as_str(), name.as_str())),
+        Consistency::Snapshot,
+        |scan_rev| {
+            if let Some(rev) = past_rev {
+                let mut past = past.borrow_mut();
+                past.read(api, collection, rev, scan_rev)?;
+                let range = match &start {
+                    Some(k) => past
+                        .then
+                        .range((Bound::Excluded(k.clone()), Bound::Unbounded)),
+                    None => past.then.range::<Key, _>(..),
+                };
+                *then.borrow_mut() = range.map(|(k, v)| (k.clone(), v.clone())).collect();
             }
+            Ok(())
         },
-        (None, Read::Latest | Read::NotOlderThan(_)) => {
-            let (objects, now) = api.store.list(
-                &ctx.r.storage_group,
-                &ctx.r.plural,
-                ctx.namespace.as_deref(),
-            )?;
-            if let Read::NotOlderThan(rev) = read {
-                if rev > now {
-                    return Err(ApiError::too_large_resource_version(rev, now));
+        |stored| {
+            let then = then.borrow();
+            let here = (stored.namespace, stored.name);
+            // Objects changed since, sorting before this one (or this one itself).
+            while let Some((k, was)) = then.get(cursor) {
+                if (k.0.as_str(), k.1.as_str()) > here {
+                    break;
+                }
+                cursor += 1;
+                let is_here = (k.0.as_str(), k.1.as_str()) == here;
+                if let Some(was) = was {
+                    if filler.offer(|| Ok(was.clone()))? == Visit::Stop {
+                        stopped = true;
+                        return Ok(Visit::Stop);
+                    }
+                }
+                if is_here {
+                    return Ok(Visit::Next);
                 }
             }
-            (objects, now)
-        }
-    };
-    let mut items: Vec<Value> = objects.into_iter().filter(|o| keep(o)).collect();
-    items.sort_by_cached_key(key);
-    if let Some(t) = &token {
-        items.retain(|o| key(o) > t.start);
-    }
-    if limit <= 0 || items.len() <= limit as usize {
-        return Ok(Page {
-            items,
-            rev,
-            next: None,
-            remaining: None,
+            let visit = filler.offer_stored(&stored)?;
+            stopped = visit == Visit::Stop;
+            Ok(visit)
+        },
+    )?;
+    if past.borrow().expired {
+        return Err(match (&token, past_rev) {
+            (Some(_), _) | (None, None) => ApiError::continue_expired(),
+            (None, Some(rev)) => ApiError::expired(rev, api.store.compacted_revision()),
         });
     }
-    let rest = items.split_off(limit as usize);
-    let last = items.last().map(key).unwrap_or_default();
+    if !stopped {
+        for (_, was) in then.borrow().iter().skip(cursor) {
+            if let Some(was) = was {
+                if filler.offer(|| Ok(was.clone()))? == Visit::Stop {
+                    break;
+                }
+            }
+        }
+    }
+    let rev = past_rev.unwrap_or(scanned_at);
+    let next = match (filler.more, &filler.last_key) {
+        (true, Some((ns, name))) => Some(encode(rev, (ns, name))),
+        _ => None,
+    };
     Ok(Page {
-        items,
+        remaining: (next.is_some() && !filtered).then_some(filler.remaining),
+        items: filler.items,
         rev,
-        next: Some(encode(rev, (&last.0, &last.1))),
-        remaining: (!filtered).then_some(rest.len() as u64),
+        next,
     })
 }
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::pages::Item;
 use super::Ctx;
 use crate::api::{Api, Call, Reply};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::table;
 
@@ -35,7 +36,8 @@ fn maybe_table(
     })
 }
 
-/// The `apiVersion` of a stored object, read without building the whole document.
+/// The `apiVersion` of a stored object, read without building the whole document (as
+/// `pages` does for list items).
 #[derive(serde::Deserialize)]
 struct Head<'a> {
     #[serde(rename = "apiVersion", borrow)]
@@ -99,14 +101,19 @@ pub(crate) fn matching(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<(Vec
 pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let (labels, fields) = selectors(call, ctx)?;
     let filtered = !labels.is_empty() || !fields.is_empty();
+    let table = table::wants_table(call.header("accept"));
+    let served = ctx.r.api_version(&ctx.version);
+    // Stored JSON is the answer as it is unless a table or schema defaults reshape it.
+    let raw_version =
+        (!table && !crate::crd::defaults::declares_defaults(&ctx.r)).then_some(served.as_str());
     let page = super::pages::page(
         api,
         call,
         ctx,
         |o| labels.matches(o) && fields.matches(o),
         filtered,
+        raw_version,
     )?;
-    let items: Vec<Value> = page.items.into_iter().map(|o| ctx.present(o)).collect();
     let mut meta = json!({"resourceVersion": page.rev.to_string()});
     if let Some(next) = &page.next {
         meta["continue"] = json!(next);
@@ -114,17 +121,41 @@ pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     if let Some(n) = page.remaining {
         meta["remainingItemCount"] = json!(n);
     }
-    if table::wants_table(call.header("accept")) {
+    if table {
+        let items: Vec<Value> = page
+            .items
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Decoded(o) => Some(ctx.present(o)),
+                Item::Raw(raw) => serde_json::from_slice(&raw).ok().map(|o| ctx.present(o)),
+            })
+            .collect();
         let mut reply = maybe_table(call, ctx, &items, Some(page.rev), Value::Null)?;
         if let Reply::Json { body, .. } = &mut reply {
             body["metadata"] = meta;
         }
         return Ok(reply);
     }
-    Ok(Reply::ok(json!({
+    // The list document, with the items' JSON spliced in.
+    let head = json!({
         "kind": format!("{}List", ctx.r.kind),
-        "apiVersion": ctx.r.api_version(&ctx.version),
+        "apiVersion": served,
         "metadata": meta,
-        "items": items,
-    })))
+    });
+    let mut body = serde_json::to_vec(&head).map_err(ApiError::internal)?;
+    body.pop(); // the closing brace
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.items.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match item {
+            Item::Raw(raw) => body.extend_from_slice(&raw),
+            Item::Decoded(o) => {
+                serde_json::to_writer(&mut body, &ctx.present(o)).map_err(ApiError::internal)?
+            }
+        }
+    }
+    body.extend_from_slice(b"]}");
+    Ok(Reply::RawJson(bytes::Bytes::from(body)))
 }

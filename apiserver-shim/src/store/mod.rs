@@ -19,6 +19,10 @@
 //!
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
 
+mod scan;
+
+pub use scan::{Change, Consistency, Stored, Visit};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -381,6 +385,14 @@ impl Store {
                     obj,
                 ),
             };
+            // A deletion's record keeps the revision the object had (see `scan`).
+            let was = match kind {
+                EventType::Deleted => object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok()),
+                _ => None,
+            };
             set_resource_version(&mut object, rev);
             let event = Arc::new(Event {
                 rev,
@@ -396,7 +408,7 @@ impl Store {
                 },
             });
             let object_bytes = encode(&event.object);
-            let record = event_record(&event, &object_bytes);
+            let record = event_record(&event, &object_bytes, was);
             let payload = wal_payload(rev, kind, &k, &record);
             let prior = match kind {
                 EventType::Modified => current_bytes.as_deref(),
@@ -534,8 +546,9 @@ impl Store {
 }
 
 /// The event's history record: the [`Event`] JSON, with the object's bytes spliced in so
-/// the object is serialised once per write.
-fn event_record(event: &Event, object_bytes: &[u8]) -> Vec<u8> {
+/// the object is serialised once per write. `was`: for a deletion, the object's revision
+/// before it.
+fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8> {
     #[derive(Serialize)]
     struct Head<'a> {
         rev: u64,
@@ -544,6 +557,10 @@ fn event_record(event: &Event, object_bytes: &[u8]) -> Vec<u8> {
         group: &'a str,
         resource: &'a str,
         namespace: &'a str,
+        /// For a deletion, the resourceVersion the object had (the event's object carries
+        /// the deletion's), so a snapshot older than the deletion can be rebuilt.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        was: Option<u64>,
     }
     let mut out = encode(&Head {
         rev: event.rev,
@@ -551,6 +568,7 @@ fn event_record(event: &Event, object_bytes: &[u8]) -> Vec<u8> {
         group: &event.group,
         resource: &event.resource,
         namespace: &event.namespace,
+        was,
     });
     out.pop(); // the closing brace
     out.extend_from_slice(b",\"object\":");
