@@ -191,12 +191,27 @@ fn events(runtime: &tokio::runtime::Runtime) {
             percentile(&first, 0.5),
             percentile(&last, 0.5),
         );
-        // The sweep runs at least once a minute: wait for one, then read the data dir.
-        tokio::time::sleep(Duration::from_secs(65)).await;
-        println!(
-            "events: data dir {:.1} MiB a minute after the last create",
-            dir_bytes(&server.data_dir) as f64 / (1024.0 * 1024.0)
-        );
+        let left = |api: Api<Event>| async move {
+            let first = api
+                .list(&ListParams::default().limit(1))
+                .await
+                .expect("list events");
+            first.items.len() as u64 + first.metadata.remaining_item_count.unwrap_or(0) as u64
+        };
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let report = |when: &str, events: u64| {
+            let wal = dir_bytes(&server.data_dir.join("server/db/wal"));
+            println!(
+                "events: data dir {:.1} MiB {when} ({events} Events stored; write-ahead log {:.1} MiB)",
+                mib(dir_bytes(&server.data_dir)),
+                mib(wal),
+            );
+        };
+        report("right after the last create", left(api.clone()).await);
+        // Everything has expired a TTL after the last create; the sweep runs every tenth
+        // of the TTL: wait for it, then read the data dir.
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        report("70 s after the last create", left(api.clone()).await);
     });
 }
 
