@@ -52,6 +52,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "shared/host.rs"]
+mod host;
+
+#[path = "shared/stats.rs"]
+mod stats;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +70,9 @@ use http_body_util::{BodyExt, Full};
 use spin_runtime::app::AppOptions;
 use spin_runtime::engine::{EngineOptions, RuntimeEngine};
 use spin_runtime::http_trigger::HttpServer;
+
+use host::loadavg;
+use stats::median;
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
@@ -125,18 +134,8 @@ variables = {{ message = "{{{{ greeting }}}}!" }}
 }
 
 // ---------------------------------------------------------------------------------------
-// Statistics and /proc
+// Statistics
 // ---------------------------------------------------------------------------------------
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
 
 fn fmt(v: &[f64]) -> String {
     if v.is_empty() {
@@ -152,42 +151,6 @@ fn fmt(v: &[f64]) -> String {
         }
     };
     format!("{} ({}–{})", p(median(v)), p(min), p(max))
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn machine() -> String {
-    let line = |path: &str, prefix: &str| {
-        std::fs::read_to_string(path).ok().and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-    };
-    format!(
-        "nproc {}; CPU {}; MemTotal {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        line("/proc/cpuinfo", "model name").unwrap_or_default(),
-        line("/proc/meminfo", "MemTotal").unwrap_or_default()
-    )
-}
-
-/// VmRSS of a process, in MB (10^6 bytes).
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib * 1024.0 / 1e6)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -349,40 +312,6 @@ struct Servers {
     wasmtime: Option<PathBuf>,
 }
 
-fn spinlet_bin() -> PathBuf {
-    let bin = std::env::var_os("SPINLET_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("bench executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .map(|d| d.join("spinlet"))
-                .expect("target dir")
-        });
-    if !bin.exists() {
-        fail(&format!(
-            "{} does not exist: run `cargo build --release -p spinlet` (or set SPINLET_BIN)",
-            bin.display()
-        ));
-    }
-    bin
-}
-
-fn wasmtime_bin() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("WASMTIME_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    let local = PathBuf::from("/work/wasmtime-cli/bin/wasmtime");
-    if local.is_file() {
-        return Some(local);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("wasmtime"))
-            .find(|f| f.is_file())
-    })
-}
-
 /// `wasmtime serve`'s options: its compile cache in `cache_config`'s directory, the
 /// pooling allocator, WASI CLI, and traps for the Spin imports it does not have (the
 /// hello path calls none of them).
@@ -460,18 +389,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        host::stop(&mut self.child);
     }
 }
 
@@ -617,7 +535,7 @@ fn out_of_process(app: &HeavyApp, wasm: &Path, scratch: &Path, servers: &Servers
                 other => fail(&format!("request {i}: {:?}", other.map(|r| r.status))),
             }
         }
-        f.rss.push(rss_mb(s.child.id()));
+        f.rss.push(host::rss_mb(s.child.id()).unwrap_or(f64::NAN));
         f.rps.push(wrk_rps(s.addr, secs));
         drop(s);
         results.push((name, f));
@@ -655,11 +573,11 @@ fn main() {
     let keys = std::env::var("SPINLET_HEAVY_APPS").unwrap_or_else(|_| "js,js-bare,py".into());
     let parts = std::env::var("SPINLET_HEAVY_PARTS").unwrap_or_else(|_| "1,2".into());
     let servers = Servers {
-        spinlet: spinlet_bin(),
-        wasmtime: wasmtime_bin(),
+        spinlet: host::spinlet_bin().unwrap_or_else(|e| fail(&e)),
+        wasmtime: host::wasmtime_bin(),
     };
     println!("# Heavy apps: start-up, memory and throughput");
-    println!("machine: {}", machine());
+    println!("machine: {}", host::machine());
     println!("loadavg at start: {}", loadavg());
     match &servers.wasmtime {
         Some(w) => println!("peer: {}", w.display()),

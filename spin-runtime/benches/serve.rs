@@ -44,11 +44,20 @@ mod common;
 #[path = "shared/apps.rs"]
 mod bench_apps;
 
+#[path = "shared/host.rs"]
+mod host;
+
+#[path = "shared/stats.rs"]
+mod stats;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use host::{loadavg, machine};
+use stats::median;
 
 // ---------------------------------------------------------------------------------------
 // Configuration and tools
@@ -90,50 +99,6 @@ fn fail(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-fn spinlet_bin() -> PathBuf {
-    let bin = std::env::var_os("SPINLET_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // target/release/deps/serve-<hash> → target/release/spinlet
-            let exe = std::env::current_exe().expect("bench executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .map(|d| d.join("spinlet"))
-                .expect("target dir")
-        });
-    if !bin.exists() {
-        fail(&format!(
-            "{} does not exist: run `cargo build --release` first (or set SPINLET_BIN)",
-            bin.display()
-        ));
-    }
-    bin
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-fn wasmtime_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("WASMTIME_BIN") {
-        return PathBuf::from(bin);
-    }
-    let local = PathBuf::from("/work/wasmtime-cli/bin/wasmtime");
-    if local.is_file() {
-        return local;
-    }
-    on_path("wasmtime").unwrap_or_else(|| {
-        fail(
-            "wasmtime not found: set WASMTIME_BIN, or install the peer with \
-             `cargo install wasmtime-cli --version 48.0.8 --locked --root /work/wasmtime-cli`",
-        )
-    })
-}
-
 fn tool_version(bin: &Path) -> String {
     Command::new(bin)
         .arg("--version")
@@ -147,28 +112,6 @@ fn tool_version(bin: &Path) -> String {
 // ---------------------------------------------------------------------------------------
 // /proc readings
 // ---------------------------------------------------------------------------------------
-
-fn first_line_with(path: &str, prefix: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().and_then(|t| {
-        t.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    })
-}
-
-fn machine() -> String {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
-    let mem = first_line_with("/proc/meminfo", "MemTotal").unwrap_or_else(|| "?".into());
-    format!("nproc {nproc}; CPU {cpu}; MemTotal {mem}")
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
 
 /// Fields of `/proc/<pid>/stat` after the command name.
 fn stat_fields(pid: &str) -> Vec<u64> {
@@ -206,14 +149,6 @@ fn machine_busy_ticks() -> u64 {
         .map(|x| x.parse().unwrap_or(0))
         .collect();
     f.iter().take(8).sum::<u64>() - f[3] - f[4]
-}
-
-/// VmRSS of a process, in MB (10^6 bytes, the unit of the targets).
-fn rss_mb(pid: u32) -> f64 {
-    let kib: f64 = first_line_with(&format!("/proc/{pid}/status"), "VmRSS")
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or_else(|| panic!("no VmRSS for {pid}"));
-    kib * 1024.0 / 1e6
 }
 
 fn clk_tck() -> f64 {
@@ -392,22 +327,16 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Its VmRSS in MB.
+    fn rss_mb(&self) -> f64 {
+        host::rss_mb(self.pid()).unwrap_or_else(|| panic!("no VmRSS for {}", self.pid()))
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        host::stop(&mut self.child);
     }
 }
 
@@ -509,7 +438,7 @@ fn measure(setup: &Setup, peer: Peer, cfg: &Config, tck: f64, out: &mut Results)
     starts.sort_by(f64::total_cmp);
     put("first_200", starts[starts.len() / 2]);
     std::thread::sleep(Duration::from_secs_f64(cfg.idle));
-    put("rss_start", rss_mb(server.pid()));
+    put("rss_start", server.rss_mb());
     wrk(setup, &server, 2, 8, cfg.warmup, tck);
     let w = wrk(setup, &server, 2, 8, cfg.secs, tck);
     put("rps8", w.rps);
@@ -524,7 +453,7 @@ fn measure(setup: &Setup, peer: Peer, cfg: &Config, tck: f64, out: &mut Results)
     put("othercpu1", l.other_cpu);
     put("failed", w.failed + l.failed);
     std::thread::sleep(Duration::from_secs_f64(cfg.idle));
-    put("rss_after", rss_mb(server.pid()));
+    put("rss_after", server.rss_mb());
     eprintln!(
         "  {:<8} first 200 {:>6.1} ms | {:>7.0} req/s @8 (server {:>3.0} %, other {:>3.0} %) | \
          mean {:>6.1} µs @1 | RSS {:.1}/{:.1} MB | load {}",
@@ -538,17 +467,6 @@ fn measure(setup: &Setup, peer: Peer, cfg: &Config, tck: f64, out: &mut Results)
         out[&(peer, "rss_after")].last().copied().unwrap_or(0.0),
         loadavg()
     );
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
 }
 
 fn spread(v: &[f64]) -> String {
@@ -729,8 +647,13 @@ fn main() {
     }
     let cfg = Config::from_env();
     let apps = selected_apps();
-    let spinlet = spinlet_bin();
-    let wasmtime = wasmtime_bin();
+    let spinlet = host::spinlet_bin().unwrap_or_else(|e| fail(&e));
+    let wasmtime = host::wasmtime_bin().unwrap_or_else(|| {
+        fail(
+            "wasmtime not found: set WASMTIME_BIN, or install the peer with \
+             `cargo install wasmtime-cli --version 48.0.8 --locked --root /work/wasmtime-cli`",
+        )
+    });
     println!("Spin runtime benchmark: spinlet run vs wasmtime serve, same component, same run");
     println!("spinlet:  {}", spinlet.display());
     println!(
