@@ -91,7 +91,7 @@ pub async fn run(store: Weak<Store>, wake: Arc<Notify>, wal: Wal) {
 /// Flushes sled and drops the segments before `keep_from`, then preallocates the one
 /// after it.
 fn start_checkpoint(store: &Store, log: &Wal, keep_from: u64) -> Checkpoint {
-    let (tree, sled_log) = (store.tree.clone(), store.log.clone());
+    let (tree, sled_log) = (store.tree(), store.sled_log());
     let (dir, segment_bytes) = (log.dir(), log.segment_bytes());
     tokio::task::spawn_blocking(move || {
         tree.flush().map_err(|e| format!("flushing sled: {e}"))?;

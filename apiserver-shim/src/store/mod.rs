@@ -17,14 +17,20 @@
 //!   selection, as etcd's `prevKV` and kube-apiserver's watch cache `PrevObject` do)
 //! - `mrev` → the current revision; `mcompacted` → oldest revision still in history.
 //!
+//! The sled database in use can be replaced by a fresh copy when deleted data leaves its
+//! file mostly empty (`generation`); reading a collection by pages and its changes since a
+//! revision is `scan`.
+//!
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
 
+mod generation;
 mod scan;
 
+pub use generation::Defragmented;
 pub use scan::{Change, Consistency, Stored, Visit};
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -188,6 +194,9 @@ pub struct StoreConfig {
     /// How many published events a watcher may fall behind before it catches up from the
     /// history instead.
     pub watch_buffer_events: usize,
+    /// sled's file size above which the store considers rebuilding its database to give
+    /// space back (see `generation`).
+    pub defrag_min_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -197,6 +206,7 @@ impl Default for StoreConfig {
             cache_bytes: 8 * 1024 * 1024,
             wal_segment_bytes: crate::wal::SEGMENT_BYTES,
             watch_buffer_events: DEFAULT_WATCH_BUFFER_EVENTS,
+            defrag_min_bytes: DEFAULT_DEFRAG_MIN_BYTES,
         }
     }
 }
@@ -204,13 +214,17 @@ impl Default for StoreConfig {
 /// Default size of the watch history, in events.
 pub const DEFAULT_HISTORY_EVENTS: u64 = 10_000;
 
+/// Default sled file size above which a rebuild is considered.
+pub const DEFAULT_DEFRAG_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Default number of published events a watcher may fall behind.
 pub const DEFAULT_WATCH_BUFFER_EVENTS: usize = 4096;
 
 /// The object store. Cheap to share behind an `Arc`.
 pub struct Store {
-    db: sled::Db,
-    pub(crate) tree: sled::Tree,
+    /// The sled database in use (replaced by a rebuild, see `generation`).
+    engine: RwLock<generation::Engine>,
+    cache_bytes: u64,
     write_lock: Mutex<()>,
     rev: AtomicU64,
     compacted: AtomicU64,
@@ -221,9 +235,6 @@ pub struct Store {
     wake: Arc<Notify>,
     pub(crate) durable: watch::Sender<Durable>,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
-    /// sled's log file, synced with `fdatasync` at each checkpoint: sled itself only
-    /// issues `sync_file_range`, which does not flush the disk's write cache.
-    pub(crate) log: Arc<std::fs::File>,
 }
 
 /// Writes applied to sled and waiting for the group commit.
@@ -242,18 +253,8 @@ impl Store {
     /// Opens (or creates) the store in `dir` and starts its flusher task on the current
     /// tokio runtime.
     pub fn open(dir: &std::path::Path, config: StoreConfig) -> Result<Arc<Store>> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .flush_every_ms(None)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
-        let tree = db.open_tree("objects")?;
-        let log_path = dir.join("db");
-        let log = Arc::new(
-            std::fs::File::open(&log_path)
-                .map_err(|e| StoreError::Flush(format!("opening {}: {e}", log_path.display())))?,
-        );
+        let engine = generation::open(dir, config.cache_bytes)?;
+        let (tree, log) = (engine.tree.clone(), engine.log.clone());
         let wal_dir = dir.join("wal");
         let rev = replay(&tree, &log, &wal_dir)?;
         let wal = crate::wal::Wal::create(&wal_dir, config.wal_segment_bytes.max(4096))?;
@@ -261,8 +262,8 @@ impl Store {
         let (durable, _) = watch::channel(Durable { rev, error: None });
         let (events, _) = broadcast::channel(config.watch_buffer_events.max(1));
         let store = Arc::new(Store {
-            db,
-            tree,
+            engine: RwLock::new(engine),
+            cache_bytes: config.cache_bytes,
             write_lock: Mutex::new(()),
             rev: AtomicU64::new(rev),
             compacted: AtomicU64::new(compacted),
@@ -272,14 +273,36 @@ impl Store {
             wake: Arc::new(Notify::new()),
             durable,
             events,
-            log,
         });
         tokio::spawn(crate::commit::run(
             Arc::downgrade(&store),
             store.wake.clone(),
             wal,
         ));
+        generation::spawn(Arc::downgrade(&store), config.defrag_min_bytes);
         Ok(store)
+    }
+
+    fn engine(&self) -> RwLockReadGuard<'_, generation::Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn engine_mut(&self) -> RwLockWriteGuard<'_, generation::Engine> {
+        self.engine
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tree the store lives in.
+    pub(crate) fn tree(&self) -> sled::Tree {
+        self.engine().tree.clone()
+    }
+
+    /// sled's log file, synced at checkpoints.
+    pub(crate) fn sled_log(&self) -> Arc<std::fs::File> {
+        self.engine().log.clone()
     }
 
     /// The newest revision written (possibly not yet durable).
@@ -300,7 +323,7 @@ impl Store {
     /// Reads one object.
     pub fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
         let k = key.encode();
-        match self.tree.get(&k)? {
+        match self.tree().get(&k)? {
             None => Ok(None),
             Some(bytes) => decode(&k, &bytes).map(Some),
         }
@@ -309,7 +332,7 @@ impl Store {
     /// Reads one object's stored JSON bytes, undecoded (for answers that can send them as
     /// they are).
     pub fn get_raw(&self, key: &ObjectKey) -> Result<Option<sled::IVec>> {
-        Ok(self.tree.get(key.encode())?)
+        Ok(self.tree().get(key.encode())?)
     }
 
     /// Lists the objects of a resource, in one namespace or all (`None`), with the revision
@@ -325,7 +348,7 @@ impl Store {
         let _guard = self.lock();
         let rev = self.current_revision();
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
+        for item in self.tree().scan_prefix(&prefix) {
             let (k, v) = item?;
             out.push(decode(&k, &v)?);
         }
@@ -336,7 +359,7 @@ impl Store {
     pub fn count(&self, group: &str, resource: &str, namespace: Option<&str>) -> Result<usize> {
         let prefix = prefix_bytes(group, resource, namespace);
         let mut n = 0;
-        for item in self.tree.scan_prefix(&prefix) {
+        for item in self.tree().scan_prefix(&prefix) {
             item?;
             n += 1;
         }
@@ -357,7 +380,7 @@ impl Store {
         let (written, rev) = {
             let _guard = self.lock();
             let k = key.encode();
-            let current_bytes = self.tree.get(&k)?;
+            let current_bytes = self.tree().get(&k)?;
             let current = match &current_bytes {
                 None => None,
                 Some(bytes) => Some(decode(&k, bytes)?),
@@ -414,7 +437,7 @@ impl Store {
                 EventType::Modified => current_bytes.as_deref(),
                 _ => None,
             };
-            self.tree
+            self.tree()
                 .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
             self.rev.store(rev, Ordering::SeqCst);
             let mut pending = self.lock_pending();
@@ -460,9 +483,10 @@ impl Store {
         if keep_from <= self.compacted_revision() || self.compacting.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.tree.insert(COMPACTED_KEY, &keep_from.to_be_bytes())?;
+        self.tree()
+            .insert(COMPACTED_KEY, &keep_from.to_be_bytes())?;
         self.compacted.store(keep_from, Ordering::SeqCst);
-        let (tree, busy) = (self.tree.clone(), self.compacting.clone());
+        let (tree, busy) = (self.tree().clone(), self.compacting.clone());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = remove_events_before(&tree, keep_from) {
                 tracing::warn!(error = %e, "compacting the watch history failed");
@@ -501,7 +525,7 @@ impl Store {
         }
         let mut out = Vec::new();
         for item in self
-            .tree
+            .tree()
             .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
         {
             let (k, v) = item?;
@@ -512,7 +536,7 @@ impl Store {
                 })?;
             if with_previous && ev.kind == EventType::Modified {
                 let pk = previous_key(ev.rev);
-                ev.previous = match self.tree.get(pk)? {
+                ev.previous = match self.tree().get(pk)? {
                     Some(bytes) => Some(decode(&pk, &bytes)?),
                     None => None,
                 };
@@ -540,7 +564,8 @@ impl Store {
 
     /// Flushes everything to disk (used at shutdown).
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        let db = self.engine().db.clone();
+        db.flush_async().await?;
         Ok(())
     }
 }
@@ -949,7 +974,7 @@ mod tests {
         let kept = |tag: &[u8]| {
             let mut n = 0;
             for _ in 0..200 {
-                n = store.tree.scan_prefix(tag).count();
+                n = store.tree().scan_prefix(tag).count();
                 if n <= 10 {
                     break;
                 }

@@ -116,7 +116,8 @@ impl Store {
         let _guard = (consistency == Consistency::Snapshot).then(|| self.lock());
         let rev = self.current_revision();
         at(rev)?;
-        for item in self.tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        let tree = self.tree();
+        for item in tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
             let (k, v) = item?;
             let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
                 break;
@@ -154,7 +155,7 @@ impl Store {
         }
         let mut out = Vec::new();
         for item in self
-            .tree
+            .tree()
             .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
         {
             let (k, v) = item?;
@@ -174,7 +175,7 @@ impl Store {
                 EventType::Added => None,
                 EventType::Modified => {
                     let pk = previous_key(event.rev);
-                    match self.tree.get(pk)? {
+                    match self.tree().get(pk)? {
                         Some(bytes) => Some(decode(&pk, &bytes)?),
                         None => None,
                     }
