@@ -4,8 +4,9 @@
 //! registry (the image names ghcr.io, which nothing in the namespace reaches); a pod with
 //! that image and `imagePullPolicy: IfNotPresent` runs and answers 200. A broken archive
 //! next to it is reported as a Warning Event on the Node naming the file, and the agent
-//! keeps going. After a restart with the image cache wiped, the archive is imported again
-//! at start, and a `Never` pod runs from it.
+//! keeps going; the pod's sandbox finds the image's code compiled. After a restart with
+//! the image cache wiped, the archive is imported again at start, and a `Never` pod runs
+//! from it.
 
 mod common;
 
@@ -96,6 +97,16 @@ fn a_pod_runs_from_an_image_archive_with_no_registry() {
         image_id.starts_with("ghcr.io/spinlet-test/airgap-hello@sha256:"),
         "{image_id}"
     );
+    // Its code was compiled by the agent (at import, or before the sandbox started): the
+    // sandbox mapped every Wasm file from the cache.
+    let uid = s.jsonpath(&["pod", "offline"], "{.metadata.uid}");
+    let stats_file = s
+        .data_dir
+        .join(format!("agent/sandboxes/{uid}/load-stats.json"));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats_file).expect("load stats")).expect("JSON");
+    assert!(stats["wasm_files"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["from_cache"], stats["wasm_files"], "{stats}");
 
     // The broken archive: a Warning on the Node naming the file; the agent goes on.
     let node_events = || {

@@ -8,11 +8,13 @@
 //! looks in the cache) and `imagePullSecrets` (Docker config secrets' credentials for the
 //! image's registry). Owns the registry cache under the agent's data dir; images
 //! preloaded from archives for air-gapped nodes are [`airgap`]'s, which puts them in the
-//! same cache, so a pull of their reference finds them there.
+//! same cache, so a pull of their reference finds them there. Their code is compiled
+//! ahead of the pods by [`precompile`].
 
 pub mod airgap;
+pub mod precompile;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use spin_runtime::oci::{PullOptions, PullPolicy, Reference};
@@ -67,6 +69,8 @@ pub struct Pulled {
     pub digest: String,
     /// How long the pull took.
     pub elapsed: Duration,
+    /// The app's Wasm files in the cache (what [`precompile`] compiles).
+    pub wasm: Vec<PathBuf>,
 }
 
 /// Pulls `image` into the cache under `cache_dir` as `policy` (the container's
@@ -89,14 +93,15 @@ pub async fn pull(
     let started = Instant::now();
     let fetch = reference.clone();
     let pulled = tokio::task::spawn_blocking(move || {
-        spin_runtime::oci::pull_with(&fetch, &registry_cache, &options).map(|p| p.digest)
+        spin_runtime::oci::pull_with(&fetch, &registry_cache, &options)
+            .map(|p| (precompile::wasm_files(&p), p.digest))
     })
     .await
     .map_err(|e| Error::Pull {
         image: image.to_string(),
         message: e.to_string(),
     })?;
-    let digest = pulled.map_err(|e| match e {
+    let (wasm, digest) = pulled.map_err(|e| match e {
         spin_runtime::oci::Error::NotCached(_) => Error::NeverPull {
             image: image.to_string(),
         },
@@ -110,6 +115,7 @@ pub async fn pull(
         pinned,
         digest,
         elapsed: started.elapsed(),
+        wasm,
     })
 }
 

@@ -17,8 +17,10 @@
 //! - [`volumes`]: a pod's volumes on the host, mounted as WASI preopens;
 //! - [`env`]: a container's environment (`env`, `envFrom`, `valueFrom`, `$(VAR)`);
 //! - [`events`]: Events as the kubelet records them;
-//! - [`image`]: image pulls into the shared content-addressed cache, and images
-//!   preloaded from archives in `<data dir>/images/` for air-gapped nodes;
+//! - [`image`]: image pulls into the shared content-addressed cache, images
+//!   preloaded from archives in `<data dir>/images/` for air-gapped nodes, and their code
+//!   compiled into the sandboxes' compile cache before a pod starts (kept under a size
+//!   cap);
 //! - [`network`]: pod addresses from the node's pod range on a local interface;
 //! - [`resources`]: quantities, and the cpu and memory settings requests and limits give;
 //! - [`cgroup`]: each pod's cgroup (kubepods hierarchy, v1 or v2) with those settings;
@@ -102,6 +104,9 @@ pub struct AgentConfig {
     pub log_rotation: cri_log::Rotation,
     /// Whether this agent serves Services' cluster IPs and node ports ([`service_proxy`]).
     pub service_proxy: bool,
+    /// The most compiled code kept in the compile cache, in bytes (least recently used
+    /// artifacts beyond it are removed; [`image::precompile`]).
+    pub compile_cache_max_bytes: u64,
 }
 
 impl AgentConfig {
@@ -185,15 +190,25 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+    // Images' code is compiled here, once per content, before their pods start.
+    let precompiler =
+        image::precompile::Precompiler::start(&config.cache_dir(), config.compile_cache_max_bytes);
     // Preloaded (air-gapped) images go in the cache before any pod looks for its image.
     let recorder = events::Recorder::new(client.clone(), &config.node_name);
     let importer = image::airgap::Importer::new(
         image::airgap::images_dir(&config.data_dir),
         &config.cache_dir(),
     );
-    let images = image::airgap::import_present(importer, &recorder)
+    let images = image::airgap::import_present(importer, &recorder, &precompiler)
         .await
-        .map(|importer| tokio::spawn(image::airgap::run(importer, recorder, shutdown.clone())));
+        .map(|importer| {
+            tokio::spawn(image::airgap::run(
+                importer,
+                recorder,
+                precompiler.clone(),
+                shutdown.clone(),
+            ))
+        });
     let host_ip = machine.internal_ip;
     let allocatable = (machine.cpus as u64 * 1000, machine.memory_bytes);
     pods::run(
@@ -202,6 +217,7 @@ pub async fn run(
         network,
         host_ip,
         allocatable,
+        precompiler,
         shutdown.clone(),
     )
     .await;

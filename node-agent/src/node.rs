@@ -300,6 +300,7 @@ pub(crate) mod tests {
             pod_interface: "spinlet0".into(),
             log_rotation: crate::cri_log::Rotation::default(),
             service_proxy: false,
+            compile_cache_max_bytes: spin_runtime::cache::evict::DEFAULT_MAX_BYTES,
         }
     }
 

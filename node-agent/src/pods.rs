@@ -65,6 +65,7 @@ pub async fn run(
     network: Arc<PodNetwork>,
     host_ip: IpAddr,
     allocatable: (u64, u64),
+    precompiler: crate::image::precompile::Precompiler,
     shutdown: CancellationToken,
 ) {
     let shared = Arc::new(Shared {
@@ -74,6 +75,7 @@ pub async fn run(
         network,
         host_ip: host_ip.to_string(),
         allocatable,
+        precompiler,
     });
     let pods: Api<Pod> = Api::all(client);
     let selector = format!("spec.nodeName={}", config.node_name);

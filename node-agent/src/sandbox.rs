@@ -3,8 +3,8 @@
 //! (`<agent dir>/sandboxes/<pod uid>/spec.json`), in a process group of its own so a
 //! signal to the agent's terminal does not reach it.
 //!
-//! Owns the sandbox directory (spec, pid, ready file, termination log, exit code, app
-//! state) and the process: spawn, wait for readiness or exit, stop with SIGTERM then
+//! Owns the sandbox directory (spec, pid, ready file, termination log, exit code, load
+//! counters, app state) and the process: spawn, wait for readiness or exit, stop with SIGTERM then
 //! SIGKILL after the grace period. Sandboxes outlive the agent (as containers outlive a
 //! kubelet): a restarted agent [`Sandbox::adopt`]s the ones still running. An adopted
 //! sandbox is not the agent's child, so its end is seen by polling `/proc` and its exit
@@ -29,6 +29,9 @@ const READY_POLL: Duration = Duration::from_millis(5);
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
 /// The file a sandbox writes its exit code to when it ends by itself.
 pub const EXIT_CODE_FILE: &str = "exit-code";
+/// The file a sandbox writes how its app's code was loaded to (JSON: `wasm_files`,
+/// `from_cache`, `compiled`), before it listens.
+pub const LOAD_STATS_FILE: &str = "load-stats.json";
 
 /// How a sandbox process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

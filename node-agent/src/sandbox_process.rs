@@ -174,6 +174,31 @@ fn components_to_retain(env: &[(String, String)]) -> Option<Vec<String>> {
     (!ids.is_empty()).then_some(ids)
 }
 
+/// Logs how the app's code was loaded and writes it beside the ready file, where a
+/// compile at start (the agent's precompile missed) can be seen. Advisory: a failure to
+/// write is logged.
+fn record_load(options: &Options, stats: &spin_runtime::app::LoadStats) {
+    tracing::info!(
+        wasm_files = stats.wasm_files,
+        from_cache = stats.cache_hits,
+        compiled = stats.compiled,
+        elapsed_ms = stats.elapsed.as_millis() as u64,
+        "app loaded"
+    );
+    let Some(dir) = options.ready_file.parent() else {
+        return;
+    };
+    let text = serde_json::json!({
+        "wasm_files": stats.wasm_files,
+        "from_cache": stats.cache_hits,
+        "compiled": stats.compiled,
+    });
+    let path = dir.join(crate::sandbox::LOAD_STATS_FILE);
+    if let Err(e) = std::fs::write(&path, text.to_string()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record how the app was loaded");
+    }
+}
+
 fn serve(options: &Options) -> Result<(), Error> {
     let source = AppSource::parse(&options.app)?;
     let app_options = spin_runtime::app::AppOptions {
@@ -188,6 +213,7 @@ fn serve(options: &Options) -> Result<(), Error> {
         ..Default::default()
     };
     let app = spin_runtime::serve::load(&source, &app_options, false)?;
+    record_load(options, &app.stats);
     let ready = options.ready_file.clone();
     spin_runtime::serve::serve(
         Arc::new(app),

@@ -46,6 +46,10 @@ pub struct AgentFlags {
     /// agent's kube-proxy).
     #[arg(long, env = "SPINLET_DISABLE_KUBE_PROXY")]
     pub disable_kube_proxy: bool,
+    /// (agent) The most compiled code the node keeps, as a quantity; the least recently
+    /// used beyond it is removed (pods' images are compiled when pulled).
+    #[arg(long, env = "SPINLET_COMPILE_CACHE_MAX_SIZE", default_value = "2Gi")]
+    pub compile_cache_max_size: String,
 }
 
 /// Parses an IPv4 CIDR flag, naming the flag in errors.
@@ -100,6 +104,14 @@ impl AgentFlags {
             pod_interface: self.pod_interface.clone(),
             log_rotation: self.log_rotation()?,
             service_proxy: !self.disable_kube_proxy,
+            compile_cache_max_bytes: self.compile_cache_max_bytes()?,
+        })
+    }
+
+    fn compile_cache_max_bytes(&self) -> anyhow::Result<u64> {
+        let size = &self.compile_cache_max_size;
+        node_agent::resources::bytes(size).with_context(|| {
+            format!("--compile-cache-max-size: {size:?} is not a size such as 2Gi")
         })
     }
 

@@ -7,7 +7,8 @@
 //! Each image is keyed by the name its `index.json` descriptor gives (and by its
 //! digest). An archive that cannot be imported is logged and recorded as a Warning Event
 //! on the Node naming the file and what is wrong; it never stops the agent, and it is
-//! tried again only once the file changes. Owns the images directory (read only) and
+//! tried again only once the file changes. Imported images are queued for compiling
+//! ([`crate::image::precompile`]) without waiting. Owns the images directory (read only) and
 //! nothing else: the archive format is `spin_runtime::oci`'s, the cache layout
 //! `spin_runtime::oci::store`'s.
 
@@ -19,6 +20,7 @@ use spin_runtime::oci::Reference;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Kind, Recorder};
+use crate::image::precompile::Precompiler;
 
 /// How often the images directory is looked at for new or changed archives.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -33,8 +35,19 @@ pub fn images_dir(agent_data_dir: &Path) -> PathBuf {
 pub struct Imported {
     /// The archive.
     pub file: PathBuf,
-    /// The images imported (`name`, manifest digest), or why the archive was refused.
-    pub result: Result<Vec<(String, String)>, String>,
+    /// The images imported, or why the archive was refused.
+    pub result: Result<Vec<Image>, String>,
+}
+
+/// One imported image.
+#[derive(Debug)]
+pub struct Image {
+    /// Its name (the reference the archive gives).
+    pub name: String,
+    /// Its manifest digest.
+    pub digest: String,
+    /// Its Wasm files in the image cache.
+    pub wasm: Vec<PathBuf>,
 }
 
 /// The size and modification time of a file, to notice it changing.
@@ -117,7 +130,7 @@ fn is_archive_name(path: &Path) -> bool {
 
 /// Imports every image of the archive at `path`; all or nothing is reported per
 /// archive (images stored before a failure stay in the cache, which is harmless).
-fn import(path: &Path, registry_cache: &Path) -> Result<Vec<(String, String)>, String> {
+fn import(path: &Path, registry_cache: &Path) -> Result<Vec<Image>, String> {
     let images = spin_runtime::oci::read_archive(path).map_err(|e| e.to_string())?;
     let mut imported = Vec::new();
     for image in images {
@@ -130,19 +143,27 @@ fn import(path: &Path, registry_cache: &Path) -> Result<Vec<(String, String)>, S
         })?;
         let pulled = spin_runtime::oci::store(&reference, &image.artifact, registry_cache)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        imported.push((reference.to_string(), pulled.digest));
+        imported.push(Image {
+            name: reference.to_string(),
+            wasm: crate::image::precompile::wasm_files(&pulled),
+            digest: pulled.digest,
+        });
     }
     Ok(imported)
 }
 
-/// Logs each outcome and records it as an Event on the node.
-pub fn report(outcomes: &[Imported], events: Option<&Recorder>) {
+/// Logs each outcome and records it as an Event on the node; the images imported are
+/// queued for compiling when a `precompiler` is given.
+pub fn report(outcomes: &[Imported], events: Option<&Recorder>, precompiler: Option<&Precompiler>) {
     for outcome in outcomes {
         let file = outcome.file.display().to_string();
         match &outcome.result {
             Ok(images) => {
-                for (name, digest) in images {
+                for Image { name, digest, wasm } in images {
                     tracing::info!(file, image = %name, digest, "imported air-gap image");
+                    if let Some(precompiler) = precompiler {
+                        precompiler.submit(name, wasm.clone());
+                    }
                     if let Some(events) = events {
                         events.record_node(
                             Kind::Normal,
@@ -168,7 +189,12 @@ pub fn report(outcomes: &[Imported], events: Option<&Recorder>) {
 
 /// Imports what the images directory holds now (the agent calls this before it starts
 /// pods, so they find their images), then keeps polling it until `shutdown`.
-pub async fn run(mut importer: Importer, events: Recorder, shutdown: CancellationToken) {
+pub async fn run(
+    mut importer: Importer,
+    events: Recorder,
+    precompiler: Precompiler,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -182,7 +208,7 @@ pub async fn run(mut importer: Importer, events: Recorder, shutdown: Cancellatio
         match scanned {
             Ok((back, outcomes)) => {
                 importer = back;
-                report(&outcomes, Some(&events));
+                report(&outcomes, Some(&events), Some(&precompiler));
             }
             Err(e) => {
                 tracing::error!(error = %e, "air-gap image import stopped");
@@ -194,7 +220,11 @@ pub async fn run(mut importer: Importer, events: Recorder, shutdown: Cancellatio
 
 /// The first import, at agent start: every archive present, without waiting for it to
 /// settle; returns the importer for [`run`].
-pub async fn import_present(mut importer: Importer, events: &Recorder) -> Option<Importer> {
+pub async fn import_present(
+    mut importer: Importer,
+    events: &Recorder,
+    precompiler: &Precompiler,
+) -> Option<Importer> {
     let scanned = tokio::task::spawn_blocking(move || {
         let outcomes = importer.scan(false);
         (importer, outcomes)
@@ -202,7 +232,7 @@ pub async fn import_present(mut importer: Importer, events: &Recorder) -> Option
     .await;
     match scanned {
         Ok((importer, outcomes)) => {
-            report(&outcomes, Some(events));
+            report(&outcomes, Some(events), Some(precompiler));
             Some(importer)
         }
         Err(e) => {

@@ -64,6 +64,8 @@ pub struct Shared {
     pub host_ip: String,
     /// The node's allocatable cpu (millicores) and memory (bytes).
     pub allocatable: (u64, u64),
+    /// Compiles pulled images' code before their sandboxes start.
+    pub precompiler: crate::image::precompile::Precompiler,
 }
 
 /// The kubelet's exponential back-off: the first retry at once, then 10 s doubling up

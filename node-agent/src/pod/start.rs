@@ -2,7 +2,8 @@
 //! (`ErrImagePull`, then `ImagePullBackOff` with the kubelet's back-off), its environment
 //! (`CreateContainerConfigError` while a ConfigMap or Secret it needs is missing), its
 //! volumes (`FailedMount` while they cannot be made) and the sandbox, until it listens
-//! (`Running`, ready) or ends first.
+//! (`Running`, ready) or ends first. Between the pull and the sandbox, the image's code is
+//! compiled into the compile cache (once per content), so the sandbox does not compile.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -183,6 +184,12 @@ impl Worker {
             ),
         )
         .await;
+        // Compiled here, once per content and off the async runtime, rather than by each
+        // sandbox as it starts; a failure is logged there and the sandbox compiles.
+        self.shared
+            .precompiler
+            .precompile(&pulled.pinned, pulled.wasm.clone())
+            .await;
 
         let ctx = crate::env::Context {
             pod_ip: self.view.pod_ip.as_deref().unwrap_or_default(),
