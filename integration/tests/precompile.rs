@@ -4,7 +4,9 @@
 //! into the compile cache before the sandbox starts: the cache holds an artifact for the
 //! image's Wasm layer (named by the layer's content hash), and the sandbox reports that it
 //! loaded every Wasm file from the cache and compiled none. A second pod of the same
-//! image compiles nothing either, and the artifact is not written again.
+//! image compiles nothing either, and the artifact is not written again. `spinlet push`
+//! compiles what it pushed into its own machine's cache (`$XDG_CACHE_HOME/spinlet`), and
+//! does not with `--no-precompile`.
 //!
 //! State only: which files exist and what the sandbox counted, never how long anything
 //! took. Skips (saying why) where network namespaces cannot be made.
@@ -15,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::pods::{pod_field, state, PodEnv, HELLO_IMAGE};
+use common::spinlet_bin;
 
 fn pod(name: &str) -> String {
     format!(
@@ -35,9 +38,13 @@ spec:
 
 /// The compiled artifacts under the agent's compile cache.
 fn artifacts(data_dir: &Path) -> Vec<PathBuf> {
-    let compiled = data_dir.join("agent/cache/compiled");
+    artifacts_under(&data_dir.join("agent/cache/compiled"))
+}
+
+/// The compiled artifacts under a compiled-code directory.
+fn artifacts_under(compiled: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for engine in std::fs::read_dir(&compiled).into_iter().flatten().flatten() {
+    for engine in std::fs::read_dir(compiled).into_iter().flatten().flatten() {
         for file in std::fs::read_dir(engine.path())
             .into_iter()
             .flatten()
@@ -147,4 +154,34 @@ fn a_pulled_image_is_compiled_before_its_pod_starts_and_only_once() {
         })
         .collect();
     assert_eq!(after, before, "the artifact was written again");
+
+    // `spinlet push` compiles into the pushing machine's cache: the same layer's artifact.
+    let push = |tag: &str, xdg: &Path, extra: &[&str]| {
+        let out = env
+            .ns
+            .cmd(&spinlet_bin().to_string_lossy())
+            .env("XDG_CACHE_HOME", xdg)
+            .arg("push")
+            .args(extra)
+            .arg(env.scratch.path().join("app"))
+            .arg(format!("127.0.0.1:5000/pod-hello:{tag}"))
+            .output()
+            .expect("spinlet push");
+        assert!(
+            out.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let xdg = env.scratch.path().join("xdg");
+    push("pushed", &xdg, &[]);
+    let local = artifacts_under(&xdg.join("spinlet/compiled"));
+    let names: Vec<&str> = local
+        .iter()
+        .filter_map(|a| a.file_stem().and_then(|n| n.to_str()))
+        .collect();
+    assert_eq!(names, layers, "{local:?}");
+    let bare = env.scratch.path().join("xdg-bare");
+    push("uncompiled", &bare, &["--no-precompile"]);
+    assert!(artifacts_under(&bare.join("spinlet/compiled")).is_empty());
 }

@@ -111,6 +111,22 @@ impl Precompiler {
     }
 }
 
+/// Compiles `wasm` (the files of `image`) into `<cache_dir>/compiled` on the calling
+/// thread, then keeps that directory under `max_bytes`, as the precompile thread does
+/// for a job (`spinlet push` compiles what it pushed this way). Failures are logged.
+pub fn precompile_here(cache_dir: &Path, image: &str, wasm: Vec<PathBuf>, max_bytes: u64) {
+    let compiled = cache_dir.join(COMPILED_SUBDIR);
+    let job = Job {
+        image: image.to_string(),
+        wasm,
+        _done: None,
+    };
+    let done = Done::default();
+    if run(&mut None, &compiled, &job, &done) {
+        trim(&compiled, max_bytes, &done);
+    }
+}
+
 /// The Wasm files of a pulled app (each distinct file once, in component order).
 pub fn wasm_files(app: &PulledApp) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
