@@ -25,6 +25,18 @@ async fn events_k8s_io_events_are_core_events() {
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["note"], "Scaled up replica set web-1 from 0 to 2");
     assert!(created.get("message").is_none(), "{created}");
+    // Read back under its own group, one and all: in its own shape (the stored JSON is
+    // core-shaped whatever apiVersion it carries).
+    let (_, got) = f
+        .call(Method::GET, &format!("{NEW}/web.1"), Value::Null, "")
+        .await;
+    assert_eq!(got["regarding"]["name"], "web", "{got}");
+    let (_, listed) = f.call(Method::GET, NEW, Value::Null, "").await;
+    assert_eq!(listed["items"][0]["regarding"]["name"], "web", "{listed}");
+    assert!(
+        listed["items"][0].get("involvedObject").is_none(),
+        "{listed}"
+    );
 
     // kubectl describe's query: core events by involvedObject.
     let (code, list) = f

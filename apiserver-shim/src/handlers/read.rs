@@ -44,12 +44,17 @@ struct Head<'a> {
     api_version: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// Whether an object stored at the served version is served as its stored JSON: not when
+/// schema defaults or another group's shape (Events stored once for two groups) reshape
+/// it on the way out.
+fn stored_json_is_served(ctx: &Ctx) -> bool {
+    !crate::crd::defaults::declares_defaults(&ctx.r) && ctx.r.strategy().shared_storage().is_none()
+}
+
 /// GET one object (or its status).
 pub(super) fn get(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let name = ctx.name.as_deref().unwrap_or("");
-    if !table::wants_table(call.header("accept"))
-        && !crate::crd::defaults::declares_defaults(&ctx.r)
-    {
+    if !table::wants_table(call.header("accept")) && stored_json_is_served(ctx) {
         // Fast path: the stored bytes are the answer when stored at this API version.
         let Some(raw) = api.store.get_raw(&ctx.key(name))? else {
             return Err(ctx.not_found(name));
@@ -103,9 +108,8 @@ pub(super) fn list(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> {
     let filtered = !labels.is_empty() || !fields.is_empty();
     let table = table::wants_table(call.header("accept"));
     let served = ctx.r.api_version(&ctx.version);
-    // Stored JSON is the answer as it is unless a table or schema defaults reshape it.
-    let raw_version =
-        (!table && !crate::crd::defaults::declares_defaults(&ctx.r)).then_some(served.as_str());
+    // Stored JSON is the answer as it is unless a table, defaults or a shape reshape it.
+    let raw_version = (!table && stored_json_is_served(ctx)).then_some(served.as_str());
     let page = super::pages::page(
         api,
         call,
