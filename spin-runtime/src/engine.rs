@@ -6,6 +6,8 @@
 //! `SPIN_MAX_INSTANCE_COUNT` (default 1000) with Spin's per-component limits. Pooling can
 //! be turned off with `SPIN_WASMTIME_POOLING=0`. The compiled-code cache is attached here
 //! (see [`crate::cache`]), which maps compiled artifacts rather than copying them.
+//! [`RuntimeEngine::fast_tier`] builds the second, Winch-compiling engine of tiered
+//! compilation ([`crate::tiers`]) from the same settings.
 //!
 //! The ticker only ticks while a store exists in the process ([`Activity`]): an idle
 //! app (no request in flight, no pooled instance kept warm) costs no wake-ups. Ticking
