@@ -6,8 +6,9 @@
 #   make release         # dist/spinlet-amd64, dist/kubectl-amd64, dist/sha256sum-amd64.txt,
 #                        # ... and dist/install.sh
 #   make release ARCHES=amd64
-#   make release-smoke   # each dist binary runs `--version` (arm64 under qemu-aarch64,
-#                        # Debian's qemu-user)
+#   make release-smoke   # each dist binary runs `--version`, and `spinlet run` of a hello
+#                        # app answers on loopback (arm64 under qemu-aarch64, Debian's
+#                        # qemu-user; integration/release-smoke.sh)
 #   make installer-test  # the installer's tests: a scratch root (no service started), then
 #                        # the slow end-to-end suite in booted Debian 12 roots
 #                        # (integration/tests/installer_guest.rs: systemd and OpenRC)
@@ -84,13 +85,7 @@ $(DIST)/install.sh: installer/install.sh
 	cp installer/install.sh $@
 
 release-smoke:
-	@for a in $(ARCHES); do \
-		case $$a in arm64) run=qemu-aarch64 ;; *) run= ;; esac; \
-		v=$$($$run $(DIST)/spinlet-$$a --version) || exit 1; \
-		echo "$(DIST)/spinlet-$$a: $$v"; \
-		v=$$($$run $(DIST)/kubectl-$$a version --client) || exit 1; \
-		echo "$(DIST)/kubectl-$$a: $$v"; \
-	done
+	integration/release-smoke.sh $(DIST) $(TARGET_DIR) $(ARCHES)
 
 # The guest suite needs debootstrap, systemd-nspawn (systemd-container), nsenter and
 # python3; its machines' roots are cached (SPINLET_GUEST_CACHE).
