@@ -336,8 +336,11 @@ fn compiled_code_is_cached_across_restarts() {
     let wasm = build_app("rust-v5-hello");
     let dir = app_with_manifest("cache", &wasm, FAILURES);
     let cache = dir.join("compile-cache");
+    // Cranelift's code, compiled before serving: the fast tier (which serves from Winch's
+    // code and fills the cache in the background) has its own test, `tests/tiers.rs`.
     let start = Start {
         cache_dir: Some(cache.clone()),
+        env: vec![("SPINLET_FAST_TIER".into(), "off".into())],
         ..Default::default()
     };
     let s = Spinlet::start(&dir, start.clone());
