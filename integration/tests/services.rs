@@ -225,7 +225,7 @@ fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
     let out = s.kubectl(&["rollout", "status", "deploy/rolling", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     // As the quickstart reaches an app: kubectl port-forward svc/rolling.
-    let forward = forward_service(s, "svc/rolling", 8083);
+    let forward = common::pods::port_forward(s, "svc/rolling", 8083);
     let through_forward = "http://127.0.0.1:8083/?op=print&text=forwarded";
     for _ in 0..5 {
         assert_eq!(curl_status(&env.ns.0, through_forward), 200, "{}", state(s));
@@ -258,7 +258,7 @@ fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
     // rollout could not have carried the loop: kubectl port-forward svc/… resolves the
     // Service to one pod when it starts, and ends with "lost connection to pod" when that
     // pod goes, on Kubernetes as here; the loop runs at the Service's cluster IP.)
-    let forward = forward_service(s, "svc/rolling", 8084);
+    let forward = common::pods::port_forward(s, "svc/rolling", 8084);
     for _ in 0..5 {
         assert_eq!(
             curl_status(&env.ns.0, "http://127.0.0.1:8084/?op=print&text=forwarded"),
@@ -268,25 +268,4 @@ fn a_spinapp_image_change_rolls_out_with_no_failed_request() {
         );
     }
     drop(forward);
-}
-
-/// `kubectl port-forward <target> <local>:80`, once it says it forwards; killed on drop.
-fn forward_service(s: &common::Server, target: &str, local: u16) -> common::pods::Killed {
-    let mut cmd = s.kubectl_cmd();
-    cmd.args(["port-forward", target, &format!("{local}:80")])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = common::pods::Killed(cmd.spawn().expect("kubectl port-forward"));
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        first.starts_with(&format!("Forwarding from 127.0.0.1:{local}")),
-        "kubectl port-forward {target}: {first:?}\n{}",
-        state(s)
-    );
-    // Keep reading so kubectl never writes to a closed pipe.
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    child
 }

@@ -769,22 +769,7 @@ fn the_simple_app_serves_from_its_pod() {
         || state(s),
     );
     // The Quickstart's last step: kubectl port-forward svc/simple-spinapp 8083:80.
-    let mut forward = s.kubectl_cmd();
-    forward
-        .args(["port-forward", "svc/simple-spinapp", "8083:80"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = common::pods::Killed(forward.spawn().expect("kubectl port-forward"));
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        first.starts_with("Forwarding from 127.0.0.1:8083"),
-        "{first}"
-    );
-    // Keep reading so kubectl never writes to a closed pipe.
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    let child = common::pods::port_forward(s, "svc/simple-spinapp", 8083);
     let (code, body) = env.ns.curl("http://127.0.0.1:8083/?op=var&name=greeting");
     assert_eq!((code, body.as_str()), (200, "hi-again"), "{}", state(s));
     drop(child);

@@ -192,6 +192,27 @@ greeting = "{{{{ greeting }}}}"
     app_dir
 }
 
+/// `kubectl port-forward <target> <local>:80`, once it says it forwards; killed on drop.
+pub fn port_forward(s: &Server, target: &str, local: u16) -> Killed {
+    let mut cmd = s.kubectl_cmd();
+    cmd.args(["port-forward", target, &format!("{local}:80")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = Killed(cmd.spawn().expect("kubectl port-forward"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("Forwarding from 127.0.0.1:{local}")),
+        "kubectl port-forward {target}: {first:?}\n{}",
+        state(s)
+    );
+    // Keep reading so kubectl never writes to a closed pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    child
+}
+
 /// `kubectl get pod <pod> -o jsonpath=<path>`.
 pub fn pod_field(s: &Server, pod: &str, path: &str) -> String {
     s.jsonpath(&["pod", pod], path)
