@@ -520,34 +520,47 @@ impl Store {
         upto: u64,
         with_previous: bool,
     ) -> Result<Option<Vec<Arc<Event>>>> {
-        if after < self.compacted_revision() {
-            return Ok(None);
-        }
         let mut out = Vec::new();
+        let read = self.walk_history(after, upto, |k, v| {
+            let mut ev: Event = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
+            if with_previous && ev.kind == EventType::Modified {
+                ev.previous = self.previous_object(ev.rev)?;
+            }
+            out.push(Arc::new(ev));
+            Ok(())
+        })?;
+        Ok(read.then_some(out))
+    }
+
+    /// Hands each history record with revision in `(after, upto]` to `each`, in order;
+    /// `false` when the history no longer reaches back to `after` (before or during the
+    /// walk: compaction may run meanwhile).
+    fn walk_history(
+        &self,
+        after: u64,
+        upto: u64,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        if after < self.compacted_revision() {
+            return Ok(false);
+        }
         for item in self
             .tree()
             .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
         {
             let (k, v) = item?;
-            let mut ev: Event =
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    source,
-                })?;
-            if with_previous && ev.kind == EventType::Modified {
-                let pk = previous_key(ev.rev);
-                ev.previous = match self.tree().get(pk)? {
-                    Some(bytes) => Some(decode(&pk, &bytes)?),
-                    None => None,
-                };
-            }
-            out.push(Arc::new(ev));
+            each(&k, &v)?;
         }
-        // Compaction may have run during the scan.
-        if after < self.compacted_revision() {
-            return Ok(None);
+        Ok(after >= self.compacted_revision())
+    }
+
+    /// The object as it was before the modification at `rev`, when the history keeps it.
+    fn previous_object(&self, rev: u64) -> Result<Option<Value>> {
+        let pk = previous_key(rev);
+        match self.tree().get(pk)? {
+            Some(bytes) => Ok(Some(decode(&pk, &bytes)?)),
+            None => Ok(None),
         }
-        Ok(Some(out))
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -770,10 +783,14 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|source| corrupt(key, source))
+}
+
+fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         source,
-    })
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {

@@ -13,10 +13,7 @@ use std::ops::Bound;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    decode, event_key, prefix_bytes, previous_key, set_resource_version, Event, EventType, Result,
-    Store, StoreError,
-};
+use super::{corrupt, decode, prefix_bytes, set_resource_version, Event, EventType, Result, Store};
 
 /// One stored object met by a scan, not yet decoded.
 pub struct Stored<'a> {
@@ -150,36 +147,19 @@ impl Store {
         after: u64,
         upto: u64,
     ) -> Result<Option<Vec<Change>>> {
-        if after < self.compacted_revision() {
-            return Ok(None);
-        }
         let mut out = Vec::new();
-        for item in self
-            .tree()
-            .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
-        {
-            let (k, v) = item?;
-            let corrupt = |source| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                source,
-            };
-            let head: Head = serde_json::from_slice(&v).map_err(corrupt)?;
+        let read = self.walk_history(after, upto, |k, v| {
+            let head: Head = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
             if head.group != group
                 || head.resource != resource
                 || namespace.is_some_and(|ns| head.namespace != ns)
             {
-                continue;
+                return Ok(());
             }
-            let event: Event = serde_json::from_slice(&v).map_err(corrupt)?;
+            let event: Event = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
             let before = match head.kind {
                 EventType::Added => None,
-                EventType::Modified => {
-                    let pk = previous_key(event.rev);
-                    match self.tree().get(pk)? {
-                        Some(bytes) => Some(decode(&pk, &bytes)?),
-                        None => None,
-                    }
-                }
+                EventType::Modified => self.previous_object(event.rev)?,
                 // The deleted object is the event's, but for its resourceVersion.
                 EventType::Deleted => head.was.map(|was| {
                     let mut o = event.object.clone();
@@ -188,12 +168,9 @@ impl Store {
                 }),
             };
             out.push(Change { event, before });
-        }
-        // Compaction may have run during the read.
-        if after < self.compacted_revision() {
-            return Ok(None);
-        }
-        Ok(Some(out))
+            Ok(())
+        })?;
+        Ok(read.then_some(out))
     }
 }
 
