@@ -62,6 +62,8 @@ fn main() -> std::process::ExitCode {
         ("agent", Unknown::Refuse),
         ("killall", Unknown::Ignore),
         ("uninstall", Unknown::Ignore),
+        ("certificate rotate", Unknown::Ignore),
+        ("certificate check", Unknown::Ignore),
     ];
     let cli: Cli = match cli::config::parse(argv, &read_config) {
         Ok(cli) => cli,

@@ -43,6 +43,11 @@ pub enum CertificateCommand {
 /// Flags of `spinlet certificate rotate`.
 #[derive(clap::Args, Debug)]
 pub struct RotateArgs {
+    /// Config file to read the flags below from, the server's (default:
+    /// /etc/spinlet/config.yaml when it exists; its other keys are ignored).
+    #[arg(long, short = 'c', env = "SPINLET_CONFIG_FILE")]
+    #[allow(dead_code)] // read from the parsed arguments by cli::config
+    pub config: Option<PathBuf>,
     /// Folder holding state (default: /var/lib/spinlet as root, ~/.spinlet otherwise).
     #[arg(long, short = 'd', env = "SPINLET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -69,6 +74,11 @@ pub enum Output {
 /// Flags of `spinlet certificate check`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
+    /// Config file to read the flags below from, the server's (default:
+    /// /etc/spinlet/config.yaml when it exists; its other keys are ignored).
+    #[arg(long, short = 'c', env = "SPINLET_CONFIG_FILE")]
+    #[allow(dead_code)] // read from the parsed arguments by cli::config
+    pub config: Option<PathBuf>,
     /// Folder holding state (default: /var/lib/spinlet as root, ~/.spinlet otherwise).
     #[arg(long, short = 'd', env = "SPINLET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -1,4 +1,5 @@
-//! The config file of `spinlet server` and `spinlet agent`, as k3s reads its own:
+//! The config file of `spinlet server` and `spinlet agent` (and of the commands that work
+//! on their data dir: `killall`, `uninstall`, `certificate rotate|check`), as k3s reads its own:
 //! `/etc/spinlet/config.yaml` (or `--config FILE`, env `SPINLET_CONFIG_FILE`), then every
 //! `config.yaml.d/*.yaml` next to it in alphabetical order. Keys are the subcommand's long
 //! flag names (`https-listen-port: 7443`, `tls-san: [a, b]`, `disable-agent: true`); a later
@@ -92,13 +93,20 @@ pub fn parse<T: CommandFactory + FromArgMatches>(
         .clone()
         .try_get_matches_from(&argv)
         .map_err(Error::Clap)?;
-    let Some((name, sub_matches)) = matches.subcommand() else {
-        return T::from_arg_matches(&matches).map_err(Error::Clap);
-    };
-    let Some(&(_, unknown)) = subcommands.iter().find(|(n, _)| *n == name) else {
-        return T::from_arg_matches(&matches).map_err(Error::Clap);
-    };
-    let Some(sub_command) = command.find_subcommand(name) else {
+    // The innermost subcommand and its path (`server`, `certificate rotate`).
+    let mut path = Vec::new();
+    let mut sub_command = &command;
+    let mut sub_matches = &matches;
+    while let Some((name, m)) = sub_matches.subcommand() {
+        let Some(c) = sub_command.find_subcommand(name) else {
+            return T::from_arg_matches(&matches).map_err(Error::Clap);
+        };
+        path.push(name);
+        sub_command = c;
+        sub_matches = m;
+    }
+    let path = path.join(" ");
+    let Some(&(_, unknown)) = subcommands.iter().find(|(n, _)| *n == path) else {
         return T::from_arg_matches(&matches).map_err(Error::Clap);
     };
     let (file, required) = match sub_matches.get_one::<PathBuf>(CONFIG_ID) {
@@ -106,7 +114,8 @@ pub fn parse<T: CommandFactory + FromArgMatches>(
         None => (PathBuf::from(DEFAULT_FILE), false),
     };
     let settings = load(&file, required).map_err(Error::Config)?;
-    let extra = arguments(sub_command, sub_matches, &settings, unknown).map_err(Error::Config)?;
+    let extra =
+        arguments(sub_command, &path, sub_matches, &settings, unknown).map_err(Error::Config)?;
     if extra.is_empty() {
         return T::from_arg_matches(&matches).map_err(Error::Clap);
     }
@@ -149,9 +158,11 @@ fn blame(
 }
 
 /// The `--key=value` arguments the settings add: for each key whose flag took its value
-/// from its default (or has none), the file's values. Paired with the key.
+/// from its default (or has none), the file's values. Paired with the key. `path` names
+/// the subcommand in errors (`certificate rotate`).
 pub fn arguments(
     sub_command: &Command,
+    path: &str,
     matches: &ArgMatches,
     settings: &[Setting],
     unknown: Unknown,
@@ -171,8 +182,7 @@ pub fn arguments(
                 bail!("config file {file}: key {key}: a config file cannot name another");
             }
             bail!(
-                "config file {file}: unknown key {key:?} (keys are the long flag names of `spinlet {}`; see --help)",
-                sub_command.get_name()
+                "config file {file}: unknown key {key:?} (keys are the long flag names of `spinlet {path}`; see --help)"
             );
         };
         match matches.value_source(arg.get_id().as_str()) {
@@ -352,6 +362,19 @@ mod tests {
     #[derive(clap::Subcommand, Debug, PartialEq)]
     enum Sub {
         Server(Flags),
+        /// Nested, as `spinlet certificate rotate`.
+        #[command(subcommand)]
+        Certificate(Cert),
+    }
+
+    #[derive(clap::Subcommand, Debug, PartialEq)]
+    enum Cert {
+        Rotate {
+            #[arg(long)]
+            config: Option<PathBuf>,
+            #[arg(long)]
+            data_dir: Option<PathBuf>,
+        },
     }
 
     #[derive(clap::Args, Debug, PartialEq)]
@@ -387,6 +410,7 @@ mod tests {
             Ok(Top {
                 command: Sub::Server(f),
             }) => Ok(Flags { config: None, ..f }),
+            Ok(other) => Err(format!("parsed as {other:?}")),
             Err(Error::Clap(e)) => Err(e.to_string()),
             Err(Error::Config(e)) => Err(format!("{e:#}")),
         }
@@ -483,6 +507,44 @@ mod tests {
         assert!(e.contains("expected a mapping"), "{e}");
         let e = parse_with(&[("config.yaml", "config: /x\n")], &[]).unwrap_err();
         assert!(e.contains("cannot name another"), "{e}");
+    }
+
+    #[test]
+    fn a_nested_subcommand_reads_its_keys_and_ignores_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config.yaml");
+        std::fs::write(&main, "data-dir: /srv/spinlet\nhttps-listen-port: 7443\n").unwrap();
+        let argv = |extra: &[&str]| {
+            let mut v: Vec<OsString> =
+                vec!["spinlet".into(), "certificate".into(), "rotate".into()];
+            v.push(format!("--config={}", main.display()).into());
+            v.extend(extra.iter().map(OsString::from));
+            v
+        };
+        let rotate = |extra: &[&str], unknown| match parse::<Top>(
+            argv(extra),
+            &[("certificate rotate", unknown)],
+        ) {
+            Ok(Top {
+                command: Sub::Certificate(Cert::Rotate { data_dir, .. }),
+            }) => Ok(data_dir),
+            Ok(other) => Err(format!("parsed as {other:?}")),
+            Err(Error::Clap(e)) => Err(e.to_string()),
+            Err(Error::Config(e)) => Err(format!("{e:#}")),
+        };
+        assert_eq!(
+            rotate(&[], Unknown::Ignore).unwrap(),
+            Some(PathBuf::from("/srv/spinlet"))
+        );
+        assert_eq!(
+            rotate(&["--data-dir=/flag"], Unknown::Ignore).unwrap(),
+            Some(PathBuf::from("/flag"))
+        );
+        let e = rotate(&[], Unknown::Refuse).unwrap_err();
+        assert!(
+            e.contains("https-listen-port") && e.contains("spinlet certificate rotate"),
+            "{e}"
+        );
     }
 
     #[test]
