@@ -7,7 +7,11 @@
 //!
 //! A page costs what it holds, not what the collection holds: one walk in key order from
 //! the continue key decodes the page's objects (with selectors, also those it tests) and
-//! only counts the rest (`Store::scan`).
+//! stops at the first object after the page (`Store::scan`). `remainingItemCount` is the
+//! collection's size at the page's revision (the store keeps counts; an older snapshot's
+//! is corrected by the changes since) less the objects before and on the page, which the
+//! token carries as `off` (a token without it, from an older spinlet, is counted by
+//! walking the rest, as before).
 //!
 //! The store keeps only current objects and a history of changes, so an older snapshot
 //! is rebuilt: objects untouched since the revision are read as they are; for the others
@@ -18,9 +22,10 @@
 //! answers after etcd's compaction, and the client relists.
 //!
 //! Owns the token format (kube-apiserver's: base64 of `{"v":"meta.k8s.io/v1","rv":N,
-//! "start":"<namespace>/<name>\u0000"}`) and the rebuild; reads the store, never writes.
+//! "start":"<namespace>/<name>\u0000"}`, plus `"off":N`, the objects before the next page;
+//! clients treat tokens as opaque) and the rebuild; reads the store, never writes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -132,15 +137,20 @@ pub(crate) struct Page {
 struct Token {
     rev: u64,
     start: (String, String),
+    /// Objects up to and including `start` at `rev`, when the token says.
+    offset: Option<u64>,
 }
 
 fn invalid(why: &str) -> ApiError {
     ApiError::bad_request(format!("continue key is not valid: {why}"))
 }
 
-fn encode(rev: u64, (ns, name): (&str, &str)) -> String {
+fn encode(rev: u64, (ns, name): (&str, &str), offset: Option<u64>) -> String {
     let start = format!("{ns}/{name}\u{0}");
-    let doc = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    let mut doc = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    if let Some(off) = offset {
+        doc["off"] = off.into();
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
 }
 
@@ -165,6 +175,7 @@ fn decode(token: &str) -> ApiResult<Token> {
     Ok(Token {
         rev,
         start: (ns.to_string(), name.to_string()),
+        offset: doc["off"].as_u64(),
     })
 }
 
@@ -184,6 +195,8 @@ struct Past {
     /// The history has been read up to here.
     read_upto: u64,
     then: BTreeMap<Key, Option<Value>>,
+    /// Whether each of them exists at `read_upto`.
+    now: BTreeMap<Key, bool>,
     /// The history no longer reaches back to `rev` (or does not say what an object was).
     expired: bool,
 }
@@ -193,6 +206,7 @@ impl Past {
         Past {
             read_upto: 0,
             then: BTreeMap::new(),
+            now: BTreeMap::new(),
             expired: false,
         }
     }
@@ -216,6 +230,8 @@ impl Past {
         };
         for change in changes {
             let k = key(&change.event.object);
+            self.now
+                .insert(k.clone(), change.event.kind != EventType::Deleted);
             if self.then.contains_key(&k) {
                 continue;
             }
@@ -234,6 +250,20 @@ impl Past {
         self.read_upto = upto;
         Ok(())
     }
+
+    /// The collection's size at `rev`, from its size at `read_upto`.
+    fn count_then(&self, count_now: u64) -> u64 {
+        let (mut gone, mut new) = (0u64, 0u64);
+        for (k, was) in &self.then {
+            let now = self.now.get(k).copied().unwrap_or(false);
+            match (was.is_some(), now) {
+                (true, false) => gone += 1,
+                (false, true) => new += 1,
+                _ => {}
+            }
+        }
+        (count_now + gone).saturating_sub(new)
+    }
 }
 
 /// Fills one page from the objects offered in key order.
@@ -247,8 +277,10 @@ struct Filler<'a, K> {
     items: Vec<Item>,
     /// The key of the page's last object.
     last_key: Option<(String, String)>,
-    /// Objects after the page (counted only without selectors).
+    /// Objects after the page (counted only without selectors, when not `counted`).
     remaining: u64,
+    /// The collection's size is known: the walk stops at the first object after the page.
+    counted: bool,
     more: bool,
 }
 
@@ -291,6 +323,10 @@ impl<K: Fn(&Value) -> bool> Filler<'_, K> {
                 self.items.push(Item::Decoded(o));
             }
             return Ok(Visit::Next);
+        }
+        if self.counted && !self.filtered {
+            self.more = true;
+            return Ok(Visit::Stop);
         }
         if self.filtered {
             // With selectors there is no count: one more match is enough to go on.
@@ -365,8 +401,16 @@ pub(crate) fn page(
         items: Vec::new(),
         last_key: None,
         remaining: 0,
+        counted: false,
         more: false,
     };
+    // The collection's size at the scan's revision (without selectors, when the token
+    // says where the page starts).
+    let offset = match &token {
+        None => Some(0),
+        Some(t) => t.offset,
+    };
+    let count_now: Cell<Option<u64>> = Cell::new(None);
     let mut stopped = false;
     let scanned_at = api.store.scan(
         collection,
@@ -374,7 +418,11 @@ pub(crate) fn page(
             .as_ref()
             .map(|(ns, name)| (ns.as_str(), name.as_str())),
         Consistency::Snapshot,
-        |scan_rev| {
+        |scan| {
+            let scan_rev = scan.rev;
+            if !filtered && offset.is_some() {
+                count_now.set(scan.count()?);
+            }
             if let Some(rev) = past_rev {
                 let mut past = past.borrow_mut();
                 past.read(api, collection, rev, scan_rev)?;
@@ -389,6 +437,7 @@ pub(crate) fn page(
             Ok(())
         },
         |stored| {
+            filler.counted = count_now.get().is_some();
             let then = then.borrow();
             let here = (stored.namespace, stored.name);
             // Objects changed since, sorting before this one (or this one itself).
@@ -420,6 +469,7 @@ pub(crate) fn page(
         });
     }
     if !stopped {
+        filler.counted = count_now.get().is_some();
         for (_, was) in then.borrow().iter().skip(cursor) {
             if let Some(was) = was {
                 if filler.offer(|| Ok(was.clone()))? == Visit::Stop {
@@ -429,12 +479,24 @@ pub(crate) fn page(
         }
     }
     let rev = past_rev.unwrap_or(scanned_at);
+    let served = filler.items.len() as u64;
+    let next_offset = offset.map(|o| o + served);
     let next = match (filler.more, &filler.last_key) {
-        (true, Some((ns, name))) => Some(encode(rev, (ns, name))),
+        (true, Some((ns, name))) => Some(encode(rev, (ns, name), next_offset)),
         _ => None,
     };
+    let remaining = match (count_now.get(), next_offset) {
+        (Some(now), Some(before_next)) => {
+            let total = match past_rev {
+                Some(_) => past.borrow().count_then(now),
+                None => now,
+            };
+            total.saturating_sub(before_next)
+        }
+        _ => filler.remaining,
+    };
     Ok(Page {
-        remaining: (next.is_some() && !filtered).then_some(filler.remaining),
+        remaining: (next.is_some() && !filtered).then_some(remaining),
         items: filler.items,
         rev,
         next,
@@ -447,13 +509,14 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_bad_ones_are_refused() {
-        let t = decode(&encode(42, ("default", "web-7"))).unwrap();
+        let t = decode(&encode(42, ("default", "web-7"), Some(500))).unwrap();
         assert_eq!(
-            (t.rev, t.start.0.as_str(), t.start.1.as_str()),
-            (42, "default", "web-7")
+            (t.rev, t.start.0.as_str(), t.start.1.as_str(), t.offset),
+            (42, "default", "web-7", Some(500))
         );
-        let cluster = decode(&encode(7, ("", "node-1"))).unwrap();
+        let cluster = decode(&encode(7, ("", "node-1"), None)).unwrap();
         assert_eq!(cluster.start, (String::new(), "node-1".to_string()));
+        assert_eq!(cluster.offset, None);
         let e = decode("not a token").err().unwrap();
         assert_eq!(e.code, 400);
         assert!(

@@ -63,6 +63,10 @@ async fn pages_show_one_snapshot_whatever_changes_between_them() {
     assert_eq!(code, 200, "{second}");
     assert_eq!(names(&second), ["c", "d"], "the snapshot's objects");
     assert_eq!(second["items"][0]["data"]["v"], "1", "as they were then");
+    assert_eq!(
+        second["metadata"]["remainingItemCount"], 1,
+        "e, in the snapshot"
+    );
     assert_eq!(second["metadata"]["resourceVersion"], rv);
     let token = second["metadata"]["continue"].as_str().unwrap().to_string();
     let (_, third) = f
@@ -79,6 +83,82 @@ async fn pages_show_one_snapshot_whatever_changes_between_them() {
     // A fresh list sees today's collection.
     let (_, now) = f.call(Method::GET, CMS, Value::Null, "").await;
     assert_eq!(names(&now), ["a", "b", "c", "e", "f"]);
+}
+
+/// Pages through `path` with `limit`, checking each page's remainingItemCount against
+/// what the following pages hold; with `strip_offsets`, each token loses its `off` (as
+/// a token from an older spinlet), so the server counts by walking instead.
+async fn page_through(f: &Fixture, path: &str, limit: usize, strip_offsets: bool) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut seen = Vec::new();
+    let mut claimed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let url = match &token {
+            None => format!("{path}?limit={limit}"),
+            Some(t) => format!("{path}?limit={limit}&continue={t}"),
+        };
+        let (code, page) = f.call(Method::GET, &url, Value::Null, "").await;
+        assert_eq!(code, 200, "{page}");
+        seen.extend(names(&page));
+        let Some(next) = page["metadata"]["continue"].as_str() else {
+            assert!(page["metadata"].get("remainingItemCount").is_none());
+            break;
+        };
+        let count = page["metadata"]["remainingItemCount"]
+            .as_u64()
+            .expect("a count");
+        claimed.push((seen.len(), count));
+        let mut doc: Value = serde_json::from_slice(&b64.decode(next).unwrap()).unwrap();
+        assert_eq!(
+            doc["off"].as_u64().unwrap_or(0) > 0,
+            !strip_offsets || token.is_none()
+        );
+        if strip_offsets {
+            doc.as_object_mut().unwrap().remove("off");
+        }
+        token = Some(b64.encode(doc.to_string()));
+    }
+    for (before, count) in claimed {
+        assert_eq!(
+            count as usize,
+            seen.len() - before,
+            "after {before} objects"
+        );
+    }
+    seen
+}
+
+#[tokio::test]
+async fn remaining_counts_hold_across_namespaces_changes_and_old_tokens() {
+    let f = Fixture::new(ApiOptions::default()).await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}});
+    assert_eq!(
+        f.call(Method::POST, "/api/v1/namespaces", ns, JSON).await.0,
+        201
+    );
+    with_configmaps(&f, &["a", "b", "c", "d", "e", "f", "g"]).await;
+    for n in ["x", "y", "z"] {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}});
+        let path = "/api/v1/namespaces/other/configmaps";
+        assert_eq!(f.call(Method::POST, path, cm, JSON).await.0, 201);
+    }
+    f.call(Method::DELETE, &format!("{CMS}/c"), Value::Null, "")
+        .await;
+    let (_, all) = f
+        .call(Method::GET, "/api/v1/configmaps", Value::Null, "")
+        .await;
+    for strip in [false, true] {
+        for limit in [1, 2, 3] {
+            assert_eq!(
+                page_through(&f, CMS, limit, strip).await,
+                ["a", "b", "d", "e", "f", "g"]
+            );
+            let everywhere = page_through(&f, "/api/v1/configmaps", limit, strip).await;
+            assert_eq!(everywhere, names(&all), "limit {limit}");
+        }
+    }
 }
 
 #[tokio::test]

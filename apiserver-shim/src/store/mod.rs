@@ -23,11 +23,12 @@
 //!
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
 
+mod counts;
 mod generation;
 mod scan;
 
 pub use generation::Defragmented;
-pub use scan::{Change, Consistency, Stored, Visit};
+pub use scan::{Change, Consistency, ScanStart, Stored, Visit};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -235,6 +236,8 @@ pub struct Store {
     wake: Arc<Notify>,
     pub(crate) durable: watch::Sender<Durable>,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// Objects per collection, for snapshot scans (`counts`).
+    counts: counts::Counts,
 }
 
 /// Writes applied to sled and waiting for the group commit.
@@ -273,6 +276,7 @@ impl Store {
             wake: Arc::new(Notify::new()),
             durable,
             events,
+            counts: counts::Counts::default(),
         });
         tokio::spawn(crate::commit::run(
             Arc::downgrade(&store),
@@ -378,7 +382,7 @@ impl Store {
         E: Send,
     {
         let (written, rev) = {
-            let _guard = self.lock();
+            let guard = self.lock();
             let k = key.encode();
             let current_bytes = self.tree().get(&k)?;
             let current = match &current_bytes {
@@ -439,6 +443,15 @@ impl Store {
             };
             self.tree()
                 .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
+            if kind != EventType::Modified {
+                let collection = (
+                    key.group.as_str(),
+                    key.resource.as_str(),
+                    key.namespace.as_str(),
+                );
+                self.counts
+                    .changed(&guard, collection, kind == EventType::Added);
+            }
             self.rev.store(rev, Ordering::SeqCst);
             let mut pending = self.lock_pending();
             pending.events.push(event.clone());

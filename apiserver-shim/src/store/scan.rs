@@ -46,6 +46,31 @@ pub enum Visit {
     Stop,
 }
 
+/// Where a scan starts, handed to its `at` callback before the first object.
+pub struct ScanStart<'a> {
+    /// The revision the scan reads at (with [`Consistency::Live`], when it starts).
+    pub rev: u64,
+    store: &'a Store,
+    /// The write lock, held by a snapshot scan.
+    held: Option<&'a std::sync::MutexGuard<'a, ()>>,
+    collection: (&'a str, &'a str, Option<&'a str>),
+}
+
+impl ScanStart<'_> {
+    /// How many objects the collection holds at [`ScanStart::rev`], without walking it
+    /// (but for a resource's first count): known in a snapshot scan, `None` in a live one.
+    pub fn count(&self) -> Result<Option<u64>> {
+        let Some(held) = self.held else {
+            return Ok(None);
+        };
+        let tree = self.store.tree();
+        self.store
+            .counts
+            .get(held, &tree, self.collection)
+            .map(Some)
+    }
+}
+
 /// How a scan relates to concurrent writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
@@ -87,14 +112,14 @@ struct Head<'a> {
 impl Store {
     /// Visits the objects of a resource (in one namespace or all), in key order —
     /// namespace, then name — starting just after `after`. `at` is called first with the
-    /// revision the scan reads at (with [`Consistency::Live`], the revision when it starts).
-    /// Returns that revision.
+    /// revision the scan reads at and the collection's size (see [`ScanStart`]). Returns
+    /// that revision.
     pub fn scan(
         &self,
         (group, resource, namespace): (&str, &str, Option<&str>),
         after: Option<(&str, &str)>,
         consistency: Consistency,
-        at: impl FnOnce(u64) -> Result<()>,
+        at: impl FnOnce(ScanStart<'_>) -> Result<()>,
         mut visit: impl FnMut(Stored<'_>) -> Result<Visit>,
     ) -> Result<u64> {
         let prefix = prefix_bytes(group, resource, namespace);
@@ -110,9 +135,14 @@ impl Store {
             }
             None => Bound::Included(prefix.clone()),
         };
-        let _guard = (consistency == Consistency::Snapshot).then(|| self.lock());
+        let guard = (consistency == Consistency::Snapshot).then(|| self.lock());
         let rev = self.current_revision();
-        at(rev)?;
+        at(ScanStart {
+            rev,
+            store: self,
+            held: guard.as_ref(),
+            collection: (group, resource, namespace),
+        })?;
         let tree = self.tree();
         for item in tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
             let (k, v) = item?;
