@@ -47,7 +47,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::installer::{self, sha256, text};
-use common::pods::{hello_app, Killed, Netns};
+use common::pods::{hello_app, wait_for, wait_or_show, Killed, Netns};
 use common::spinlet_bin;
 
 const SUITE: &str = "bookworm";
@@ -575,29 +575,6 @@ impl Drop for Guest {
             let _ = nspawn.wait();
         }
         self.ns.take();
-    }
-}
-
-fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
-    wait_or_show(what, limit, f, String::new)
-}
-
-/// Polls `f` until it gives a value; past `limit`, fails showing `show()`.
-fn wait_or_show<T>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    show: impl FnOnce() -> String,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}\n{}", show());
-        }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
