@@ -98,36 +98,8 @@ impl Counts {
 mod tests {
     use serde_json::json;
 
-    use crate::store::{Mutation, ObjectKey, Store, StoreConfig};
-
-    fn cm(ns: &str, name: &str) -> ObjectKey {
-        ObjectKey {
-            group: String::new(),
-            resource: "configmaps".into(),
-            namespace: ns.into(),
-            name: name.into(),
-        }
-    }
-
-    async fn put(store: &Store, k: &ObjectKey) {
-        store
-            .mutate::<()>(k, |_| {
-                Ok(Mutation::Put(
-                    json!({"metadata": {"name": k.name, "namespace": k.namespace}}),
-                ))
-            })
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    async fn delete(store: &Store, k: &ObjectKey) {
-        store
-            .mutate::<()>(k, |_| Ok(Mutation::Delete))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    use crate::store::testing::{cm, delete, put};
+    use crate::store::{Store, StoreConfig};
 
     fn counts(store: &Store) -> (u64, u64, u64) {
         let held = store.lock();
@@ -146,18 +118,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         for i in 0..5 {
-            put(&store, &cm("a", &format!("x{i}"))).await;
+            put(&store, &cm("a", &format!("x{i}")), json!({})).await;
         }
-        put(&store, &cm("b", "y")).await;
+        put(&store, &cm("b", "y"), json!({})).await;
         // Another resource and a namespace whose name extends "a" are not counted.
-        put(&store, &cm("ab", "z")).await;
+        put(&store, &cm("ab", "z"), json!({})).await;
         let mut secret = cm("a", "s");
         secret.resource = "secrets".into();
-        put(&store, &secret).await;
+        put(&store, &secret, json!({})).await;
         assert_eq!(counts(&store), (7, 5, 1));
 
-        put(&store, &cm("a", "x0")).await; // a modification
-        put(&store, &cm("b", "y2")).await;
+        put(&store, &cm("a", "x0"), json!({})).await; // a modification
+        put(&store, &cm("b", "y2"), json!({})).await;
         delete(&store, &cm("a", "x1")).await;
         delete(&store, &cm("a", "missing")).await;
         assert_eq!(counts(&store), (7, 4, 2));

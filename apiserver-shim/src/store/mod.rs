@@ -26,6 +26,8 @@
 mod counts;
 mod generation;
 mod scan;
+#[cfg(test)]
+mod testing;
 
 pub use generation::Defragmented;
 pub use scan::{Change, Consistency, ScanStart, Stored, Visit};

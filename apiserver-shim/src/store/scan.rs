@@ -207,29 +207,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Mutation, ObjectKey, StoreConfig};
+    use crate::store::testing::{cm, delete, put};
+    use crate::store::{ObjectKey, StoreConfig};
     use serde_json::json;
-
-    fn cm(ns: &str, name: &str) -> ObjectKey {
-        ObjectKey {
-            group: String::new(),
-            resource: "configmaps".into(),
-            namespace: ns.into(),
-            name: name.into(),
-        }
-    }
-
-    async fn put(store: &Store, k: &ObjectKey, v: u32) {
-        store
-            .mutate::<()>(k, |_| {
-                Ok(Mutation::Put(
-                    json!({"metadata": {"name": k.name, "namespace": k.namespace}, "data": {"v": v.to_string()}}),
-                ))
-            })
-            .await
-            .unwrap()
-            .unwrap();
-    }
 
     fn names(store: &Store, ns: Option<&str>, after: Option<(&str, &str)>) -> Vec<String> {
         let mut seen = Vec::new();
@@ -253,14 +233,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         for (ns, name) in [("a", "x"), ("a", "y"), ("ab", "a"), ("b", "z")] {
-            put(&store, &cm(ns, name), 1).await;
+            put(&store, &cm(ns, name), json!({"v": "1"})).await;
         }
         // Another resource sorting right after: never visited.
         let secret = ObjectKey {
             resource: "configmapsx".into(),
             ..cm("a", "s")
         };
-        put(&store, &secret, 1).await;
+        put(&store, &secret, json!({"v": "1"})).await;
         assert_eq!(names(&store, None, None), ["a/x", "a/y", "ab/a", "b/z"]);
         assert_eq!(names(&store, None, Some(("a", "y"))), ["ab/a", "b/z"]);
         assert_eq!(
@@ -276,16 +256,12 @@ mod tests {
     async fn changes_carry_the_object_before_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        put(&store, &cm("a", "x"), 1).await;
+        put(&store, &cm("a", "x"), json!({"v": "1"})).await;
         let at = store.current_revision();
-        put(&store, &cm("a", "x"), 2).await;
-        put(&store, &cm("a", "new"), 1).await;
-        put(&store, &cm("b", "other-ns"), 1).await;
-        store
-            .mutate::<()>(&cm("a", "x"), |_| Ok(Mutation::Delete))
-            .await
-            .unwrap()
-            .unwrap();
+        put(&store, &cm("a", "x"), json!({"v": "2"})).await;
+        put(&store, &cm("a", "new"), json!({"v": "1"})).await;
+        put(&store, &cm("b", "other-ns"), json!({"v": "1"})).await;
+        delete(&store, &cm("a", "x")).await;
         let changes = store
             .collection_changes(("", "configmaps", Some("a")), at, store.current_revision())
             .unwrap()

@@ -1,0 +1,35 @@
+//! Helpers for the store's unit tests: ConfigMap keys and writes through the one write
+//! path (`Store::mutate`). Test-only.
+
+use serde_json::{json, Value};
+
+use super::{Mutation, ObjectKey, Store};
+
+/// The key of ConfigMap `ns`/`name`.
+pub(crate) fn cm(ns: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        group: String::new(),
+        resource: "configmaps".into(),
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+/// Creates or replaces the object at `k`, with `data`.
+pub(crate) async fn put(store: &Store, k: &ObjectKey, data: Value) {
+    let object = json!({"metadata": {"name": k.name, "namespace": k.namespace}, "data": data});
+    store
+        .mutate::<()>(k, |_| Ok(Mutation::Put(object)))
+        .await
+        .expect("store write")
+        .expect("no refusal");
+}
+
+/// Deletes the object at `k` (nothing when there is none).
+pub(crate) async fn delete(store: &Store, k: &ObjectKey) {
+    store
+        .mutate::<()>(k, |_| Ok(Mutation::Delete))
+        .await
+        .expect("store write")
+        .expect("no refusal");
+}
