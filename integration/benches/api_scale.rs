@@ -1,7 +1,8 @@
 //! The API server at scale, against the real release server: paginated lists of many
 //! objects, and a long stream of Events expiring under `--event-ttl`.
 //!
-//! Run: `cargo build --release && cargo bench -p integration --bench api_scale`.
+//! Run: `cargo build --release && cargo bench -p integration --bench api_scale`
+//! (`SPINLET_BENCH_PARTS=pages` or `events` runs one of the two parts below).
 //!
 //! 1. `SPINLET_BENCH_CONFIGMAPS` (default 10,000) ConfigMaps are created (32 at once);
 //!    then the whole collection is listed `SPINLET_BENCH_PAGE_REPEATS` (default 5) times
@@ -229,6 +230,12 @@ fn main() {
         "machine: {} cores",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    pages(&runtime);
-    events(&runtime);
+    let parts = std::env::var("SPINLET_BENCH_PARTS").unwrap_or_else(|_| "pages,events".into());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
+    if part("pages") {
+        pages(&runtime);
+    }
+    if part("events") {
+        events(&runtime);
+    }
 }
