@@ -126,11 +126,18 @@ mkdir -p "$ROOT"
 tar -C "$ROOT" --numeric-owner -xf "$TARBALL"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # This machine's own certificate authorities (a network that inspects TLS has one): the
-# root trusts what the machine trusts, as the machine's own Debian would.
+# root trusts what the machine trusts, as the machine's own Debian would. Node.js reads
+# only its bundled authorities unless NODE_EXTRA_CA_CERTS names more (npm behind such a
+# network otherwise fails, as "Exit handler never called!"), so the machine's setting of it
+# goes in too, pointing at the root's bundle, which now holds them.
+CA_ENV=SPINLET_FRESH_CHECK=1
 if [ -n "$(ls -A /usr/local/share/ca-certificates 2>/dev/null)" ]; then
   step "add this machine's CAs from /usr/local/share/ca-certificates to the root's trust"
   cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
   chroot "$ROOT" update-ca-certificates >>"$LOG" 2>&1
+  if [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then
+    CA_ENV=NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+  fi
 fi
 mkdir -p "$ROOT/root/.rustup" "$ROOT/root/.cargo/bin" "$ROOT/work"
 
@@ -211,7 +218,7 @@ STEP2='cd /work/main && exec .ci/run'
 in_root() {
   # shellcheck disable=SC2016 # expanded by the inner bash
   unshare --mount --propagation private --pid --kill-child -- /bin/bash -euc '
-    root=$1 rustup=$2 cargo_bin=$3 script=$4
+    root=$1 rustup=$2 cargo_bin=$3 script=$4 ca_env=$5
     mount --rbind /dev "$root/dev"
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
@@ -223,9 +230,9 @@ in_root() {
     exec chroot "$root" /usr/bin/env -i \
       PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       HOME=/root USER=root LANG=C.UTF-8 TERM=dumb \
-      CARGO_HOME=/root/.cargo RUSTUP_HOME=/root/.rustup \
+      CARGO_HOME=/root/.cargo RUSTUP_HOME=/root/.rustup "$ca_env" \
       /bin/bash -c "$script"
-  ' in-root "$ROOT" "$RUSTUP_DIR" "$CARGO_BIN" "$1"
+  ' in-root "$ROOT" "$RUSTUP_DIR" "$CARGO_BIN" "$1" "$CA_ENV"
 }
 
 step "1/2 README: cargo run --release -- server (a fresh release build) until the API shows the node Ready, then SIGTERM"
