@@ -176,6 +176,17 @@ fn events(runtime: &tokio::runtime::Runtime) {
         let started = Instant::now();
         let ms = create_all(&api, count, event).await;
         let elapsed = started.elapsed();
+        // Where in the stream the tail grows: p50 / p99 of each tenth.
+        let tenth = (count / 10).max(1);
+        let by_tenth: Vec<String> = ms
+            .chunks(tenth)
+            .map(|c| {
+                let mut c = c.to_vec();
+                c.sort_by(f64::total_cmp);
+                format!("{:.1}/{:.1}", percentile(&c, 0.5), percentile(&c, 0.99))
+            })
+            .collect();
+        println!("events: create p50/p99 ms by tenth of the stream: {}", by_tenth.join(" "));
         let window = 10_000.min(count / 2).max(1);
         let mut first = ms[..window].to_vec();
         let mut last = ms[ms.len() - window..].to_vec();
