@@ -112,19 +112,21 @@ pub async fn run(store: Weak<Store>, wake: Arc<Notify>, wal: Wal) {
         if pending.events.is_empty() {
             // Idle: wait for writes, or for the running checkpoint when rotations since
             // wait for the next one (so their segments go without another write).
-            drop(s);
-            let ended = match rotations.checkpoint.as_mut() {
-                Some(handle) if rotations.next_keep_from.is_some() => tokio::select! {
-                    _ = notified => None,
-                    result = handle => Some(result),
-                },
-                _ => {
-                    notified.await;
-                    None
+            let deferred = rotations.next_keep_from.is_some();
+            match (rotations.checkpoint.as_mut(), wal.as_ref()) {
+                (Some(handle), Some(log)) if deferred => {
+                    let ended = tokio::select! {
+                        _ = notified => None,
+                        result = handle => Some(result),
+                    };
+                    if let Some(result) = ended {
+                        rotations.ended(result, &s, log);
+                    }
                 }
-            };
-            if let (Some(result), Some(s), Some(log)) = (ended, store.upgrade(), wal.as_ref()) {
-                rotations.ended(result, &s, log);
+                _ => {
+                    drop(s);
+                    notified.await;
+                }
             }
             continue;
         }

@@ -385,162 +385,95 @@ impl Store {
     {
         let (written, rev) = {
             let guard = self.lock();
-            match self.write_locked(&guard, key, decide)? {
-                Ok(done) => done,
+            let k = key.encode();
+            let current_bytes = self.tree().get(&k)?;
+            let current = match &current_bytes {
+                None => None,
+                Some(bytes) => Some(decode(&k, bytes)?),
+            };
+            let had = current.is_some();
+            let previous = current.clone();
+            let before = current.clone();
+            let mutation = match decide(current) {
+                Ok(m) => m,
                 Err(e) => return Ok(Err(e)),
-            }
-        };
-        if let Some(rev) = rev {
-            self.written(rev)?;
-            self.wait_durable(rev).await?;
-        }
-        Ok(Ok(written))
-    }
-
-    /// [`Store::mutate`] for several objects under one hold of the write lock, with one
-    /// wait until they are all durable: for sweeps that write many objects at once (the
-    /// expired Events), so their writes cost one lock, one wake of the group commit and
-    /// one wait instead of one each, and do not take turns with other writers object by
-    /// object. `decide` sees each key and its current object.
-    pub async fn mutate_many<E>(
-        &self,
-        keys: &[ObjectKey],
-        mut decide: impl FnMut(&ObjectKey, Option<Value>) -> Result<Mutation, E>,
-    ) -> Result<Vec<Result<Written, E>>>
-    where
-        E: Send,
-    {
-        let mut out = Vec::with_capacity(keys.len());
-        let mut last = None;
-        let mut failed = None;
-        {
-            let guard = self.lock();
-            for key in keys {
-                match self.write_locked(&guard, key, |cur| decide(key, cur)) {
-                    Ok(Ok((written, rev))) => {
-                        last = rev.or(last);
-                        out.push(Ok(written));
-                    }
-                    Ok(Err(e)) => out.push(Err(e)),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        // What was written before a failure is committed all the same.
-        if let Some(rev) = last {
-            self.written(rev)?;
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if let Some(rev) = last {
-            self.wait_durable(rev).await?;
-        }
-        Ok(out)
-    }
-
-    /// One write under the write lock (`guard`): applied to sled and queued for the group
-    /// commit, not yet durable. The revision is `None` when nothing was written.
-    fn write_locked<E>(
-        &self,
-        guard: &MutexGuard<'_, ()>,
-        key: &ObjectKey,
-        decide: impl FnOnce(Option<Value>) -> Result<Mutation, E>,
-    ) -> Result<Result<(Written, Option<u64>), E>> {
-        let k = key.encode();
-        let current_bytes = self.tree().get(&k)?;
-        let current = match &current_bytes {
-            None => None,
-            Some(bytes) => Some(decode(&k, bytes)?),
-        };
-        let had = current.is_some();
-        let previous = current.clone();
-        let before = current.clone();
-        let mutation = match decide(current) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e)),
-        };
-        let rev = self.current_revision() + 1;
-        let (kind, mut object) = match mutation {
-            Mutation::Keep => return Ok(Ok((Written::Unchanged(previous), None))),
-            Mutation::Delete => match previous {
-                None => return Ok(Ok((Written::Unchanged(None), None))),
-                Some(obj) => (EventType::Deleted, obj),
-            },
-            Mutation::Put(obj) => (
-                if had {
-                    EventType::Modified
-                } else {
-                    EventType::Added
+            };
+            let rev = self.current_revision() + 1;
+            let (kind, mut object) = match mutation {
+                Mutation::Keep => return Ok(Ok(Written::Unchanged(previous))),
+                Mutation::Delete => match previous {
+                    None => return Ok(Ok(Written::Unchanged(None))),
+                    Some(obj) => (EventType::Deleted, obj),
                 },
-                obj,
-            ),
+                Mutation::Put(obj) => (
+                    if had {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    obj,
+                ),
+            };
+            // A deletion's record keeps the revision the object had (see `scan`).
+            let was = match kind {
+                EventType::Deleted => object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok()),
+                _ => None,
+            };
+            set_resource_version(&mut object, rev);
+            let event = Arc::new(Event {
+                rev,
+                kind,
+                group: key.group.clone(),
+                resource: key.resource.clone(),
+                namespace: key.namespace.clone(),
+                object,
+                previous: if kind == EventType::Modified {
+                    before
+                } else {
+                    None
+                },
+            });
+            let object_bytes = encode(&event.object);
+            let record = event_record(&event, &object_bytes, was);
+            let payload = wal_payload(rev, kind, &k, &record);
+            let prior = match kind {
+                EventType::Modified => current_bytes.as_deref(),
+                _ => None,
+            };
+            self.tree()
+                .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
+            if kind != EventType::Modified {
+                let collection = (
+                    key.group.as_str(),
+                    key.resource.as_str(),
+                    key.namespace.as_str(),
+                );
+                self.counts
+                    .changed(&guard, collection, kind == EventType::Added);
+            }
+            self.rev.store(rev, Ordering::SeqCst);
+            let mut pending = self.lock_pending();
+            pending.events.push(event.clone());
+            crate::wal::frame(&payload, &mut pending.records);
+            drop(pending);
+            let written = match kind {
+                EventType::Deleted => Written::Deleted(event.object.clone()),
+                _ => Written::Stored(event.object.clone()),
+            };
+            (written, rev)
         };
-        // A deletion's record keeps the revision the object had (see `scan`).
-        let was = match kind {
-            EventType::Deleted => object
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .and_then(|r| r.parse().ok()),
-            _ => None,
-        };
-        set_resource_version(&mut object, rev);
-        let event = Arc::new(Event {
-            rev,
-            kind,
-            group: key.group.clone(),
-            resource: key.resource.clone(),
-            namespace: key.namespace.clone(),
-            object,
-            previous: if kind == EventType::Modified {
-                before
-            } else {
-                None
-            },
-        });
-        let object_bytes = encode(&event.object);
-        let record = event_record(&event, &object_bytes, was);
-        let payload = wal_payload(rev, kind, &k, &record);
-        let prior = match kind {
-            EventType::Modified => current_bytes.as_deref(),
-            _ => None,
-        };
-        self.tree()
-            .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
-        if kind != EventType::Modified {
-            let collection = (
-                key.group.as_str(),
-                key.resource.as_str(),
-                key.namespace.as_str(),
-            );
-            self.counts
-                .changed(guard, collection, kind == EventType::Added);
-        }
-        self.rev.store(rev, Ordering::SeqCst);
-        let mut pending = self.lock_pending();
-        pending.events.push(event.clone());
-        crate::wal::frame(&payload, &mut pending.records);
-        drop(pending);
-        let written = match kind {
-            EventType::Deleted => Written::Deleted(event.object.clone()),
-            _ => Written::Stored(event.object.clone()),
-        };
-        Ok(Ok((written, Some(rev))))
-    }
-
-    /// After writes up to `rev` were queued: wakes the group commit, and compacts the
-    /// history once it exceeds its window by an eighth, so the cost is amortised and the
-    /// window holds at least `history_events` events.
-    fn written(&self, rev: u64) -> Result<()> {
         self.wake.notify_one();
+        // Compact once the history exceeds its window by an eighth, so the cost is
+        // amortised and the window holds at least `history_events` events.
         let slack = (self.history_events / 8).max(1);
         if rev.saturating_sub(self.compacted_revision()) > self.history_events + slack {
             self.compact(rev)?;
         }
-        Ok(())
+        self.wait_durable(rev).await?;
+        Ok(Ok(written))
     }
 
     /// Waits until `rev` is on disk.
@@ -956,50 +889,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn many_writes_under_one_lock_are_durable_and_published_in_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-        let mut events = store.subscribe();
-        for name in ["a", "b", "c"] {
-            let obj = json!({"metadata": {"name": name}});
-            store
-                .mutate::<()>(&key(name), |_| Ok(Mutation::Put(obj)))
-                .await
-                .expect("store")
-                .expect("decide");
-        }
-        let keys: Vec<ObjectKey> = ["a", "missing", "b", "c"].into_iter().map(key).collect();
-        // a goes, missing has nothing to delete, b is refused, c is kept.
-        let done = store
-            .mutate_many(&keys, |k, cur| match k.name.as_str() {
-                "b" => Err("refused"),
-                "c" => Ok(Mutation::Keep),
-                _ => Ok(if cur.is_some() {
-                    Mutation::Delete
-                } else {
-                    Mutation::Keep
-                }),
-            })
-            .await
-            .expect("store");
-        assert!(matches!(done[0], Ok(Written::Deleted(_))));
-        assert!(matches!(done[1], Ok(Written::Unchanged(None))));
-        assert!(matches!(done[2], Err("refused")));
-        assert!(matches!(done[3], Ok(Written::Unchanged(Some(_)))));
-        assert_eq!(store.durable_revision(), 4, "durable on return");
-        let mut seen = Vec::new();
-        while let Ok(ev) = events.try_recv() {
-            seen.push((ev.rev, ev.kind, ev.object["metadata"]["name"].clone()));
-        }
-        assert_eq!(seen.last(), Some(&(4, EventType::Deleted, json!("a"))));
-        assert_eq!(seen.len(), 4);
-        drop(store);
-        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
-        assert!(reopened.get(&key("a")).expect("get").is_none());
-        assert!(reopened.get(&key("b")).expect("get").is_some());
-    }
-
-    #[tokio::test]
     async fn log_rotation_checkpoints_and_compaction_keep_every_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig {
@@ -1035,16 +924,7 @@ mod tests {
         }
         assert!(segments <= 3, "{segments} segments left");
         drop(store);
-        // A checkpoint still flushing holds sled's file lock until it ends.
-        let mut reopened = Store::open(dir.path(), config.clone());
-        for _ in 0..300 {
-            if reopened.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            reopened = Store::open(dir.path(), config.clone());
-        }
-        let reopened = reopened.expect("reopen");
+        let reopened = Store::open(dir.path(), config).expect("reopen");
         assert_eq!(reopened.current_revision(), 400);
         for i in [0, 199, 399] {
             let obj = reopened
