@@ -219,6 +219,9 @@ in_root() {
   # shellcheck disable=SC2016 # expanded by the inner bash
   unshare --mount --propagation private --pid --kill-child -- /bin/bash -euc '
     root=$1 rustup=$2 cargo_bin=$3 script=$4 ca_env=$5
+    # The root is a mount point, as / is on a real machine: `ip -n` and `ip netns exec`
+    # run `mount --make-rslave /`, which fails (EINVAL) on a plain directory.
+    mount --bind "$root" "$root"
     mount --rbind /dev "$root/dev"
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
