@@ -21,7 +21,7 @@
 //!   this cache, never at foreign bytes: the index affects which of our artifacts is
 //!   loaded, not whether it is one.
 //!
-//! Loading an artifact goes through [`mapped`], the one module allowed `unsafe` code: the
+//! Loading an artifact goes through [`mapped`], a module allowed `unsafe` code: the
 //! artifact is mapped (`Component::deserialize_file`), so its code pages and the initial
 //! linear-memory images (copy-on-write, `Config::memory_init_cow`) come from the page
 //! cache on first touch instead of being copied at load.
@@ -214,11 +214,14 @@ impl CompileCache {
             ms = started.elapsed().as_millis() as u64,
             "compiled"
         );
-        write_atomic(&artifact, &code).map_err(|source| Error::Write {
+        let written = write_atomic(&artifact, &code);
+        drop(code);
+        // The compile's working memory is free now; without this the process keeps it.
+        crate::heap::give_back();
+        written.map_err(|source| Error::Write {
             path: artifact.clone(),
             source,
         })?;
-        drop(code);
         evict_from_page_cache(&artifact);
         let c = mapped::component(engine, &artifact).map_err(|source| Error::Load {
             path: artifact.clone(),

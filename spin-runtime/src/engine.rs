@@ -220,6 +220,11 @@ impl RuntimeEngine {
         // JS SDK's component) to Cranelift; unoptimised, they cost ~10 % less compile
         // CPU (`wasmtime compile -C compiler=winch -O opt-level=0`: 1.49–1.57 vs 1.69 s).
         config.cranelift_opt_level(wasmtime::OptLevel::None);
+        // ... and with the single-pass register allocator instead of the backtracking
+        // one, the whole compile takes 6 % (JS) to 15 % (Python) less wall time
+        // (`wasmtime compile -C compiler=winch -O opt-level=0 -O
+        // regalloc-algorithm=single-pass`: JS 0.79 vs 0.85 s, Python 0.88 vs 1.02 s).
+        config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
         if self.options.fast_tier == FastTier::MvpOnly {
             config.wasm_features(
                 wasmtime::WasmFeatures::all()

@@ -76,6 +76,7 @@ pub mod engine;
 pub mod files;
 pub mod filled_stream;
 pub mod headers;
+pub mod heap;
 pub mod http_client;
 pub mod http_p3;
 pub mod http_trigger;

@@ -244,6 +244,9 @@ fn optimise(engine: &Engine, cache: &CompileCache, base: &Linker<InstanceState>,
             }
         }
     }
+    // The fast tier's code and the compiles' working memory are free (or will be when
+    // the requests still on Winch's code end): give the heap back.
+    crate::heap::give_back();
 }
 
 /// Lowers the calling thread's scheduling priority (Linux: per thread). Advisory.

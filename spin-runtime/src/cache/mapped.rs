@@ -1,4 +1,5 @@
-//! Mapping compiled artifacts: the one place in the workspace allowed `unsafe` code.
+//! Mapping compiled artifacts: one of the workspace's two modules allowed `unsafe` code
+//! (the other, [`crate::heap`], calls `malloc_trim`).
 //!
 //! This module owns the single call to `Component::deserialize_file`, which maps a
 //! precompiled artifact instead of reading and copying it (code pages and copy-on-write
