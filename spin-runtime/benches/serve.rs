@@ -24,7 +24,8 @@
 //! cancels) and measures, for each:
 //!
 //! 1. spawn → first 200 on `GET /` (polled with raw HTTP/1.1 requests every 0.5 ms), with
-//!    the compile cache warm (one untimed start of each server precedes the repeats); a
+//!    the compile cache warm (one untimed start of each server precedes the repeats;
+//!    spinlet's with `SPINLET_FAST_TIER=off`, so it stores Cranelift's code); a
 //!    repeat's figure is the median of `SPINLET_BENCH_STARTS` (default 6) extra starts
 //!    plus the start of the server measured next, since one start is a noisy sample;
 //! 2. VmRSS after `SPINLET_BENCH_IDLE_SECS` (default 2) idle;
@@ -286,12 +287,17 @@ struct Server {
 
 impl Server {
     fn start(setup: &Setup, peer: Peer, timeout: Duration) -> Server {
+        Self::start_with(setup, peer, timeout, &[])
+    }
+
+    fn start_with(setup: &Setup, peer: Peer, timeout: Duration, env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
         let log = setup
             .scratch
             .join(format!("{}-{}.log", peer.name(), addr.port()));
         let log = std::fs::File::create(&log).expect("log file");
         let mut cmd = setup.command(peer, addr);
+        cmd.envs(env.iter().copied());
         let t0 = Instant::now();
         let mut child = cmd
             .stdin(Stdio::null())
@@ -619,10 +625,21 @@ fn bench_app(app: &BenchApp, spinlet: &Path, wasmtime: &Path, cfg: &Config, tck:
         app.wasmtime_args.join(" ")
     );
     println!("loadavg at start: {}", loadavg());
-    // Untimed starts fill both compile caches and the page cache.
-    for peer in [Peer::Spinlet, Peer::Wasmtime] {
-        drop(Server::start(&setup, peer, Duration::from_secs(300)));
-    }
+    // Untimed starts fill both compile caches and the page cache. spinlet's compiles with
+    // Cranelift before serving: a cold start on the fast tier (Winch) would be stopped
+    // before its background compile stored the optimised code, and every timed start
+    // would be cold again.
+    drop(Server::start_with(
+        &setup,
+        Peer::Spinlet,
+        Duration::from_secs(300),
+        &[("SPINLET_FAST_TIER", "off")],
+    ));
+    drop(Server::start(
+        &setup,
+        Peer::Wasmtime,
+        Duration::from_secs(300),
+    ));
     let mut results = Results::new();
     for rep in 1..=cfg.repeats {
         eprintln!("[{} repeat {rep}]", app.key);
