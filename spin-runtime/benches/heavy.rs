@@ -12,7 +12,9 @@
 //! the tests' builders, cached by content hash), served as one component `hello` on
 //! `/...`; `GET /` answers the SDK's greeting. Both import Spin interfaces, which `wasmtime
 //! serve` cannot link, so `js-bare` (`tests/apps/js-bare`: the JS hello without Spin
-//! imports) is the app both servers run. `SPINLET_HEAVY_APPS` picks them (`js,js-bare,py`).
+//! imports) and `py-bare` (`tests/apps/python-bare`: a Python hello of the
+//! `wasi:http/proxy` world) are the apps both servers run. `SPINLET_HEAVY_APPS` picks them
+//! (`js,js-bare,py,py-bare`).
 //!
 //! Part 1, in process (this crate's API, release build), per app: where a warm load's
 //! time goes, each step timed with `Instant`, median and min–max of
@@ -111,6 +113,12 @@ const APPS: &[HeavyApp] = &[
         key: "py",
         what: "Python SDK hello (componentize-py, world spin-http)",
         build: || common::toolchains::build_python_app("python-hello"),
+        greeting: "Hello from the Python SDK",
+    },
+    HeavyApp {
+        key: "py-bare",
+        what: "Python hello without Spin imports (tests/apps/python-bare, world wasi:http/proxy), which `wasmtime serve` links",
+        build: || common::toolchains::build_python_proxy_app("python-bare"),
         greeting: "Hello from the Python SDK",
     },
 ];
@@ -570,7 +578,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let keys = std::env::var("SPINLET_HEAVY_APPS").unwrap_or_else(|_| "js,js-bare,py".into());
+    let keys =
+        std::env::var("SPINLET_HEAVY_APPS").unwrap_or_else(|_| "js,js-bare,py,py-bare".into());
     let parts = std::env::var("SPINLET_HEAVY_PARTS").unwrap_or_else(|_| "1,2".into());
     let servers = Servers {
         spinlet: host::spinlet_bin().unwrap_or_else(|e| fail(&e)),

@@ -1,7 +1,8 @@
 //! End-to-end: the Python test app (`tests/apps/python-hello`), built with spin-sdk and
 //! componentize-py from PyPI, served by the real `spinlet run` from a directory and from
 //! a registry. componentize-py targets the whole `spin-http` world, so this also proves
-//! that every Spin interface links.
+//! that every Spin interface links; and a Python component of the plain `wasi:http/proxy`
+//! world (`tests/apps/python-bare`).
 
 mod common;
 
@@ -23,4 +24,31 @@ fn python_sdk_app_is_served_from_a_directory_and_a_registry() {
             );
         },
     );
+}
+
+/// A Python component of the plain `wasi:http/proxy` world (no Spin imports, as Spin also
+/// runs): `tests/apps/python-bare`, the heavy-apps bench's app for `wasmtime serve`.
+#[test]
+fn python_component_of_the_wasi_http_proxy_world_is_served() {
+    let wasm = common::toolchains::build_python_proxy_app("python-bare");
+    let app = common::app_with_manifest(
+        "python-bare",
+        &wasm,
+        r#"spin_manifest_version = 2
+[application]
+name = "python-bare"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "{wasm}"
+"#,
+    );
+    let spinlet = common::Spinlet::start(&app, common::Start::default());
+    for path in ["/", "/any/path?q=1"] {
+        let r = spinlet.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        assert_eq!(r.text(), "Hello from the Python SDK", "GET {path}");
+    }
+    spinlet.stop();
 }

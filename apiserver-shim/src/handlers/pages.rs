@@ -277,10 +277,11 @@ struct Filler<'a, K> {
     items: Vec<Item>,
     /// The key of the page's last object.
     last_key: Option<(String, String)>,
-    /// Objects after the page (counted only without selectors, when not `counted`).
+    /// Objects after the page (counted only without selectors, when the size is not known).
     remaining: u64,
-    /// The collection's size is known: the walk stops at the first object after the page.
-    counted: bool,
+    /// The collection's size at the scan's revision, once the scan's start learnt it: then
+    /// the walk stops at the first object after the page.
+    count: &'a Cell<Option<u64>>,
     more: bool,
 }
 
@@ -324,7 +325,7 @@ impl<K: Fn(&Value) -> bool> Filler<'_, K> {
             }
             return Ok(Visit::Next);
         }
-        if self.counted && !self.filtered {
+        if self.count.get().is_some() && !self.filtered {
             self.more = true;
             return Ok(Visit::Stop);
         }
@@ -393,6 +394,7 @@ pub(crate) fn page(
     // The changed objects after the continue key, in key order, as they were.
     let then: RefCell<Vec<(Key, Option<Value>)>> = RefCell::default();
     let mut cursor = 0;
+    let count_now: Cell<Option<u64>> = Cell::new(None);
     let mut filler = Filler {
         keep,
         limit: usize::try_from(limit.max(0)).unwrap_or(usize::MAX),
@@ -401,7 +403,7 @@ pub(crate) fn page(
         items: Vec::new(),
         last_key: None,
         remaining: 0,
-        counted: false,
+        count: &count_now,
         more: false,
     };
     // The collection's size at the scan's revision (without selectors, when the token
@@ -410,7 +412,6 @@ pub(crate) fn page(
         None => Some(0),
         Some(t) => t.offset,
     };
-    let count_now: Cell<Option<u64>> = Cell::new(None);
     let mut stopped = false;
     let scanned_at = api.store.scan(
         collection,
@@ -437,7 +438,6 @@ pub(crate) fn page(
             Ok(())
         },
         |stored| {
-            filler.counted = count_now.get().is_some();
             let then = then.borrow();
             let here = (stored.namespace, stored.name);
             // Objects changed since, sorting before this one (or this one itself).
@@ -469,7 +469,6 @@ pub(crate) fn page(
         });
     }
     if !stopped {
-        filler.counted = count_now.get().is_some();
         for (_, was) in then.borrow().iter().skip(cursor) {
             if let Some(was) = was {
                 if filler.offer(|| Ok(was.clone()))? == Visit::Stop {

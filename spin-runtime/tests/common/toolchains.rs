@@ -137,8 +137,40 @@ fn python_venv(requirements: &Path) -> PathBuf {
     venv
 }
 
-/// Builds the Python app `tests/apps/<name>` (module `app`) into a component.
+/// Builds the Python app `tests/apps/<name>` (module `app`) into a component of the Spin
+/// SDK's `spin-http` world.
 pub fn build_python_app(name: &str) -> PathBuf {
+    build_python(name, true, |_| vec!["-w".into(), "spin-http".into()])
+}
+
+/// Builds the Python app `tests/apps/<name>` (module `app`) into a component of the
+/// `wasi:http/proxy@0.2.0` world only (no Spin imports, so `wasmtime serve` links it), from
+/// the WASI WIT that spin-sdk ships. The venv is not activated: through an activated one
+/// componentize-py also reads spin-sdk's own configuration, which names the bindings after
+/// the SDK's world.
+pub fn build_python_proxy_app(name: &str) -> PathBuf {
+    build_python(name, false, |venv| {
+        let lib = venv.join("lib");
+        let wit = std::fs::read_dir(&lib)
+            .expect("venv lib dir")
+            .flatten()
+            .map(|e| e.path().join("site-packages/spin_sdk/wit"))
+            .find(|p| p.is_dir())
+            .expect("spin-sdk's WIT in the venv (requirements.txt must list spin-sdk)");
+        vec![
+            "-d".into(),
+            wit.into_os_string(),
+            "-w".into(),
+            "wasi:http/proxy@0.2.0".into(),
+        ]
+    })
+}
+
+fn build_python(
+    name: &str,
+    activate: bool,
+    world: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+) -> PathBuf {
     build_cached(name, |work| {
         let venv = python_venv(&work.join("requirements.txt"));
         let bin = venv.join("bin");
@@ -146,14 +178,15 @@ pub fn build_python_app(name: &str) -> PathBuf {
             &std::env::var_os("PATH").unwrap_or_default(),
         )))
         .expect("PATH");
-        // As with an activated venv: componentize-py finds spin-sdk's WIT through it.
+        let mut cmd = Command::new(bin.join("componentize-py"));
+        cmd.current_dir(work).env("PYTHONDONTWRITEBYTECODE", "1");
+        if activate {
+            // As with an activated venv: componentize-py finds spin-sdk's WIT through it.
+            cmd.env("VIRTUAL_ENV", &venv).env("PATH", path);
+        }
         run(
-            Command::new(bin.join("componentize-py"))
-                .current_dir(work)
-                .env("VIRTUAL_ENV", &venv)
-                .env("PATH", path)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .args(["-w", "spin-http", "componentize", "app", "-o", "app.wasm"]),
+            cmd.args(world(&venv))
+                .args(["componentize", "app", "-o", "app.wasm"]),
             "componentize-py",
         );
         work.join("app.wasm")
