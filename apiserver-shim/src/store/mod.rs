@@ -3,13 +3,15 @@
 //!
 //! Owns durability and ordering. Each write takes the store's write lock, reads the
 //! current object, lets the caller decide (`Mutation`), assigns the next revision, writes
-//! object + event + counter in one atomic sled batch and releases the lock. The caller then
-//! waits for the *group commit*: a single flusher task flushes sled once for every write
-//! that arrived meanwhile, and only then publishes the events to watchers and acknowledges
-//! the writers. So an acknowledged write is on disk, watchers never see a write that could
-//! be lost, and revisions are delivered in order.
+//! previous object + event + object + counter to sled, one operation each
+//! (`apply_write` says why not a batch), and releases the lock. The caller then waits for
+//! the *group commit*: one task appends the writes that arrived meanwhile to the
+//! write-ahead log and syncs it, and only then publishes the events to watchers and
+//! acknowledges the writers. So an acknowledged write is on disk, watchers never see a
+//! write that could be lost, and revisions are delivered in order; after a crash the log's
+//! replay completes a write sled holds only part of.
 //!
-//! Key layout (one tree, so one batch is atomic):
+//! Key layout (one tree):
 //! - `o<group>\0<resource>\0<namespace>\0<name>` → object JSON
 //! - `e<revision u64 BE>` → event record JSON (the watch history)
 //! - `p<revision u64 BE>` → for a modification, the object as it was before it (what a
@@ -443,8 +445,7 @@ impl Store {
                 EventType::Modified => current_bytes.as_deref(),
                 _ => None,
             };
-            self.tree()
-                .apply_batch(write_batch(rev, kind, k, &record, object_bytes, prior))?;
+            apply_write(&self.tree(), rev, kind, &k, &record, object_bytes, prior)?;
             if kind != EventType::Modified {
                 let collection = (
                     key.group.as_str(),
@@ -630,28 +631,41 @@ fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8>
     out
 }
 
-/// The sled batch of one write: its history event (with, for a modification, the object
-/// before it), the object (or its removal) and the revision counter, applied atomically.
+/// Applies one write to sled: a modification's previous object, the history event, the
+/// object (or its removal), then the revision counter — one operation each, in that order,
+/// not a `sled::Batch`. sled 0.34 writes its log buffer out before and after every batch
+/// (`pin_log` rolls it twice) and each of those writes waits for the disk: a batch per
+/// API write cost ~2.6 device writes (15,000 a second at 5,800 Event creates a second,
+/// the disk's limit here). Single operations fill the buffer, which goes out when full or
+/// at a checkpoint. Atomicity comes from the write-ahead log instead: sled recovers a
+/// prefix of its log, so after a crash it holds a prefix of these operations, and replay
+/// re-applies every record newer than the revision counter, written last. The previous
+/// object goes first so that replay finds it even when the object was already replaced.
+/// An I/O error part-way leaves sled failed: every later operation returns the error.
 /// `object_bytes` are the tail of `record`.
-fn write_batch(
+fn apply_write(
+    tree: &sled::Tree,
     rev: u64,
     kind: EventType,
-    key: Vec<u8>,
+    key: &[u8],
     record: &[u8],
     object_bytes: Vec<u8>,
     prior: Option<&[u8]>,
-) -> sled::Batch {
-    let mut batch = sled::Batch::default();
-    batch.insert(event_key(rev).to_vec(), record);
+) -> Result<()> {
     if let Some(prior) = prior {
-        batch.insert(previous_key(rev).to_vec(), prior);
+        tree.insert(previous_key(rev), prior)?;
     }
+    tree.insert(event_key(rev), record)?;
     match kind {
-        EventType::Deleted => batch.remove(key),
-        _ => batch.insert(key, object_bytes),
+        EventType::Deleted => {
+            tree.remove(key)?;
+        }
+        _ => {
+            tree.insert(key, object_bytes)?;
+        }
     }
-    batch.insert(REV_KEY, &rev.to_be_bytes());
-    batch
+    tree.insert(REV_KEY, &rev.to_be_bytes())?;
+    Ok(())
 }
 
 /// One write's write-ahead log payload: `rev u64 BE | kind u8 | key len u32 BE | key |
@@ -690,18 +704,16 @@ fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> 
             EventType::Deleted => Vec::new(),
             _ => object_of_record(record)?.to_vec(),
         };
+        // A crash may have left this record's previous object and even its object applied
+        // (not its revision counter): the previous object, when there, is the one to keep.
         let prior = match kind {
-            EventType::Modified => tree.get(key)?,
+            EventType::Modified => match tree.get(previous_key(r))? {
+                Some(p) => Some(p),
+                None => tree.get(key)?,
+            },
             _ => None,
         };
-        tree.apply_batch(write_batch(
-            r,
-            kind,
-            key.to_vec(),
-            record,
-            object_bytes,
-            prior.as_deref(),
-        ))?;
+        apply_write(tree, r, kind, key, record, object_bytes, prior.as_deref())?;
         rev = r;
         replayed += 1;
     }
@@ -837,6 +849,44 @@ mod tests {
             namespace: "default".into(),
             name: name.into(),
         }
+    }
+
+    /// A crash between a write's operations (sled holds a prefix of them: here the
+    /// previous object, the event and the new object, not the revision counter): the
+    /// replay keeps the previous object that was written first, not the replaced object.
+    #[tokio::test]
+    async fn a_write_cut_short_by_a_crash_is_replayed_with_its_previous_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        for v in ["one", "two"] {
+            let obj = json!({"metadata": {"name": "a"}, "data": {"v": v}});
+            store
+                .mutate::<()>(&key("a"), |_| Ok(Mutation::Put(obj)))
+                .await
+                .expect("store")
+                .expect("decide");
+        }
+        assert_eq!(store.durable_revision(), 2);
+        drop(store);
+        // What a crash before the revision counter's write leaves (the log keeps record 2).
+        {
+            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let tree = db.open_tree("objects").expect("tree");
+            tree.insert(REV_KEY, &1u64.to_be_bytes()).expect("rewind");
+            db.flush().expect("flush");
+        }
+        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        assert_eq!(reopened.current_revision(), 2);
+        let got = reopened.get(&key("a")).expect("get").expect("stored");
+        assert_eq!(got["data"]["v"], "two");
+        let history = reopened
+            .history_with_previous(1, 2)
+            .expect("read")
+            .expect("in window");
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].kind, EventType::Modified);
+        let previous = history[0].previous.as_ref().expect("previous object");
+        assert_eq!(previous["data"]["v"], "one", "{previous}");
     }
 
     #[tokio::test]
