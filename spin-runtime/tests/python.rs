@@ -31,19 +31,7 @@ fn python_sdk_app_is_served_from_a_directory_and_a_registry() {
 #[test]
 fn python_component_of_the_wasi_http_proxy_world_is_served() {
     let wasm = common::toolchains::build_python_proxy_app("python-bare");
-    let app = common::app_with_manifest(
-        "python-bare",
-        &wasm,
-        r#"spin_manifest_version = 2
-[application]
-name = "python-bare"
-[[trigger.http]]
-route = "/..."
-component = "hello"
-[component.hello]
-source = "{wasm}"
-"#,
-    );
+    let app = common::app_with_manifest("python-bare", &wasm, common::ONE_COMPONENT_MANIFEST);
     let spinlet = common::Spinlet::start(&app, common::Start::default());
     for path in ["/", "/any/path?q=1"] {
         let r = spinlet.get(path);

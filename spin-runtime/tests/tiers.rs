@@ -27,18 +27,7 @@ fn write_app(dir: &Path, wasm: &Path) -> PathBuf {
     std::fs::create_dir_all(&app).expect("app dir");
     std::fs::write(
         app.join("spin.toml"),
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "tiers"
-[[trigger.http]]
-route = "/..."
-component = "hello"
-[component.hello]
-source = "{}"
-"#,
-            wasm.display()
-        ),
+        common::ONE_COMPONENT_MANIFEST.replace("{wasm}", &wasm.to_string_lossy()),
     )
     .expect("manifest");
     app

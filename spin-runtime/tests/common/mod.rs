@@ -526,6 +526,18 @@ fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// A manifest serving one component, `hello`, on every path (`{wasm}`: its Wasm file), for
+/// [`app_with_manifest`].
+pub const ONE_COMPONENT_MANIFEST: &str = r#"spin_manifest_version = 2
+[application]
+name = "hello"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "{wasm}"
+"#;
+
 /// Writes `spin.toml` into a fresh scratch dir, with `{wasm}` replaced by the app's path.
 pub fn app_with_manifest(name: &str, wasm: &Path, manifest: &str) -> PathBuf {
     let dir = scratch_dir(name);
