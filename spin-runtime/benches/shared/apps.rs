@@ -1,21 +1,8 @@
 //! The bench apps under `benches/apps/<dir>`, shared by the `serve` and `phases` benches:
 //! built with the test harness's builder (cached by a hash of their sources) and given a
-//! one-route manifest (`/...` → the component).
+//! one-route manifest (`/...` → the component, `common::ONE_COMPONENT_MANIFEST`).
 
 use std::path::{Path, PathBuf};
-
-const MANIFEST: &str = r#"spin_manifest_version = 2
-
-[application]
-name = "{name}"
-
-[[trigger.http]]
-route = "/..."
-component = "hello"
-
-[component.hello]
-source = "{wasm}"
-"#;
 
 /// Builds `benches/apps/<dir>` for `target` and writes an app directory named
 /// `scratch_name` around it; returns the `.wasm` and the app directory.
@@ -24,7 +11,10 @@ pub fn hello_app(dir: &str, target: &str, scratch_name: &str) -> (PathBuf, PathB
         .join("benches/apps")
         .join(dir);
     let wasm = crate::common::build_app_in(&crate_dir, target);
-    let manifest = MANIFEST.replace("{name}", dir);
-    let app_dir = crate::common::app_with_manifest(scratch_name, &wasm, &manifest);
+    let app_dir = crate::common::app_with_manifest(
+        scratch_name,
+        &wasm,
+        crate::common::ONE_COMPONENT_MANIFEST,
+    );
     (wasm, app_dir)
 }
