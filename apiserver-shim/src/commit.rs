@@ -42,7 +42,15 @@ pub async fn run(store: Weak<Store>, wake: Arc<Notify>, wal: Wal) {
         // A rotation must not race the checkpoint that prepares the next segment.
         if log.would_rotate(pending.records.len()) {
             if let Some(handle) = checkpoint.take() {
+                let waited = std::time::Instant::now();
+                let running = !handle.is_finished();
                 finish(handle, &mut log).await;
+                if running {
+                    tracing::debug!(
+                        waited_ms = waited.elapsed().as_secs_f64() * 1e3,
+                        "rotation waited for the checkpoint"
+                    );
+                }
             }
         }
         let records = pending.records;
@@ -94,10 +102,18 @@ fn start_checkpoint(store: &Store, log: &Wal, keep_from: u64) -> Checkpoint {
     let (tree, sled_log) = (store.tree(), store.sled_log());
     let (dir, segment_bytes) = (log.dir(), log.segment_bytes());
     tokio::task::spawn_blocking(move || {
-        tree.flush().map_err(|e| format!("flushing sled: {e}"))?;
+        let started = std::time::Instant::now();
+        let flushed = tree.flush().map_err(|e| format!("flushing sled: {e}"))?;
+        let flush_ms = started.elapsed().as_secs_f64() * 1e3;
         sled_log
             .sync_data()
             .map_err(|e| format!("syncing sled's log: {e}"))?;
+        tracing::debug!(
+            flushed,
+            flush_ms,
+            sync_ms = started.elapsed().as_secs_f64() * 1e3 - flush_ms,
+            "checkpoint"
+        );
         wal::remove_before(&dir, keep_from).map_err(|e| e.to_string())?;
         let next = keep_from + 1;
         let file = wal::prepare_spare(&dir, next, segment_bytes).map_err(|e| e.to_string())?;

@@ -8,9 +8,9 @@
 //! arena (measured: 558 → 133 MB RSS, the rest is live or fragmented). Called after
 //! compile work, never on a request's path.
 //!
-//! Owns nothing; knows nothing of wasmtime. Besides [`crate::cache`]'s `mapped`, the
-//! one other module allowed `unsafe` code: the call is a plain FFI call into the C
-//! library, which no safe crate wraps. On other C libraries (musl: the static release
+//! Owns nothing; knows nothing of wasmtime. One of the three modules allowed `unsafe`
+//! code (with [`crate::cache`]'s `mapped` and [`crate::code_pages`]): the call is a plain
+//! FFI call into the C library, which no safe crate wraps. On other C libraries (musl: the static release
 //! binaries) it does nothing: musl's allocator returns freed memory itself.
 
 #![allow(unsafe_code)]

@@ -71,6 +71,7 @@
 pub mod app;
 pub mod cache;
 pub mod chaining;
+pub mod code_pages;
 pub mod componentize;
 pub mod engine;
 pub mod files;

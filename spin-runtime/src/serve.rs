@@ -159,6 +159,8 @@ pub fn serve(
             source,
         })?;
         on_listening(local, &app);
+        // Start-up is over: its code need not stay in this process's resident set.
+        crate::code_pages::release();
         crate::http_trigger::HttpServer::new(app.clone())
             .serve_on(&workers, listener, shutdown)
             .await?;

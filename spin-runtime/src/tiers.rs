@@ -245,8 +245,10 @@ fn optimise(engine: &Engine, cache: &CompileCache, base: &Linker<InstanceState>,
         }
     }
     // The fast tier's code and the compiles' working memory are free (or will be when
-    // the requests still on Winch's code end): give the heap back.
+    // the requests still on Winch's code end): give the heap back, and the compilers'
+    // code pages, which serving does not run.
     crate::heap::give_back();
+    crate::code_pages::release();
 }
 
 /// Lowers the calling thread's scheduling priority (Linux: per thread). Advisory.

@@ -51,7 +51,7 @@ pub fn stopping() {
 }
 
 /// Completes once Node `name` exists with its Ready condition True.
-async fn node_ready(client: kube::Client, name: &str) {
+pub(crate) async fn node_ready(client: kube::Client, name: &str) {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Node"));
     let nodes: Api<DynamicObject> = Api::all_with(client, &resource);
     loop {

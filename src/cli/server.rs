@@ -18,6 +18,10 @@ use apiserver_shim::{launch, pki};
 use crate::cli::agent::{parse_cidr, AgentFlags};
 use tokio_util::sync::CancellationToken;
 
+/// How long after the node is Ready start-up counts as over (the controllers' and the
+/// agent's first syncs).
+const START_UP_SETTLES: Duration = Duration::from_secs(3);
+
 /// Flags of `spinlet server`.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -284,6 +288,30 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             result
         }))
     };
+    // Start-up is over once the node is Ready and the controllers and the agent have
+    // had a moment for their first syncs: the code that only start-up ran need not stay
+    // in the server's resident set (spin_runtime::code_pages).
+    {
+        let client = crate::cli::agent::client_from_kubeconfig(&admin)
+            .await
+            .context("creating the start-up check's API client")?;
+        let node = (!args.disable_agent).then(|| node_name.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let settled = async {
+                if let Some(node) = node {
+                    crate::cli::notify::node_ready(client, &node).await;
+                }
+                tokio::time::sleep(START_UP_SETTLES).await;
+            };
+            tokio::select! {
+                () = settled => {
+                    let _ = tokio::task::spawn_blocking(spin_runtime::code_pages::release).await;
+                }
+                () = stop.cancelled() => {}
+            }
+        });
+    }
     // systemd (Type=notify): ready once the API answers and the node is Ready.
     if crate::cli::notify::wanted() {
         let client = crate::cli::agent::client_from_kubeconfig(&admin)

@@ -413,6 +413,10 @@ pub(crate) fn page(
         Some(t) => t.offset,
     };
     let mut stopped = false;
+    if !filtered && offset.is_some() {
+        // Counted before the scan takes the write lock: a first count walks every key.
+        api.store.learn_count(collection.0, collection.1)?;
+    }
     let scanned_at = api.store.scan(
         collection,
         start

@@ -19,9 +19,10 @@
 //!   selection, as etcd's `prevKV` and kube-apiserver's watch cache `PrevObject` do)
 //! - `mrev` → the current revision; `mcompacted` → oldest revision still in history.
 //!
-//! The sled database in use can be replaced by a fresh copy when deleted data leaves its
-//! file mostly empty (`generation`); reading a collection by pages and its changes since a
-//! revision is `scan`.
+//! The write path — one change's steps in order, the history record's format, deletions
+//! in bulk for sweeps — is `write`. The sled database in use can be replaced by a fresh
+//! copy when deleted data leaves its file mostly empty (`generation`); reading a
+//! collection by pages and its changes since a revision is `scan`.
 //!
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
 
@@ -30,9 +31,12 @@ mod generation;
 mod scan;
 #[cfg(test)]
 mod testing;
+mod write;
 
 pub use generation::Defragmented;
 pub use scan::{Change, Consistency, ScanStart, Stored, Visit};
+use write::apply_write;
+pub use write::DELETES_PER_HOLD;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -374,142 +378,11 @@ impl Store {
         Ok(n)
     }
 
-    /// Reads, decides and writes one object atomically, then waits until the write is
-    /// durable. `decide` sees the current object and returns the mutation or its own error;
-    /// the store sets `metadata.resourceVersion` on what it stores.
-    pub async fn mutate<E>(
-        &self,
-        key: &ObjectKey,
-        decide: impl FnOnce(Option<Value>) -> Result<Mutation, E>,
-    ) -> Result<Result<Written, E>>
-    where
-        E: Send,
-    {
-        let (written, rev) = {
-            let guard = self.lock();
-            let k = key.encode();
-            let current_bytes = self.tree().get(&k)?;
-            let current = match &current_bytes {
-                None => None,
-                Some(bytes) => Some(decode(&k, bytes)?),
-            };
-            let had = current.is_some();
-            let previous = current.clone();
-            let before = current.clone();
-            let mutation = match decide(current) {
-                Ok(m) => m,
-                Err(e) => return Ok(Err(e)),
-            };
-            let rev = self.current_revision() + 1;
-            let (kind, mut object) = match mutation {
-                Mutation::Keep => return Ok(Ok(Written::Unchanged(previous))),
-                Mutation::Delete => match previous {
-                    None => return Ok(Ok(Written::Unchanged(None))),
-                    Some(obj) => (EventType::Deleted, obj),
-                },
-                Mutation::Put(obj) => (
-                    if had {
-                        EventType::Modified
-                    } else {
-                        EventType::Added
-                    },
-                    obj,
-                ),
-            };
-            // A deletion's record keeps the revision the object had (see `scan`).
-            let was = match kind {
-                EventType::Deleted => object
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.parse().ok()),
-                _ => None,
-            };
-            set_resource_version(&mut object, rev);
-            let event = Arc::new(Event {
-                rev,
-                kind,
-                group: key.group.clone(),
-                resource: key.resource.clone(),
-                namespace: key.namespace.clone(),
-                object,
-                previous: if kind == EventType::Modified {
-                    before
-                } else {
-                    None
-                },
-            });
-            let object_bytes = encode(&event.object);
-            let record = event_record(&event, &object_bytes, was);
-            let payload = wal_payload(rev, kind, &k, &record);
-            let prior = match kind {
-                EventType::Modified => current_bytes.as_deref(),
-                _ => None,
-            };
-            apply_write(&self.tree(), rev, kind, &k, &record, object_bytes, prior)?;
-            if kind != EventType::Modified {
-                let collection = (
-                    key.group.as_str(),
-                    key.resource.as_str(),
-                    key.namespace.as_str(),
-                );
-                self.counts
-                    .changed(&guard, collection, kind == EventType::Added);
-            }
-            self.rev.store(rev, Ordering::SeqCst);
-            let mut pending = self.lock_pending();
-            pending.events.push(event.clone());
-            crate::wal::frame(&payload, &mut pending.records);
-            drop(pending);
-            let written = match kind {
-                EventType::Deleted => Written::Deleted(event.object.clone()),
-                _ => Written::Stored(event.object.clone()),
-            };
-            (written, rev)
-        };
-        self.wake.notify_one();
-        // Compact once the history exceeds its window by an eighth, so the cost is
-        // amortised and the window holds at least `history_events` events.
-        let slack = (self.history_events / 8).max(1);
-        if rev.saturating_sub(self.compacted_revision()) > self.history_events + slack {
-            self.compact(rev)?;
-        }
-        self.wait_durable(rev).await?;
-        Ok(Ok(written))
-    }
-
-    /// Waits until `rev` is on disk.
-    async fn wait_durable(&self, rev: u64) -> Result<()> {
-        let mut rx = self.durable.subscribe();
-        let state = rx
-            .wait_for(|d| d.rev >= rev || d.error.is_some())
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match &state.error {
-            Some(e) if state.rev < rev => Err(StoreError::Flush(e.clone())),
-            _ => Ok(()),
-        }
-    }
-
-    /// Drops history older than the configured window. The new oldest revision is
-    /// recorded first (so history reads answer 410 for what goes), then the old events are
-    /// removed off the write path in small batches: one large batch would hold sled's
-    /// batch lock, and so every writer, for milliseconds.
-    fn compact(&self, rev: u64) -> Result<()> {
-        let keep_from = rev.saturating_sub(self.history_events);
-        if keep_from <= self.compacted_revision() || self.compacting.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.tree()
-            .insert(COMPACTED_KEY, &keep_from.to_be_bytes())?;
-        self.compacted.store(keep_from, Ordering::SeqCst);
-        let (tree, busy) = (self.tree().clone(), self.compacting.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = remove_events_before(&tree, keep_from) {
-                tracing::warn!(error = %e, "compacting the watch history failed");
-            }
-            busy.store(false, Ordering::SeqCst);
-        });
-        Ok(())
+    /// Counts the objects of `group`/`resource` once, without the write lock, so a
+    /// snapshot scan's [`ScanStart::count`] finds them counted (see `counts`). Must not be
+    /// called with the write lock held.
+    pub fn learn_count(&self, group: &str, resource: &str) -> Result<()> {
+        self.counts.learn(&self.tree(), (group, resource))
     }
 
     /// Subscribes to published (durable) events.
@@ -597,91 +470,6 @@ impl Store {
         db.flush_async().await?;
         Ok(())
     }
-}
-
-/// The event's history record: the [`Event`] JSON, with the object's bytes spliced in so
-/// the object is serialised once per write. `was`: for a deletion, the object's revision
-/// before it.
-fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Head<'a> {
-        rev: u64,
-        #[serde(rename = "type")]
-        kind: EventType,
-        group: &'a str,
-        resource: &'a str,
-        namespace: &'a str,
-        /// For a deletion, the resourceVersion the object had (the event's object carries
-        /// the deletion's), so a snapshot older than the deletion can be rebuilt.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        was: Option<u64>,
-    }
-    let mut out = encode(&Head {
-        rev: event.rev,
-        kind: event.kind,
-        group: &event.group,
-        resource: &event.resource,
-        namespace: &event.namespace,
-        was,
-    });
-    out.pop(); // the closing brace
-    out.extend_from_slice(b",\"object\":");
-    out.extend_from_slice(object_bytes);
-    out.push(b'}');
-    out
-}
-
-/// Applies one write to sled: a modification's previous object, the history event, the
-/// object (or its removal), then the revision counter — one operation each, in that order,
-/// not a `sled::Batch`. sled 0.34 writes its log buffer out before and after every batch
-/// (`pin_log` rolls it twice) and each of those writes waits for the disk: a batch per
-/// API write cost ~2.6 device writes (15,000 a second at 5,800 Event creates a second,
-/// the disk's limit here). Single operations fill the buffer, which goes out when full or
-/// at a checkpoint. Atomicity comes from the write-ahead log instead: sled recovers a
-/// prefix of its log, so after a crash it holds a prefix of these operations, and replay
-/// re-applies every record newer than the revision counter, written last. The previous
-/// object goes first so that replay finds it even when the object was already replaced.
-/// An I/O error part-way leaves sled failed: every later operation returns the error.
-/// `object_bytes` are the tail of `record`.
-fn apply_write(
-    tree: &sled::Tree,
-    rev: u64,
-    kind: EventType,
-    key: &[u8],
-    record: &[u8],
-    object_bytes: Vec<u8>,
-    prior: Option<&[u8]>,
-) -> Result<()> {
-    if let Some(prior) = prior {
-        tree.insert(previous_key(rev), prior)?;
-    }
-    tree.insert(event_key(rev), record)?;
-    match kind {
-        EventType::Deleted => {
-            tree.remove(key)?;
-        }
-        _ => {
-            tree.insert(key, object_bytes)?;
-        }
-    }
-    tree.insert(REV_KEY, &rev.to_be_bytes())?;
-    Ok(())
-}
-
-/// One write's write-ahead log payload: `rev u64 BE | kind u8 | key len u32 BE | key |
-/// event record`, where the record ends with the object's bytes and `}`.
-fn wal_payload(rev: u64, kind: EventType, key: &[u8], record: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(13 + key.len() + record.len());
-    p.extend_from_slice(&rev.to_be_bytes());
-    p.push(match kind {
-        EventType::Added => 0,
-        EventType::Modified => 1,
-        EventType::Deleted => 2,
-    });
-    p.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    p.extend_from_slice(key);
-    p.extend_from_slice(record);
-    p
 }
 
 /// Replays the write-ahead log's records newer than sled's revision into sled and makes
@@ -887,6 +675,91 @@ mod tests {
         assert_eq!(history[0].kind, EventType::Modified);
         let previous = history[0].previous.as_ref().expect("previous object");
         assert_eq!(previous["data"]["v"], "one", "{previous}");
+    }
+
+    #[tokio::test]
+    async fn deletions_by_a_test_on_the_stored_bytes_are_events_like_any_deletion() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        // More than one hold of the lock's worth.
+        let names: Vec<String> = (0..DELETES_PER_HOLD + 8)
+            .map(|i| format!("o{i:03}"))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let age = if i % 2 == 0 { "old" } else { "new" };
+            let obj = json!({"metadata": {"name": name}, "age": age});
+            store
+                .mutate::<()>(&key(name), |_| Ok(Mutation::Put(obj)))
+                .await
+                .expect("store")
+                .expect("decide");
+        }
+        let before = store.current_revision();
+        let mut events = store.subscribe();
+        let mut keys: Vec<ObjectKey> = names.iter().map(|n| key(n)).collect();
+        keys.push(key("missing"));
+        let deleted = store
+            .delete_where(&keys, |stored| {
+                serde_json::from_slice::<Value>(stored).expect("stored JSON")["age"] == "old"
+            })
+            .await
+            .expect("delete");
+        let old = names.len().div_ceil(2);
+        assert_eq!(deleted, old);
+        // Durable once it returns, published in order, each with its own revision and the
+        // revision the object had.
+        assert_eq!(store.durable_revision(), before + old as u64);
+        let history = store
+            .history(before, store.current_revision())
+            .expect("read")
+            .expect("in window");
+        assert_eq!(history.len(), old);
+        for (n, ev) in history.iter().enumerate() {
+            let rev = before + 1 + n as u64;
+            assert_eq!((ev.rev, ev.kind), (rev, EventType::Deleted));
+            assert_eq!(ev.object["metadata"]["resourceVersion"], rev.to_string());
+            assert_eq!(ev.object["age"], "old");
+            let published = events.try_recv().expect("published");
+            assert_eq!(published.rev, rev);
+        }
+        for (i, name) in names.iter().enumerate() {
+            let kept = store.get(&key(name)).expect("get");
+            assert_eq!(kept.is_some(), i % 2 == 1, "{name}");
+        }
+        // A scan sees what is left; the changes since carry each object as it was.
+        let mut seen = Vec::new();
+        store
+            .scan(
+                ("", "configmaps", Some("default")),
+                None,
+                Consistency::Live,
+                |_| Ok(()),
+                |s| {
+                    seen.push(s.name.to_string());
+                    Ok(Visit::Next)
+                },
+            )
+            .expect("scan");
+        assert_eq!(seen.len(), names.len() - old);
+        let changes = store
+            .collection_changes(
+                ("", "configmaps", Some("default")),
+                before,
+                store.current_revision(),
+            )
+            .expect("changes")
+            .expect("in window");
+        assert_eq!(changes.len(), old);
+        assert!(changes.iter().all(|c| c.before.as_ref().is_some_and(|b| {
+            b["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse::<u64>().ok())
+                < Some(before + 1)
+        })));
+        drop(store);
+        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        assert_eq!(reopened.current_revision(), before + old as u64);
+        assert!(reopened.get(&key(&names[0])).expect("get").is_none());
     }
 
     #[tokio::test]

@@ -58,7 +58,8 @@ pub struct ScanStart<'a> {
 
 impl ScanStart<'_> {
     /// How many objects the collection holds at [`ScanStart::rev`], without walking it
-    /// (but for a resource's first count): known in a snapshot scan, `None` in a live one.
+    /// (a resource not counted before by [`Store::learn_count`] is walked here, under the
+    /// lock): known in a snapshot scan, `None` in a live one.
     pub fn count(&self) -> Result<Option<u64>> {
         let Some(held) = self.held else {
             return Ok(None);
