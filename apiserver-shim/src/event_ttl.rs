@@ -83,6 +83,11 @@ struct SeriesTimes<'a> {
     last_observed_time: Option<Cow<'a, str>>,
 }
 
+/// When a stored Event was last seen, from its JSON (`None` when it says nothing readable).
+fn stored_last_seen(stored: &[u8]) -> Option<jiff::Timestamp> {
+    serde_json::from_slice::<Times>(stored).ok()?.last_seen()
+}
+
 impl Times<'_> {
     fn last_seen(&self) -> Option<jiff::Timestamp> {
         [
@@ -146,9 +151,8 @@ impl Expiry {
             Consistency::Live,
             |_| Ok(()),
             |stored| {
-                let times: Times = serde_json::from_slice(stored.bytes()).unwrap_or_default();
                 let key = (stored.namespace.to_string(), stored.name.to_string());
-                expiry.note(key, times.last_seen());
+                expiry.note(key, stored_last_seen(stored.bytes()));
                 Ok(Visit::Next)
             },
         )?;
@@ -192,10 +196,7 @@ async fn delete(api: &Api, keys: Vec<Key>, cutoff: jiff::Timestamp) -> ApiResult
     let deleted = api
         .store
         .delete_where(&keys, |stored| {
-            serde_json::from_slice::<Times>(stored)
-                .ok()
-                .and_then(|t| t.last_seen())
-                .is_some_and(|t| t < cutoff)
+            stored_last_seen(stored).is_some_and(|t| t < cutoff)
         })
         .await?;
     Ok(deleted)
