@@ -294,7 +294,7 @@ mod tests {
 
         // What was kept is what a fresh count finds.
         drop(store);
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let store = crate::store::testing::reopen(dir.path(), StoreConfig::default()).await;
         assert_eq!(counts(&store), (3, 0, 2));
     }
 

@@ -757,7 +757,7 @@ mod tests {
                 < Some(before + 1)
         })));
         drop(store);
-        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        let reopened = testing::reopen(dir.path(), StoreConfig::default()).await;
         assert_eq!(reopened.current_revision(), before + old as u64);
         assert!(reopened.get(&key(&names[0])).expect("get").is_none());
     }
@@ -806,7 +806,7 @@ mod tests {
         assert_eq!(history[1].object["data"]["i"], 1);
         assert!(store.get(&key("a")).expect("get").is_none());
         drop(store);
-        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        let reopened = testing::reopen(dir.path(), StoreConfig::default()).await;
         assert_eq!(reopened.current_revision(), 3);
         assert!(reopened.get(&key("b")).expect("get").is_some());
     }
@@ -847,7 +847,7 @@ mod tests {
         }
         assert!(segments <= 3, "{segments} segments left");
         drop(store);
-        let reopened = Store::open(dir.path(), config).expect("reopen");
+        let reopened = testing::reopen(dir.path(), config).await;
         assert_eq!(reopened.current_revision(), 400);
         for i in [0, 199, 399] {
             let obj = reopened

@@ -33,3 +33,22 @@ pub(crate) async fn delete(store: &Store, k: &ObjectKey) {
         .expect("store write")
         .expect("no refusal");
 }
+
+/// Opens the store in `dir` again after the test dropped its handle. The store's
+/// background tasks (group commit, compaction) may still hold the database for a moment
+/// after the drop, and sled refuses a second opener meanwhile: retried for up to 10 s.
+pub(crate) async fn reopen(
+    dir: &std::path::Path,
+    config: super::StoreConfig,
+) -> std::sync::Arc<Store> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, config.clone()) {
+            Ok(store) => return store,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopening the store: {e}"),
+        }
+    }
+}
