@@ -83,6 +83,8 @@ pub struct HttpServer {
     draining: tokio::sync::watch::Sender<bool>,
     /// Connections being served, for the drain.
     open: std::sync::atomic::AtomicUsize,
+    /// Requests answered, for the serve path's idle release ([`crate::idle`]).
+    pub(crate) activity: crate::idle::Activity,
 }
 
 /// Counts one open connection while it lives.
@@ -110,6 +112,7 @@ impl HttpServer {
             origin: OnceLock::new(),
             draining: tokio::sync::watch::Sender::new(false),
             open: std::sync::atomic::AtomicUsize::new(0),
+            activity: crate::idle::Activity::default(),
         });
         let local: Weak<dyn LocalHandler> = Arc::downgrade(&server) as Weak<HttpServer>;
         server.app.local.register(local);
@@ -260,7 +263,9 @@ impl HttpServer {
             Target::Static(r) => static_response(r),
             Target::Component(component) => {
                 let component = component.clone();
-                self.serve_component(&component, &route, req, client).await
+                let response = self.serve_component(&component, &route, req, client).await;
+                self.activity.answered();
+                response
             }
         }
     }

@@ -81,6 +81,7 @@ pub mod heap;
 pub mod http_client;
 pub mod http_p3;
 pub mod http_trigger;
+pub mod idle;
 pub mod key_value;
 pub mod locked_app;
 pub mod manifest;

@@ -159,11 +159,22 @@ pub fn serve(
             source,
         })?;
         on_listening(local, &app);
-        // Start-up is over: its code need not stay in this process's resident set.
+        // Start-up is over: its code need not stay in this process's resident set; nor
+        // need the code requests ran, once they stop ([`crate::idle`]).
         crate::code_pages::release();
-        crate::http_trigger::HttpServer::new(app.clone())
-            .serve_on(&workers, listener, shutdown)
-            .await?;
+        let server = crate::http_trigger::HttpServer::new(app.clone());
+        let watched = server.clone();
+        let releaser = tokio::spawn(async move {
+            watched
+                .activity
+                .release_when_idle(crate::idle::QUIET, || {
+                    crate::code_pages::release();
+                })
+                .await
+        });
+        let served = server.serve_on(&workers, listener, shutdown).await;
+        releaser.abort();
+        served?;
         Ok::<(), Error>(())
     })?;
     drop(workers);
