@@ -34,13 +34,22 @@ pub fn spawn_ready(client: kube::Client, node: Option<String>, stop: Cancellatio
                 () = stop.cancelled() => return,
             }
         }
-        match sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-            Ok(()) => tracing::info!("told the service manager spinlet is ready"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)")
-            }
-        }
+        ready();
     });
+}
+
+/// Sends `READY=1` when a service manager is listening (the caller has seen what
+/// readiness means for it: the API answering, the Node Ready).
+pub fn ready() {
+    if !wanted() {
+        return;
+    }
+    match sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        Ok(()) => tracing::info!("told the service manager spinlet is ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)")
+        }
+    }
 }
 
 /// Sends `STOPPING=1` when a service manager is listening.

@@ -288,9 +288,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             result
         }))
     };
-    // Start-up is over once the node is Ready and the controllers and the agent have
-    // had a moment for their first syncs: the code that only start-up ran need not stay
-    // in the server's resident set (spin_runtime::code_pages).
+    // Once the API answers and the node is Ready, the server is ready: systemd
+    // (Type=notify) is told. Start-up is over a moment later, once the controllers and
+    // the agent have had their first syncs: the code that only start-up ran need not stay
+    // in the server's resident set (spin_runtime::code_pages). One API client and one
+    // wait on the Node serve both.
     {
         let client = crate::cli::agent::client_from_kubeconfig(&admin)
             .await
@@ -302,6 +304,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 if let Some(node) = node {
                     crate::cli::notify::node_ready(client, &node).await;
                 }
+                crate::cli::notify::ready();
                 tokio::time::sleep(START_UP_SETTLES).await;
             };
             tokio::select! {
@@ -311,14 +314,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 () = stop.cancelled() => {}
             }
         });
-    }
-    // systemd (Type=notify): ready once the API answers and the node is Ready.
-    if crate::cli::notify::wanted() {
-        let client = crate::cli::agent::client_from_kubeconfig(&admin)
-            .await
-            .context("creating the readiness check's API client")?;
-        let node = (!args.disable_agent).then(|| node_name.clone());
-        crate::cli::notify::spawn_ready(client, node, shutdown.clone());
     }
     tracing::info!(
         listen = %addr,

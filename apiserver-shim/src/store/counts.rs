@@ -143,18 +143,9 @@ impl Counts {
         if !self.begin(&key) {
             return Ok(());
         }
-        let prefix = prefix_bytes(group, resource, None);
-        let mut walked = Ok(());
-        for k in tree.scan_prefix(&prefix).keys() {
-            match k {
-                Ok(k) if self.step(&key, prefix.len(), &k) => {}
-                Ok(_) => break,
-                Err(e) => {
-                    walked = Err(e.into());
-                    break;
-                }
-            }
-        }
+        let walked = walk(tree, (group, resource), |k, namespace| {
+            self.step(&key, k, namespace)
+        });
         self.end(key, walked.is_ok());
         walked
     }
@@ -182,14 +173,13 @@ impl Counts {
 
     /// The walk reached `k`: counted unless it changed ahead of the walk. `false` when the
     /// resource is no longer being learnt (counted under the lock meanwhile).
-    fn step(&self, key: &ResourceKey, prefix_len: usize, k: &[u8]) -> bool {
+    fn step(&self, key: &ResourceKey, k: &[u8], namespace: &str) -> bool {
         let mut index = self.index();
         let Some(Entry::Learning(l)) = index.get_mut(key) else {
             return false;
         };
         if !l.touched.contains_key(k) {
-            l.walked
-                .add(&namespace_of(k.get(prefix_len..).unwrap_or_default()), 1);
+            l.walked.add(namespace, 1);
         }
         l.cursor.clear();
         l.cursor.extend_from_slice(k);
@@ -225,12 +215,11 @@ impl Counts {
         if !matches!(index.get(&key), Some(Entry::Known(_))) {
             // Not learnt yet, or being learnt: no write runs beside this walk, so its
             // count is the one at the current revision.
-            let prefix = prefix_bytes(group, resource, None);
             let mut counted = Resource::default();
-            for k in tree.scan_prefix(&prefix).keys() {
-                let k = k?;
-                counted.add(&namespace_of(k.get(prefix.len()..).unwrap_or_default()), 1);
-            }
+            walk(tree, (group, resource), |_, namespace| {
+                counted.add(namespace, 1);
+                true
+            })?;
             index.insert(key.clone(), Entry::Known(counted));
         }
         Ok(match (index.get(&key), namespace) {
@@ -239,6 +228,24 @@ impl Counts {
             _ => 0,
         })
     }
+}
+
+/// Walks the stored keys of `group`/`resource` in key order, giving `each` every key
+/// and its namespace (`""` for cluster-scoped objects), until `each` returns `false`.
+/// The one walk of both [`Counts::learn`] and [`Counts::get`].
+fn walk(
+    tree: &sled::Tree,
+    (group, resource): (&str, &str),
+    mut each: impl FnMut(&[u8], &str) -> bool,
+) -> Result<()> {
+    let prefix = prefix_bytes(group, resource, None);
+    for k in tree.scan_prefix(&prefix).keys() {
+        let k = k?;
+        if !each(&k, &namespace_of(k.get(prefix.len()..).unwrap_or_default())) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -250,7 +257,7 @@ mod tests {
 
     use futures::StreamExt;
 
-    use super::{prefix_bytes, Counts};
+    use super::Counts;
     use crate::store::testing::{cm, delete, put};
     use crate::store::{Store, StoreConfig};
 
@@ -308,7 +315,6 @@ mod tests {
         let counts = Counts::default();
         let lock = Mutex::new(());
         let resource = (String::new(), "configmaps".to_string());
-        let prefix = prefix_bytes("", "configmaps", None).len();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let tree = db.open_tree("t").unwrap();
         // Stored when the walk begins: a/1 a/3 a/5 b/7 b/9.
@@ -317,19 +323,19 @@ mod tests {
             let held = lock.lock().unwrap();
             counts.changed(&held, ("", "configmaps", ns), &key(ns, name), added);
         };
-        assert!(counts.step(&resource, prefix, &key("a", "1")));
+        assert!(counts.step(&resource, &key("a", "1"), "a"));
         change("a", "1", false); // behind the walk, which counted it
         change("a", "2", true); // ahead, so the walk never sees it
         change("a", "3", false); // ahead: the walk had read it just before
-        assert!(counts.step(&resource, prefix, &key("a", "3")));
-        assert!(counts.step(&resource, prefix, &key("a", "5")));
+        assert!(counts.step(&resource, &key("a", "3"), "a"));
+        assert!(counts.step(&resource, &key("a", "5"), "a"));
         change("a", "4", true); // behind, new
         change("a", "5", false); // behind, gone and back
         change("a", "5", true);
         change("b", "8", true); // ahead, come and gone
         change("b", "8", false);
-        assert!(counts.step(&resource, prefix, &key("b", "7")));
-        assert!(counts.step(&resource, prefix, &key("b", "9")));
+        assert!(counts.step(&resource, &key("b", "7"), "b"));
+        assert!(counts.step(&resource, &key("b", "9"), "b"));
         counts.end(resource.clone(), true);
         let get = |ns| {
             let held = lock.lock().unwrap();
