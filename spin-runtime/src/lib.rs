@@ -36,6 +36,8 @@
 //! - [`response_body`]: response bodies read ahead so a response leaves in one write;
 //! - [`http_p3`]: WASI 0.3 handlers, instances reused across concurrent requests;
 //! - [`workers`]: the serving threads, one single-threaded runtime per core;
+//! - [`code_pages`] and [`idle`]: the binary's code let go of once start-up is over and
+//!   each time requests stop (and [`heap`]: freed heap given back after a compile);
 //! - [`chaining`]: service chaining (`*.spin.internal`, `http://self`) in-process;
 //! - [`serve`]: the one serve path (path or OCI reference → pull → load → serve) that
 //!   `spinlet run` and the node agent's pod sandboxes share.
