@@ -359,6 +359,9 @@ pub struct LoadStats {
     /// Compiled with the fast tier, served from it until Cranelift's code replaces it
     /// ([`crate::tiers`]).
     pub fast_tier: usize,
+    /// Of those, mapped from Winch's code an earlier start stored (it was stopped before
+    /// its background compile stored Cranelift's).
+    pub fast_tier_cached: usize,
     /// Time spent loading.
     pub elapsed: Duration,
 }
@@ -700,6 +703,7 @@ pub fn load_manifest(
         loaded.insert(id.clone(), served);
     }
     let fast_tier = tiering.fast_files();
+    let fast_tier_cached = tiering.fast_hits();
     tiering.optimise_in_background(base);
 
     let mut entries = Vec::new();
@@ -726,6 +730,7 @@ pub fn load_manifest(
         cache_hits: engine.cache.hits(),
         compiled: engine.cache.misses(),
         fast_tier,
+        fast_tier_cached,
         elapsed: started.elapsed(),
     };
     Ok(App {

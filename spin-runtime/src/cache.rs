@@ -279,6 +279,49 @@ impl CompileCache {
         }
     }
 
+    /// The cache of another engine (e.g. the fast tier's, [`crate::tiers`]) beside this
+    /// one, under the same compiled-code directory.
+    pub fn beside(&self, engine: &Engine) -> Result<CompileCache, Error> {
+        let compiled = self.dir.parent().unwrap_or(Path::new("."));
+        CompileCache::open(engine, compiled)
+    }
+
+    /// `key`'s artifact of this engine, mapped, if one was stored.
+    pub fn find(&self, engine: &Engine, key: &SourceKey) -> Option<Component> {
+        let c = self.try_map(engine, &self.artifact(&key.hash))?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(c)
+    }
+
+    /// Stores `component`, compiled in memory by this cache's engine, as `key`'s
+    /// artifact, so that a later start maps it instead of compiling.
+    pub fn store(&self, key: &SourceKey, component: &Component) -> Result<(), Error> {
+        let artifact = self.artifact(&key.hash);
+        let code = component.serialize().map_err(Error::Compile)?;
+        let written = write_atomic(&artifact, &code);
+        drop(code);
+        crate::heap::give_back();
+        written.map_err(|source| Error::Write {
+            path: artifact.clone(),
+            source,
+        })?;
+        evict_from_page_cache(&artifact);
+        Ok(())
+    }
+
+    /// Removes `key`'s artifact of this engine, once another engine's supersedes it. A
+    /// process that has it mapped keeps its pages. Advisory: failures are logged.
+    pub fn forget(&self, key: &SourceKey) {
+        let artifact = self.artifact(&key.hash);
+        match std::fs::remove_file(&artifact) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!(artifact = %artifact.display(), error = %e, "cannot remove a superseded artifact")
+            }
+        }
+    }
+
     /// Components mapped from an existing artifact.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)

@@ -3,25 +3,31 @@
 //! the background; new requests then go to the optimised code.
 //!
 //! This module owns the choice of tier at load and the background swap. It does not
-//! keep artifacts (that is [`crate::cache`]: only Cranelift's code is ever stored, so a
-//! warm start maps optimised code and never sees this module's fast tier) and does not
-//! configure engines beyond asking [`crate::engine`] for the fast one.
+//! keep artifacts itself (that is [`crate::cache`], one cache per engine: a warm start
+//! maps Cranelift's code and never sees this module's fast tier) and does not configure
+//! engines beyond asking [`crate::engine`] for the fast one.
 //!
 //! On a cache miss, with [`FastTier::On`] (the default, `SPINLET_FAST_TIER`):
 //!
 //! 1. a second engine is built with `Strategy::Winch` and the same settings as the main
 //!    one (pooling allocator and its limits, epoch interruption, copy-on-write memory
-//!    images), with its own epoch ticker and its own linker (a linker belongs to one
-//!    engine);
-//! 2. the prepared bytes are compiled in memory (`Component::new`: nothing is written on
-//!    the way to the first response) and served ([`Tier::Fast`]);
+//!    images), with its own epoch ticker, its own linker (a linker belongs to one
+//!    engine) and its own compile cache beside the main one;
+//! 2. Winch's code is mapped from that cache when an earlier start stored it, else the
+//!    prepared bytes are compiled in memory (`Component::new`: nothing is written on the
+//!    way to the first response); it is served ([`Tier::Fast`]);
 //! 3. a background thread, at a lower scheduling priority so that serving comes first,
-//!    compiles the same bytes with the main engine into the cache
-//!    ([`CompileCache::compile`]), links them with the main engine's linker and replaces
-//!    the handler of every component served from that file
-//!    ([`AppComponent::replace`]). Requests in flight, and WASI 0.3 instances already
+//!    stores Winch's code just compiled in the fast tier's cache, then compiles the same
+//!    bytes with the main engine into the main cache ([`CompileCache::compile`]), links
+//!    them with the main engine's linker and replaces the handler of every component
+//!    served from that file ([`AppComponent::replace`]), and removes Winch's artifact,
+//!    which no start uses again. Requests in flight, and WASI 0.3 instances already
 //!    pooled, finish on the code they started on; the Winch engine goes when the last of
 //!    them does.
+//!
+//! So each tier compiles a file at most once per content hash: a `spinlet run` stopped
+//! before its background compile stored Cranelift's code (a quick try, a crash loop)
+//! starts the next time from Winch's stored code instead of compiling it again.
 //!
 //! Fallback: what Winch cannot compile is compiled by Cranelift before serving, as
 //! without tiering, and logged at info. In wasmtime 48 Winch (x86_64) has no GC,
@@ -64,16 +70,30 @@ struct Job {
     path: PathBuf,
     key: SourceKey,
     bytes: Vec<u8>,
+    /// Winch's code when it was compiled by this load (not mapped from the fast tier's
+    /// cache): stored before the optimised compile starts.
+    unstored: Option<Component>,
     served: Vec<Weak<AppComponent>>,
+}
+
+/// The Winch engine of one load, with what belongs to it.
+struct FastEngine {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    /// Its compile cache; `None` when it cannot be opened (Winch's code is then compiled
+    /// on every cold start, as before the cache had it).
+    cache: Option<Arc<CompileCache>>,
 }
 
 /// The tiering state of one app load.
 pub(crate) struct Tiering<'a> {
     runtime: &'a RuntimeEngine,
-    /// The Winch engine and its linker, once a miss needed them; `Err` once building
-    /// them failed (no fast tier for this load).
-    fast: Option<Result<(Engine, Linker<InstanceState>), ()>>,
+    /// The Winch engine, once a miss needed it; `Err` once building it failed (no fast
+    /// tier for this load).
+    fast: Option<Result<FastEngine, ()>>,
     jobs: Vec<Job>,
+    /// Files whose fast-tier code was mapped from the fast tier's cache.
+    fast_hits: usize,
 }
 
 impl<'a> Tiering<'a> {
@@ -83,6 +103,7 @@ impl<'a> Tiering<'a> {
             runtime,
             fast: None,
             jobs: Vec::new(),
+            fast_hits: 0,
         }
     }
 
@@ -100,11 +121,16 @@ impl<'a> Tiering<'a> {
         };
         let bytes = prepare(missing.bytes).map_err(cache::Error::Prepare)?;
         if rt.options.fast_tier != FastTier::Off {
-            if let Some(c) = self.compile_fast(path, &bytes) {
+            let stored = self.fast_cached(path, &missing.key);
+            let found = stored.is_some();
+            let fast = stored.or_else(|| self.compile_fast(path, &bytes));
+            if let Some(c) = fast {
+                self.fast_hits += usize::from(found);
                 self.jobs.push(Job {
                     path: path.to_owned(),
                     key: missing.key,
                     bytes,
+                    unstored: (!found).then(|| c.clone()),
                     served: Vec::new(),
                 });
                 return Ok((c, Tier::Fast));
@@ -114,9 +140,21 @@ impl<'a> Tiering<'a> {
         Ok((c, Tier::Optimized))
     }
 
+    /// Winch's code of `key` mapped from the fast tier's cache, if an earlier start
+    /// stored it.
+    fn fast_cached(&mut self, path: &Path, key: &SourceKey) -> Option<Component> {
+        let fast = self.fast_engine()?;
+        let c = fast.cache.as_ref()?.find(&fast.engine, key)?;
+        tracing::info!(
+            path = %path.display(),
+            "mapped Winch's stored code (fast tier); Cranelift compiles it in the background"
+        );
+        Some(c)
+    }
+
     /// Compiles `bytes` with Winch; `None` (logged) if it cannot.
     fn compile_fast(&mut self, path: &Path, bytes: &[u8]) -> Option<Component> {
-        let engine = self.fast_engine()?.0.clone();
+        let engine = self.fast_engine()?.engine.clone();
         let started = Instant::now();
         // A compiler bug must not take the load down: it falls back like an error.
         let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -149,7 +187,7 @@ impl<'a> Tiering<'a> {
         }
     }
 
-    fn fast_engine(&mut self) -> Option<&(Engine, Linker<InstanceState>)> {
+    fn fast_engine(&mut self) -> Option<&FastEngine> {
         let runtime = self.runtime;
         self.fast
             .get_or_insert_with(|| {
@@ -159,7 +197,18 @@ impl<'a> Tiering<'a> {
                 let linker = crate::app::base_linker(&engine).map_err(|e| {
                     tracing::info!(error = %format!("{e:#}"), "no fast tier (Winch): its linker failed; compiling with Cranelift before serving");
                 })?;
-                Ok((engine, linker))
+                let cache = match runtime.cache.beside(&engine) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the fast tier's code cannot be cached: Winch compiles on every cold start");
+                        None
+                    }
+                };
+                Ok(FastEngine {
+                    engine,
+                    linker,
+                    cache,
+                })
             })
             .as_ref()
             .ok()
@@ -168,9 +217,15 @@ impl<'a> Tiering<'a> {
     /// The fast engine's linker (built by the load that returned [`Tier::Fast`]).
     pub(crate) fn fast_linker(&self) -> wasmtime::Result<&Linker<InstanceState>> {
         match &self.fast {
-            Some(Ok((_, linker))) => Ok(linker),
+            Some(Ok(fast)) => Ok(&fast.linker),
             _ => Err(wasmtime::format_err!("the fast tier has no linker")),
         }
+    }
+
+    /// Files whose fast-tier code was mapped from the fast tier's cache (counted in
+    /// [`Self::fast_files`] too).
+    pub(crate) fn fast_hits(&self) -> usize {
+        self.fast_hits
     }
 
     /// Records that `component` serves the fast-tier code of `path`: it gets the
@@ -195,18 +250,29 @@ impl<'a> Tiering<'a> {
         }
         let engine = self.runtime.engine.clone();
         let cache = self.runtime.cache.clone();
+        let fast_cache = match self.fast {
+            Some(Ok(fast)) => fast.cache,
+            _ => None,
+        };
         let jobs = self.jobs;
         let spawned = std::thread::Builder::new()
             .name("spinlet-optimise".into())
-            .spawn(move || optimise(&engine, &cache, &base, jobs));
+            .spawn(move || optimise(&engine, &cache, fast_cache.as_deref(), &base, jobs));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the background compile: the fast tier keeps serving");
         }
     }
 }
 
-/// The background thread: Cranelift code for each job, then the swap.
-fn optimise(engine: &Engine, cache: &CompileCache, base: &Linker<InstanceState>, jobs: Vec<Job>) {
+/// The background thread: for each job Winch's code stored, Cranelift's compiled and
+/// stored, the swap, and Winch's artifact removed.
+fn optimise(
+    engine: &Engine,
+    cache: &CompileCache,
+    fast_cache: Option<&CompileCache>,
+    base: &Linker<InstanceState>,
+    jobs: Vec<Job>,
+) {
     lower_priority();
     // wasmtime compiles functions in parallel on the current rayon pool: a pool of
     // lower-priority threads keeps the background compile behind serving.
@@ -214,9 +280,19 @@ fn optimise(engine: &Engine, cache: &CompileCache, base: &Linker<InstanceState>,
         .thread_name(|i| format!("spinlet-optimise-{i}"))
         .start_handler(|_| lower_priority())
         .build();
-    for job in jobs {
+    for mut job in jobs {
         if job.served.iter().all(|w| w.strong_count() == 0) {
             continue; // the app is gone
+        }
+        if let (Some(fast_cache), Some(code)) = (fast_cache, job.unstored.take()) {
+            match fast_cache.store(&job.key, &code) {
+                Ok(()) => {
+                    tracing::info!(path = %job.path.display(), "stored Winch's code (fast tier) for the next cold start")
+                }
+                Err(e) => {
+                    tracing::debug!(path = %job.path.display(), error = %e, "cannot store Winch's code: the next cold start compiles it again")
+                }
+            }
         }
         let started = Instant::now();
         let compile = || cache.compile(engine, &job.path, &job.key, &job.bytes);
@@ -232,6 +308,9 @@ fn optimise(engine: &Engine, cache: &CompileCache, base: &Linker<InstanceState>,
             }
         };
         let ms = started.elapsed().as_millis() as u64;
+        if let Some(fast_cache) = fast_cache {
+            fast_cache.forget(&job.key);
+        }
         for served in job.served.iter().filter_map(Weak::upgrade) {
             match crate::app::link_http_component(engine, base, &component) {
                 Ok(pre) => {

@@ -1,8 +1,10 @@
 //! Tiered compilation ([`spin_runtime::tiers`]) with the JS and Python SDK hellos and a
 //! spin-sdk 7 (WASI 0.3) component: a cold start serves from Winch's code, the background
 //! compile swaps Cranelift's in and the app keeps answering; the next start maps
-//! Cranelift's artifact; a component the fast tier cannot compile falls back to Cranelift
-//! before serving; after the background compile the process gives its memory back.
+//! Cranelift's artifact; a run stopped before the background compile finished starts the
+//! next time from Winch's stored code; a component the fast tier cannot compile falls
+//! back to Cranelift before serving; after the background compile the process gives its
+//! memory back.
 
 mod common;
 
@@ -232,4 +234,108 @@ fn after_the_background_compile_its_memory_is_given_back() {
         "RSS {rss} MiB after the background compile (bound {BOUND_MIB} MiB): the compiles' memory was kept"
     );
     spinlet.stop();
+}
+
+/// The `.cwasm` artifacts under each engine directory of `cache`'s compiled code.
+fn artifacts(cache: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let engines = std::fs::read_dir(cache.join("compiled"))
+        .into_iter()
+        .flatten();
+    for engine in engines.flatten() {
+        let files = std::fs::read_dir(engine.path()).into_iter().flatten();
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "cwasm") {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `spinlet`'s log contains `line`.
+fn wait_for_log(spinlet: &common::Spinlet, line: &str) {
+    let started = Instant::now();
+    while !spinlet.stderr().contains(line) {
+        assert!(
+            started.elapsed() < OPTIMISE_DEADLINE,
+            "no {line:?} in the log within {OPTIMISE_DEADLINE:?}:\n{}",
+            spinlet.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `spinlet run` stopped before its background compile stored Cranelift's code (a
+/// quick try, a crash) has stored Winch's: the next start maps it instead of compiling
+/// again, serves, and the background compile then stores Cranelift's code and removes
+/// Winch's.
+#[test]
+fn a_run_stopped_before_the_background_compile_leaves_winch_code_for_the_next() {
+    let wasm = common::toolchains::build_js_app("js-hello");
+    let dir = common::scratch_dir("tiers-stopped");
+    let cache = dir.join("cache");
+    let app = write_app(&dir, &wasm);
+    let start = || common::Start {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+
+    let first = common::Spinlet::start(&app, start());
+    assert!(
+        first.stderr().contains("compiled with Winch"),
+        "an empty cache: Winch compiles before serving:\n{}",
+        first.stderr()
+    );
+    wait_for_log(&first, "stored Winch's code");
+    let log = first.stderr();
+    first.stop();
+    assert!(
+        !log.contains("now serves new requests"),
+        "the background compile finished before the run was stopped; nothing to test:\n{log}"
+    );
+    assert_eq!(
+        artifacts(&cache).len(),
+        1,
+        "Winch's code alone is stored: {:?}",
+        artifacts(&cache)
+    );
+
+    let second = common::Spinlet::start(&app, start());
+    let log = second.stderr();
+    assert!(
+        log.contains("mapped Winch's stored code") && !log.contains("compiled with Winch"),
+        "the second start maps Winch's code instead of compiling it:\n{log}"
+    );
+    assert!(
+        log.contains("fast_tier=1") && log.contains("fast_tier_cached=1"),
+        "load stats count the fast tier's cache hit:\n{log}"
+    );
+    let r = second.get("/");
+    assert_eq!(
+        r.status,
+        200,
+        "served from Winch's stored code: {}",
+        r.text()
+    );
+    assert!(r.text().contains("Hello from the JS SDK"), "{}", r.text());
+
+    wait_for_log(&second, "now serves new requests");
+    let stored = artifacts(&cache);
+    assert_eq!(
+        stored.len(),
+        1,
+        "Cranelift's code replaces Winch's in the cache: {stored:?}"
+    );
+    let r = second.get("/");
+    assert_eq!(r.status, 200, "after the swap: {}", r.text());
+    second.stop();
+
+    let third = common::Spinlet::start(&app, start());
+    let log = third.stderr();
+    assert!(
+        log.contains("from_cache=1") && log.contains("fast_tier=0"),
+        "the third start maps Cranelift's code:\n{log}"
+    );
+    third.stop();
 }

@@ -134,6 +134,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         from_cache = stats.cache_hits,
         compiled = stats.compiled,
         fast_tier = stats.fast_tier,
+        fast_tier_cached = stats.fast_tier_cached,
         elapsed_ms = stats.elapsed.as_millis() as u64,
         "app loaded"
     );
