@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use apiserver_shim::admission::Hooks;
 use apiserver_shim::api::ApiOptions;
-use apiserver_shim::store::{StoreConfig, DEFAULT_HISTORY_EVENTS};
+use apiserver_shim::store::{StoreConfig, DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_EVENTS};
 use apiserver_shim::{launch, pki};
 
 use crate::cli::agent::{parse_cidr, AgentFlags};
@@ -71,6 +71,10 @@ pub struct ServerArgs {
     /// (storage) Events kept for watch resumption; older resourceVersions get 410 Expired.
     #[arg(long, env = "SPINLET_WATCH_HISTORY_EVENTS", default_value_t = DEFAULT_HISTORY_EVENTS)]
     pub watch_history_events: u64,
+    /// (storage) Bytes of history records kept in memory at most; fewer events are kept
+    /// when they are large.
+    #[arg(long, env = "SPINLET_WATCH_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    pub watch_history_bytes: u64,
     /// (listener) Longest a single watch request lasts, in seconds.
     #[arg(long, env = "SPINLET_MAX_WATCH_SECONDS", default_value_t = 1800)]
     pub max_watch_seconds: u64,
@@ -210,6 +214,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             advertise,
             store: StoreConfig {
                 history_events: args.watch_history_events,
+                history_bytes: args.watch_history_bytes,
                 ..StoreConfig::default()
             },
             options: ApiOptions {

@@ -13,11 +13,14 @@
 //!
 //! Key layout (one tree):
 //! - `o<group>\0<resource>\0<namespace>\0<name>` → object JSON
-//! - `e<revision u64 BE>` → event record JSON (the watch history)
-//! - `p<revision u64 BE>` → for a modification, the object as it was before it (what a
-//!   selected watch resumed from the history needs to tell an object leaving its
-//!   selection, as etcd's `prevKV` and kube-apiserver's watch cache `PrevObject` do)
-//! - `mrev` → the current revision; `mcompacted` → oldest revision still in history.
+//! - `mrev` → the current revision.
+//!
+//! The watch history (each change's event record and, for a modification, the object as
+//! it was before it — what a selected watch resumed from the history needs to tell an
+//! object leaving its selection, as etcd's `prevKV` and kube-apiserver's watch cache
+//! `PrevObject` do) is kept in memory, not in sled (`history` says why). Data dirs of
+//! earlier versions kept it under `e<revision>` and `p<revision>` keys, with
+//! `mcompacted`; `open` removes them.
 //!
 //! The write path — one change's steps in order, the history record's format, deletions
 //! in bulk for sweeps — is `write`. The sled database in use can be replaced by a fresh
@@ -28,6 +31,7 @@
 
 mod counts;
 mod generation;
+mod history;
 mod scan;
 #[cfg(test)]
 mod testing;
@@ -196,6 +200,8 @@ pub(crate) struct Durable {
 pub struct StoreConfig {
     /// How many events the history keeps for watch resumption.
     pub history_events: u64,
+    /// At most this many bytes of history records (fewer events when they are large).
+    pub history_bytes: u64,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// Size of a write-ahead log segment; sled is checkpointed when one is full.
@@ -212,6 +218,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             history_events: DEFAULT_HISTORY_EVENTS,
+            history_bytes: DEFAULT_HISTORY_BYTES,
             cache_bytes: 8 * 1024 * 1024,
             wal_segment_bytes: crate::wal::SEGMENT_BYTES,
             watch_buffer_events: DEFAULT_WATCH_BUFFER_EVENTS,
@@ -222,6 +229,10 @@ impl Default for StoreConfig {
 
 /// Default size of the watch history, in events.
 pub const DEFAULT_HISTORY_EVENTS: u64 = 10_000;
+
+/// Default bound of the watch history's records, in bytes: an idle server's memory stays
+/// bounded however large its objects are.
+pub const DEFAULT_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Default sled file size above which a rebuild is considered.
 pub const DEFAULT_DEFRAG_MIN_BYTES: u64 = 64 * 1024 * 1024;
@@ -236,10 +247,8 @@ pub struct Store {
     cache_bytes: u64,
     write_lock: Mutex<()>,
     rev: AtomicU64,
-    compacted: AtomicU64,
-    /// A compaction is removing old events.
-    compacting: Arc<std::sync::atomic::AtomicBool>,
-    history_events: u64,
+    /// The latest changes, for watches and older snapshots (`history`).
+    history: history::History,
     pending: Mutex<Pending>,
     wake: Arc<Notify>,
     pub(crate) durable: watch::Sender<Durable>,
@@ -258,7 +267,6 @@ pub(crate) struct Pending {
 }
 
 const REV_KEY: &[u8] = b"mrev";
-const COMPACTED_KEY: &[u8] = b"mcompacted";
 
 impl Store {
     /// Opens (or creates) the store in `dir` and starts its flusher task on the current
@@ -268,8 +276,8 @@ impl Store {
         let (tree, log) = (engine.tree.clone(), engine.log.clone());
         let wal_dir = dir.join("wal");
         let rev = replay(&tree, &log, &wal_dir)?;
+        remove_stored_history(&tree)?;
         let wal = crate::wal::Wal::create(&wal_dir, config.wal_segment_bytes.max(4096))?;
-        let compacted = read_u64(&tree, COMPACTED_KEY)?;
         let (durable, _) = watch::channel(Durable { rev, error: None });
         let (events, _) = broadcast::channel(config.watch_buffer_events.max(1));
         let store = Arc::new(Store {
@@ -277,9 +285,7 @@ impl Store {
             cache_bytes: config.cache_bytes,
             write_lock: Mutex::new(()),
             rev: AtomicU64::new(rev),
-            compacted: AtomicU64::new(compacted),
-            compacting: Arc::default(),
-            history_events: config.history_events.max(1),
+            history: history::History::new(rev, config.history_events, config.history_bytes),
             pending: Mutex::new(Pending::default()),
             wake: Arc::new(Notify::new()),
             durable,
@@ -329,7 +335,7 @@ impl Store {
 
     /// The oldest revision a watch can resume from.
     pub fn compacted_revision(&self) -> u64 {
-        self.compacted.load(Ordering::SeqCst)
+        self.history.compacted()
     }
 
     /// Reads one object.
@@ -410,10 +416,11 @@ impl Store {
         with_previous: bool,
     ) -> Result<Option<Vec<Arc<Event>>>> {
         let mut out = Vec::new();
-        let read = self.walk_history(after, upto, |k, v| {
-            let mut ev: Event = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
-            if with_previous && ev.kind == EventType::Modified {
-                ev.previous = self.previous_object(ev.rev)?;
+        let read = self.walk_history(after, upto, |k, entry| {
+            let mut ev: Event =
+                serde_json::from_slice(&entry.record).map_err(|source| corrupt(k, source))?;
+            if with_previous {
+                ev.previous = previous_object(entry)?;
             }
             out.push(Arc::new(ev));
             Ok(())
@@ -421,35 +428,22 @@ impl Store {
         Ok(read.then_some(out))
     }
 
-    /// Hands each history record with revision in `(after, upto]` to `each`, in order;
-    /// `false` when the history no longer reaches back to `after` (before or during the
-    /// walk: compaction may run meanwhile).
+    /// Hands each history entry with revision in `(after, upto]` to `each` (with a key
+    /// naming it in errors), in order; `false` when the history no longer reaches back to
+    /// `after`. The entries are copied out first: `each` runs without the history's lock.
     fn walk_history(
         &self,
         after: u64,
         upto: u64,
-        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        mut each: impl FnMut(&[u8], &history::Entry) -> Result<()>,
     ) -> Result<bool> {
-        if after < self.compacted_revision() {
+        let Some(entries) = self.history.between(after, upto) else {
             return Ok(false);
+        };
+        for entry in &entries {
+            each(&revision_key(b'e', entry.rev), entry)?;
         }
-        for item in self
-            .tree()
-            .range(event_key(after + 1)..event_key(upto.saturating_add(1)))
-        {
-            let (k, v) = item?;
-            each(&k, &v)?;
-        }
-        Ok(after >= self.compacted_revision())
-    }
-
-    /// The object as it was before the modification at `rev`, when the history keeps it.
-    fn previous_object(&self, rev: u64) -> Result<Option<Value>> {
-        let pk = previous_key(rev);
-        match self.tree().get(pk)? {
-            Some(bytes) => Ok(Some(decode(&pk, &bytes)?)),
-            None => Ok(None),
-        }
+        Ok(true)
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -492,16 +486,7 @@ fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> 
             EventType::Deleted => Vec::new(),
             _ => object_of_record(record)?.to_vec(),
         };
-        // A crash may have left this record's previous object and even its object applied
-        // (not its revision counter): the previous object, when there, is the one to keep.
-        let prior = match kind {
-            EventType::Modified => match tree.get(previous_key(r))? {
-                Some(p) => Some(p),
-                None => tree.get(key)?,
-            },
-            _ => None,
-        };
-        apply_write(tree, r, kind, key, record, object_bytes, prior.as_deref())?;
+        apply_write(tree, r, kind, key, object_bytes)?;
         rev = r;
         replayed += 1;
     }
@@ -549,34 +534,45 @@ fn object_of_record(record: &[u8]) -> Result<&[u8]> {
         .ok_or(StoreError::CorruptWal("short event record"))
 }
 
-/// Removes the history events older than `keep_from` (and the objects kept before
-/// them), 128 to a batch. Starts from the first event, so events a crash left behind in
-/// an earlier compaction go too.
-fn remove_events_before(tree: &sled::Tree, keep_from: u64) -> Result<()> {
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for item in tree.range(event_key(0)..event_key(keep_from)).take(128) {
-            let (k, _) = item?;
-            if let Some(rev) = k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-                batch.remove(previous_key(u64::from_be_bytes(rev)).to_vec());
+/// Removes the watch history an earlier version kept in sled (`e<revision>` and
+/// `p<revision>` records, `mcompacted`), 128 keys to a batch; nothing to do on a data dir
+/// this version made.
+fn remove_stored_history(tree: &sled::Tree) -> Result<()> {
+    let mut removed = 0usize;
+    for prefix in [&b"e"[..], &b"p"[..], &b"mcompacted"[..]] {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in tree.scan_prefix(prefix).take(128) {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
             }
-            batch.remove(k);
-            n += 1;
+            if n == 0 {
+                break;
+            }
+            tree.apply_batch(batch)?;
+            removed += n;
         }
-        if n == 0 {
-            return Ok(());
-        }
-        tree.apply_batch(batch)?;
     }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed the watch history an earlier version stored"
+        );
+    }
+    Ok(())
 }
 
-fn event_key(rev: u64) -> [u8; 9] {
-    revision_key(b'e', rev)
-}
-
-fn previous_key(rev: u64) -> [u8; 9] {
-    revision_key(b'p', rev)
+/// The object before a modification, when the history entry keeps it.
+fn previous_object(entry: &history::Entry) -> Result<Option<Value>> {
+    match &entry.previous {
+        Some(bytes) => {
+            let k = revision_key(b'p', entry.rev);
+            Ok(Some(decode(&k, bytes)?))
+        }
+        None => Ok(None),
+    }
 }
 
 fn revision_key(tag: u8, rev: u64) -> [u8; 9] {
@@ -639,11 +635,11 @@ mod tests {
         }
     }
 
-    /// A crash between a write's operations (sled holds a prefix of them: here the
-    /// previous object, the event and the new object, not the revision counter): the
-    /// replay keeps the previous object that was written first, not the replaced object.
+    /// A crash between a write's operations (sled holds the new object, not the revision
+    /// counter): the replay completes the write from the log. The history starts after the
+    /// replay: a watch from before the restart is told its revision expired.
     #[tokio::test]
-    async fn a_write_cut_short_by_a_crash_is_replayed_with_its_previous_object() {
+    async fn a_write_cut_short_by_a_crash_is_replayed_and_the_history_starts_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
         for v in ["one", "two"] {
@@ -667,14 +663,49 @@ mod tests {
         assert_eq!(reopened.current_revision(), 2);
         let got = reopened.get(&key("a")).expect("get").expect("stored");
         assert_eq!(got["data"]["v"], "two");
-        let history = reopened
-            .history_with_previous(1, 2)
+        assert_eq!(reopened.compacted_revision(), 2);
+        assert!(reopened.history(1, 2).expect("read").is_none(), "expired");
+        let now = reopened.history(2, 2).expect("read").expect("in window");
+        assert!(now.is_empty());
+        put(&reopened, "a", json!({"v": "three"})).await;
+        let after = reopened
+            .history_with_previous(2, 3)
             .expect("read")
             .expect("in window");
-        assert_eq!(history.len(), 1);
-        assert_eq!(history[0].kind, EventType::Modified);
-        let previous = history[0].previous.as_ref().expect("previous object");
-        assert_eq!(previous["data"]["v"], "one", "{previous}");
+        assert_eq!(after.len(), 1);
+        let previous = after[0].previous.as_ref().expect("previous object");
+        assert_eq!(previous["data"]["v"], "two", "{previous}");
+    }
+
+    /// A data dir of an earlier version kept the history in sled: opening it removes
+    /// those records and keeps every object.
+    #[tokio::test]
+    async fn the_history_an_earlier_version_stored_is_removed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        put(&store, "a", json!({"v": "1"})).await;
+        drop(store);
+        {
+            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let tree = db.open_tree("objects").expect("tree");
+            for rev in 1..=300u64 {
+                tree.insert(revision_key(b'e', rev), &b"{}"[..])
+                    .expect("event");
+                tree.insert(revision_key(b'p', rev), &b"{}"[..])
+                    .expect("previous");
+            }
+            tree.insert(b"mcompacted", &1u64.to_be_bytes())
+                .expect("compacted");
+            db.flush().expect("flush");
+        }
+        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        let tree = reopened.tree();
+        for prefix in [&b"e"[..], &b"p"[..], &b"mcompacted"[..]] {
+            assert_eq!(tree.scan_prefix(prefix).count(), 0, "{prefix:?} left");
+        }
+        let got = reopened.get(&key("a")).expect("get").expect("kept");
+        assert_eq!(got["data"]["v"], "1");
+        assert_eq!(reopened.current_revision(), 1);
     }
 
     #[tokio::test]
@@ -812,7 +843,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn log_rotation_checkpoints_and_compaction_keep_every_write() {
+    async fn log_rotation_checkpoints_and_the_history_window_keep_every_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig {
             history_events: 50,
@@ -902,7 +933,8 @@ mod tests {
         assert!(plain.iter().all(|e| e.previous.is_none()));
 
         // A store rebuilt from the write-ahead log alone (sled empty, as after losing
-        // every batch since the last checkpoint) has them too.
+        // every write since the last checkpoint) has every object; its history starts
+        // after the replay.
         let rebuilt = tempfile::tempdir().expect("tempdir");
         let wal_copy = rebuilt.path().join("wal");
         std::fs::create_dir_all(&wal_copy).expect("wal dir");
@@ -912,11 +944,14 @@ mod tests {
         }
         let replayed = Store::open(rebuilt.path(), StoreConfig::default()).expect("replay");
         assert_eq!(replayed.current_revision(), 4);
-        assert_eq!(previous_values(&replayed, 0), expected);
+        assert!(replayed.get(&key("a")).expect("get").is_none());
+        assert!(replayed.history(0, 4).expect("read").is_none());
     }
 
+    /// The history keeps the last `history_events` changes, with their previous objects,
+    /// in memory: nothing of it is written to sled.
     #[tokio::test]
-    async fn compaction_drops_the_previous_objects_with_their_events() {
+    async fn the_history_is_a_window_of_the_last_changes_kept_out_of_sled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig {
             history_events: 8,
@@ -926,25 +961,14 @@ mod tests {
         for i in 0..40 {
             put(&store, "a", json!({"v": i.to_string()})).await;
         }
-        let kept = |tag: &[u8]| {
-            let mut n = 0;
-            for _ in 0..200 {
-                n = store.tree().scan_prefix(tag).count();
-                if n <= 10 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            n
-        };
-        let (events, previous) = (kept(b"e"), kept(b"p"));
-        assert!(events <= 10, "{events} events kept");
-        assert!(
-            previous <= events,
-            "{previous} previous objects for {events} events"
-        );
-        let oldest = store.compacted_revision();
-        let last = previous_values(&store, oldest);
+        assert_eq!(store.compacted_revision(), 32);
+        assert!(store.history(31, 40).expect("read").is_none());
+        let last = previous_values(&store, 32);
+        assert_eq!(last.len(), 8);
+        assert_eq!(last.first(), Some(&(33, Some(json!("31")))));
         assert_eq!(last.last(), Some(&(40, Some(json!("38")))));
+        let tree = store.tree();
+        assert_eq!(tree.scan_prefix(b"e").count(), 0);
+        assert_eq!(tree.scan_prefix(b"p").count(), 0);
     }
 }

@@ -13,7 +13,10 @@ use std::ops::Bound;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{corrupt, decode, prefix_bytes, set_resource_version, Event, EventType, Result, Store};
+use super::{
+    corrupt, decode, prefix_bytes, previous_object, set_resource_version, Event, EventType, Result,
+    Store,
+};
 
 /// One stored object met by a scan, not yet decoded.
 pub struct Stored<'a> {
@@ -179,7 +182,8 @@ impl Store {
         upto: u64,
     ) -> Result<Option<Vec<Change>>> {
         let mut out = Vec::new();
-        let read = self.walk_history(after, upto, |k, v| {
+        let read = self.walk_history(after, upto, |k, entry| {
+            let v = &entry.record;
             let head: Head = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
             if head.group != group
                 || head.resource != resource
@@ -190,7 +194,7 @@ impl Store {
             let event: Event = serde_json::from_slice(v).map_err(|source| corrupt(k, source))?;
             let before = match head.kind {
                 EventType::Added => None,
-                EventType::Modified => self.previous_object(event.rev)?,
+                EventType::Modified => previous_object(entry)?,
                 // The deleted object is the event's, but for its resourceVersion.
                 EventType::Deleted => head.was.map(|was| {
                     let mut o = event.object.clone();

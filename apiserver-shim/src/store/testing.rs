@@ -35,7 +35,7 @@ pub(crate) async fn delete(store: &Store, k: &ObjectKey) {
 }
 
 /// Opens the store in `dir` again after the test dropped its handle. The store's
-/// background tasks (group commit, compaction) may still hold the database for a moment
+/// background tasks (group commit, checkpoints) may still hold the database for a moment
 /// after the drop, and sled refuses a second opener meanwhile: retried for up to 10 s.
 pub(crate) async fn reopen(
     dir: &std::path::Path,

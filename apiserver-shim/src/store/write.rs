@@ -1,6 +1,6 @@
 //! The write path: one change under the write lock (`mutate`, `delete_where`), its
-//! revision, history record and sled operations, and the wait for the group commit that
-//! makes it durable; compaction of the history behind it.
+//! revision, history record, sled operations and history entry, and the wait for the
+//! group commit that makes it durable.
 //!
 //! Owns the order of a write's steps and the format of its history record and
 //! write-ahead log payload (`replay` in the parent reads them back). Knows nothing of
@@ -13,9 +13,10 @@ use std::sync::{Arc, MutexGuard};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::history::Entry;
 use super::{
-    decode, encode, event_key, previous_key, remove_events_before, set_resource_version, Event,
-    EventType, Mutation, ObjectKey, Result, Store, StoreError, Written, COMPACTED_KEY, REV_KEY,
+    decode, encode, set_resource_version, Event, EventType, Mutation, ObjectKey, Result, Store,
+    StoreError, Written, REV_KEY,
 };
 
 /// How many deletions [`Store::delete_where`] makes under one hold of the write lock: a
@@ -110,9 +111,9 @@ impl Store {
     }
 
     /// Writes one change under the write lock (`_held`): the next revision on `object`,
-    /// the history record, sled (`apply_write`), the counts and the group commit's queue.
-    /// `before`: a modification's object before it (for watchers); `prior`: its stored
-    /// bytes (for the history).
+    /// the history record, sled (`apply_write`), the counts, the history and the group
+    /// commit's queue. `before`: a modification's object before it (for watchers);
+    /// `prior`: its stored bytes (for the history).
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -157,7 +158,12 @@ impl Store {
             self.counts
                 .changed(held, collection, k, kind == EventType::Added);
         }
-        apply_write(&self.tree(), rev, kind, k, &record, object_bytes, prior)?;
+        apply_write(&self.tree(), rev, kind, k, object_bytes)?;
+        self.history.push(Entry {
+            rev,
+            record: record.into_boxed_slice(),
+            previous: prior.map(Box::from),
+        });
         self.rev.store(rev, Ordering::SeqCst);
         let mut pending = self.lock_pending();
         pending.events.push(event.clone());
@@ -166,16 +172,10 @@ impl Store {
         Ok(event)
     }
 
-    /// After writes up to `rev` (the lock released): wakes the group commit, compacts the
-    /// history when due, and waits until `rev` is durable.
+    /// After writes up to `rev` (the lock released): wakes the group commit and waits
+    /// until `rev` is durable.
     async fn committed(&self, rev: u64) -> Result<()> {
         self.wake.notify_one();
-        // Compact once the history exceeds its window by an eighth, so the cost is
-        // amortised and the window holds at least `history_events` events.
-        let slack = (self.history_events / 8).max(1);
-        if rev.saturating_sub(self.compacted_revision()) > self.history_events + slack {
-            self.compact(rev)?;
-        }
         self.wait_durable(rev).await
     }
 
@@ -190,28 +190,6 @@ impl Store {
             Some(e) if state.rev < rev => Err(StoreError::Flush(e.clone())),
             _ => Ok(()),
         }
-    }
-
-    /// Drops history older than the configured window. The new oldest revision is
-    /// recorded first (so history reads answer 410 for what goes), then the old events are
-    /// removed off the write path in small batches: one large batch would hold sled's
-    /// batch lock, and so every writer, for milliseconds.
-    fn compact(&self, rev: u64) -> Result<()> {
-        let keep_from = rev.saturating_sub(self.history_events);
-        if keep_from <= self.compacted_revision() || self.compacting.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.tree()
-            .insert(COMPACTED_KEY, &keep_from.to_be_bytes())?;
-        self.compacted.store(keep_from, Ordering::SeqCst);
-        let (tree, busy) = (self.tree().clone(), self.compacting.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = remove_events_before(&tree, keep_from) {
-                tracing::warn!(error = %e, "compacting the watch history failed");
-            }
-            busy.store(false, Ordering::SeqCst);
-        });
-        Ok(())
     }
 }
 
@@ -247,31 +225,23 @@ fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8>
     out
 }
 
-/// Applies one write to sled: a modification's previous object, the history event, the
-/// object (or its removal), then the revision counter — one operation each, in that order,
-/// not a `sled::Batch`. sled 0.34 writes its log buffer out before and after every batch
-/// (`pin_log` rolls it twice) and each of those writes waits for the disk: a batch per
-/// API write cost ~2.6 device writes (15,000 a second at 5,800 Event creates a second,
-/// the disk's limit here). Single operations fill the buffer, which goes out when full or
-/// at a checkpoint. Atomicity comes from the write-ahead log instead: sled recovers a
-/// prefix of its log, so after a crash it holds a prefix of these operations, and replay
-/// re-applies every record newer than the revision counter, written last. The previous
-/// object goes first so that replay finds it even when the object was already replaced.
-/// An I/O error part-way leaves sled failed: every later operation returns the error.
-/// `object_bytes` are the tail of `record`.
+/// Applies one write to sled: the object (or its removal), then the revision counter —
+/// one operation each, not a `sled::Batch`. sled 0.34 writes its log buffer out before and
+/// after every batch (`pin_log` rolls it twice) and each of those writes waits for the
+/// disk: a batch per API write cost ~2.6 device writes (15,000 a second at 5,800 Event
+/// creates a second, the disk's limit here). Single operations fill the buffer, which
+/// goes out when full or at a checkpoint. Atomicity comes from the write-ahead log
+/// instead: sled recovers a prefix of its log, so after a crash it holds a prefix of these
+/// operations, and replay re-applies every record newer than the revision counter,
+/// written last. An I/O error part-way leaves sled failed: every later operation returns
+/// the error.
 pub(super) fn apply_write(
     tree: &sled::Tree,
     rev: u64,
     kind: EventType,
     key: &[u8],
-    record: &[u8],
     object_bytes: Vec<u8>,
-    prior: Option<&[u8]>,
 ) -> Result<()> {
-    if let Some(prior) = prior {
-        tree.insert(previous_key(rev), prior)?;
-    }
-    tree.insert(event_key(rev), record)?;
     match kind {
         EventType::Deleted => {
             tree.remove(key)?;
