@@ -73,8 +73,7 @@ pub async fn run(store: Weak<Store>, wake: Arc<Notify>, wal: Wal) {
         match result {
             Ok(appended) => {
                 for ev in pending.events {
-                    // No receivers is fine.
-                    let _ = s.events.send(ev);
+                    s.fanout.publish(ev);
                 }
                 s.durable.send_modify(|d| d.rev = d.rev.max(last));
                 if let Appended::Rotated { seq } = appended {

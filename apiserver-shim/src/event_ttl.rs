@@ -221,7 +221,7 @@ pub fn spawn(api: Arc<Api>, ttl: Duration) {
         return;
     }
     let every = (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut changes = api.store.subscribe();
+    let mut changes = api.store.subscribe_resource("", "events");
     let weak = Arc::downgrade(&api);
     drop(api);
     tokio::spawn(async move {

@@ -3,8 +3,10 @@
 //! resourceVersion, `0`, or `sendInitialEvents=true`, which ends the burst with the
 //! `k8s.io/initial-events-end` bookmark), or resumes after a given revision from the
 //! store's history (410 Expired as an ERROR event when that revision was compacted). Then
-//! it follows published events, catches up from history if it falls behind, sends
-//! bookmarks when asked, and ends at `timeoutSeconds`.
+//! it follows the published changes of its resource (the store's per-resource channel:
+//! other resources' writes do not wake it), catches up from history if it falls behind,
+//! sends bookmarks when asked (at the newest durable revision), and ends at
+//! `timeoutSeconds`.
 //!
 //! Selection is judged on both sides of a modification, as kube-apiserver's watch cache
 //! does with each event's `PrevObject`: an object entering the selection is ADDED, one
@@ -104,7 +106,9 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
         fields,
     };
     // Subscribe before reading the starting state, so nothing falls in between.
-    let sub = api.store.subscribe();
+    let sub = api
+        .store
+        .subscribe_resource(&filter.group, &filter.resource);
     let (initial, start) = if rv.is_empty() || rv == "0" || send_initial {
         let (items, rev) = crate::handlers::matching(api, call, ctx)?;
         (items, rev)
@@ -241,6 +245,37 @@ async fn follow(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tick.tick(), if bookmarks.is_some() => {
+                // Only this resource's changes come here: the bookmark names the newest
+                // durable revision once every change of the resource up to it is sent
+                // (each is published before its revision is durable), so a client
+                // resuming from it is not sent back into a history that other
+                // resources' writes have moved past.
+                let durable = api.store.durable_revision();
+                loop {
+                    match sub.try_recv() {
+                        Ok(ev) => {
+                            if ev.rev <= last {
+                                continue;
+                            }
+                            last = ev.rev;
+                            if let Some((kind, object)) = filter.view(&ev) {
+                                if tx.send(line(kind, &present(object))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                            catch_up = true;
+                            break;
+                        }
+                        Err(broadcast::error::TryRecvError::Closed) => return,
+                    }
+                }
+                if catch_up {
+                    continue;
+                }
+                last = last.max(durable);
                 if tx.send(bookmark(last, false)).await.is_err() {
                     return;
                 }

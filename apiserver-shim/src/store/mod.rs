@@ -30,6 +30,7 @@
 //! It knows nothing of HTTP, kinds or validation: those live in the handlers.
 
 mod counts;
+mod fanout;
 mod generation;
 mod history;
 mod scan;
@@ -252,7 +253,8 @@ pub struct Store {
     pending: Mutex<Pending>,
     wake: Arc<Notify>,
     pub(crate) durable: watch::Sender<Durable>,
-    pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// Durable changes to their followers (`fanout`).
+    pub(crate) fanout: fanout::Fanout,
     /// Objects per collection, for snapshot scans (`counts`).
     counts: counts::Counts,
 }
@@ -279,7 +281,6 @@ impl Store {
         remove_stored_history(&tree)?;
         let wal = crate::wal::Wal::create(&wal_dir, config.wal_segment_bytes.max(4096))?;
         let (durable, _) = watch::channel(Durable { rev, error: None });
-        let (events, _) = broadcast::channel(config.watch_buffer_events.max(1));
         let store = Arc::new(Store {
             engine: RwLock::new(engine),
             cache_bytes: config.cache_bytes,
@@ -289,7 +290,7 @@ impl Store {
             pending: Mutex::new(Pending::default()),
             wake: Arc::new(Notify::new()),
             durable,
-            events,
+            fanout: fanout::Fanout::new(config.watch_buffer_events),
             counts: counts::Counts::default(),
         });
         tokio::spawn(crate::commit::run(
@@ -391,9 +392,18 @@ impl Store {
         self.counts.learn(&self.tree(), (group, resource))
     }
 
-    /// Subscribes to published (durable) events.
+    /// Subscribes to every published (durable) change.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.events.subscribe()
+        self.fanout.subscribe_all()
+    }
+
+    /// Subscribes to the published (durable) changes of one resource.
+    pub fn subscribe_resource(
+        &self,
+        group: &str,
+        resource: &str,
+    ) -> broadcast::Receiver<Arc<Event>> {
+        self.fanout.subscribe(group, resource)
     }
 
     /// Reads history events with revision in `(after, upto]`, without the objects before

@@ -26,9 +26,13 @@ struct Fixture {
 
 impl Fixture {
     async fn new(config: StoreConfig) -> Fixture {
+        Fixture::with_options(config, ApiOptions::default()).await
+    }
+
+    async fn with_options(config: StoreConfig, options: ApiOptions) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), config).expect("store");
-        let api = Api::new(store, ApiOptions::default());
+        let api = Api::new(store, options);
         crate::bootstrap(&api).await.expect("bootstrap");
         Fixture { api, _dir: dir }
     }
@@ -238,4 +242,58 @@ async fn a_resumed_label_selected_watch_sees_objects_leave_and_enter() {
         ]
     );
     assert_eq!(seen[0].2["metadata"]["labels"]["tier"], "web");
+}
+
+/// A watch follows only its resource's changes; its bookmarks still move to the newest
+/// revision while other resources are written, so a client resuming from a bookmark is
+/// not sent back past the history window by writes it never saw.
+#[tokio::test]
+async fn bookmarks_follow_other_resources_writes_past_the_history_window() {
+    let config = StoreConfig {
+        history_events: 50,
+        ..StoreConfig::default()
+    };
+    let options = ApiOptions {
+        bookmark_interval: Duration::from_millis(200),
+        ..ApiOptions::default()
+    };
+    let f = Fixture::with_options(config, options).await;
+    let first = create_pod(&f, "first").await;
+    let mut rx = watch(
+        &f,
+        PODS,
+        &format!(
+            "watch=true&allowWatchBookmarks=true&resourceVersion={}",
+            rv(&first)
+        ),
+    )
+    .await;
+    // Far more writes of another resource than the history keeps.
+    for i in 0..200 {
+        let cm =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}});
+        let (code, body) = f.call(Method::POST, CMS, cm, JSON).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let written = f.api.store.durable_revision();
+    let seen = read_until(&mut rx, |kind, o| kind == "BOOKMARK" && rv(o) >= written).await;
+    assert!(
+        seen.iter().all(|(k, _, _)| k == "BOOKMARK"),
+        "a pods watch sees no ConfigMap: {:?}",
+        summary(&seen)
+    );
+    // Resuming from that bookmark works; from the first pod's revision it has expired.
+    let bookmark = rv(&seen.last().expect("a bookmark").2);
+    let mut resumed = watch(&f, PODS, &format!("watch=true&resourceVersion={bookmark}")).await;
+    create_pod(&f, "second").await;
+    let after = read_until(&mut resumed, |_, o| o["metadata"]["name"] == "second").await;
+    assert_eq!(summary(&after), ["ADDED second"]);
+    let mut stale = watch(
+        &f,
+        PODS,
+        &format!("watch=true&resourceVersion={}", rv(&first)),
+    )
+    .await;
+    let expired = read_until(&mut stale, |kind, _| kind == "ERROR").await;
+    assert_eq!(expired[0].2["code"], 410, "{:?}", expired[0].2);
 }
