@@ -1,10 +1,11 @@
-//! The object store: every API object, one global revision counter and the event log,
-//! all in one sled tree.
+//! The object store: every API object and one global revision counter in one sled tree,
+//! and the recent changes (the watch history) in memory.
 //!
 //! Owns durability and ordering. Each write takes the store's write lock, reads the
 //! current object, lets the caller decide (`Mutation`), assigns the next revision, writes
-//! previous object + event + object + counter to sled, one operation each
-//! (`apply_write` says why not a batch), and releases the lock. The caller then waits for
+//! the object and then the revision counter to sled, one operation each (`apply_write`
+//! says why not a batch; a sweep's deletions under one hold write the counter once), adds
+//! the change to the history and releases the lock. The caller then waits for
 //! the *group commit*: one task appends the writes that arrived meanwhile to the
 //! write-ahead log and syncs it, and only then publishes the events to watchers and
 //! acknowledges the writers. So an acknowledged write is on disk, watchers never see a
@@ -40,8 +41,8 @@ mod write;
 
 pub use generation::Defragmented;
 pub use scan::{Change, Consistency, ScanStart, Stored, Visit};
-use write::apply_write;
 pub use write::DELETES_PER_HOLD;
+use write::{apply_write, set_revision};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -496,11 +497,12 @@ fn replay(tree: &sled::Tree, log: &std::fs::File, wal_dir: &std::path::Path) -> 
             EventType::Deleted => Vec::new(),
             _ => object_of_record(record)?.to_vec(),
         };
-        apply_write(tree, r, kind, key, object_bytes)?;
+        apply_write(tree, kind, key, object_bytes)?;
         rev = r;
         replayed += 1;
     }
     if replayed > 0 {
+        set_revision(tree, rev)?;
         tree.flush()?;
         log.sync_data()
             .map_err(|e| StoreError::Flush(format!("syncing the store after replay: {e}")))?;
@@ -664,7 +666,7 @@ mod tests {
         drop(store);
         // What a crash before the revision counter's write leaves (the log keeps record 2).
         {
-            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let db = testing::open_sled(dir.path()).await;
             let tree = db.open_tree("objects").expect("tree");
             tree.insert(REV_KEY, &1u64.to_be_bytes()).expect("rewind");
             db.flush().expect("flush");
@@ -687,6 +689,39 @@ mod tests {
         assert_eq!(previous["data"]["v"], "two", "{previous}");
     }
 
+    /// A sweep writes the revision counter once after its deletions: a crash before that
+    /// write leaves sled with the deletions and an older counter, and the replay applies
+    /// them again, harmlessly.
+    #[tokio::test]
+    async fn deletions_sled_holds_before_their_revision_are_replayed_harmlessly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        let names: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
+        for name in &names {
+            put(&store, name, json!({"v": name})).await;
+        }
+        let keys: Vec<ObjectKey> = names.iter().take(6).map(|n| key(n)).collect();
+        let deleted = store.delete_where(&keys, |_| true).await.expect("delete");
+        assert_eq!(deleted, 6);
+        assert_eq!(store.durable_revision(), 16);
+        drop(store);
+        // The deletions are in sled, the counter still says 10.
+        {
+            let db = testing::open_sled(dir.path()).await;
+            let tree = db.open_tree("objects").expect("tree");
+            tree.insert(REV_KEY, &10u64.to_be_bytes()).expect("rewind");
+            db.flush().expect("flush");
+        }
+        let reopened = testing::reopen(dir.path(), StoreConfig::default()).await;
+        assert_eq!(reopened.current_revision(), 16);
+        for (i, name) in names.iter().enumerate() {
+            let kept = reopened.get(&key(name)).expect("get");
+            assert_eq!(kept.is_some(), i >= 6, "{name}");
+        }
+        put(&reopened, "after", json!({"v": "x"})).await;
+        assert_eq!(reopened.current_revision(), 17);
+    }
+
     /// A data dir of an earlier version kept the history in sled: opening it removes
     /// those records and keeps every object.
     #[tokio::test]
@@ -696,7 +731,7 @@ mod tests {
         put(&store, "a", json!({"v": "1"})).await;
         drop(store);
         {
-            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let db = testing::open_sled(dir.path()).await;
             let tree = db.open_tree("objects").expect("tree");
             for rev in 1..=300u64 {
                 tree.insert(revision_key(b'e', rev), &b"{}"[..])

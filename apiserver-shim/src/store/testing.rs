@@ -52,3 +52,18 @@ pub(crate) async fn reopen(
         }
     }
 }
+
+/// Opens the store's sled database directly (to set up what a crash or an earlier version
+/// leaves) after the test dropped its store, retried like [`reopen`].
+pub(crate) async fn open_sled(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("opening sled: {e}"),
+        }
+    }
+}

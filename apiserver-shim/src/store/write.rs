@@ -62,6 +62,7 @@ impl Store {
                 _ => None,
             };
             let event = self.write(&guard, key, &k, kind, object, before, prior)?;
+            set_revision(&self.tree(), event.rev)?;
             let written = match kind {
                 EventType::Deleted => Written::Deleted(event.object.clone()),
                 _ => Written::Stored(event.object.clone()),
@@ -102,6 +103,9 @@ impl Store {
                     last = Some(event.rev);
                     deleted += 1;
                 }
+                if let Some(rev) = last {
+                    set_revision(&self.tree(), rev)?;
+                }
             }
             if let Some(rev) = last {
                 self.committed(rev).await?;
@@ -112,7 +116,8 @@ impl Store {
 
     /// Writes one change under the write lock (`_held`): the next revision on `object`,
     /// the history record, sled (`apply_write`), the counts, the history and the group
-    /// commit's queue. `before`: a modification's object before it (for watchers);
+    /// commit's queue. The caller then records the revision in sled (`set_revision`),
+    /// once for all the changes it makes under one hold of the lock. `before`: a modification's object before it (for watchers);
     /// `prior`: its stored bytes (for the history).
     #[allow(clippy::too_many_arguments)]
     fn write(
@@ -158,7 +163,7 @@ impl Store {
             self.counts
                 .changed(held, collection, k, kind == EventType::Added);
         }
-        apply_write(&self.tree(), rev, kind, k, object_bytes)?;
+        apply_write(&self.tree(), kind, k, object_bytes)?;
         self.history.push(Entry {
             rev,
             record: record.into_boxed_slice(),
@@ -225,19 +230,19 @@ fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8>
     out
 }
 
-/// Applies one write to sled: the object (or its removal), then the revision counter —
-/// one operation each, not a `sled::Batch`. sled 0.34 writes its log buffer out before and
-/// after every batch (`pin_log` rolls it twice) and each of those writes waits for the
-/// disk: a batch per API write cost ~2.6 device writes (15,000 a second at 5,800 Event
-/// creates a second, the disk's limit here). Single operations fill the buffer, which
-/// goes out when full or at a checkpoint. Atomicity comes from the write-ahead log
-/// instead: sled recovers a prefix of its log, so after a crash it holds a prefix of these
-/// operations, and replay re-applies every record newer than the revision counter,
-/// written last. An I/O error part-way leaves sled failed: every later operation returns
-/// the error.
+/// Applies one write to sled: the object, or its removal — a single operation, not part of
+/// a `sled::Batch`. sled 0.34 writes its log buffer out before and after every batch
+/// (`pin_log` rolls it twice) and each of those writes waits for the disk: a batch per API
+/// write cost ~2.6 device writes (15,000 a second at 5,800 Event creates a second, the
+/// disk's limit here). Single operations fill the buffer, which goes out when full or at
+/// a checkpoint. Atomicity comes from the write-ahead log instead: sled recovers a prefix
+/// of its log, so after a crash it holds a prefix of the operations, and replay
+/// re-applies, in order, every record newer than the revision counter ([`set_revision`],
+/// written after the changes it covers). Re-applying a change sled already holds is
+/// harmless (the same insert or removal, in the same order). An I/O error part-way leaves
+/// sled failed: every later operation returns the error.
 pub(super) fn apply_write(
     tree: &sled::Tree,
-    rev: u64,
     kind: EventType,
     key: &[u8],
     object_bytes: Vec<u8>,
@@ -250,6 +255,12 @@ pub(super) fn apply_write(
             tree.insert(key, object_bytes)?;
         }
     }
+    Ok(())
+}
+
+/// Records in sled that it holds every change up to `rev`: after the changes, once per
+/// hold of the write lock (a sweep's 32 deletions write it once, not 32 times).
+pub(super) fn set_revision(tree: &sled::Tree, rev: u64) -> Result<()> {
     tree.insert(REV_KEY, &rev.to_be_bytes())?;
     Ok(())
 }
