@@ -117,8 +117,9 @@ impl Store {
     /// Writes one change under the write lock (`_held`): the next revision on `object`,
     /// the history record, sled (`apply_write`), the counts, the history and the group
     /// commit's queue. The caller then records the revision in sled (`set_revision`),
-    /// once for all the changes it makes under one hold of the lock. `before`: a modification's object before it (for watchers);
-    /// `prior`: its stored bytes (for the history).
+    /// once for all the changes it makes under one hold of the lock. `before`: a
+    /// modification's object before it (for watchers); `prior`: its stored bytes (for the
+    /// history).
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
