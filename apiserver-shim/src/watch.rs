@@ -183,6 +183,25 @@ pub(crate) fn start(api: &Arc<Api>, call: &Call, ctx: &Ctx) -> ApiResult<Reply> 
     Ok(Reply::Stream(rx))
 }
 
+/// Sends `ev` if it is newer than `last` (moving `last` on) and the watch's filter shows
+/// it; `false` once the client is gone.
+async fn forward(
+    ev: &Event,
+    last: &mut u64,
+    filter: &Filter,
+    present: &impl Fn(Value) -> Value,
+    tx: &mpsc::Sender<Bytes>,
+) -> bool {
+    if ev.rev <= *last {
+        return true;
+    }
+    *last = ev.rev;
+    match filter.view(ev) {
+        Some((kind, object)) => tx.send(line(kind, &present(object))).await.is_ok(),
+        None => true,
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // the parts of one watch, built once in `start`
 async fn follow(
     api: Arc<Api>,
@@ -209,11 +228,8 @@ async fn follow(
             {
                 Ok(Some(events)) => {
                     for ev in events {
-                        last = ev.rev;
-                        if let Some((kind, object)) = filter.view(&ev) {
-                            if tx.send(line(kind, &present(object))).await.is_err() {
-                                return;
-                            }
+                        if !forward(&ev, &mut last, &filter, &present, &tx).await {
+                            return;
                         }
                     }
                 }
@@ -231,14 +247,8 @@ async fn follow(
         tokio::select! {
             ev = sub.recv() => match ev {
                 Ok(ev) => {
-                    if ev.rev <= last {
-                        continue;
-                    }
-                    last = ev.rev;
-                    if let Some((kind, object)) = filter.view(&ev) {
-                        if tx.send(line(kind, &present(object))).await.is_err() {
-                            return;
-                        }
+                    if !forward(&ev, &mut last, &filter, &present, &tx).await {
+                        return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
@@ -254,14 +264,8 @@ async fn follow(
                 loop {
                     match sub.try_recv() {
                         Ok(ev) => {
-                            if ev.rev <= last {
-                                continue;
-                            }
-                            last = ev.rev;
-                            if let Some((kind, object)) = filter.view(&ev) {
-                                if tx.send(line(kind, &present(object))).await.is_err() {
-                                    return;
-                                }
+                            if !forward(&ev, &mut last, &filter, &present, &tx).await {
+                                return;
                             }
                         }
                         Err(broadcast::error::TryRecvError::Empty) => break,

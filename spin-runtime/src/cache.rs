@@ -214,15 +214,7 @@ impl CompileCache {
             ms = started.elapsed().as_millis() as u64,
             "compiled"
         );
-        let written = write_atomic(&artifact, &code);
-        drop(code);
-        // The compile's working memory is free now; without this the process keeps it.
-        crate::heap::give_back();
-        written.map_err(|source| Error::Write {
-            path: artifact.clone(),
-            source,
-        })?;
-        evict_from_page_cache(&artifact);
+        put_artifact(&artifact, code)?;
         let c = mapped::component(engine, &artifact).map_err(|source| Error::Load {
             path: artifact.clone(),
             source,
@@ -298,15 +290,7 @@ impl CompileCache {
     pub fn store(&self, key: &SourceKey, component: &Component) -> Result<(), Error> {
         let artifact = self.artifact(&key.hash);
         let code = component.serialize().map_err(Error::Compile)?;
-        let written = write_atomic(&artifact, &code);
-        drop(code);
-        crate::heap::give_back();
-        written.map_err(|source| Error::Write {
-            path: artifact.clone(),
-            source,
-        })?;
-        evict_from_page_cache(&artifact);
-        Ok(())
+        put_artifact(&artifact, code)
     }
 
     /// Removes `key`'s artifact of this engine, once another engine's supersedes it. A
@@ -375,6 +359,21 @@ fn identity_key(path: &Path) -> Option<String> {
         h.update(n.to_le_bytes());
     }
     Some(hex(&h.finalize()))
+}
+
+/// Writes compiled `code` to `artifact` (atomically), frees it and gives the heap back
+/// (without this the process keeps a compile's working memory), and drops the written
+/// pages from the page cache.
+fn put_artifact(artifact: &Path, code: Vec<u8>) -> Result<(), Error> {
+    let written = write_atomic(artifact, &code);
+    drop(code);
+    crate::heap::give_back();
+    written.map_err(|source| Error::Write {
+        path: artifact.to_owned(),
+        source,
+    })?;
+    evict_from_page_cache(artifact);
+    Ok(())
 }
 
 /// Drops a just-written artifact's pages from the page cache: written through `write`,
