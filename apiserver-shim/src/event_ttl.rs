@@ -1,7 +1,11 @@
 //! Events expire: kube-apiserver stores each Event with an etcd lease of `--event-ttl`
 //! (default one hour, renewed by each update), so old Events vanish by themselves. The
-//! store here has no leases, so a sweep does the same: every minute (or every tenth of
-//! the TTL, if shorter) it deletes the Events last seen longer ago than the TTL.
+//! store here has no leases, so a sweep does the same: every second (or every tenth of
+//! the TTL, if shorter) it deletes the Events last seen longer ago than the TTL. Often,
+//! so that each sweep is small: the deletions of a busy stream come as an even load beside
+//! the creates rather than as bursts they wait behind (a sweep every 6 s, at 5,000 Events
+//! a second, deleted 30,000 at a time). A sweep with nothing due reads only the front of
+//! the index.
 //!
 //! Owns only that deletion, and the index it runs from: the Events by when they were last
 //! seen, read once at start (a walk without the write lock that parses only their times)
@@ -132,13 +136,13 @@ impl Expiry {
         if !ev.group.is_empty() || ev.resource != "events" {
             return;
         }
-        let key = (
-            ev.namespace.clone(),
-            object::name_of(&ev.object).to_string(),
-        );
+        let key = |name: &str| (ev.namespace.clone(), name.to_string());
         match ev.kind {
-            EventType::Deleted => self.note(key, None),
-            EventType::Added | EventType::Modified => self.note(key, last_seen(&ev.object)),
+            // By name alone: a deleted Event's object is not decoded.
+            EventType::Deleted => self.note(key(&ev.object.head().name), None),
+            EventType::Added | EventType::Modified => {
+                self.note(key(object::name_of(&ev.object)), last_seen(&ev.object))
+            }
         }
     }
 
@@ -220,7 +224,7 @@ pub fn spawn(api: Arc<Api>, ttl: Duration) {
     if ttl.is_zero() {
         return;
     }
-    let every = (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut changes = api.store.subscribe_resource("", "events");
     let weak = Arc::downgrade(&api);
     drop(api);
@@ -338,7 +342,9 @@ mod tests {
             group: String::new(),
             resource: "events".into(),
             namespace: "default".into(),
-            object: json!({"metadata": {"name": name, "namespace": "default"}, "lastTimestamp": last}),
+            object:
+                json!({"metadata": {"name": name, "namespace": "default"}, "lastTimestamp": last})
+                    .into(),
             previous: None,
         }
     }

@@ -154,29 +154,35 @@ async fn full_scan(api: &Arc<Api>, index: &mut Index) -> ApiResult<()> {
 }
 
 async fn on_event(api: &Arc<Api>, index: &mut Index, ev: &Event) -> ApiResult<()> {
-    let key = (
-        ev.group.clone(),
-        ev.resource.clone(),
-        ev.namespace.clone(),
-        object::name_of(&ev.object).to_string(),
-    );
+    let key = |name: &str| {
+        (
+            ev.group.clone(),
+            ev.resource.clone(),
+            ev.namespace.clone(),
+            name.to_string(),
+        )
+    };
     match ev.kind {
         EventType::Deleted => {
-            index.update(key, None);
-            let uid = object::uid_of(&ev.object).to_string();
-            for dep in index.of(&uid) {
+            // Who it was, without decoding it (a sweep deletes thousands a second).
+            let head = ev.object.head();
+            index.update(key(&head.name), None);
+            for dep in index.of(&head.uid) {
                 check_dependent(api, &dep).await?;
             }
             // An owner in Foreground deletion may have been waiting for this object.
-            for r in owner_refs(&ev.object) {
-                if let Some(owner) = resolve_owner(api, &ev.namespace, &r)? {
-                    if has_finalizer(&owner.1, FOREGROUND) {
-                        foreground(api, index, &owner.1).await?;
+            if head.owned {
+                for r in owner_refs(&ev.object) {
+                    if let Some(owner) = resolve_owner(api, &ev.namespace, &r)? {
+                        if has_finalizer(&owner.1, FOREGROUND) {
+                            foreground(api, index, &owner.1).await?;
+                        }
                     }
                 }
             }
         }
         EventType::Added | EventType::Modified => {
+            let key = key(object::name_of(&ev.object));
             index.update(key.clone(), Some(&ev.object));
             if !owner_refs(&ev.object).is_empty() && ev.kind == EventType::Added {
                 check_dependent(api, &key).await?;

@@ -68,9 +68,11 @@ impl Filter {
                 set_resource_version(&mut gone, ev.rev);
                 Some(("DELETED", gone))
             }
-            (EventType::Modified, Some((_, false))) if now => Some(("ADDED", ev.object.clone())),
+            (EventType::Modified, Some((_, false))) if now => {
+                Some(("ADDED", ev.object.value().clone()))
+            }
             (EventType::Modified, Some((_, false))) => None,
-            (kind, _) if now => Some((kind.as_str(), ev.object.clone())),
+            (kind, _) if now => Some((kind.as_str(), ev.object.value().clone())),
             _ => None,
         }
     }

@@ -99,7 +99,7 @@ mod tests {
             group: group.into(),
             resource: resource.into(),
             namespace: "default".into(),
-            object: json!({"metadata": {"name": format!("o{rev}")}}),
+            object: json!({"metadata": {"name": format!("o{rev}")}}).into(),
             previous: None,
         })
     }

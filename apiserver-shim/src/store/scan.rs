@@ -197,7 +197,7 @@ impl Store {
                 EventType::Modified => previous_object(entry)?,
                 // The deleted object is the event's, but for its resourceVersion.
                 EventType::Deleted => head.was.map(|was| {
-                    let mut o = event.object.clone();
+                    let mut o = event.object.value().clone();
                     set_resource_version(&mut o, was);
                     o
                 }),

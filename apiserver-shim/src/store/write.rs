@@ -1,6 +1,7 @@
 //! The write path: one change under the write lock (`mutate`, `delete_where`), its
 //! revision, history record, sled operations and history entry, and the wait for the
-//! group commit that makes it durable.
+//! group commit that makes it durable. A sweep's deletions rewrite the stored JSON's
+//! resourceVersion instead of decoding it (`stored_object`).
 //!
 //! Owns the order of a write's steps and the format of its history record and
 //! write-ahead log payload (`replay` in the parent reads them back). Knows nothing of
@@ -14,9 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::history::Entry;
+use super::stored_object::with_resource_version;
 use super::{
     decode, encode, set_resource_version, Event, EventType, Mutation, ObjectKey, Result, Store,
-    StoreError, Written, REV_KEY,
+    StoreError, StoredObject, Written, REV_KEY,
 };
 
 /// How many deletions [`Store::delete_where`] makes under one hold of the write lock: a
@@ -64,8 +66,8 @@ impl Store {
             let event = self.write(&guard, key, &k, kind, object, before, prior)?;
             set_revision(&self.tree(), event.rev)?;
             let written = match kind {
-                EventType::Deleted => Written::Deleted(event.object.clone()),
-                _ => Written::Stored(event.object.clone()),
+                EventType::Deleted => Written::Deleted(event.object.value().clone()),
+                _ => Written::Stored(event.object.value().clone()),
             };
             (written, event.rev)
         };
@@ -75,10 +77,10 @@ impl Store {
 
     /// Deletes each object of `keys` whose stored JSON `gone` accepts, up to
     /// [`DELETES_PER_HOLD`] under one hold of the write lock, and waits until the
-    /// deletions are durable; returns how many went. For sweeps (expired Events): an
-    /// object that stays is not decoded, and a group commit carries many deletions with
-    /// one wait, where [`Store::mutate`] decodes and copies every object and waits for
-    /// each.
+    /// deletions are durable; returns how many went. For sweeps (expired Events): no
+    /// object is decoded (a deleted one's event carries its JSON, see `stored_object`),
+    /// and a group commit carries many deletions with one wait, where [`Store::mutate`]
+    /// decodes every object and waits for each.
     pub async fn delete_where(
         &self,
         keys: &[ObjectKey],
@@ -97,10 +99,8 @@ impl Store {
                     if !gone(&bytes) {
                         continue;
                     }
-                    let object = decode(&k, &bytes)?;
-                    let event =
-                        self.write(&guard, key, &k, EventType::Deleted, object, None, None)?;
-                    last = Some(event.rev);
+                    let rev = self.delete_stored(&guard, key, &k, &bytes)?;
+                    last = Some(rev);
                     deleted += 1;
                 }
                 if let Some(rev) = last {
@@ -114,12 +114,11 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Writes one change under the write lock (`_held`): the next revision on `object`,
-    /// the history record, sled (`apply_write`), the counts, the history and the group
-    /// commit's queue. The caller then records the revision in sled (`set_revision`),
-    /// once for all the changes it makes under one hold of the lock. `before`: a
-    /// modification's object before it (for watchers); `prior`: its stored bytes (for the
-    /// history).
+    /// Writes one change under the write lock (`held`): the next revision on `object`,
+    /// then [`Store::record`]. The caller then records the revision in sled
+    /// (`set_revision`), once for all the changes it makes under one hold of the lock.
+    /// `before`: a modification's object before it (for watchers); `prior`: its stored
+    /// bytes (for the history).
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -141,18 +140,63 @@ impl Store {
             _ => None,
         };
         set_resource_version(&mut object, rev);
-        let event = Arc::new(Event {
+        let object_bytes = encode(&object);
+        let event = change(rev, kind, key, object.into(), before);
+        self.record(held, key, k, &event, &object_bytes, was, prior)?;
+        Ok(event)
+    }
+
+    /// Deletes the object stored at `k` as `stored` under the write lock (`held`), its
+    /// resourceVersion rewritten in its JSON rather than decoded and encoded again
+    /// (JSON it cannot rewrite takes [`Store::write`]'s way); returns the revision.
+    fn delete_stored(
+        &self,
+        held: &MutexGuard<'_, ()>,
+        key: &ObjectKey,
+        k: &[u8],
+        stored: &[u8],
+    ) -> Result<u64> {
+        let rev = self.current_revision() + 1;
+        let Some((json, was)) = with_resource_version(stored, rev) else {
+            let object = decode(k, stored)?;
+            let event = self.write(held, key, k, EventType::Deleted, object, None, None)?;
+            return Ok(event.rev);
+        };
+        let event = change(
             rev,
-            kind,
-            group: key.group.clone(),
-            resource: key.resource.clone(),
-            namespace: key.namespace.clone(),
-            object,
-            previous: before,
-        });
-        let object_bytes = encode(&event.object);
-        let record = event_record(&event, &object_bytes, was);
-        let payload = wal_payload(rev, kind, k, &record);
+            EventType::Deleted,
+            key,
+            StoredObject::from_json(json.into_boxed_slice()),
+            None,
+        );
+        let json = event.object.json().unwrap_or_default();
+        self.record(held, key, k, &event, json, Some(was), None)?;
+        Ok(rev)
+    }
+
+    /// Records one change made under the write lock (`_held`): its history record, sled
+    /// (`apply_write`), the counts, the history and the group commit's queue.
+    /// `object_bytes`: the object's JSON as stored (with its new resourceVersion); `was`:
+    /// a deletion's revision before it; `prior`: a modification's stored bytes before it.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        held: &MutexGuard<'_, ()>,
+        key: &ObjectKey,
+        k: &[u8],
+        event: &Arc<Event>,
+        object_bytes: &[u8],
+        was: Option<u64>,
+        prior: Option<&[u8]>,
+    ) -> Result<()> {
+        let (rev, kind) = (event.rev, event.kind);
+        let record = event_record(event, object_bytes, was);
+        // Replay needs only a deletion's key: its record stays in the history alone.
+        let logged = match kind {
+            EventType::Deleted => &[][..],
+            _ => &record,
+        };
+        let payload = wal_payload(rev, kind, k, logged);
         // Counted before sled holds the change: a count being learnt beside this write
         // (`counts`) must hear of it before its walk can see it.
         if kind != EventType::Modified {
@@ -175,7 +219,7 @@ impl Store {
         pending.events.push(event.clone());
         crate::wal::frame(&payload, &mut pending.records);
         drop(pending);
-        Ok(event)
+        Ok(())
     }
 
     /// After writes up to `rev` (the lock released): wakes the group commit and waits
@@ -197,6 +241,25 @@ impl Store {
             _ => Ok(()),
         }
     }
+}
+
+/// The change at `rev` to the object at `key`.
+fn change(
+    rev: u64,
+    kind: EventType,
+    key: &ObjectKey,
+    object: StoredObject,
+    previous: Option<Value>,
+) -> Arc<Event> {
+    Arc::new(Event {
+        rev,
+        kind,
+        group: key.group.clone(),
+        resource: key.resource.clone(),
+        namespace: key.namespace.clone(),
+        object,
+        previous,
+    })
 }
 
 /// The event's history record: the [`Event`] JSON, with the object's bytes spliced in so
@@ -246,7 +309,7 @@ pub(super) fn apply_write(
     tree: &sled::Tree,
     kind: EventType,
     key: &[u8],
-    object_bytes: Vec<u8>,
+    object_bytes: &[u8],
 ) -> Result<()> {
     match kind {
         EventType::Deleted => {
@@ -267,7 +330,8 @@ pub(super) fn set_revision(tree: &sled::Tree, rev: u64) -> Result<()> {
 }
 
 /// One write's write-ahead log payload: `rev u64 BE | kind u8 | key len u32 BE | key |
-/// event record`, where the record ends with the object's bytes and `}`.
+/// event record`, where the record ends with the object's bytes and `}`; a deletion's
+/// record is empty (replay removes the key; logs of earlier versions carry one, unread).
 fn wal_payload(rev: u64, kind: EventType, key: &[u8], record: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(13 + key.len() + record.len());
     p.extend_from_slice(&rev.to_be_bytes());
