@@ -174,7 +174,7 @@ impl Store {
         Ok(rev)
     }
 
-    /// Records one change made under the write lock (`_held`): its history record, sled
+    /// Records one change made under the write lock (`held`): its history record, sled
     /// (`apply_write`), the counts, the history and the group commit's queue.
     /// `object_bytes`: the object's JSON as stored (with its new resourceVersion); `was`:
     /// a deletion's revision before it; `prior`: a modification's stored bytes before it.
