@@ -25,6 +25,7 @@ use serde_json::Value;
 
 /// An object as a change carries it: dereferences to its `Value`, decoded from the
 /// store's JSON the first time anyone looks.
+#[derive(Clone)]
 pub struct StoredObject {
     value: OnceLock<Value>,
     /// The JSON, when the object was not made from a value.
@@ -82,15 +83,6 @@ impl Deref for StoredObject {
 
     fn deref(&self) -> &Value {
         self.value()
-    }
-}
-
-impl Clone for StoredObject {
-    fn clone(&self) -> StoredObject {
-        StoredObject {
-            value: self.value.clone(),
-            json: self.json.clone(),
-        }
     }
 }
 
