@@ -364,7 +364,7 @@ mod tests {
         drop(store);
 
         // Reopened: the current database, the writes since the rebuild (from the log).
-        let store = Store::open(dir.path(), config).unwrap();
+        let store = crate::store::testing::reopen(dir.path(), config).await;
         assert_eq!(store.current_revision(), last);
         let (events, _) = store.list("", "events", Some("default")).unwrap();
         let names: Vec<&str> = events.iter().map(crate::object::name_of).collect();

@@ -677,7 +677,7 @@ mod tests {
             tree.insert(REV_KEY, &1u64.to_be_bytes()).expect("rewind");
             db.flush().expect("flush");
         }
-        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        let reopened = testing::reopen(dir.path(), StoreConfig::default()).await;
         assert_eq!(reopened.current_revision(), 2);
         let got = reopened.get(&key("a")).expect("get").expect("stored");
         assert_eq!(got["data"]["v"], "two");
@@ -749,7 +749,7 @@ mod tests {
                 .expect("compacted");
             db.flush().expect("flush");
         }
-        let reopened = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+        let reopened = testing::reopen(dir.path(), StoreConfig::default()).await;
         let tree = reopened.tree();
         for prefix in [&b"e"[..], &b"p"[..], &b"mcompacted"[..]] {
             assert_eq!(tree.scan_prefix(prefix).count(), 0, "{prefix:?} left");
