@@ -41,17 +41,23 @@ use crate::store::{Consistency, Event, EventType, ObjectKey, Visit};
 /// kube-apiserver's default `--event-ttl`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
-fn time_at(ev: &Value, pointer: &str) -> Option<jiff::Timestamp> {
-    ev.pointer(pointer)?.as_str()?.parse().ok()
+/// The time at `path` (field names, outermost first). Not `Value::pointer`: it allocates
+/// for each segment, and this runs for every Event written.
+fn time_at(ev: &Value, path: &[&str]) -> Option<jiff::Timestamp> {
+    path.iter()
+        .try_fold(ev, |v, field| v.get(field))?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 /// When the Event was last seen.
 pub fn last_seen(ev: &Value) -> Option<jiff::Timestamp> {
     [
-        "/series/lastObservedTime",
-        "/lastTimestamp",
-        "/eventTime",
-        "/metadata/creationTimestamp",
+        &["series", "lastObservedTime"][..],
+        &["lastTimestamp"],
+        &["eventTime"],
+        &["metadata", "creationTimestamp"],
     ]
     .iter()
     .filter_map(|p| time_at(ev, p))

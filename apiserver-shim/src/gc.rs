@@ -8,6 +8,11 @@
 //! the same rules as an API DELETE (objects with finalizers get `deletionTimestamp`).
 //! Owners are checked by a fresh read of the store, never by the index alone, so an
 //! owner created after its dependent's event is not mistaken for a missing one.
+//!
+//! Kinds whose strategy says they are not garbage collected (core Events, as
+//! kube-controller-manager's `DefaultIgnoredResources`) are not followed: they are not
+//! indexed as dependents and nothing is collected when one goes; only a Foreground or
+//! Orphan delete of one is still carried out.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -94,10 +99,36 @@ impl Index {
     }
 }
 
+/// Which stored collections the collector follows, learnt from their kinds' strategies
+/// once each: storage group → resource → followed.
+#[derive(Default)]
+struct Followed(HashMap<String, HashMap<String, bool>>);
+
+impl Followed {
+    fn of(&mut self, api: &Arc<Api>, group: &str, resource: &str) -> bool {
+        if let Some(followed) = self.0.get(group).and_then(|g| g.get(resource)) {
+            return *followed;
+        }
+        let key = ObjectKey {
+            group: group.to_string(),
+            resource: resource.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        let followed = strategy_at(api, &key).garbage_collected();
+        self.0
+            .entry(group.to_string())
+            .or_default()
+            .insert(resource.to_string(), followed);
+        followed
+    }
+}
+
 /// Starts the collector.
 pub fn spawn(api: Arc<Api>) {
     tokio::spawn(async move {
         let mut index = Index::default();
+        let mut followed = Followed::default();
         let mut sub = api.store.subscribe();
         let mut rescan = true;
         loop {
@@ -109,7 +140,12 @@ pub fn spawn(api: Arc<Api>) {
             }
             match sub.recv().await {
                 Ok(ev) => {
-                    if let Err(e) = on_event(&api, &mut index, &ev).await {
+                    let done = if followed.of(&api, &ev.group, &ev.resource) {
+                        on_event(&api, &mut index, &ev).await
+                    } else {
+                        on_unfollowed(&api, &index, &ev).await
+                    };
+                    if let Err(e) = done {
                         tracing::warn!(error = %e.message, "garbage collector");
                     }
                 }
@@ -127,6 +163,9 @@ async fn full_scan(api: &Arc<Api>, index: &mut Index) -> ApiResult<()> {
     let mut all = Vec::new();
     for r in table.all() {
         if !seen.insert((r.storage_group.clone(), r.plural.clone())) {
+            continue;
+        }
+        if !r.strategy().garbage_collected() {
             continue;
         }
         let (items, _) = api.store.list(&r.storage_group, &r.plural, None)?;
@@ -191,6 +230,16 @@ async fn on_event(api: &Arc<Api>, index: &mut Index, ev: &Event) -> ApiResult<()
         }
     }
     Ok(())
+}
+
+/// A change of a kind the collector does not follow: only a Foreground or Orphan delete
+/// of the object itself is carried out, so that it does not wait forever for its
+/// finalizer (kube-controller-manager leaves such an Event to its TTL).
+async fn on_unfollowed(api: &Arc<Api>, index: &Index, ev: &Event) -> ApiResult<()> {
+    if ev.kind == EventType::Deleted {
+        return Ok(());
+    }
+    handle_policies(api, index, &ev.object).await
 }
 
 async fn handle_policies(api: &Arc<Api>, index: &Index, obj: &Value) -> ApiResult<()> {

@@ -15,7 +15,9 @@
 //!    latency is compared between the first and the last 10,000, and the data dir's size
 //!    is read at the end (the TTL sweep runs every second, so the store holds about a
 //!    minute of Events), and again once they have all expired and the store has
-//!    had a minute to rebuild its database.
+//!    had a minute to rebuild its database. `SPINLET_BENCH_EVENTS_SERIES=FILE` writes
+//!    every create's start (s) and latency (ms) to FILE as CSV, to see where in time the
+//!    tail grows and line it up with the server's log.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -82,29 +84,32 @@ fn event(i: usize) -> Event {
     .expect("event")
 }
 
-/// Creates `count` objects 32 at once; the latency of each create in ms, in order.
-async fn create_all<K, F>(api: &Api<K>, count: usize, make: F) -> Vec<f64>
+/// Creates `count` objects 32 at once; for each create in order, when it started (s since
+/// the first) and its latency (ms).
+async fn create_all<K, F>(api: &Api<K>, count: usize, make: F) -> Vec<(f64, f64)>
 where
     K: kube::Resource + Clone + std::fmt::Debug,
     K: k8s_openapi::serde::de::DeserializeOwned + k8s_openapi::serde::Serialize,
     F: Fn(usize) -> K,
 {
     let pp = PostParams::default();
-    let mut results: Vec<(usize, f64)> = futures::stream::iter(0..count)
+    let first = Instant::now();
+    let mut results: Vec<(usize, (f64, f64))> = futures::stream::iter(0..count)
         .map(|i| {
             let object = make(i);
             let (api, pp) = (api.clone(), pp.clone());
             async move {
                 let start = Instant::now();
                 api.create(&pp, &object).await.expect("create");
-                (i, start.elapsed().as_secs_f64() * 1e3)
+                let at = start.duration_since(first).as_secs_f64();
+                (i, (at, start.elapsed().as_secs_f64() * 1e3))
             }
         })
         .buffer_unordered(32)
         .collect()
         .await;
     results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, ms)| ms).collect()
+    results.into_iter().map(|(_, timed)| timed).collect()
 }
 
 fn pages(runtime: &tokio::runtime::Runtime) {
@@ -181,8 +186,17 @@ fn events(runtime: &tokio::runtime::Runtime) {
         // swing between 7.5 and 17.3 ms from run to run (session 20), and the ratio with it.
         tokio::time::sleep(SETTLE).await;
         let started = Instant::now();
-        let ms = create_all(&api, count, event).await;
+        let timed = create_all(&api, count, event).await;
         let elapsed = started.elapsed();
+        // Every create's start and latency, to line the tail up with what the server did.
+        if let Ok(path) = std::env::var("SPINLET_BENCH_EVENTS_SERIES") {
+            let csv: String = timed
+                .iter()
+                .map(|(at, ms)| format!("{at:.4},{ms:.3}\n"))
+                .collect();
+            std::fs::write(&path, csv).expect("write the latency series");
+        }
+        let ms: Vec<f64> = timed.into_iter().map(|(_, ms)| ms).collect();
         // Where in the stream the tail grows: p50 / p99 of each tenth.
         let tenth = (count / 10).max(1);
         let by_tenth: Vec<String> = ms

@@ -568,6 +568,39 @@ fn cascading_deletes_follow_the_propagation_policy() {
         refs.trim().is_empty(),
         "orphaned child keeps no owner reference: {refs}"
     );
+
+    // The collector does not follow Events (as kube-controller-manager's), but a
+    // Foreground delete of one still deletes its dependents and then the Event.
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: ev-owner\ninvolvedObject:\n  kind: ConfigMap\n  name: orph-child\n  namespace: default\nreason: Test\nmessage: owner\ntype: Normal\n",
+    );
+    let uid = s.jsonpath(&["event", "ev-owner"], "{.metadata.uid}");
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ev-child\n  ownerReferences:\n  - apiVersion: v1\n    kind: Event\n    name: ev-owner\n    uid: {uid}\n    blockOwnerDeletion: true\n"
+        ),
+    );
+    s.kubectl(&[
+        "delete",
+        "event",
+        "ev-owner",
+        "--cascade=foreground",
+        "--timeout=20s",
+    ]);
+    wait_gone("ev-child");
+    for _ in 0..100 {
+        if !s
+            .kubectl_output(&["get", "event", "ev-owner"], None)
+            .status
+            .success()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the Event deleted in the foreground stayed");
 }
 
 const DEPLOY_V1: &str = "apiVersion: apps/v1

@@ -74,6 +74,12 @@ const FIELDS: &[&str] = &[
 pub struct CoreEvent;
 
 impl KindStrategy for CoreEvent {
+    /// Left out of the garbage collector, as upstream's; events.k8s.io Events are stored
+    /// as core ones, so this covers both groups.
+    fn garbage_collected(&self) -> bool {
+        false
+    }
+
     fn columns(&self) -> Vec<Column> {
         let mut c = vec![name_column()];
         c.clear();
@@ -112,6 +118,10 @@ pub struct Event;
 impl KindStrategy for Event {
     fn columns(&self) -> Vec<Column> {
         CoreEvent.columns()
+    }
+
+    fn garbage_collected(&self) -> bool {
+        CoreEvent.garbage_collected()
     }
 
     fn field_labels(&self) -> &'static [&'static str] {

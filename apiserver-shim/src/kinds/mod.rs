@@ -165,6 +165,14 @@ pub trait KindStrategy: Sync {
         0
     }
 
+    /// Whether the garbage collector follows the kind: its objects' `ownerReferences`,
+    /// their deletion policies, and their dependents when they go. kube-controller-manager's
+    /// collector leaves core Events out (`DefaultIgnoredResources`), as a busy cluster
+    /// writes and expires thousands a second.
+    fn garbage_collected(&self) -> bool {
+        true
+    }
+
     /// The subresources served beyond `status` and `scale`.
     fn subresources(&self) -> &'static [Subresource] {
         &[]
@@ -296,5 +304,15 @@ mod tests {
         assert_eq!(subresource("", "Service", "binding"), None);
         assert!(create_only("", "v1", "bindings").is_some());
         assert!(create_only("apps", "v1", "bindings").is_none());
+    }
+
+    #[test]
+    fn events_of_both_groups_are_left_out_of_the_garbage_collector() {
+        let collected =
+            |group: &str, kind: &str| builtin(group, kind).map(|k| k.strategy.garbage_collected());
+        assert_eq!(collected("", "Event"), Some(false));
+        assert_eq!(collected("events.k8s.io", "Event"), Some(false));
+        assert_eq!(collected("", "ConfigMap"), Some(true));
+        assert_eq!(collected("apps", "ReplicaSet"), Some(true));
     }
 }

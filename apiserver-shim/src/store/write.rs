@@ -37,7 +37,7 @@ impl Store {
     where
         E: Send,
     {
-        let (written, rev) = {
+        let event = {
             let guard = self.lock();
             let k = key.encode();
             let current_bytes = self.tree().get(&k)?;
@@ -65,13 +65,15 @@ impl Store {
             };
             let event = self.write(&guard, key, &k, kind, object, before, prior)?;
             set_revision(&self.tree(), event.rev)?;
-            let written = match kind {
-                EventType::Deleted => Written::Deleted(event.object.value().clone()),
-                _ => Written::Stored(event.object.value().clone()),
-            };
-            (written, event.rev)
+            event
         };
-        self.committed(rev).await?;
+        // The caller's copy is made once the lock is released: other writers wait for
+        // every microsecond it is held.
+        let written = match event.kind {
+            EventType::Deleted => Written::Deleted(event.object.value().clone()),
+            _ => Written::Stored(event.object.value().clone()),
+        };
+        self.committed(event.rev).await?;
         Ok(Ok(written))
     }
 
