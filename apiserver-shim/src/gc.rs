@@ -109,13 +109,7 @@ impl Followed {
         if let Some(followed) = self.0.get(group).and_then(|g| g.get(resource)) {
             return *followed;
         }
-        let key = ObjectKey {
-            group: group.to_string(),
-            resource: resource.to_string(),
-            namespace: String::new(),
-            name: String::new(),
-        };
-        let followed = strategy_at(api, &key).garbage_collected();
+        let followed = strategy_at(api, group, resource).garbage_collected();
         self.0
             .entry(group.to_string())
             .or_default()
@@ -304,7 +298,7 @@ async fn check_dependent(api: &Arc<Api>, dep: &Key) -> ApiResult<()> {
     if alive.len() == refs.len() {
         return Ok(());
     }
-    let strategy = strategy_at(api, &key);
+    let strategy = strategy_at(api, &key.group, &key.resource);
     mutate_same(
         api,
         &key,
@@ -361,14 +355,14 @@ async fn remove_finalizer(api: &Arc<Api>, owner: &Value, finalizer: &'static str
     .await
 }
 
-/// The strategy of the object at `key`'s kind, which says whether it is deleted
-/// gracefully (a bound pod gets its grace period when its owner goes, as a DELETE would
-/// give it).
-fn strategy_at(api: &Arc<Api>, key: &ObjectKey) -> &'static dyn KindStrategy {
+/// The strategy of the kind stored as `group`/`resource`, which says whether the
+/// collector follows it and whether its objects are deleted gracefully (a bound pod gets
+/// its grace period when its owner goes, as a DELETE would give it).
+fn strategy_at(api: &Arc<Api>, group: &str, resource: &str) -> &'static dyn KindStrategy {
     api.registry
         .snapshot()
         .all()
-        .find(|r| r.storage_group == key.group && r.plural == key.resource)
+        .find(|r| r.storage_group == group && r.plural == resource)
         .map_or(crate::kinds::GENERIC, |r| r.strategy())
 }
 
@@ -406,7 +400,7 @@ async fn foreground(api: &Arc<Api>, index: &Index, owner: &Value) -> ApiResult<(
             blocking += 1;
         }
         if !object::is_deleting(&obj) {
-            let strategy = strategy_at(api, &key);
+            let strategy = strategy_at(api, &key.group, &key.resource);
             api.store
                 .mutate::<ApiError>(&key, |cur| match cur {
                     Some(cur) => object::deletion(cur, strategy),
