@@ -12,7 +12,10 @@
 //! and then kept from the store's stream of changes, as etcd keeps leases, so a sweep
 //! takes the expired Events from the front and deletes them through
 //! `Store::delete_where`: each re-checked under the write lock from its stored times
-//! alone, [`crate::store::DELETES_PER_HOLD`] to a hold of the lock and one group commit.
+//! alone, a few to a hold of the lock, the holds spread over half the interval
+//! ([`pace`]) so that a writer never waits behind more than one, and the sweep does not
+//! take a core for itself (deleting as fast as the lock allowed, a sweep of 5,000 Events
+//! ran at 30,000 a second and doubled the creates' p99 while it ran).
 //! (A sweep that listed every Event under the write lock held up all writers while it
 //! listed; one deleting one Event per group commit fell behind a stream of new Events:
 //! 1 M Events at 6,500/s with a 60 s TTL left 1.7 GB in the data dir. Deleting through
@@ -36,7 +39,7 @@ use tokio::sync::broadcast;
 use crate::api::Api;
 use crate::error::ApiResult;
 use crate::object;
-use crate::store::{Consistency, Event, EventType, ObjectKey, Visit};
+use crate::store::{Consistency, Event, EventType, ObjectKey, Pace, Visit, DELETES_PER_HOLD};
 
 /// kube-apiserver's default `--event-ttl`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -191,9 +194,27 @@ fn cutoff(ttl: Duration) -> Option<jiff::Timestamp> {
         .ok()
 }
 
+/// How a sweep of `due` Events spreads its deletions when sweeps come `every` so often:
+/// over about half of that time, one hold of the write lock a millisecond, each of at
+/// least [`DELETES_PER_HOLD`]. A sweep that runs over its time gives the next one more
+/// to delete, and so more a hold: the pace follows the stream. (etcd, likewise, revokes
+/// expired leases at a bounded rate rather than all at once.)
+fn pace(due: usize, every: Duration) -> Pace {
+    let holds = (every.as_millis() / 2).max(1) as usize;
+    Pace {
+        per_hold: due.div_ceil(holds).max(DELETES_PER_HOLD),
+        pause: Duration::from_millis(1),
+    }
+}
+
 /// Deletes these Events, each re-checked under the write lock (an update since keeps it),
-/// many to one hold of the lock and one group commit; returns how many went.
-async fn delete(api: &Api, keys: Vec<Key>, cutoff: jiff::Timestamp) -> ApiResult<usize> {
+/// `pace` a hold of the lock; returns how many went once they are durable.
+async fn delete(
+    api: &Api,
+    keys: Vec<Key>,
+    cutoff: jiff::Timestamp,
+    pace: Pace,
+) -> ApiResult<usize> {
     let keys: Vec<ObjectKey> = keys
         .into_iter()
         .map(|(namespace, name)| ObjectKey {
@@ -205,7 +226,7 @@ async fn delete(api: &Api, keys: Vec<Key>, cutoff: jiff::Timestamp) -> ApiResult
         .collect();
     let deleted = api
         .store
-        .delete_where(&keys, |stored| {
+        .delete_where(&keys, pace, |stored| {
             stored_last_seen(stored).is_some_and(|t| t < cutoff)
         })
         .await?;
@@ -219,7 +240,7 @@ pub async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
         return Ok(0);
     };
     let keys = Expiry::read(api)?.due(cutoff);
-    delete(api, keys, cutoff).await
+    delete(api, keys, cutoff, Pace::EAGER).await
 }
 
 /// Sweeps until the store is dropped; a zero TTL keeps Events forever. The Events' times
@@ -279,9 +300,10 @@ pub fn spawn(api: Arc<Api>, ttl: Duration) {
                     if keys.is_empty() {
                         continue;
                     }
+                    let pace = pace(keys.len(), every);
                     sweeping = Some(tokio::spawn(async move {
                         let started = std::time::Instant::now();
-                        match delete(&api, keys, cutoff).await {
+                        match delete(&api, keys, cutoff, pace).await {
                             Ok(n) => tracing::debug!(deleted = n, ms = started.elapsed().as_secs_f64() * 1e3, "expired events removed"),
                             Err(e) => tracing::warn!(error = %e.message, "event expiry sweep"),
                         }
@@ -309,6 +331,24 @@ mod tests {
             last_seen(&ev).map(|t| t.to_string()),
             Some("2026-01-01T03:00:00Z".to_string())
         );
+    }
+
+    #[test]
+    fn a_sweep_spreads_its_deletions_over_half_its_interval() {
+        let second = Duration::from_secs(1);
+        // 6,000 due once a second: 500 holds of 12, a millisecond apart.
+        assert_eq!(
+            pace(6_000, second),
+            Pace {
+                per_hold: 12,
+                pause: Duration::from_millis(1)
+            }
+        );
+        // A few: never fewer than the store's minimum a hold.
+        assert_eq!(pace(3, second).per_hold, DELETES_PER_HOLD);
+        // A sweep that fell behind takes more a hold; a tiny interval still spreads.
+        assert_eq!(pace(60_000, second).per_hold, 120);
+        assert_eq!(pace(100, Duration::from_millis(1)).per_hold, 100);
     }
 
     #[tokio::test]

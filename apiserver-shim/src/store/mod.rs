@@ -43,8 +43,8 @@ mod write;
 pub use generation::Defragmented;
 pub use scan::{Change, Consistency, ScanStart, Stored, Visit};
 pub use stored_object::{Head, StoredObject};
-pub use write::DELETES_PER_HOLD;
 use write::{apply_write, set_revision};
+pub use write::{Pace, DELETES_PER_HOLD};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -707,7 +707,10 @@ mod tests {
             put(&store, name, json!({"v": name})).await;
         }
         let keys: Vec<ObjectKey> = names.iter().take(6).map(|n| key(n)).collect();
-        let deleted = store.delete_where(&keys, |_| true).await.expect("delete");
+        let deleted = store
+            .delete_where(&keys, Pace::EAGER, |_| true)
+            .await
+            .expect("delete");
         assert_eq!(deleted, 6);
         assert_eq!(store.durable_revision(), 16);
         drop(store);
@@ -759,6 +762,43 @@ mod tests {
         assert_eq!(reopened.current_revision(), 1);
     }
 
+    /// Paced: holds of 3 a millisecond apart delete every accepted object once, in key
+    /// order, and the call returns when the last is durable.
+    #[tokio::test]
+    async fn paced_deletions_are_all_made_and_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+        for name in &names {
+            put(&store, name, json!({"v": name})).await;
+        }
+        let keys: Vec<ObjectKey> = names.iter().map(|n| key(n)).collect();
+        let pace = Pace {
+            per_hold: 3,
+            pause: std::time::Duration::from_millis(1),
+        };
+        let deleted = store
+            .delete_where(&keys, pace, |stored| !stored.windows(2).any(|w| w == b"p7"))
+            .await
+            .expect("delete");
+        assert_eq!(deleted, 9);
+        assert_eq!(store.durable_revision(), 19);
+        for name in &names {
+            assert_eq!(
+                store.get(&key(name)).expect("get").is_some(),
+                name == "p7",
+                "{name}"
+            );
+        }
+        let history = store.history(10, 19).expect("read").expect("in window");
+        let gone: Vec<String> = history
+            .iter()
+            .map(|ev| crate::object::name_of(&ev.object).to_string())
+            .collect();
+        let expected: Vec<&String> = names.iter().filter(|n| *n != "p7").collect();
+        assert_eq!(gone.iter().collect::<Vec<_>>(), expected);
+    }
+
     #[tokio::test]
     async fn deletions_by_a_test_on_the_stored_bytes_are_events_like_any_deletion() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -781,7 +821,7 @@ mod tests {
         let mut keys: Vec<ObjectKey> = names.iter().map(|n| key(n)).collect();
         keys.push(key("missing"));
         let deleted = store
-            .delete_where(&keys, |stored| {
+            .delete_where(&keys, Pace::EAGER, |stored| {
                 serde_json::from_slice::<Value>(stored).expect("stored JSON")["age"] == "old"
             })
             .await

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -21,9 +22,25 @@ use super::{
     StoreError, StoredObject, Written, REV_KEY,
 };
 
-/// How many deletions [`Store::delete_where`] makes under one hold of the write lock: a
-/// writer waits for at most this many (tens of microseconds each).
-pub const DELETES_PER_HOLD: usize = 32;
+/// The fewest deletions [`Store::delete_where`] makes under one hold of the write lock, a
+/// sweep's usual share (a writer waits for at most one hold, ~20 µs a deletion).
+pub const DELETES_PER_HOLD: usize = 8;
+
+/// How [`Store::delete_where`] spreads its deletions: `per_hold` under one hold of the
+/// write lock, then `pause` before the next hold (zero: a yield to other tasks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    pub per_hold: usize,
+    pub pause: Duration,
+}
+
+impl Pace {
+    /// As fast as the lock allows, [`DELETES_PER_HOLD`] at a time.
+    pub const EAGER: Pace = Pace {
+        per_hold: DELETES_PER_HOLD,
+        pause: Duration::ZERO,
+    };
+}
 
 impl Store {
     /// Reads, decides and writes one object atomically, then waits until the write is
@@ -77,41 +94,52 @@ impl Store {
         Ok(Ok(written))
     }
 
-    /// Deletes each object of `keys` whose stored JSON `gone` accepts, up to
-    /// [`DELETES_PER_HOLD`] under one hold of the write lock, and waits until the
-    /// deletions are durable; returns how many went. For sweeps (expired Events): no
-    /// object is decoded (a deleted one's event carries its JSON, see `stored_object`),
-    /// and a group commit carries many deletions with one wait, where [`Store::mutate`]
-    /// decodes every object and waits for each.
+    /// Deletes each object of `keys` whose stored JSON `gone` accepts, `pace.per_hold` under
+    /// one hold of the write lock, and waits until the deletions are durable; returns how
+    /// many went. For sweeps (expired Events): no object is decoded (a deleted one's
+    /// event carries its JSON, see `stored_object`), and the holds are pipelined: each
+    /// wakes the group commit and lets other tasks run (for `pace.pause`, or a yield),
+    /// and only the last is waited for. (Waiting for each hold's commit made the
+    /// sweep's pace the group commits'; without a pause, a sweep of 5,000 Events ran
+    /// at 30,000 a second on one core and doubled the creates' p99 while it ran.)
     pub async fn delete_where(
         &self,
         keys: &[ObjectKey],
+        pace: Pace,
         gone: impl Fn(&[u8]) -> bool,
     ) -> Result<usize> {
         let mut deleted = 0;
-        for chunk in keys.chunks(DELETES_PER_HOLD) {
-            let mut last = None;
-            {
-                let guard = self.lock();
-                for key in chunk {
-                    let k = key.encode();
-                    let Some(bytes) = self.tree().get(&k)? else {
-                        continue;
-                    };
-                    if !gone(&bytes) {
-                        continue;
-                    }
-                    let rev = self.delete_stored(&guard, key, &k, &bytes)?;
-                    last = Some(rev);
-                    deleted += 1;
-                }
-                if let Some(rev) = last {
-                    set_revision(&self.tree(), rev)?;
+        let mut last = None;
+        for (i, chunk) in keys.chunks(pace.per_hold.max(1)).enumerate() {
+            if i > 0 {
+                if pace.pause.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(pace.pause).await;
                 }
             }
-            if let Some(rev) = last {
-                self.committed(rev).await?;
+            let guard = self.lock();
+            let mut held_last = None;
+            for key in chunk {
+                let k = key.encode();
+                let Some(bytes) = self.tree().get(&k)? else {
+                    continue;
+                };
+                if !gone(&bytes) {
+                    continue;
+                }
+                held_last = Some(self.delete_stored(&guard, key, &k, &bytes)?);
+                deleted += 1;
             }
+            if let Some(rev) = held_last {
+                set_revision(&self.tree(), rev)?;
+                self.wake.notify_one();
+                last = held_last;
+            }
+            drop(guard);
+        }
+        if let Some(rev) = last {
+            self.wait_durable(rev).await?;
         }
         Ok(deleted)
     }
@@ -281,7 +309,7 @@ fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8>
         #[serde(skip_serializing_if = "Option::is_none")]
         was: Option<u64>,
     }
-    let mut out = encode(&Head {
+    let head = encode(&Head {
         rev: event.rev,
         kind: event.kind,
         group: &event.group,
@@ -289,8 +317,12 @@ fn event_record(event: &Event, object_bytes: &[u8], was: Option<u64>) -> Vec<u8>
         namespace: &event.namespace,
         was,
     });
-    out.pop(); // the closing brace
-    out.extend_from_slice(b",\"object\":");
+    // Sized once: growing it as it is assembled copied the record twice (1.4 % of the
+    // server's samples while a sweep ran, session 23).
+    const OBJECT: &[u8] = b",\"object\":";
+    let mut out = Vec::with_capacity(head.len() + OBJECT.len() + object_bytes.len());
+    out.extend_from_slice(&head[..head.len().saturating_sub(1)]); // without its closing brace
+    out.extend_from_slice(OBJECT);
     out.extend_from_slice(object_bytes);
     out.push(b'}');
     out
