@@ -22,8 +22,8 @@ use super::{
     StoreError, StoredObject, Written, REV_KEY,
 };
 
-/// The fewest deletions [`Store::delete_where`] makes under one hold of the write lock, a
-/// sweep's usual share (a writer waits for at most one hold, ~20 µs a deletion).
+/// Deletions under one hold of the write lock in [`Pace::EAGER`], and the fewest a sweep
+/// makes in one (`event_ttl::pace`); a deletion holds the lock ~20 µs.
 pub const DELETES_PER_HOLD: usize = 8;
 
 /// How [`Store::delete_where`] spreads its deletions: `per_hold` under one hold of the
