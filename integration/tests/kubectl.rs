@@ -1,7 +1,8 @@
 //! The issue-2 acceptance scenario, driven through the real kubectl against the real
 //! spinlet binary: namespaces, `get all`, create/get/delete of built-in and SpinApp
 //! objects under both API groups, label selectors, describe, api-resources, a watch that
-//! sees another process's change, bad input, authentication and file modes.
+//! sees another process's change, bad input, authentication and file modes, and Events
+//! that expire after `--event-ttl`.
 
 mod common;
 
@@ -931,4 +932,55 @@ fn bound_pods_are_deleted_gracefully() {
         .kubectl_output(&["get", "pod", "bound"], None)
         .status
         .success());
+}
+
+/// Events of both groups are one storage and expire (issue 12): an Event written through
+/// events.k8s.io/v1 shows in `kubectl get events` (core/v1) and in `kubectl describe` of
+/// the pod it regards, and is gone, through both groups, once `--event-ttl` has passed
+/// since it was last seen; the pod it regards stays. The TTL leaves room for the checks
+/// before it; the wait after it is generous (state, not speed).
+#[test]
+fn events_of_both_groups_show_and_expire_after_the_event_ttl() {
+    let s = Server::start_with(&["--event-ttl", "20s"]);
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: regarded}\nspec:\n  containers: [{name: app, image: registry.local/app:1}]\n",
+    );
+    let uid = s.jsonpath(&["pod", "regarded"], "{.metadata.uid}");
+    // events.k8s.io wants a MicroTime: the pod's creation time will do.
+    let created = s.jsonpath(&["pod", "regarded"], "{.metadata.creationTimestamp}");
+    let event_time = created.replace('Z', ".000000Z");
+    let event = format!(
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: regarded.ttl}}\neventTime: \"{event_time}\"\nreportingController: spinlet.test/ttl\nreportingInstance: test\naction: Checking\nreason: TtlCheck\nnote: kept for the event TTL\ntype: Normal\nregarding: {{apiVersion: v1, kind: Pod, name: regarded, namespace: default, uid: \"{uid}\"}}\n"
+    );
+    s.kubectl_stdin(&["create", "-f", "-"], &event);
+
+    let listed = s.kubectl(&["get", "events"]);
+    assert!(
+        listed.contains("TtlCheck") && listed.contains("pod/regarded"),
+        "{listed}"
+    );
+    let described = s.kubectl(&["describe", "pod", "regarded"]);
+    assert!(
+        described.contains("TtlCheck") && described.contains("kept for the event TTL"),
+        "{described}"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let by_reason = ["--field-selector", "reason=TtlCheck", "-o", "name"];
+    let left = |resource: &str| {
+        let mut args = vec!["get", resource];
+        args.extend_from_slice(&by_reason);
+        s.kubectl(&args)
+    };
+    while !left("events").trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Event outlived its TTL by far: {}",
+            s.kubectl(&["get", "events", "-o", "yaml"])
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(left("events.v1.events.k8s.io").trim(), "");
+    assert_eq!(s.jsonpath(&["pod", "regarded"], "{.metadata.uid}"), uid);
 }

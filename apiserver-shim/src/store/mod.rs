@@ -706,9 +706,10 @@ mod tests {
         for name in &names {
             put(&store, name, json!({"v": name})).await;
         }
-        let keys: Vec<ObjectKey> = names.iter().take(6).map(|n| key(n)).collect();
+        // Each was written at the revision of its place in `names`.
+        let keys: Vec<(ObjectKey, u64)> = (0..6).map(|i| (key(&names[i]), i as u64 + 1)).collect();
         let deleted = store
-            .delete_where(&keys, Pace::EAGER, |_| true)
+            .delete_unchanged(&keys, Pace::EAGER)
             .await
             .expect("delete");
         assert_eq!(deleted, 6);
@@ -762,7 +763,7 @@ mod tests {
         assert_eq!(reopened.current_revision(), 1);
     }
 
-    /// Paced: holds of 3 a millisecond apart delete every accepted object once, in key
+    /// Paced: holds of 3 a millisecond apart delete every unchanged object once, in key
     /// order, and the call returns when the last is durable.
     #[tokio::test]
     async fn paced_deletions_are_all_made_and_durable() {
@@ -772,17 +773,16 @@ mod tests {
         for name in &names {
             put(&store, name, json!({"v": name})).await;
         }
-        let keys: Vec<ObjectKey> = names.iter().map(|n| key(n)).collect();
+        let keys: Vec<(ObjectKey, u64)> = (0..10).map(|i| (key(&names[i]), i as u64 + 1)).collect();
+        // p7 changes after its revision was taken: it stays.
+        put(&store, "p7", json!({"v": "again"})).await;
         let pace = Pace {
             per_hold: 3,
             pause: std::time::Duration::from_millis(1),
         };
-        let deleted = store
-            .delete_where(&keys, pace, |stored| !stored.windows(2).any(|w| w == b"p7"))
-            .await
-            .expect("delete");
+        let deleted = store.delete_unchanged(&keys, pace).await.expect("delete");
         assert_eq!(deleted, 9);
-        assert_eq!(store.durable_revision(), 19);
+        assert_eq!(store.durable_revision(), 20);
         for name in &names {
             assert_eq!(
                 store.get(&key(name)).expect("get").is_some(),
@@ -790,7 +790,7 @@ mod tests {
                 "{name}"
             );
         }
-        let history = store.history(10, 19).expect("read").expect("in window");
+        let history = store.history(11, 20).expect("read").expect("in window");
         let gone: Vec<String> = history
             .iter()
             .map(|ev| crate::object::name_of(&ev.object).to_string())
@@ -799,8 +799,10 @@ mod tests {
         assert_eq!(gone.iter().collect::<Vec<_>>(), expected);
     }
 
+    /// Deletions on a resourceVersion precondition: those whose revision is stale or
+    /// whose object is missing are skipped.
     #[tokio::test]
-    async fn deletions_by_a_test_on_the_stored_bytes_are_events_like_any_deletion() {
+    async fn conditional_deletions_are_events_like_any_deletion() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
         // More than one hold of the lock's worth.
@@ -818,12 +820,18 @@ mod tests {
         }
         let before = store.current_revision();
         let mut events = store.subscribe();
-        let mut keys: Vec<ObjectKey> = names.iter().map(|n| key(n)).collect();
-        keys.push(key("missing"));
-        let deleted = store
-            .delete_where(&keys, Pace::EAGER, |stored| {
-                serde_json::from_slice::<Value>(stored).expect("stored JSON")["age"] == "old"
+        // The old ones with the revision they were written at, the new ones with another.
+        let mut keys: Vec<(ObjectKey, u64)> = (0..names.len())
+            .map(|i| {
+                (
+                    key(&names[i]),
+                    if i % 2 == 0 { i as u64 + 1 } else { i as u64 },
+                )
             })
+            .collect();
+        keys.push((key("missing"), 1));
+        let deleted = store
+            .delete_unchanged(&keys, Pace::EAGER)
             .await
             .expect("delete");
         let old = names.len().div_ceil(2);

@@ -176,7 +176,8 @@ pub(crate) fn with_resource_version(json: &[u8], rev: u64) -> Option<(Vec<u8>, u
     let end = start.checked_add(old.len())?;
     let (before, after) = (json.get(..start)?, json.get(end..)?);
     let rv = rev.to_string();
-    let mut out = Vec::with_capacity(json.len() + rv.len());
+    // Its exact size: a boxed slice of it is then not copied again.
+    let mut out = Vec::with_capacity(before.len() + rv.len() + 2 + after.len());
     out.extend_from_slice(before);
     out.push(b'"');
     out.extend_from_slice(rv.as_bytes());

@@ -1,12 +1,13 @@
-//! The write path: one change under the write lock (`mutate`, `delete_where`), its
+//! The write path: one change under the write lock (`mutate`, `delete_unchanged`), its
 //! revision, history record, sled operations and history entry, and the wait for the
 //! group commit that makes it durable. A sweep's deletions rewrite the stored JSON's
 //! resourceVersion instead of decoding it (`stored_object`).
 //!
 //! Owns the order of a write's steps and the format of its history record and
 //! write-ahead log payload (`replay` in the parent reads them back). Knows nothing of
-//! kinds, HTTP or validation: callers decide what is written (`Mutation`, a test on the
-//! stored bytes). The log itself is the group commit's (`crate::commit`).
+//! kinds, HTTP or validation: callers decide what is written (`Mutation`, the
+//! resourceVersions a sweep's deletions are conditional on). The log itself is the
+//! group commit's (`crate::commit`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -26,7 +27,7 @@ use super::{
 /// makes in one (`event_ttl::pace`); a deletion holds the lock ~20 µs.
 pub const DELETES_PER_HOLD: usize = 8;
 
-/// How [`Store::delete_where`] spreads its deletions: `per_hold` under one hold of the
+/// How [`Store::delete_unchanged`] spreads its deletions: `per_hold` under one hold of the
 /// write lock, then `pause` before the next hold (zero: a yield to other tasks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pace {
@@ -94,20 +95,18 @@ impl Store {
         Ok(Ok(written))
     }
 
-    /// Deletes each object of `keys` whose stored JSON `gone` accepts, `pace.per_hold` under
-    /// one hold of the write lock, and waits until the deletions are durable; returns how
-    /// many went. For sweeps (expired Events): no object is decoded (a deleted one's
-    /// event carries its JSON, see `stored_object`), and the holds are pipelined: each
-    /// wakes the group commit and lets other tasks run (for `pace.pause`, or a yield),
-    /// and only the last is waited for. (Waiting for each hold's commit made the
-    /// sweep's pace the group commits'; without a pause, a sweep of 5,000 Events ran
-    /// at 30,000 a second on one core and doubled the creates' p99 while it ran.)
-    pub async fn delete_where(
-        &self,
-        keys: &[ObjectKey],
-        pace: Pace,
-        gone: impl Fn(&[u8]) -> bool,
-    ) -> Result<usize> {
+    /// Deletes each object of `keys` that still has the resourceVersion given beside it
+    /// (as a delete with `preconditions.resourceVersion` would: one changed since is
+    /// kept), `pace.per_hold` under one hold of the write lock, and waits until the
+    /// deletions are durable; returns how many went. For sweeps (expired Events): the
+    /// precondition is read from the stored JSON while its resourceVersion is rewritten
+    /// for the deletion's event, so no object is decoded (see `stored_object`), and the
+    /// holds are pipelined: each wakes the group commit and lets other tasks run (for
+    /// `pace.pause`, or a yield), and only the last is waited for. (Waiting for each
+    /// hold's commit made the sweep's pace the group commits'; without a pause, a sweep
+    /// of 5,000 Events ran at 30,000 a second on one core and doubled the creates' p99
+    /// while it ran.)
+    pub async fn delete_unchanged(&self, keys: &[(ObjectKey, u64)], pace: Pace) -> Result<usize> {
         let mut deleted = 0;
         let mut last = None;
         for (i, chunk) in keys.chunks(pace.per_hold.max(1)).enumerate() {
@@ -120,16 +119,15 @@ impl Store {
             }
             let guard = self.lock();
             let mut held_last = None;
-            for key in chunk {
+            for (key, expected) in chunk {
                 let k = key.encode();
                 let Some(bytes) = self.tree().get(&k)? else {
                     continue;
                 };
-                if !gone(&bytes) {
-                    continue;
+                if let Some(rev) = self.delete_stored(&guard, key, &k, &bytes, *expected)? {
+                    held_last = Some(rev);
+                    deleted += 1;
                 }
-                held_last = Some(self.delete_stored(&guard, key, &k, &bytes)?);
-                deleted += 1;
             }
             if let Some(rev) = held_last {
                 set_revision(&self.tree(), rev)?;
@@ -176,22 +174,35 @@ impl Store {
         Ok(event)
     }
 
-    /// Deletes the object stored at `k` as `stored` under the write lock (`held`), its
-    /// resourceVersion rewritten in its JSON rather than decoded and encoded again
-    /// (JSON it cannot rewrite takes [`Store::write`]'s way); returns the revision.
+    /// Deletes the object stored at `k` as `stored` under the write lock (`held`) if its
+    /// resourceVersion is still `expected`, its resourceVersion rewritten in its JSON
+    /// rather than decoded and encoded again (JSON it cannot rewrite is decoded and takes
+    /// [`Store::write`]'s way); returns the deletion's revision, or `None` when the object
+    /// has changed.
     fn delete_stored(
         &self,
         held: &MutexGuard<'_, ()>,
         key: &ObjectKey,
         k: &[u8],
         stored: &[u8],
-    ) -> Result<u64> {
+        expected: u64,
+    ) -> Result<Option<u64>> {
         let rev = self.current_revision() + 1;
         let Some((json, was)) = with_resource_version(stored, rev) else {
             let object = decode(k, stored)?;
+            let was = object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse::<u64>().ok());
+            if was != Some(expected) {
+                return Ok(None);
+            }
             let event = self.write(held, key, k, EventType::Deleted, object, None, None)?;
-            return Ok(event.rev);
+            return Ok(Some(event.rev));
         };
+        if was != expected {
+            return Ok(None);
+        }
         let event = change(
             rev,
             EventType::Deleted,
@@ -201,7 +212,7 @@ impl Store {
         );
         let json = event.object.json().unwrap_or_default();
         self.record(held, key, k, &event, json, Some(was), None)?;
-        Ok(rev)
+        Ok(Some(rev))
     }
 
     /// Records one change made under the write lock (`held`): its history record, sled
