@@ -252,16 +252,6 @@ async fn delete(api: &Api, keys: Vec<(Key, u64)>, pace: Pace) -> ApiResult<usize
     Ok(api.store.delete_unchanged(&keys, pace).await?)
 }
 
-/// Deletes the Events last seen before now − `ttl`, reading them all once; returns how
-/// many.
-pub async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
-    let Some(cutoff) = cutoff(ttl) else {
-        return Ok(0);
-    };
-    let keys = Expiry::read(api)?.due(cutoff);
-    delete(api, keys, Pace::EAGER).await
-}
-
 /// Sweeps until the store is dropped; a zero TTL keeps Events forever. The Events' times
 /// are read once at start and then kept from the store's stream of changes (read again
 /// if the stream ran ahead of this task); a sweep deletes what is due while the next
@@ -340,6 +330,16 @@ mod tests {
     use crate::store::Mutation;
     use crate::store::{Store, StoreConfig};
     use serde_json::json;
+
+    /// One sweep: deletes the Events last seen before now − `ttl`, reading them all once;
+    /// returns how many.
+    async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
+        let Some(cutoff) = cutoff(ttl) else {
+            return Ok(0);
+        };
+        let keys = Expiry::read(api)?.due(cutoff);
+        delete(api, keys, Pace::EAGER).await
+    }
 
     #[test]
     fn the_newest_time_counts() {

@@ -622,9 +622,17 @@ fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serializing a serde_json::Value or a plain struct of them cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
+/// An object's JSON as stored. Into a buffer that starts at 1 KiB, the size of a typical
+/// object (an Event is ~0.8): `to_vec` starts at 128 bytes and grows three times on the
+/// way there, under the write lock, and the reallocations made glibc consolidate its
+/// free chunks (1.6 % of the server's samples while Events expired, session 23).
+fn encode(object: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    // Serializing a serde_json::Value into a Vec cannot fail.
+    if serde_json::to_writer(&mut out, object).is_err() {
+        out.clear();
+    }
+    out
 }
 
 /// Writes `metadata.resourceVersion`.
