@@ -331,6 +331,43 @@ mod tests {
     use crate::store::{Store, StoreConfig};
     use serde_json::json;
 
+    /// An API over a fresh store in a temporary directory (kept alive with it).
+    async fn api() -> (tempfile::TempDir, Arc<Api>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let api = Api::new(store, ApiOptions::default());
+        crate::bootstrap(&api).await.unwrap();
+        (dir, api)
+    }
+
+    fn event_key(name: &str) -> ObjectKey {
+        ObjectKey {
+            group: String::new(),
+            resource: "events".into(),
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    /// Stores a core/v1 Event `name` in `default` with these times (`metadata` fields
+    /// merged over its name and namespace, the rest at the top).
+    async fn put_event(api: &Api, name: &str, metadata: Value, times: Value) {
+        let mut ev = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "p"}});
+        if let (Some(meta), Value::Object(extra)) = (ev["metadata"].as_object_mut(), metadata) {
+            meta.extend(extra);
+        }
+        if let (Some(top), Value::Object(extra)) = (ev.as_object_mut(), times) {
+            top.extend(extra);
+        }
+        api.store
+            .mutate::<()>(&event_key(name), move |_| Ok(Mutation::Put(ev)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
     /// One sweep: deletes the Events last seen before now − `ttl`, reading them all once;
     /// returns how many.
     async fn sweep(api: &Arc<Api>, ttl: Duration) -> ApiResult<usize> {
@@ -372,27 +409,12 @@ mod tests {
 
     #[tokio::test]
     async fn old_events_go_and_recent_ones_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        let api = Api::new(store, ApiOptions::default());
-        crate::bootstrap(&api).await.unwrap();
+        let (_dir, api) = api().await;
         let old = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
         let fresh = jiff::Timestamp::now().to_string();
         for (name, last) in [("old", &old), ("fresh", &fresh)] {
-            let key = ObjectKey {
-                group: String::new(),
-                resource: "events".into(),
-                namespace: "default".into(),
-                name: name.into(),
-            };
-            let ev = json!({"apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": name, "namespace": "default", "creationTimestamp": old},
-                "involvedObject": {"kind": "Pod", "name": "p"}, "lastTimestamp": last});
-            api.store
-                .mutate::<()>(&key, move |_| Ok(Mutation::Put(ev)))
-                .await
-                .unwrap()
-                .unwrap();
+            let created = json!({"creationTimestamp": old});
+            put_event(&api, name, created, json!({"lastTimestamp": last})).await;
         }
         assert_eq!(sweep(&api, DEFAULT_TTL).await.unwrap(), 1);
         let (left, _) = api.store.list("", "events", Some("default")).unwrap();
@@ -445,39 +467,23 @@ mod tests {
     /// skips it, and deletes it once the index has its new resourceVersion.
     #[tokio::test]
     async fn an_event_changed_since_it_was_seen_waits_for_the_next_sweep() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        let api = Api::new(store, ApiOptions::default());
-        crate::bootstrap(&api).await.unwrap();
-        let key = ObjectKey {
-            group: String::new(),
-            resource: "events".into(),
-            namespace: "default".into(),
-            name: "old".into(),
-        };
+        let (_dir, api) = api().await;
+        let key = event_key("old");
         let old = "2020-01-01T00:00:00Z";
-        let ev = json!({"apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": "old", "namespace": "default", "creationTimestamp": old},
-            "involvedObject": {"kind": "Pod", "name": "p"}, "lastTimestamp": old});
-        let put = |ev: Value| {
-            let api = api.clone();
-            let key = key.clone();
-            async move {
-                api.store
-                    .mutate::<()>(&key, move |_| Ok(Mutation::Put(ev)))
-                    .await
-                    .unwrap()
-                    .unwrap();
-            }
-        };
-        put(ev.clone()).await;
+        let times = json!({"lastTimestamp": old});
+        put_event(
+            &api,
+            "old",
+            json!({"creationTimestamp": old}),
+            times.clone(),
+        )
+        .await;
         let cutoff = cutoff(DEFAULT_TTL).unwrap();
         let due = Expiry::read(&api).unwrap().due(cutoff);
         assert_eq!(due.len(), 1);
         // A label added since, the times as they were.
-        let mut labelled = ev;
-        labelled["metadata"]["labels"] = json!({"seen": "again"});
-        put(labelled).await;
+        let labelled = json!({"creationTimestamp": old, "labels": {"seen": "again"}});
+        put_event(&api, "old", labelled, times).await;
         assert_eq!(delete(&api, due, Pace::EAGER).await.unwrap(), 0);
         assert!(api.store.get(&key).unwrap().is_some());
         let due = Expiry::read(&api).unwrap().due(cutoff);
@@ -487,28 +493,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_running_sweep_removes_events_written_before_and_after_it_started() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        let api = Api::new(store, ApiOptions::default());
-        crate::bootstrap(&api).await.unwrap();
+        let (_dir, api) = api().await;
         let put = |name: &'static str| {
             let api = api.clone();
             async move {
-                let key = ObjectKey {
-                    group: String::new(),
-                    resource: "events".into(),
-                    namespace: "default".into(),
-                    name: name.into(),
-                };
-                let ev = json!({"apiVersion": "v1", "kind": "Event",
-                    "metadata": {"name": name, "namespace": "default",
-                                 "creationTimestamp": jiff::Timestamp::now().to_string()},
-                    "involvedObject": {"kind": "Pod", "name": "p"}});
-                api.store
-                    .mutate::<()>(&key, move |_| Ok(Mutation::Put(ev)))
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let created = json!({"creationTimestamp": jiff::Timestamp::now().to_string()});
+                put_event(&api, name, created, json!({})).await;
             }
         };
         put("before").await;
