@@ -710,12 +710,9 @@ mod tests {
     async fn deletions_sled_holds_before_their_revision_are_replayed_harmlessly() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-        let names: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
-        for name in &names {
-            put(&store, name, json!({"v": name})).await;
-        }
-        // Each was written at the revision of its place in `names`.
-        let keys: Vec<(ObjectKey, u64)> = (0..6).map(|i| (key(&names[i]), i as u64 + 1)).collect();
+        let written = put_numbered(&store, "d", 10).await;
+        let names: Vec<String> = written.iter().map(|(n, _)| n.clone()).collect();
+        let keys: Vec<(ObjectKey, u64)> = written[..6].iter().map(|(n, r)| (key(n), *r)).collect();
         let deleted = store
             .delete_unchanged(&keys, Pace::EAGER)
             .await
@@ -777,11 +774,9 @@ mod tests {
     async fn paced_deletions_are_all_made_and_durable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-        let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
-        for name in &names {
-            put(&store, name, json!({"v": name})).await;
-        }
-        let keys: Vec<(ObjectKey, u64)> = (0..10).map(|i| (key(&names[i]), i as u64 + 1)).collect();
+        let written = put_numbered(&store, "p", 10).await;
+        let names: Vec<String> = written.iter().map(|(n, _)| n.clone()).collect();
+        let keys: Vec<(ObjectKey, u64)> = written.iter().map(|(n, r)| (key(n), *r)).collect();
         // p7 changes after its revision was taken: it stays.
         put(&store, "p7", json!({"v": "again"})).await;
         let pace = Pace {
@@ -1000,6 +995,18 @@ mod tests {
                 .expect("present");
             assert_eq!(obj["data"]["i"], i);
         }
+    }
+
+    /// Puts `{prefix}0` … `{prefix}{n-1}`; returns each name with the revision it was
+    /// written at.
+    async fn put_numbered(store: &Store, prefix: &str, n: usize) -> Vec<(String, u64)> {
+        let mut written = Vec::new();
+        for i in 0..n {
+            let name = format!("{prefix}{i}");
+            put(store, &name, json!({"v": name})).await;
+            written.push((name, store.current_revision()));
+        }
+        written
     }
 
     async fn put(store: &Store, name: &str, data: Value) {
