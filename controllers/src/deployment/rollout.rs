@@ -30,6 +30,15 @@ pub fn rs_available(rs: &ReplicaSet) -> i32 {
         .unwrap_or(0)
 }
 
+/// The available replicas a rollout may count on in a ReplicaSet: `status.availableReplicas`,
+/// but never more than `spec.replicas`. Right after a set is scaled down its status still
+/// counts the pods its controller is about to delete; upstream sums the status as it is and,
+/// in that window, can scale the old sets down a second time below `maxUnavailable`. Here
+/// a pod the set no longer wants is never counted on.
+pub fn rs_counted_available(rs: &ReplicaSet) -> i32 {
+    rs_available(rs).min(rs_replicas(rs))
+}
+
 /// Whether the Deployment uses the Recreate strategy.
 pub fn is_recreate(d: &Deployment) -> bool {
     d.spec
@@ -299,6 +308,36 @@ mod tests {
         // 10 available, 8 must stay: 2 go, from the oldest.
         assert_eq!(scaled_down_for_rolling(&d, &healthy, 10), vec![2, 6]);
         assert_eq!(scaled_down_for_rolling(&d, &healthy, 8), vec![4, 6]);
+    }
+
+    fn set(replicas: i32, available: i32) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "rs"},
+            "spec": {"replicas": replicas, "selector": {}},
+            "status": {"replicas": available, "availableReplicas": available},
+        }))
+        .expect("replica set")
+    }
+
+    #[test]
+    fn a_set_just_scaled_down_is_not_counted_twice() {
+        // 12 replicas, 25 %: 9 must stay available. The old set was just cut from 12 to 9
+        // and its status still says 12; the new set has 3 of 3 available.
+        let d = deployment(12, json!("25%"), json!("25%"));
+        let (old, new) = (set(9, 12), set(3, 3));
+        assert_eq!(rs_counted_available(&old), 9);
+        assert_eq!(rs_counted_available(&new), 3);
+        let budget = old_scale_down_budget(&d, 12, 3, rs_counted_available(&new));
+        assert_eq!(budget, 3);
+        let available = rs_counted_available(&old) + rs_counted_available(&new);
+        let view = [OldSet {
+            replicas: 9,
+            available: rs_counted_available(&old),
+        }];
+        let sizes = scaled_down_for_rolling(&d, &view, available);
+        // 6 old + 3 new = 9 stay; the status as it was (15) would have left 3 + 3.
+        assert_eq!(sizes, vec![6]);
+        assert_eq!(scaled_down_for_rolling(&d, &view, 15), vec![3]);
     }
 
     #[test]

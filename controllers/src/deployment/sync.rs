@@ -21,7 +21,9 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::rollout::{self, is_recreate, max_surge, replicas, rs_available, rs_replicas, OldSet};
+use super::rollout::{
+    self, is_recreate, max_surge, replicas, rs_counted_available, rs_replicas, OldSet,
+};
 use super::{hash, history, scaling, status, Context, Error};
 use crate::ownership;
 
@@ -477,7 +479,7 @@ impl Pass<'_> {
             .iter()
             .map(|i| OldSet {
                 replicas: rs_replicas(&self.sets[*i]),
-                available: rs_available(&self.sets[*i]),
+                available: rs_counted_available(&self.sets[*i]),
             })
             .collect()
     }
@@ -536,14 +538,14 @@ impl Pass<'_> {
             &self.d,
             all_total,
             rs_replicas(new_rs),
-            rs_available(new_rs),
+            rs_counted_available(new_rs),
         );
         if budget <= 0 {
             return Ok(false);
         }
         let (sizes, removed) = rollout::without_unhealthy(&self.old_views(&old), budget);
         self.apply_sizes(&old, &sizes).await?;
-        let available: i32 = self.sets.iter().map(rs_available).sum();
+        let available: i32 = self.sets.iter().map(rs_counted_available).sum();
         let views = self.old_views(&old);
         let sizes = rollout::scaled_down_for_rolling(&self.d, &views, available);
         let cut: i32 = views.iter().zip(&sizes).map(|(v, s)| v.replicas - s).sum();
