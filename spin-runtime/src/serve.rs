@@ -159,9 +159,9 @@ pub fn serve(
             source,
         })?;
         on_listening(local, &app);
-        // Start-up is over: its code need not stay in this process's resident set; nor
-        // need the code requests ran, once they stop ([`crate::idle`]).
-        crate::code_pages::release();
+        // Neither start-up's code nor the code requests ran need stay in this process's
+        // resident set once a quiet period passes ([`crate::idle`]): released then, not
+        // here, on the way to the first request.
         let server = crate::http_trigger::HttpServer::new(app.clone());
         let watched = server.clone();
         let releaser = tokio::spawn(async move {
