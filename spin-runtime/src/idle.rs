@@ -109,12 +109,8 @@ mod tests {
         }
     }
 
-    /// Start-up is released once it is over; then nothing is released while nothing
-    /// happens; a burst of requests is followed by one release, and the next request
-    /// starts the next round.
-    #[tokio::test]
-    async fn one_release_after_each_burst() {
-        let quiet = Duration::from_millis(100);
+    /// An activity, its releaser task (quiet period `quiet`) and the count of releases.
+    fn releaser(quiet: Duration) -> (Arc<Activity>, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         let activity = Arc::new(Activity::default());
         let releases = Arc::new(AtomicUsize::new(0));
         let task = {
@@ -127,6 +123,16 @@ mod tests {
                     .await
             })
         };
+        (activity, releases, task)
+    }
+
+    /// Start-up is released once it is over; then nothing is released while nothing
+    /// happens; a burst of requests is followed by one release, and the next request
+    /// starts the next round.
+    #[tokio::test]
+    async fn one_release_after_each_burst() {
+        let quiet = Duration::from_millis(100);
+        let (activity, releases, task) = releaser(quiet);
         // With no request, start-up's pages go once a quiet period has passed, and only
         // once: idle from then on, nothing more to release, however long.
         until_released(&releases, 1).await;
@@ -151,19 +157,7 @@ mod tests {
     /// quiet period, so a load from the start does not keep start-up's code resident.
     #[tokio::test]
     async fn start_up_is_released_at_the_first_answer() {
-        let hour = Duration::from_secs(3600);
-        let activity = Arc::new(Activity::default());
-        let releases = Arc::new(AtomicUsize::new(0));
-        let task = {
-            let (activity, releases) = (activity.clone(), releases.clone());
-            tokio::spawn(async move {
-                activity
-                    .release_when_idle(hour, || {
-                        releases.fetch_add(1, SeqCst);
-                    })
-                    .await
-            })
-        };
+        let (activity, releases, task) = releaser(Duration::from_secs(3600));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             releases.load(SeqCst),
