@@ -159,9 +159,9 @@ pub fn serve(
             source,
         })?;
         on_listening(local, &app);
-        // Neither start-up's code nor the code requests ran need stay in this process's
-        // resident set once a quiet period passes ([`crate::idle`]): released then, not
-        // here, on the way to the first request.
+        // Start-up's code leaves this process's resident set at the first answer (or
+        // after a quiet period without one), and the code requests ran once they stop
+        // ([`crate::idle`]); not here, on the way to the first request.
         let server = crate::http_trigger::HttpServer::new(app.clone());
         let watched = server.clone();
         let releaser = tokio::spawn(async move {
