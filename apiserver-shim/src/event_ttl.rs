@@ -239,17 +239,19 @@ fn pace(due: usize, every: Duration) -> Pace {
 async fn delete(api: &Api, keys: Vec<(Key, u64)>, pace: Pace) -> ApiResult<usize> {
     let keys: Vec<(ObjectKey, u64)> = keys
         .into_iter()
-        .map(|((namespace, name), rev)| {
-            let key = ObjectKey {
-                group: String::new(),
-                resource: "events".into(),
-                namespace,
-                name,
-            };
-            (key, rev)
-        })
+        .map(|((namespace, name), rev)| (object_key(namespace, name), rev))
         .collect();
     Ok(api.store.delete_unchanged(&keys, pace).await?)
+}
+
+/// Where the Event `namespace/name` is stored (both groups share core/v1's storage).
+fn object_key(namespace: String, name: String) -> ObjectKey {
+    ObjectKey {
+        group: String::new(),
+        resource: "events".into(),
+        namespace,
+        name,
+    }
 }
 
 /// Sweeps until the store is dropped; a zero TTL keeps Events forever. The Events' times
@@ -341,12 +343,7 @@ mod tests {
     }
 
     fn event_key(name: &str) -> ObjectKey {
-        ObjectKey {
-            group: String::new(),
-            resource: "events".into(),
-            namespace: "default".into(),
-            name: name.into(),
-        }
+        object_key("default".into(), name.into())
     }
 
     /// Stores a core/v1 Event `name` in `default` with these times (`metadata` fields

@@ -625,7 +625,7 @@ fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
 /// An object's JSON as stored. Into a buffer that starts at 1 KiB, the size of a typical
 /// object (an Event is ~0.8): `to_vec` starts at 128 bytes and grows three times on the
 /// way there, under the write lock, and the reallocations made glibc consolidate its
-/// free chunks (1.6 % of the server's samples while Events expired, session 23).
+/// free chunks (1.6 % of the server's samples while Events expired, session 24).
 fn encode(object: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     // Serializing a serde_json::Value into a Vec cannot fail.
