@@ -13,9 +13,10 @@
 //! a private file mapping the advice only removes the process's page-table entries: the
 //! pages stay in the page cache (shared with every other spinlet process), nothing is
 //! lost, and code that runs again is mapped again by a minor fault. So the resident set
-//! shrinks to what the process goes on using. Called once start-up is over and requests
-//! have stopped for a moment ([`crate::idle`]), and after a background compile; never on
-//! a request's path.
+//! shrinks to what the process goes on using. Called once start-up is over (a serving
+//! process: at its first answered request, see [`crate::idle`]; the server: once it has
+//! settled), each time requests stop for a moment, and after a background compile; never
+//! on a request's path.
 //!
 //! Owns nothing; knows nothing of wasmtime or apps. One of the modules allowed `unsafe`
 //! code (with [`crate::heap`] and [`crate::cache`]'s `mapped`): reading the program
