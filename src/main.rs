@@ -5,7 +5,11 @@
 //! behaviour live in `cli/<subcommand>.rs`, and the work itself in the library crates.
 
 mod admission;
+mod allocator;
 mod cli;
+
+#[global_allocator]
+static ALLOCATOR: allocator::Dispatch = allocator::Dispatch;
 
 use clap::{Parser, Subcommand};
 

@@ -208,7 +208,9 @@ impl CompileCache {
     ) -> Result<Component, Error> {
         let artifact = self.artifact(&key.hash);
         let started = std::time::Instant::now();
-        let code = engine.precompile_component(bytes).map_err(Error::Compile)?;
+        let code = compile_only(engine)
+            .and_then(|compiler| compiler.precompile_component(bytes))
+            .map_err(Error::Compile)?;
         tracing::debug!(
             path = %path.display(),
             ms = started.elapsed().as_millis() as u64,
@@ -359,6 +361,22 @@ fn identity_key(path: &Path) -> Option<String> {
         h.update(n.to_le_bytes());
     }
     Some(hex(&h.finalize()))
+}
+
+/// An engine for one compile, configured as `engine` (so its artifacts load in
+/// `engine`: the compatibility check compares compiler settings, tunables and features,
+/// none of which the allocation strategy changes) but without an instance pool.
+///
+/// Why not `engine` itself: wasmtime's Cranelift compiler keeps the working context of
+/// every thread that compiled, each as large as the largest function it compiled, for
+/// the engine's life. After the JS hello's compile that was ~70 MB of heap (heaptrack),
+/// held by a `spinlet run` or a server for as long as it ran (87 MB anonymous memory
+/// after a cold start, session 27). This engine, and its contexts, go when the compile
+/// ends, before [`put_artifact`] gives the heap back.
+fn compile_only(engine: &Engine) -> wasmtime::Result<Engine> {
+    let mut config = engine.config().clone();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+    Engine::new(&config)
 }
 
 /// Writes compiled `code` to `artifact` (atomically), frees it and gives the heap back

@@ -38,7 +38,9 @@
 //! cannot be built). All of these fall back. A background compile that fails leaves the
 //! fast tier serving, with a warning. `SPINLET_FAST_TIER=off` compiles with Cranelift
 //! before serving; `mvp-only` gives the Winch engine no proposal beyond the MVP's core so
-//! that every real component takes the fallback path (for tests).
+//! that every real component takes the fallback path (for tests). The fast tier's code
+//! has no address map (a trap's backtrace names functions, not wasm offsets) and no
+//! native unwind tables (see [`crate::engine`]); Cranelift's code has both.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -325,7 +327,10 @@ fn optimise(
     }
     // The fast tier's code and the compiles' working memory are free (or will be when
     // the requests still on Winch's code end): give the heap back, and the compilers'
-    // code pages, which serving does not run.
+    // code pages, which serving does not run. The pool's threads collect before they end.
+    if let Ok(pool) = pool {
+        pool.install(crate::heap::give_back);
+    }
     crate::heap::give_back();
     crate::code_pages::release();
 }

@@ -107,6 +107,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    // mimalloc (src/allocator.rs) keeps freed pages with the thread that freed them: a
+    // compile's working memory goes back to the system only when each compile thread
+    // collects.
+    let allocator = crate::allocator::choice();
+    if allocator == crate::allocator::Choice::Mimalloc {
+        spin_runtime::heap::collect_on_each_thread(crate::allocator::collect);
+    }
 
     let options = AppOptions {
         app: PathBuf::from(&args.app),
@@ -136,6 +143,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         fast_tier = stats.fast_tier,
         fast_tier_cached = stats.fast_tier_cached,
         elapsed_ms = stats.elapsed.as_millis() as u64,
+        ?allocator,
         "app loaded"
     );
     // Requests are served on one single-threaded runtime per core (spin_runtime::workers);

@@ -196,6 +196,7 @@ impl Spinlet {
             .arg(&cache)
             .args(&start.args)
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
+            .env_remove("SPINLET_ALLOCATOR")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(stdout)
