@@ -4,23 +4,24 @@
 //!
 //! Why two: `spinlet run` (`spin up`'s equivalent) compiles an app's Wasm on a cold start,
 //! and wasmtime's compilers allocate and free hundreds of megabytes on every core at once.
-//! On mimalloc that start is 27–32 % shorter than on glibc's allocator (the JS and Python
-//! SDK hellos: 1.15 against 1.58 s and 1.11 against 1.65 s, same run), and requests are
-//! served faster too. The server and the pod sandboxes compile nothing on a request's path
+//! On mimalloc that start is 19–43 % shorter than on glibc's allocator (the JS and Python
+//! SDK hellos, same session: 1.02 against 1.26 s and 0.96 against 1.69 s in session 27,
+//! 1.15 against 1.58 s and 1.11 against 1.65 s in session 26). The server and the pod sandboxes compile nothing on a request's path
 //! and are many or long-lived: there mimalloc's per-thread pages cost memory (server PSS
 //! 72 against 28 MiB with 50 pods; a sandbox 5.5 against 3.7 MiB; API idle RSS 33.8
 //! against 25.1 MiB, over its 30 MB target). docs/PERFORMANCE.md, "Allocator", has the
-//! runs. The static musl release binaries gain most: musl's allocator is slower than
-//! glibc's under many threads.
+//! runs, all on glibc builds. The static musl release binaries link mimalloc the same way
+//! (checked in a scratch crate: built for both targets with `cargo zigbuild`, run on
+//! amd64); not measured there.
 //!
 //! How: [`Dispatch`] is the `#[global_allocator]`. Its first call reads
 //! `/proc/self/cmdline` (with plain system calls, no allocation) and fixes the choice for
 //! the process's life, so every block is freed by the allocator that gave it out: nothing
 //! allocates through the global allocator before that first call. Without `/proc` it
 //! stays on the C library's allocator. `SPINLET_ALLOCATOR=system` or `=mimalloc`
-//! overrides the choice for any subcommand. The `spinlet run` process also gives mimalloc's
-//! freed pages back after a compile ([`collect`], installed as the Spin runtime's
-//! per-thread give-back).
+//! overrides the choice for any subcommand. The `spinlet run` process also gives
+//! mimalloc's freed pages back after a compile ([`collect`], installed as the Spin
+//! runtime's per-thread give-back).
 //!
 //! Owns the choice and nothing else. One of the modules allowed `unsafe` code: a global
 //! allocator's methods are `unsafe` by definition, and reading the command line without

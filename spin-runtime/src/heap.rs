@@ -13,10 +13,11 @@
 //! then runs it on every thread of the current rayon pool, where wasmtime's compiles run,
 //! and on the calling thread.
 //!
-//! Owns that hook and nothing else; knows nothing of wasmtime. One of the three modules allowed `unsafe`
-//! code (with [`crate::cache`]'s `mapped` and [`crate::code_pages`]): the call is a plain
-//! FFI call into the C library, which no safe crate wraps. On other C libraries (musl: the static release
-//! binaries) it does nothing: musl's allocator returns freed memory itself.
+//! Owns that hook and nothing else; knows nothing of wasmtime. One of the three modules
+//! allowed `unsafe` code (with [`crate::cache`]'s `mapped` and [`crate::code_pages`]):
+//! `malloc_trim` is a plain FFI call into the C library, which no safe crate wraps. On
+//! other C libraries (musl: the static release binaries) there is no `malloc_trim`:
+//! musl's allocator returns freed memory itself, and only the installed collect runs.
 
 #![allow(unsafe_code)]
 
