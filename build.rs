@@ -1,0 +1,38 @@
+//! Links the `spinlet` binary with the code a serving `spinlet run` executes packed at the
+//! start of `.text` (`link-order/serving.txt`, written by `link-order/generate.py`).
+//!
+//! Why: the kernel maps 64 KiB of a file around every page fault on it, so a serving
+//! process keeps resident far more of the binary's code than it runs when that code is
+//! spread over the binary (the JS hello: 17 MB of code resident after 1,000 requests).
+//! Packed, the same requests map a few MB (docs/PERFORMANCE.md, "Code layout").
+//!
+//! Only for optimised builds for x86_64-unknown-linux-gnu, whose default linker is Rust's
+//! LLD (`--symbol-ordering-file` is LLD's), and only when no other linker is configured;
+//! `SPINLET_LINK_ORDER=off` turns it off. Names the binary no longer has are skipped
+//! without a warning: a stale list costs resident memory, never a failed build.
+
+use std::env;
+use std::path::Path;
+
+fn main() {
+    let list = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("link-order")
+        .join("serving.txt");
+    println!("cargo:rerun-if-changed={}", list.display());
+    println!("cargo:rerun-if-env-changed=SPINLET_LINK_ORDER");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
+
+    let target = env::var("TARGET").unwrap_or_default();
+    let optimised = env::var("PROFILE").is_ok_and(|p| p == "release");
+    let off = env::var("SPINLET_LINK_ORDER").is_ok_and(|v| v == "off");
+    let other_linker = env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
+        || env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("linker"));
+    if target != "x86_64-unknown-linux-gnu" || !optimised || off || other_linker || !list.exists() {
+        return;
+    }
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+        list.display()
+    );
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Writes link-order/serving.txt: the functions a serving `spinlet run` executes, for the
+linker to place together at the start of the binary's code (build.rs passes the file
+to LLD as `--symbol-ordering-file`).
+
+Why: a serving process's resident set counts every page of the binary's code it maps,
+and the kernel maps 64 KiB around each fault on a file (fault-around). The code a
+request runs is ~3 MB spread over 58 MB of `.text`, so the JS hello held 17 MB of the
+binary's code after 1,000 requests. Packed together, the same code maps as ~5 MB.
+
+How it finds that code, exactly and without instrumenting the binary: it runs a copy
+of the binary (its own inode, so no other process shares its page cache) with the block
+device's read-ahead off, evicts the copy's pages from the page cache once start-up is
+over (pages no longer mapped are dropped; `spinlet run` releases start-up's code at its
+first answer, `spin_runtime::code_pages`), serves requests, and reads which of the
+file's pages are cached again (`mincore`). Without read-ahead, and with fault-around
+mapping only pages already cached, those are the pages serving touched. Every function
+on such a page goes in the list: the ones most workloads touched first, then by
+address.
+
+Needs root (the block device's read_ahead_kb is set to 0 while the probed process
+starts, then restored), `nm` and `readelf` (binutils), `wrk`, a release build, and the
+test apps built (`cargo bench -p spin-runtime --bench heavy` and `--bench serve` build
+them into target/spin-test-apps). Run it as `make link-order`; `--check` only reports
+how many of the listed functions the binary still has. Linux only.
+"""
+
+import argparse
+import bisect
+import collections
+import ctypes
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+PAGE = 4096
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "link-order", "serving.txt")
+# The workloads: (name, glob of the built app under target/spin-test-apps). The JS and
+# Python hellos are the heavy bench's; p2 and p3 the serve bench's WASI 0.2 and 0.3 apps.
+APPS = [
+    ("js", "js-hello-*.wasm"),
+    ("python", "python-hello-*.wasm"),
+    ("p2", "hello-bare-wasm32-wasip2-*.wasm"),
+    ("p3", "hello-p3-wasm32-wasip2-*.wasm"),
+]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+def fail(msg):
+    sys.exit(f"link-order: {msg}")
+
+
+def evict(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached_pages(path):
+    """The file's page indexes that are in the page cache."""
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE
+    finally:
+        os.close(fd)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        fail(f"mmap {path}: errno {ctypes.get_errno()}")
+    pages = (size + PAGE - 1) // PAGE
+    vec = (ctypes.c_ubyte * pages)()
+    try:
+        if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+            fail(f"mincore {path}: errno {ctypes.get_errno()}")
+    finally:
+        libc.munmap(ctypes.c_void_p(addr), size)
+    return {i for i in range(pages) if vec[i] & 1}
+
+
+def read_ahead_file(path):
+    """/sys/.../queue/read_ahead_kb of the block device holding `path`."""
+    dev = os.stat(path).st_dev
+    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    for cand in (f"{base}/queue/read_ahead_kb", f"{base}/../queue/read_ahead_kb"):
+        if os.path.exists(cand):
+            return cand
+    fail(f"{path} is not on a block device ({base} has no queue/read_ahead_kb): "
+         "put the target dir on a disk-backed file system")
+
+
+def get(port, n):
+    """n requests on one keep-alive connection, each read to its end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        for _ in range(n):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed")
+                data += chunk
+            head, body = data.split(b"\r\n\r\n", 1)
+            if not head.startswith(b"HTTP/1.1 200"):
+                fail(f"unexpected answer {head[:40]!r}")
+            length = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+            if length:
+                want = int(length[0].split(b":")[1])
+                while len(body) < want:
+                    body += s.recv(65536)
+
+
+def start(binary, manifest, port, cache, log, env):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        fail(f"port {port} is in use")
+    except OSError:
+        pass
+    return subprocess.Popen(
+        [binary, "run", manifest, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_serving(proc, port):
+    for _ in range(3000):
+        try:
+            get(port, 1)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                fail(f"spinlet run exited ({proc.returncode}) before answering")
+            time.sleep(0.02)
+    fail("spinlet run did not answer within 60 s")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def probe(binary, app, work, port):
+    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
+    manifest = os.path.join(work, "spin.toml")
+    with open(manifest, "w") as f:
+        f.write('spin_manifest_version = 2\n[application]\nname = "probe"\n'
+                '[[trigger.http]]\nroute = "/..."\ncomponent = "hello"\n'
+                f'[component.hello]\nsource = "{app}"\n')
+    cache = os.path.join(work, "cache")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINLET_", "RUST_LOG"))}
+    logpath = os.path.join(work, "log")
+    # Warm the compile cache: Cranelift before serving, stored before the first answer.
+    with open(logpath, "w") as log:
+        proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"))
+        wait_serving(proc, port)
+        stop(proc)
+    ra = read_ahead_file(binary)
+    with open(ra) as f:
+        saved = f.read().strip()
+    evict(binary)
+    with open(logpath, "w") as log:
+        with open(ra, "w") as f:
+            f.write("0")
+        try:
+            # The exec opens the binary (and takes the device's read-ahead) before Popen returns.
+            proc = start(binary, manifest, port, cache, log, dict(env, RUST_LOG="info"))
+        finally:
+            with open(ra, "w") as f:
+                f.write(saved)
+        try:
+            wait_serving(proc, port)
+            time.sleep(1.5)  # start-up's release has run, and the idle one
+            evict(binary)
+            get(port, 1000)
+            subprocess.run(["wrk", "-t2", "-c8", "-d2", f"http://127.0.0.1:{port}/"],
+                           stdout=subprocess.DEVNULL, check=True)
+            time.sleep(1.0)  # an idle release, then a new burst
+            get(port, 200)
+            pages = cached_pages(binary)
+        finally:
+            stop(proc)
+    with open(logpath) as f:
+        if "from_cache=1" not in f.read():
+            fail(f"the probe of {app} did not start from the compile cache (log: {logpath})")
+    return pages
+
+
+def load_segments(binary):
+    """(file offset, virtual address, size) of each PT_LOAD segment."""
+    out = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True, check=True).stdout
+    segs = []
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            segs.append((int(f[1], 16), int(f[2], 16), int(f[4], 16)))
+    return segs
+
+
+def functions(binary):
+    """(address, size, name) of the binary's functions, by address."""
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True, text=True,
+                         check=True).stdout
+    syms = []
+    for line in out.splitlines():
+        f = line.split(" ", 3)
+        if len(f) == 4 and f[2] in "tTwW" and int(f[1], 16) > 0:
+            syms.append((int(f[0], 16), int(f[1], 16), f[3]))
+    return sorted(syms)
+
+
+def functions_on(pages, segs, syms):
+    starts = [a for a, _, _ in syms]
+    found = {}
+    for p in pages:
+        off = p * PAGE
+        for o, v, size in segs:
+            if o <= off < o + size:
+                lo = v + off - o
+                break
+        else:
+            continue
+        i = max(bisect.bisect_right(starts, lo) - 1, 0)
+        while i < len(syms) and syms[i][0] < lo + PAGE:
+            a, s, name = syms[i]
+            if a + s > lo:
+                found[name] = a
+            i += 1
+    return found
+
+
+def listed():
+    with open(OUT) as f:
+        return [l.strip() for l in f if l.strip() and not l.startswith("#")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"),
+                    help="cargo's target dir: the release binary and the built test apps")
+    ap.add_argument("--bin", help="the binary to probe (default: TARGET_DIR/release/spinlet)")
+    ap.add_argument("--port", type=int, default=47311)
+    ap.add_argument("--check", action="store_true",
+                    help="only report how many listed functions the binary has")
+    args = ap.parse_args()
+    args.bin = args.bin or os.path.join(args.target_dir, "release", "spinlet")
+    if not os.path.exists(args.bin):
+        fail(f"{args.bin} does not exist: cargo build --release -p spinlet")
+    syms = functions(args.bin)
+    if args.check:
+        names = {n for _, _, n in syms}
+        have = listed()
+        hit = sum(1 for n in have if n in names)
+        print(f"{hit} of {len(have)} listed functions are in {args.bin}")
+        return
+    if os.geteuid() != 0:
+        fail("needs root: it sets the block device's read_ahead_kb while the probe starts")
+    apps_dir = os.path.join(args.target_dir, "spin-test-apps")
+    apps = []
+    for name, pattern in APPS:
+        found = sorted(glob.glob(os.path.join(apps_dir, pattern)), key=os.path.getmtime)
+        if not found:
+            fail(f"no {pattern} in {apps_dir}: build the test apps first "
+                 "(cargo bench -p spin-runtime --bench heavy; --bench serve)")
+        apps.append((name, found[-1]))
+    segs = load_segments(args.bin)
+    # The copy sits in the target dir: a disk-backed file system, unlike a tmpfs /tmp.
+    work_root = tempfile.mkdtemp(prefix="link-order-", dir=args.target_dir)
+    try:
+        binary = os.path.join(work_root, "spinlet")
+        shutil.copy2(args.bin, binary)
+        counts = collections.Counter()
+        address = {}
+        for name, app in apps:
+            work = os.path.join(work_root, name)
+            os.mkdir(work)
+            pages = probe(binary, app, work, args.port)
+            found = functions_on(pages, segs, syms)
+            size = sum(s for a, s, n in syms if n in found)
+            print(f"{name}: {len(pages) * PAGE // 1024} KiB of the binary's pages cached, "
+                  f"{len(found)} functions on them ({size // 1024} KiB)")
+            counts.update(found.keys())
+            address.update(found)
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
+    order = sorted(counts, key=lambda n: (-counts[n], address[n]))
+    with open(OUT, "w") as f:
+        f.write("# Generated by link-order/generate.py (make link-order); build.rs passes it to the\n"
+                "# linker. The functions a serving `spinlet run` executes, most shared first.\n")
+        for n in order:
+            f.write(n + "\n")
+    print(f"wrote {len(order)} functions to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
