@@ -6,13 +6,29 @@
 //! spread over the binary (the JS hello: 17 MB of code resident after 1,000 requests).
 //! Packed, the same requests map a few MB (docs/PERFORMANCE.md, "Code layout").
 //!
-//! Only for optimised builds for x86_64-unknown-linux-gnu, whose default linker is Rust's
-//! LLD (`--symbol-ordering-file` is LLD's), and only when no other linker is configured;
-//! `SPINLET_LINK_ORDER=off` turns it off. Names the binary no longer has are skipped
-//! without a warning: a stale list costs resident memory, never a failed build.
+//! Only for optimised builds for x86_64-unknown-linux-gnu with Rust 1.90 or later, whose
+//! default linker is Rust's own LLD (`--symbol-ordering-file` is LLD's), and only when no
+//! other linker is configured; `SPINLET_LINK_ORDER=off` turns it off. Names the binary no
+//! longer has are skipped without a warning: a stale list costs resident memory, never a
+//! failed build.
 
 use std::env;
 use std::path::Path;
+use std::process::Command;
+
+/// Whether `$RUSTC` is 1.90 or later: the first whose x86_64 Linux builds link with LLD.
+fn rustc_links_with_lld() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc).arg("-V").output() else {
+        return false;
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut version = text.split_whitespace().nth(1).unwrap_or("").split('.');
+    let major: u32 = version.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let minor: u32 = version.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    major > 1 || (major == 1 && minor >= 90)
+}
 
 fn main() {
     let list = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
@@ -27,7 +43,12 @@ fn main() {
     let off = env::var("SPINLET_LINK_ORDER").is_ok_and(|v| v == "off");
     let other_linker = env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
         || env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("linker"));
-    if target != "x86_64-unknown-linux-gnu" || !optimised || off || other_linker || !list.exists() {
+    // `-Wl,` splits its argument at commas.
+    let usable = list.exists() && !list.to_string_lossy().contains(',');
+    if target != "x86_64-unknown-linux-gnu" || !optimised || off || other_linker || !usable {
+        return;
+    }
+    if !rustc_links_with_lld() {
         return;
     }
     println!(

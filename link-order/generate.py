@@ -134,14 +134,15 @@ def start(binary, manifest, port, cache, log, env):
         stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def wait_serving(proc, port):
+def wait_serving(proc, port, logpath):
     for _ in range(3000):
         try:
             get(port, 1)
             return
         except OSError:
             if proc.poll() is not None:
-                fail(f"spinlet run exited ({proc.returncode}) before answering")
+                with open(logpath) as f:
+                    fail(f"spinlet run exited ({proc.returncode}) before answering:\n{f.read()}")
             time.sleep(0.02)
     fail("spinlet run did not answer within 60 s")
 
@@ -168,7 +169,7 @@ def probe(binary, app, work, port):
     # Warm the compile cache: Cranelift before serving, stored before the first answer.
     with open(logpath, "w") as log:
         proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"))
-        wait_serving(proc, port)
+        wait_serving(proc, port, logpath)
         stop(proc)
     ra = read_ahead_file(binary)
     with open(ra) as f:
@@ -184,7 +185,7 @@ def probe(binary, app, work, port):
             with open(ra, "w") as f:
                 f.write(saved)
         try:
-            wait_serving(proc, port)
+            wait_serving(proc, port, logpath)
             time.sleep(1.5)  # start-up's release has run, and the idle one
             evict(binary)
             get(port, 1000)
@@ -258,7 +259,9 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="only report how many listed functions the binary has")
     args = ap.parse_args()
-    args.bin = args.bin or os.path.join(args.target_dir, "release", "spinlet")
+    # The probe's manifests name the apps by path, from their own directories.
+    args.target_dir = os.path.abspath(args.target_dir)
+    args.bin = os.path.abspath(args.bin or os.path.join(args.target_dir, "release", "spinlet"))
     if not os.path.exists(args.bin):
         fail(f"{args.bin} does not exist: cargo build --release -p spinlet")
     syms = functions(args.bin)
