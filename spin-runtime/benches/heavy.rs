@@ -46,6 +46,9 @@
 //! 3. on the last warm start: VmRSS after 1,000 sequential requests on one connection
 //!    each, then `wrk -t2 -c8` for `SPINLET_HEAVY_SECS` (default 5) seconds: req/s.
 //!
+//! The report's head says how many of the functions `link-order/serving.txt` lists the
+//! binary has: RSS after 1,000 requests depends on that code layout (`build.rs`).
+//!
 //! Medians with min–max; the load average is printed with each app. spinlet is
 //! `$SPINLET_BIN` or `target/release/spinlet`; the peer `$WASMTIME_BIN`, else
 //! `/work/wasmtime-cli/bin/wasmtime`, else `wasmtime` on `PATH` (none: part 2 measures
@@ -587,6 +590,7 @@ fn main() {
     };
     println!("# Heavy apps: start-up, memory and throughput");
     println!("machine: {}", host::machine());
+    println!("code layout: {}", host::link_order(&servers.spinlet));
     println!("loadavg at start: {}", loadavg());
     match &servers.wasmtime {
         Some(w) => println!("peer: {}", w.display()),

@@ -683,6 +683,7 @@ fn main() {
         apps.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
     );
     println!("machine:  {}", machine());
+    println!("layout:   {}", host::link_order(&spinlet));
     println!(
         "config:   {} repeats, alternating order; wrk -t2 -c8 and -t1 -c1 for {:.1} s each \
          (warm-up {:.1} s), idle windows {:.1} s",

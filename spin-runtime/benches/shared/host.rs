@@ -1,6 +1,7 @@
 //! The host side of the benches that run servers out of process (`serve`, `heavy`): where
 //! the binaries are (spinlet under test, the `wasmtime` peer), the machine and its load
-//! printed with the figures, a server's VmRSS, and stopping a server a bench spawned.
+//! printed with the figures, how much of the code layout list the binary still matches
+//! (its RSS depends on it), a server's VmRSS, and stopping a server a bench spawned.
 //! Owns no measurement: what is timed and how it is reported stay with each bench.
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,36 @@ pub fn machine() -> String {
     let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
     let mem = first_line_with("/proc/meminfo", "MemTotal").unwrap_or_else(|| "?".into());
     format!("nproc {nproc}; CPU {cpu}; MemTotal {mem}")
+}
+
+/// How many of the functions `link-order/serving.txt` lists `bin` has (the release build
+/// packs them together; stale names leave serving's code spread out and its RSS higher:
+/// `make link-order` lists them again), or why it cannot tell.
+pub fn link_order(bin: &Path) -> String {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("../link-order/serving.txt");
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return format!("{} unreadable", list.display());
+    };
+    let listed: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let out = match Command::new("nm").arg("--defined-only").arg(bin).output() {
+        Ok(out) if out.status.success() => out.stdout,
+        Ok(_) => return format!("nm found no symbols in {} (stripped?)", bin.display()),
+        Err(e) => return format!("nm: {e}"),
+    };
+    let symbols = String::from_utf8_lossy(&out);
+    let names: std::collections::HashSet<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let have = listed.iter().filter(|n| names.contains(*n)).count();
+    format!(
+        "{have} of {} functions listed in link-order/serving.txt are in the binary",
+        listed.len()
+    )
 }
 
 /// The 1, 5 and 15 minute load averages, or `?`.
