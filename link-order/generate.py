@@ -6,7 +6,7 @@ to LLD as `--symbol-ordering-file`).
 Why: a serving process's resident set counts every page of the binary's code it maps,
 and the kernel maps 64 KiB around each fault on a file (fault-around). The code a
 request runs is ~3 MB spread over 58 MB of `.text`, so the JS hello held 17 MB of the
-binary's code after 1,000 requests. Packed together, the same code maps as ~5 MB.
+binary's code after 1,000 requests. Packed together, 6 MB of it is resident.
 
 How it finds that code, exactly and without instrumenting the binary: it runs a copy
 of the binary (its own inode, so no other process shares its page cache) with the block
