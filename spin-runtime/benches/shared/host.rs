@@ -67,7 +67,7 @@ pub fn machine() -> String {
 
 /// How many of the functions `link-order/serving.txt` lists `bin` has (the release build
 /// packs them together; stale names leave serving's code spread out and its RSS higher:
-/// `make link-order` lists them again), or why it cannot tell.
+/// `make link-order` lists them again), or why it cannot tell; and whether it is a PIE.
 pub fn link_order(bin: &Path) -> String {
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("../link-order/serving.txt");
     let Ok(text) = std::fs::read_to_string(&list) else {
@@ -90,9 +90,26 @@ pub fn link_order(bin: &Path) -> String {
         .collect();
     let have = listed.iter().filter(|n| names.contains(*n)).count();
     format!(
-        "{have} of {} functions listed in link-order/serving.txt are in the binary",
-        listed.len()
+        "{have} of {} functions listed in link-order/serving.txt are in the binary; {}",
+        listed.len(),
+        elf_kind(bin)
     )
+}
+
+/// Whether `bin` is a position-independent executable, from its ELF header's `e_type`
+/// (the figures of start-up and memory depend on it: `build.rs`, "Not a PIE").
+fn elf_kind(bin: &Path) -> &'static str {
+    let mut header = [0u8; 18];
+    let read = std::fs::File::open(bin).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut header)
+    });
+    match (read, u16::from_le_bytes([header[16], header[17]])) {
+        (Err(_), _) => "ELF header unreadable",
+        (Ok(()), 2) => "not a PIE",
+        (Ok(()), 3) => "a PIE",
+        (Ok(()), _) => "not an executable",
+    }
 }
 
 /// The 1, 5 and 15 minute load averages, or `?`.
