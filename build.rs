@@ -20,11 +20,11 @@
 //! A position-independent executable is relocated by the dynamic loader at every start:
 //! 114,000 relocations, read from 2.7 MB of `.rela.dyn`, writing 1.8 MB of `.data.rel.ro`
 //! and `.got`. Those pages become private copies in every process, so each pod sandbox
-//! and each `spinlet run` paid 1.8 MB of its own memory and ~430 page faults before
+//! and each `spinlet run` paid 1.8 MB of its own memory and ~440 page faults before
 //! `main`. Linked at a fixed address (`-no-pie`) they stay clean pages of the file,
-//! shared by all processes: warm starts of the JS hello take 3 ms less CPU, and its
-//! private memory after 1,000 requests is 1.8 MB smaller (docs/PERFORMANCE.md, "Not a
-//! PIE"). The cost is that the binary's own code and data are not placed at a random
+//! shared by all processes: a warm start of the Python hello takes 1.6 ms less CPU, the
+//! JS hello's private memory after 1,000 requests is 1.8 MB smaller, and a hello pod
+//! costs 2.9 MiB instead of 4.7 (docs/PERFORMANCE.md, "Not a PIE"). The cost is that the binary's own code and data are not placed at a random
 //! address (shared libraries, heap, stacks and compiled wasm still are), as with Go's
 //! default executables, k3s and the kubelet among them. `SPINLET_PIE=on` keeps a PIE.
 //! Same conditions as the code layout, except that any linker takes `-no-pie`.
