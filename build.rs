@@ -24,9 +24,10 @@
 //! `main`. Linked at a fixed address (`-no-pie`) they stay clean pages of the file,
 //! shared by all processes: a warm start of the Python hello takes 1.6 ms less CPU, the
 //! JS hello's private memory after 1,000 requests is 1.8 MB smaller, and a hello pod
-//! costs 2.9 MiB instead of 4.7 (docs/PERFORMANCE.md, "Not a PIE"). The cost is that the binary's own code and data are not placed at a random
-//! address (shared libraries, heap, stacks and compiled wasm still are), as with Go's
-//! default executables, k3s and the kubelet among them. `SPINLET_PIE=on` keeps a PIE.
+//! costs 2.9 MiB instead of 4.7 (docs/PERFORMANCE.md, "Not a PIE"). The cost is that the
+//! binary's own code and data are not placed at a random address (shared libraries,
+//! heap, stacks and compiled wasm still are), as with Go's default executables, k3s and
+//! the kubelet among them. `SPINLET_PIE=on` keeps a PIE.
 //! Same conditions as the code layout, except that any linker takes `-no-pie`.
 
 use std::env;
