@@ -276,11 +276,11 @@ def footprint(blocks, segs):
     return pages
 
 
-def functions_run(blocks, syms):
-    """The functions (name: address) the code blocks lie in."""
+def functions_in(ranges, syms):
+    """The functions (name: address) that overlap the (address, length) ranges."""
     starts = [a for a, _, _ in syms]
     found = {}
-    for lo, length in blocks:
+    for lo, length in ranges:
         i = max(bisect.bisect_right(starts, lo) - 1, 0)
         while i < len(syms) and syms[i][0] < lo + length:
             a, s, name = syms[i]
@@ -314,23 +314,15 @@ def functions(binary):
 
 
 def functions_on(pages, segs, syms):
-    starts = [a for a, _, _ in syms]
-    found = {}
+    """The functions (name: address) on the file's pages (indexes into the file)."""
+    ranges = []
     for p in pages:
         off = p * PAGE
         for o, v, size in segs:
             if o <= off < o + size:
-                lo = v + off - o
+                ranges.append((v + off - o, PAGE))
                 break
-        else:
-            continue
-        i = max(bisect.bisect_right(starts, lo) - 1, 0)
-        while i < len(syms) and syms[i][0] < lo + PAGE:
-            a, s, name = syms[i]
-            if a + s > lo:
-                found[name] = a
-            i += 1
-    return found
+    return functions_in(ranges, syms)
 
 
 def write_list(path, order):
@@ -419,7 +411,7 @@ def main():
                       f"{len(windows) * 64} KiB of 64 KiB windows")
                 if args.footprint:
                     continue
-                found = functions_run(blocks, syms)
+                found = functions_in(blocks, syms)
                 size = sum(s for a, s, n in syms if n in found)
                 print(f"{name}: {len(blocks)} code blocks run, {len(found)} functions "
                       f"({size // 1024} KiB)")
