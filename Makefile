@@ -13,8 +13,9 @@
 #                        # the slow end-to-end suite in booted Debian 12 roots
 #                        # (integration/tests/installer_guest.rs: systemd and OpenRC)
 #   make link-order      # re-lists the functions a serving `spinlet run` executes, which the
-#                        # release build packs together (build.rs, link-order/generate.py;
-#                        # root, needs the test apps built), then rebuilds with the new list
+#                        # release build packs together (build.rs, link-order/generate.py:
+#                        # the build run by qemu-x86_64 with a plugin, link-order/tbprobe.c;
+#                        # needs the test apps built), then rebuilds with the new list
 #   make link-order-dist # the same for dist/spinlet-amd64 (link-order/dist-amd64.txt),
 #                        # probed from an unstripped `dist` build
 #   make link-order-dist-arm64 # the same for dist/spinlet-arm64 (link-order/dist-arm64.txt):
@@ -120,11 +121,14 @@ installer-test: $(DIST)/kubectl-$(HOST_ARCH)
 fresh-check:
 	integration/fresh-check.sh
 
-# Probes a release build (link-order/generate.py: root, binutils, wrk, the test apps in
-# $(TARGET_DIR)/spin-test-apps), then links again with the list it wrote.
+# Probes a release build (link-order/generate.py under qemu-x86_64, Debian's qemu-user:
+# binutils, cc, wrk, the test apps in $(TARGET_DIR)/spin-test-apps), then links again
+# with the list it wrote. The release list is exact (the functions executed); the amd64
+# dist list still comes from the page probe (root), which lists every function on a page
+# serving read.
 link-order:
 	$(CARGO) build --release -p spinlet
-	python3 link-order/generate.py --target-dir $(TARGET_DIR)
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu x86_64
 	$(CARGO) build --release -p spinlet
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) --check
 
@@ -150,7 +154,7 @@ link-order-dist-arm64:
 	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_arm64) \
 		-- $(LLD_LINK) -C strip=none
 	cp $(TARGET_DIR)/$(TARGET_arm64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-arm64-unstripped
-	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu-aarch64 --apps $(QEMU_APPS) \
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu aarch64 --apps $(QEMU_APPS) \
 		--bin $(TARGET_DIR)/spinlet-dist-arm64-unstripped --out $(call DIST_ORDER,arm64)
 	$(MAKE) $(DIST)/spinlet-arm64
 

@@ -8,34 +8,36 @@ LTO unit at `opt-level = "z"`: its names differ from the release build's).
 
 Why: a serving process's resident set counts every page of the binary's code it maps,
 and the kernel maps 64 KiB around each fault on a file (fault-around). The code a
-request runs is ~3 MB spread over 58 MB of `.text`, so the JS hello held 17 MB of the
-binary's code after 1,000 requests. Packed together, 6 MB of it is resident.
+request runs is under 1 MB spread over 58 MB of `.text`, so the JS hello held 17 MB of
+the binary's code after 1,000 requests. Packed by the page probe's list, 5 MB of it is
+resident; by the exact list, 2.4 MB.
 
-How it finds that code, exactly and without instrumenting the binary: it runs a copy
-of the binary (its own inode, so no other process shares its page cache) with the block
-device's read-ahead off, evicts the copy's pages from the page cache once start-up is
-over (pages no longer mapped are dropped; `spinlet run` releases start-up's code at its
-first answer, `spin_runtime::code_pages`), serves requests, and reads which of the
-file's pages are cached again (`mincore`). Without read-ahead, and with fault-around
-mapping only pages already cached, those are the pages serving touched. Every function
-on such a page goes in the list: the ones most workloads touched first, then by
-address.
+Two probes find that code, both without instrumenting the binary:
 
-With `--qemu-aarch64` it probes an unstripped arm64 build under qemu-user instead
-(`make link-order-dist-arm64`): qemu translates code once and runs the translation after,
-so the pages a process reads say nothing there. A qemu plugin (link-order/tbprobe.c,
-built with `cc`) records every block of guest code executed once start-up is over, and
-the list is the functions those blocks lie in. The pooling allocator runs with 8 slots
-(`SPIN_MAX_INSTANCE_COUNT`): qemu-user keeps flags for every page a process reserves, and
-1,000 slots' reservations exhaust memory. `--footprint` only reports the binary's code
-each workload ran, as 4 KiB pages and as the 64 KiB windows the kernel maps around a
-fault (what a resident set follows): how an ordering is measured without arm64 hardware.
+- `--qemu x86_64` / `--qemu aarch64` (`make link-order`, `make link-order-dist-arm64`):
+  the binary runs under qemu-user with a plugin (link-order/tbprobe.c, built with `cc`)
+  that records every block of code executed once start-up is over; the list is exactly
+  the functions those blocks lie in, the ones most workloads ran first, then by address.
+  The pooling allocator runs with 8 slots (`SPIN_MAX_INSTANCE_COUNT`): qemu-user keeps
+  flags for every page a process reserves, and 1,000 slots' reservations exhaust memory.
+  `--footprint` only reports the binary's code each workload ran, as 4 KiB pages and as
+  the 64 KiB windows the kernel maps around a fault (what a resident set follows): how an
+  ordering is measured without arm64 hardware.
+- Without `--qemu` (`make link-order-dist`; root): a copy of the binary (its own inode,
+  so no other process shares its page cache) runs with the block device's read-ahead
+  off; its pages are evicted from the page cache once start-up is over (pages no longer
+  mapped are dropped; `spinlet run` releases start-up's code at its first answer,
+  `spin_runtime::code_pages`); it serves requests, and the file's pages cached again
+  (`mincore`) are those serving touched. Every function on such a page is listed: a
+  superset, 3 MB per app where the functions run are ~0.5–0.9 MB. (Under qemu this says
+  nothing: qemu translates code once and runs the cached translation after.)
 
-Needs root (the block device's read_ahead_kb is set to 0 while the probed process
-starts, then restored), `nm` and `readelf` (binutils), `wrk`, a release build, and the
-test apps built (`cargo bench -p spin-runtime --bench heavy` and `--bench serve` build
-them into target/spin-test-apps). Run it as `make link-order`; `--check` only reports
-how many of the listed functions the binary still has. Linux only.
+Needs `nm` and `readelf` (binutils), `wrk`, the binary, and the test apps built (`cargo
+bench -p spin-runtime --bench heavy` and `--bench serve` build them into
+target/spin-test-apps); the page probe needs root (the block device's read_ahead_kb is
+set to 0 while the probed process starts, then restored), the qemu probe Debian's
+qemu-user and a C compiler. `--check` only reports how many of the listed functions the
+binary still has. Linux only.
 """
 
 import argparse
@@ -233,23 +235,23 @@ def probe(binary, app, work, port):
 QEMU_ENV = {"SPIN_MAX_INSTANCE_COUNT": "8"}
 
 
-def probe_qemu(binary, plugin, app, work, port):
+def probe_qemu(binary, emulator, plugin, app, work, port):
     """(address, length) of the code blocks a warm `spinlet run` of `app` executes while
-    serving, `binary` an arm64 build run by qemu-aarch64 with the tbprobe plugin."""
+    serving, `binary` run by `emulator` (qemu-user) with the tbprobe plugin."""
     manifest = write_manifest(work, app)
     cache = os.path.join(work, "cache")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SPINLET_", "RUST_LOG", "SPIN_"))}
     env.update(QEMU_ENV)
     logpath = os.path.join(work, "log")
-    qemu = ["qemu-aarch64"]
+    qemu = [emulator]
     # Warm the compile cache (emulated, Cranelift takes minutes for the heavy apps).
     with open(logpath, "w") as log:
         proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"), qemu)
         wait_serving(proc, port, logpath, timeout=1800)
         stop(proc)
     phase, out = os.path.join(work, "serving"), os.path.join(work, "blocks")
-    qemu = ["qemu-aarch64", "-plugin", f"{plugin},phase={phase},out={out}"]
+    qemu = [emulator, "-plugin", f"{plugin},phase={phase},out={out}"]
     with open(logpath, "w") as log:
         proc = start(binary, manifest, port, cache, log, dict(env, RUST_LOG="info"), qemu)
         try:
@@ -272,7 +274,7 @@ def footprint(blocks, segs):
     pages = set()
     for lo, n in blocks:
         if any(v <= lo < v + size for _, v, size in segs):
-            pages.update(a // PAGE for a in range(lo, lo + n, 4))
+            pages.update(range(lo // PAGE, (lo + n - 1) // PAGE + 1))
     return pages
 
 
@@ -351,10 +353,10 @@ def main():
                     help="the list to write or check (default: link-order/serving.txt)")
     ap.add_argument("--apps", default=",".join(n for n, _ in APPS),
                     help="the workloads to probe (default: all of them)")
-    ap.add_argument("--qemu-aarch64", action="store_true",
-                    help="--bin is an arm64 build: probe it under qemu-aarch64 with a plugin")
+    ap.add_argument("--qemu", choices=["aarch64", "x86_64"],
+                    help="probe --bin under qemu-user for this architecture, with a plugin")
     ap.add_argument("--footprint", action="store_true",
-                    help="with --qemu-aarch64: only report the binary's code each workload runs "
+                    help="with --qemu: only report the binary's code each workload runs "
                          "(4 KiB pages, 64 KiB fault-around windows); a stripped binary will do")
     ap.add_argument("--check", action="store_true",
                     help="only report how many listed functions the binary has")
@@ -371,7 +373,7 @@ def main():
         hit = sum(1 for n in have if n in names)
         print(f"{hit} of {len(have)} listed functions are in {args.bin}")
         return
-    if os.geteuid() != 0 and not args.qemu_aarch64:
+    if os.geteuid() != 0 and not args.qemu:
         fail("needs root: it sets the block device's read_ahead_kb while the probe starts")
     apps_dir = os.path.join(args.target_dir, "spin-test-apps")
     apps = []
@@ -393,7 +395,7 @@ def main():
         binary = os.path.join(work_root, "spinlet")
         shutil.copy2(args.bin, binary)
         plugin = None
-        if args.qemu_aarch64:
+        if args.qemu:
             plugin = os.path.join(work_root, "libtbprobe.so")
             subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", plugin,
                             os.path.join(ROOT, "link-order", "tbprobe.c")], check=True)
@@ -402,8 +404,8 @@ def main():
         for name, app in apps:
             work = os.path.join(work_root, name)
             os.mkdir(work)
-            if args.qemu_aarch64:
-                blocks = probe_qemu(binary, plugin, app, work, args.port)
+            if args.qemu:
+                blocks = probe_qemu(binary, f"qemu-{args.qemu}", plugin, app, work, args.port)
                 pages = footprint(blocks, segs)
                 windows = {p // 16 for p in pages}
                 print(f"{name}: the binary's code run while serving: "

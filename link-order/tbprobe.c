@@ -1,4 +1,4 @@
-/* A qemu-user plugin for link-order/generate.py --qemu-aarch64: records the guest
+/* A qemu-user plugin for link-order/generate.py --qemu: records the guest
  * address and length of every translation block executed once the file `phase=` names
  * exists, and writes them ("<hex address> <bytes>" lines) to `out=` when the guest exits.
  *
@@ -6,6 +6,7 @@
  * after, so which pages of the binary a process reads says nothing about what it runs
  * later (the native probe's method). A callback on each executed block does.
  *
+ * Any guest architecture (a block's length is the sum of its instructions' sizes).
  * Built against qemu 7.2's plugin API (version 1, Debian 12's qemu-user); the few
  * declarations it needs are written out below, since Debian ships no qemu-plugin.h. */
 #include <stdint.h>
@@ -27,6 +28,9 @@ extern void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, udat
                                                  enum qemu_plugin_cb_flags flags, void *userdata);
 extern uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn;
+extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+extern size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, atexit_cb_t cb, void *userdata);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
@@ -55,7 +59,8 @@ static void trans_cb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     struct block *b = calloc(1, sizeof *b);
     if (!b) return; /* the block goes unrecorded; the guest runs on */
     b->vaddr = qemu_plugin_tb_vaddr(tb);
-    b->len = qemu_plugin_tb_n_insns(tb) * 4; /* aarch64: fixed 4-byte instructions */
+    for (size_t i = 0, n = qemu_plugin_tb_n_insns(tb); i < n; i++)
+        b->len += qemu_plugin_insn_size(qemu_plugin_tb_get_insn(tb, i));
     pthread_mutex_lock(&lock);
     b->next = blocks; blocks = b;
     pthread_mutex_unlock(&lock);
