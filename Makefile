@@ -146,9 +146,10 @@ link-order-dist:
 # whose plugin API records each block of code executed once start-up is over
 # (link-order/tbprobe.c, built with cc): page residency, the amd64 probe's method, means
 # nothing under an emulator that runs cached translations. It needs the test apps built in
-# $(TARGET_DIR) (as link-order). The Python hello is left out by default (QEMU_APPS):
-# emulated, Cranelift took minutes for the JS hello's 12 MB, and Python's is three times
-# that.
+# $(TARGET_DIR) (as link-order). The committed list was probed with the JS, WASI 0.2 and
+# 0.3 hellos (QEMU_APPS); the release list showed that a workload left out keeps most of
+# its scattered layout, so the next run should add `python` (docs/PERFORMANCE.md, "Code
+# layout", session 30).
 QEMU_APPS ?= js,p2,p3
 link-order-dist-arm64:
 	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_arm64) \
