@@ -195,17 +195,24 @@ def check_from_cache(logpath, app):
             fail(f"the probe of {app} did not start from the compile cache (log: {logpath})")
 
 
-def probe(binary, app, work, port):
-    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
+def warm_up(binary, app, work, port, env, prefix=(), timeout=60):
+    """Writes `app`'s manifest in `work` and fills a compile cache there (Cranelift before
+    serving, stored before the first answer); returns (manifest, cache, log path)."""
     manifest = write_manifest(work, app)
     cache = os.path.join(work, "cache")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINLET_", "RUST_LOG"))}
     logpath = os.path.join(work, "log")
-    # Warm the compile cache: Cranelift before serving, stored before the first answer.
     with open(logpath, "w") as log:
-        proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"))
-        wait_serving(proc, port, logpath)
+        proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"),
+                     prefix)
+        wait_serving(proc, port, logpath, timeout)
         stop(proc)
+    return manifest, cache, logpath
+
+
+def probe(binary, app, work, port):
+    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINLET_", "RUST_LOG"))}
+    manifest, cache, logpath = warm_up(binary, app, work, port, env)
     ra = read_ahead_file(binary)
     with open(ra) as f:
         saved = f.read().strip()
@@ -238,18 +245,11 @@ QEMU_ENV = {"SPIN_MAX_INSTANCE_COUNT": "8"}
 def probe_qemu(binary, emulator, plugin, app, work, port):
     """(address, length) of the code blocks a warm `spinlet run` of `app` executes while
     serving, `binary` run by `emulator` (qemu-user) with the tbprobe plugin."""
-    manifest = write_manifest(work, app)
-    cache = os.path.join(work, "cache")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SPINLET_", "RUST_LOG", "SPIN_"))}
     env.update(QEMU_ENV)
-    logpath = os.path.join(work, "log")
-    qemu = [emulator]
-    # Warm the compile cache (emulated, Cranelift takes minutes for the heavy apps).
-    with open(logpath, "w") as log:
-        proc = start(binary, manifest, port, cache, log, dict(env, SPINLET_FAST_TIER="off"), qemu)
-        wait_serving(proc, port, logpath, timeout=1800)
-        stop(proc)
+    # Emulated, Cranelift takes minutes for the heavy apps.
+    manifest, cache, logpath = warm_up(binary, app, work, port, env, [emulator], timeout=1800)
     phase, out = os.path.join(work, "serving"), os.path.join(work, "blocks")
     qemu = [emulator, "-plugin", f"{plugin},phase={phase},out={out}"]
     with open(logpath, "w") as log:
@@ -414,17 +414,13 @@ def main():
                 if args.footprint:
                     continue
                 found = functions_in(blocks, syms)
-                size = sum(s for a, s, n in syms if n in found)
-                print(f"{name}: {len(blocks)} code blocks run, {len(found)} functions "
-                      f"({size // 1024} KiB)")
-                counts.update(found.keys())
-                address.update(found)
-                continue
-            pages = probe(binary, app, work, args.port)
-            found = functions_on(pages, segs, syms)
+                what = f"{len(blocks)} code blocks run"
+            else:
+                pages = probe(binary, app, work, args.port)
+                found = functions_on(pages, segs, syms)
+                what = f"{len(pages) * PAGE // 1024} KiB of the binary's pages cached"
             size = sum(s for a, s, n in syms if n in found)
-            print(f"{name}: {len(pages) * PAGE // 1024} KiB of the binary's pages cached, "
-                  f"{len(found)} functions on them ({size // 1024} KiB)")
+            print(f"{name}: {what}, {len(found)} functions ({size // 1024} KiB)")
             counts.update(found.keys())
             address.update(found)
     finally:
