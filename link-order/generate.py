@@ -2,51 +2,42 @@
 """Writes link-order/serving.txt: the functions a serving `spinlet run` executes, for the
 linker to place together at the start of the binary's code (build.rs passes the file
 to LLD as `--symbol-ordering-file`). With `--bin` and `--out` it lists another build's
-functions: `make link-order-dist` probes an unstripped `dist` build into
-link-order/dist-amd64.txt, which the Makefile hands to LLD for dist/spinlet-amd64 (one
+functions: `make link-order-dist-<arch>` probes an unstripped `dist` build into
+link-order/dist-<arch>.txt, which the Makefile hands to LLD for dist/spinlet-<arch> (one
 LTO unit at `opt-level = "z"`: its names differ from the release build's).
 
 Why: a serving process's resident set counts every page of the binary's code it maps,
 and the kernel maps 64 KiB around each fault on a file (fault-around). The code a
 request runs is under 1 MB spread over 58 MB of `.text`, so the JS hello held 17 MB of
-the binary's code after 1,000 requests. Packed by the page probe's list, 5 MB of it is
-resident; by the exact list, 2.4 MB.
+the binary's code after 1,000 requests; packed by this list, 2.2 MB.
 
-Two probes find that code, both without instrumenting the binary:
+How, without instrumenting the binary: it runs under qemu-user (`--qemu x86_64` or
+`aarch64`, so an arm64 build is probed on an amd64 machine) with a plugin
+(link-order/tbprobe.c, built with `cc`) that records every block of code executed once
+start-up is over; the list is exactly the functions those blocks lie in, the ones most
+workloads ran first, then by address. The pooling allocator runs with 8 slots
+(`SPIN_MAX_INSTANCE_COUNT`): qemu-user keeps flags for every page a process reserves,
+and 1,000 slots' reservations exhaust memory. `--footprint` only reports the binary's
+code each workload ran, as 4 KiB pages and as the 64 KiB windows the kernel maps around
+a fault (what a resident set follows): how an ordering is measured without the
+hardware.
 
-- `--qemu x86_64` / `--qemu aarch64` (`make link-order`, `make link-order-dist-arm64`):
-  the binary runs under qemu-user with a plugin (link-order/tbprobe.c, built with `cc`)
-  that records every block of code executed once start-up is over; the list is exactly
-  the functions those blocks lie in, the ones most workloads ran first, then by address.
-  The pooling allocator runs with 8 slots (`SPIN_MAX_INSTANCE_COUNT`): qemu-user keeps
-  flags for every page a process reserves, and 1,000 slots' reservations exhaust memory.
-  `--footprint` only reports the binary's code each workload ran, as 4 KiB pages and as
-  the 64 KiB windows the kernel maps around a fault (what a resident set follows): how an
-  ordering is measured without arm64 hardware.
-- Without `--qemu` (`make link-order-dist`; root): a copy of the binary (its own inode,
-  so no other process shares its page cache) runs with the block device's read-ahead
-  off; its pages are evicted from the page cache once start-up is over (pages no longer
-  mapped are dropped; `spinlet run` releases start-up's code at its first answer,
-  `spin_runtime::code_pages`); it serves requests, and the file's pages cached again
-  (`mincore`) are those serving touched. Every function on such a page is listed: a
-  superset, 3 MB per app where the functions run are ~0.5–0.9 MB. (Under qemu this says
-  nothing: qemu translates code once and runs the cached translation after.)
+The release list until session 30, and the amd64 dist list until session 31, came from
+a page probe instead (the binary's file pages the page cache held again after serving,
+`mincore`; root): every function on such a page, a superset 3-6 times the functions
+run, which packed the serving code less tightly (docs/PERFORMANCE.md, "Code layout of the dist build", session 31).
 
-Needs `nm` and `readelf` (binutils), `wrk`, the binary, and the test apps built (`cargo
-bench -p spin-runtime --bench heavy` and `--bench serve` build them into
-target/spin-test-apps); the page probe needs root (the block device's read_ahead_kb is
-set to 0 while the probed process starts, then restored), the qemu probe Debian's
-qemu-user and a C compiler. `--check` only reports how many of the listed functions the
-binary still has. Linux only.
+Needs `nm` and `readelf` (binutils), `wrk`, Debian's qemu-user, a C compiler, the binary,
+and the test apps built (`cargo bench -p spin-runtime --bench heavy` and `--bench serve`
+build them into target/spin-test-apps). `--check` only reports how many of the listed
+functions the binary still has. Linux only.
 """
 
 import argparse
 import bisect
 import collections
-import ctypes
 import glob
 import os
-import re
 import shutil
 import signal
 import socket
@@ -66,60 +57,18 @@ APPS = [
     ("p2", "hello-bare-wasm32-wasip2-*.wasm"),
     ("p3", "hello-p3-wasm32-wasip2-*.wasm"),
 ]
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-
 
 def fail(msg):
     sys.exit(f"link-order: {msg}")
 
 
-def evict(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def cached_pages(path):
-    """The file's page indexes that are in the page cache."""
-    size = os.path.getsize(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE
-    finally:
-        os.close(fd)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        fail(f"mmap {path}: errno {ctypes.get_errno()}")
-    pages = (size + PAGE - 1) // PAGE
-    vec = (ctypes.c_ubyte * pages)()
-    try:
-        if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
-            fail(f"mincore {path}: errno {ctypes.get_errno()}")
-    finally:
-        libc.munmap(ctypes.c_void_p(addr), size)
-    return {i for i in range(pages) if vec[i] & 1}
-
-
-def read_ahead_file(path):
-    """/sys/.../queue/read_ahead_kb of the block device holding `path`."""
-    dev = os.stat(path).st_dev
-    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
-    for cand in (f"{base}/queue/read_ahead_kb", f"{base}/../queue/read_ahead_kb"):
-        if os.path.exists(cand):
-            return cand
-    fail(f"{path} is not on a block device ({base} has no queue/read_ahead_kb): "
-         "put the target dir on a disk-backed file system")
-
-
 def get(port, n):
     """n requests on one keep-alive connection, each read to its end."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        # With nothing listening yet, a connect from an ephemeral port equal to `port`
+        # reaches itself (TCP simultaneous open) and reads back its own request.
+        if s.getsockname() == s.getpeername():
+            raise OSError("connected to itself: nothing listens yet")
         for _ in range(n):
             s.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\n\r\n")
             data = b""
@@ -209,35 +158,6 @@ def warm_up(binary, app, work, port, env, prefix=(), timeout=60):
     return manifest, cache, logpath
 
 
-def probe(binary, app, work, port):
-    """The binary's file pages a warm `spinlet run` of `app` touches while serving."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINLET_", "RUST_LOG"))}
-    manifest, cache, logpath = warm_up(binary, app, work, port, env)
-    ra = read_ahead_file(binary)
-    with open(ra) as f:
-        saved = f.read().strip()
-    evict(binary)
-    with open(logpath, "w") as log:
-        with open(ra, "w") as f:
-            f.write("0")
-        try:
-            # The exec opens the binary (and takes the device's read-ahead) before Popen returns.
-            proc = start(binary, manifest, port, cache, log, dict(env, RUST_LOG="info"))
-        finally:
-            with open(ra, "w") as f:
-                f.write(saved)
-        try:
-            wait_serving(proc, port, logpath)
-            time.sleep(1.5)  # start-up's release has run, and the idle one
-            evict(binary)
-            serve_load(port, 8)
-            pages = cached_pages(binary)
-        finally:
-            stop(proc)
-    check_from_cache(logpath, app)
-    return pages
-
-
 # qemu-user keeps flags for every page a process reserves: 8 pooling slots, not 1,000.
 QEMU_ENV = {"SPIN_MAX_INSTANCE_COUNT": "8"}
 
@@ -315,22 +235,10 @@ def functions(binary):
     return sorted(syms)
 
 
-def functions_on(pages, segs, syms):
-    """The functions (name: address) on the file's pages (indexes into the file)."""
-    ranges = []
-    for p in pages:
-        off = p * PAGE
-        for o, v, size in segs:
-            if o <= off < o + size:
-                ranges.append((v + off - o, PAGE))
-                break
-    return functions_in(ranges, syms)
-
-
 def write_list(path, order):
     with open(path, "w") as f:
-        f.write("# Generated by link-order/generate.py (make link-order, make link-order-dist,\n"
-                "# make link-order-dist-arm64); the linker's --symbol-ordering-file (build.rs: the\n"
+        f.write("# Generated by link-order/generate.py (make link-order, make\n"
+                "# link-order-dist-<arch>); the linker's --symbol-ordering-file (build.rs: the\n"
                 "# release build; the Makefile: the dist binaries). The functions a serving\n"
                 "# `spinlet run` executes, most shared first.\n")
         for n in order:
@@ -348,15 +256,16 @@ def main():
     ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"),
                     help="cargo's target dir: the release binary and the built test apps")
     ap.add_argument("--bin", help="the binary to probe (default: TARGET_DIR/release/spinlet)")
-    ap.add_argument("--port", type=int, default=47311)
+    # Below Linux's ephemeral ports (32768-60999), which a connect could take as its own.
+    ap.add_argument("--port", type=int, default=23711)
     ap.add_argument("--out", default=OUT,
                     help="the list to write or check (default: link-order/serving.txt)")
     ap.add_argument("--apps", default=",".join(n for n, _ in APPS),
                     help="the workloads to probe (default: all of them)")
-    ap.add_argument("--qemu", choices=["aarch64", "x86_64"],
-                    help="probe --bin under qemu-user for this architecture, with a plugin")
+    ap.add_argument("--qemu", choices=["aarch64", "x86_64"], default="x86_64",
+                    help="the qemu-user that runs --bin: its architecture (default x86_64)")
     ap.add_argument("--footprint", action="store_true",
-                    help="with --qemu: only report the binary's code each workload runs "
+                    help="only report the binary's code each workload runs "
                          "(4 KiB pages, 64 KiB fault-around windows); a stripped binary will do")
     ap.add_argument("--check", action="store_true",
                     help="only report how many listed functions the binary has")
@@ -373,8 +282,6 @@ def main():
         hit = sum(1 for n in have if n in names)
         print(f"{hit} of {len(have)} listed functions are in {args.bin}")
         return
-    if os.geteuid() != 0 and not args.qemu:
-        fail("needs root: it sets the block device's read_ahead_kb while the probe starts")
     apps_dir = os.path.join(args.target_dir, "spin-test-apps")
     apps = []
     chosen = args.apps.split(",")
@@ -389,38 +296,29 @@ def main():
                  "(cargo bench -p spin-runtime --bench heavy; --bench serve)")
         apps.append((name, found[-1]))
     segs = load_segments(args.bin)
-    # The copy sits in the target dir: a disk-backed file system, unlike a tmpfs /tmp.
     work_root = tempfile.mkdtemp(prefix="link-order-", dir=args.target_dir)
     try:
         binary = os.path.join(work_root, "spinlet")
         shutil.copy2(args.bin, binary)
-        plugin = None
-        if args.qemu:
-            plugin = os.path.join(work_root, "libtbprobe.so")
-            subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", plugin,
-                            os.path.join(ROOT, "link-order", "tbprobe.c")], check=True)
+        plugin = os.path.join(work_root, "libtbprobe.so")
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", plugin,
+                        os.path.join(ROOT, "link-order", "tbprobe.c")], check=True)
         counts = collections.Counter()
         address = {}
         for name, app in apps:
             work = os.path.join(work_root, name)
             os.mkdir(work)
-            if args.qemu:
-                blocks = probe_qemu(binary, f"qemu-{args.qemu}", plugin, app, work, args.port)
-                pages = footprint(blocks, segs)
-                windows = {p // 16 for p in pages}
-                print(f"{name}: the binary's code run while serving: "
-                      f"{len(pages) * PAGE // 1024} KiB of pages, "
-                      f"{len(windows) * 64} KiB of 64 KiB windows")
-                if args.footprint:
-                    continue
-                found = functions_in(blocks, syms)
-                what = f"{len(blocks)} code blocks run"
-            else:
-                pages = probe(binary, app, work, args.port)
-                found = functions_on(pages, segs, syms)
-                what = f"{len(pages) * PAGE // 1024} KiB of the binary's pages cached"
+            blocks = probe_qemu(binary, f"qemu-{args.qemu}", plugin, app, work, args.port)
+            pages = footprint(blocks, segs)
+            windows = {p // 16 for p in pages}
+            print(f"{name}: the binary's code run while serving: "
+                  f"{len(pages) * PAGE // 1024} KiB of pages, "
+                  f"{len(windows) * 64} KiB of 64 KiB windows")
+            if args.footprint:
+                continue
+            found = functions_in(blocks, syms)
             size = sum(s for a, s, n in syms if n in found)
-            print(f"{name}: {what}, {len(found)} functions ({size // 1024} KiB)")
+            print(f"{name}: {len(blocks)} code blocks run, {len(found)} functions ({size // 1024} KiB)")
             counts.update(found.keys())
             address.update(found)
     finally:
