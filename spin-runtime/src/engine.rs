@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::CompileCache;
 
@@ -101,6 +101,10 @@ pub const FAST_TIER_ENV: &str = "SPINLET_FAST_TIER";
 pub const DEFAULT_MAX_INSTANCE_COUNT: u32 = 1000;
 
 const MIB: usize = 1 << 20;
+
+/// How much of a freed memory slot's written pages are reset in place rather than
+/// dropped (Spin keeps 2 MiB of each slot resident too, reset by `memset`).
+const KEEP_RESIDENT: usize = 2 * MIB;
 
 /// Errors from building the engine.
 #[derive(Debug, thiserror::Error)]
@@ -291,14 +295,27 @@ fn pooling_config(n: u32) -> PoolingAllocationConfig {
         .max_tables_per_module(2)
         .max_memories_per_module(2)
         .max_memory_size(4 << 30)
-        // Spin keeps 2 MiB of each slot's memory resident (reset by memset); spinlet kept
-        // 256 KiB until session 9. Every slot a burst has used then stays resident: with
-        // WASI 0.3 the worker pool starts ~12 instances under 8 connections (+3 MB idle
-        // RSS after the load). With 0 (wasmtime's default) freed slots are returned with
-        // madvise; measured on hello-bare at 8 connections: same CPU per request
-        // (198–211 vs 201–204 µs), RSS growth after the load 0.5 vs 1.25 MB (p2) and 0.9
-        // vs 2.9 MB (p3). docs/PERFORMANCE.md, "Session 9".
-        .linear_memory_keep_resident(0)
+        // A freed slot's memory is put back to its initial contents in place, not
+        // dropped, where the kernel can say which pages an instance wrote (the
+        // PAGEMAP_SCAN ioctl, Linux 6.7+): up to KEEP_RESIDENT of written pages are
+        // copied back from the image (or zeroed), the rest decommitted with madvise.
+        // Dropped pages cost the next instance a page fault on each first touch, and a
+        // write to a page of the copy-on-write image it has read costs a copy plus a
+        // TLB flush on every CPU running the process: an inter-processor interrupt to
+        // the other serving thread's core. Measured with `wrk -t2 -c8`, one instance
+        // per request (docs/PERFORMANCE.md, "Memory slots reset in place"): 41 % of the
+        // Python hello's CPU went to those interrupts; kept resident, CPU per request
+        // fell 4.7 -> 3.1–3.7 ms (Python), 1.3 -> 0.36 ms (JS), 140 -> 59 µs (Rust).
+        // The cost is memory: each slot a burst used keeps up to KEEP_RESIDENT of
+        // written pages (the JS hello: +16 MB after 8 connections). Without the ioctl
+        // keeping memory resident would `memset` its first bytes whether written or
+        // not, so it stays 0 there (wasmtime's default: every freed slot madvised).
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT
+        } else {
+            0
+        })
         .table_keep_resident(512 * 1024)
         // Reuse a slot this component ran in before (least recently used first) rather
         // than a cold one. wasmtime's default (100) prefers cold slots until 100 warm

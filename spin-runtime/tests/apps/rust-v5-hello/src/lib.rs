@@ -3,8 +3,10 @@
 //! One handler serves every component of the test manifest; the `op` query parameter
 //! picks what it does, so a single wasm file exercises routing, headers, variables,
 //! key-value, sqlite, files, outbound HTTP, service chaining, stdout/stderr output
-//! (`op=print`, for container logs) and the failure modes
-//! (trap, infinite loop, memory bomb). Query values are percent-decoded.
+//! (`op=print`, for container logs), memory a previous request wrote (`op=fresh`) and
+//! the failure modes (trap, infinite loop, memory bomb). Query values are percent-decoded.
+
+use std::sync::Mutex;
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
@@ -41,6 +43,12 @@ fn sql_arg<V>(
         text(arg.to_string())
     }
 }
+
+/// Initialised data (in the component's memory image) and zeroed data (3 MiB, beyond it)
+/// that `op=fresh` checks and then overwrites: a request in a fresh instance finds both
+/// as they were initialised.
+static IMAGE_DATA: Mutex<[u8; 64 * 1024]> = Mutex::new([7u8; 64 * 1024]);
+static ZEROED: Mutex<[u8; 3 * 1024 * 1024]> = Mutex::new([0u8; 3 * 1024 * 1024]);
 
 fn text(status: u16, body: impl Into<String>) -> Response {
     Response::builder()
@@ -306,6 +314,18 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             .header("x-test", "yes")
             .body(())
             .build(),
+        "fresh" => {
+            let mut data = IMAGE_DATA.lock().unwrap_or_else(|e| e.into_inner());
+            let mut zeroed = ZEROED.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = data.iter().filter(|b| **b != 7).count()
+                + zeroed.iter().filter(|b| **b != 0).count();
+            data.fill(0xee);
+            zeroed.fill(0xee);
+            text(
+                200,
+                format!("changed {changed}, wrote {}", data.len() + zeroed.len()),
+            )
+        }
         "trap" => panic!("trap requested"),
         "loop" => {
             let mut n: u64 = 0;
