@@ -47,6 +47,9 @@ CARGO ?= cargo
 ZIGBUILD ?= cargo-zigbuild
 DIST_ORDER = link-order/dist-$(1).txt
 LLD_LINK := -C linker=rust-lld -C linker-flavor=ld.lld -C relocation-model=static
+# $(call DIST_BUILD,<arch>,<rustc flags>): the `dist` build of spinlet for <arch>.
+DIST_BUILD = $(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet \
+	--target $(TARGET_$(1)) -- $(2)
 LINK = $(LLD_LINK) $(if $(wildcard $(call DIST_ORDER,$(1))),-C link-arg=--symbol-ordering-file=$(CURDIR)/$(call DIST_ORDER,$(1)) -C link-arg=--no-warn-symbol-ordering)
 PROFILE ?= dist
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -74,8 +77,7 @@ release-tools:
 
 $(DIST)/spinlet-%: FORCE
 	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
-	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_$*) \
-		-- $(call LINK,$*)
+	$(call DIST_BUILD,$*,$(call LINK,$*))
 	mkdir -p $(DIST)
 	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $@.tmp
 	mv -f $@.tmp $@
@@ -142,8 +144,7 @@ QEMU_APPS ?= js,python,p2,p3
 link-order-dist: link-order-dist-amd64
 link-order-dist-%: FORCE
 	@test -n "$(TARGET_$*)" || { echo "unknown architecture $*: use amd64 or arm64"; exit 1; }
-	$(ZIGBUILD) rustc --profile $(PROFILE) --locked -p spinlet --bin spinlet --target $(TARGET_$*) \
-		-- $(LLD_LINK) -C strip=none
+	$(call DIST_BUILD,$*,$(LLD_LINK) -C strip=none)
 	cp $(TARGET_DIR)/$(TARGET_$*)/$(PROFILE)/spinlet $(TARGET_DIR)/spinlet-dist-$*-unstripped
 	python3 link-order/generate.py --target-dir $(TARGET_DIR) --qemu $(QEMU_$*) --apps $(QEMU_APPS) \
 		--bin $(TARGET_DIR)/spinlet-dist-$*-unstripped --out $(call DIST_ORDER,$*)

@@ -280,6 +280,7 @@ fn start_ticker(engine: &Engine) -> Result<(), Error> {
 }
 
 fn pooling_config(n: u32) -> PoolingAllocationConfig {
+    let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
         .total_memories(n)
@@ -310,12 +311,8 @@ fn pooling_config(n: u32) -> PoolingAllocationConfig {
         // written pages (the JS hello: +16 MB after 8 connections). Without the ioctl
         // keeping memory resident would `memset` its first bytes whether written or
         // not, so it stays 0 there (wasmtime's default: every freed slot madvised).
-        .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
-            KEEP_RESIDENT
-        } else {
-            0
-        })
+        .pagemap_scan(if pagemap { Enabled::Yes } else { Enabled::No })
+        .linear_memory_keep_resident(if pagemap { KEEP_RESIDENT } else { 0 })
         .table_keep_resident(512 * 1024)
         // Reuse a slot this component ran in before (least recently used first) rather
         // than a cold one. wasmtime's default (100) prefers cold slots until 100 warm
